@@ -1,0 +1,164 @@
+/**
+ * Who is calling: the device id and the `X-Msh-*` headers Kimi expects on
+ * every OAuth and API call.
+ *
+ * The device id is a random UUID created once, stored as `device_id` (mode
+ * 0600) in the storage folder, and reused by every later call and process.
+ * Header values are made ASCII, stripped of control characters and trimmed:
+ * a non-ASCII host name or the trailing newline of an OS version string has
+ * broken real logins.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as FileSystem from "effect/FileSystem"
+import * as Layer from "effect/Layer"
+import * as Path from "effect/Path"
+import * as crypto from "node:crypto"
+import * as os from "node:os"
+import { TokenStoreError } from "./Errors.js"
+import { KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
+
+/** The service: the device id and the headers built from it and the machine. */
+export interface DeviceIdentityShape {
+  readonly deviceId: string
+  /** `X-Msh-Platform`, `-Version`, `-Device-Name`, `-Device-Model`, `-Os-Version`, `-Device-Id`, and `User-Agent`. */
+  readonly headers: Readonly<Record<string, string>>
+}
+
+/** Facts about the machine that go into the headers. */
+export interface MachineFacts {
+  readonly hostname: string
+  readonly deviceModel: string
+  readonly osVersion: string
+}
+
+/**
+ * Makes a header value safe: ASCII printable only, whitespace folded, trimmed;
+ * `unknown` when nothing is left.
+ */
+export const asciiHeaderValue = (raw: string | undefined | null): string => {
+  const cleaned = String(raw ?? "")
+    .normalize("NFKD")
+    .replace(/[^\x20-\x7e]/g, " ")
+    .replace(/\s+/g, " ")
+    .trim()
+  return cleaned === "" ? "unknown" : cleaned
+}
+
+const archName = (arch: string, platform: string): string => {
+  if (platform === "win32") return arch === "x64" ? "AMD64" : arch.toUpperCase()
+  if (arch === "x64") return "x86_64"
+  if (arch === "ia32") return "i386"
+  return arch
+}
+
+/** Reads host name, model (`Linux 6.1.0 x86_64`, `macOS 14.5 arm64`, `Windows 10.0.22631 AMD64`) and OS version. */
+export const machineFacts = (): MachineFacts => {
+  const platform = process.platform
+  const safe = (f: () => string) => {
+    try {
+      return f()
+    } catch {
+      return "unknown"
+    }
+  }
+  const system = platform === "darwin" ? "macOS" : platform === "win32" ? "Windows" : safe(() => os.type())
+  const release = safe(() => os.release())
+  return {
+    hostname: safe(() => os.hostname()),
+    deviceModel: `${system} ${release} ${archName(process.arch, platform)}`,
+    osVersion: safe(() => (typeof os.version === "function" ? os.version() : release))
+  }
+}
+
+/** Builds the identity headers for a device id. Pure: every value is ASCII-clean. */
+export const identityHeaders = (
+  settings: Pick<KimiAuthSettings, "platform" | "version" | "userAgent">,
+  deviceId: string,
+  facts: MachineFacts = machineFacts()
+): Record<string, string> => ({
+  "X-Msh-Platform": asciiHeaderValue(settings.platform),
+  "X-Msh-Version": asciiHeaderValue(settings.version),
+  "X-Msh-Device-Name": asciiHeaderValue(facts.hostname),
+  "X-Msh-Device-Model": asciiHeaderValue(facts.deviceModel),
+  "X-Msh-Os-Version": asciiHeaderValue(facts.osVersion),
+  "X-Msh-Device-Id": asciiHeaderValue(deviceId),
+  "User-Agent": asciiHeaderValue(settings.userAgent)
+})
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+/**
+ * Reads the device id from `device_id`, creating it (0600, in a 0700 folder)
+ * when absent. Creation uses an exclusive open, so processes starting at once
+ * agree on one id. A file that holds no UUID is replaced.
+ */
+export const loadOrCreateDeviceId = Effect.fn("DeviceIdentity.loadOrCreateDeviceId")(function*(
+  settings: Pick<KimiAuthSettings, "storageDir" | "deviceIdPath">
+) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const fail = (message: string) => (cause: unknown) =>
+    new TokenStoreError({ path: settings.deviceIdPath, message, cause })
+  const read = fs.readFileString(settings.deviceIdPath).pipe(
+    Effect.map((s) => s.trim()),
+    Effect.map((s) => (UUID.test(s) ? s : undefined)),
+    Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
+    Effect.mapError(fail(`Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`))
+  )
+  const existing = yield* read
+  if (existing !== undefined) return existing
+  yield* fs.makeDirectory(settings.storageDir, { recursive: true, mode: 0o700 }).pipe(
+    Effect.mapError(fail(`Cannot create the storage folder ${settings.storageDir}; check its permissions.`))
+  )
+  const id = crypto.randomUUID()
+  const tmp = path.join(settings.storageDir, `.device_id.${process.pid}.${crypto.randomBytes(4).toString("hex")}`)
+  yield* fs.writeFileString(tmp, `${id}\n`, { mode: 0o600 }).pipe(
+    Effect.andThen(fs.chmod(tmp, 0o600)),
+    Effect.mapError(fail(`Cannot write the device id in ${settings.storageDir}; check its permissions.`))
+  )
+  // link() fails when the target exists: the first process to link wins, every other one reads its id.
+  const linked = yield* fs.link(tmp, settings.deviceIdPath).pipe(
+    Effect.as(true),
+    Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),
+    Effect.catch(() =>
+      // Filesystems without hard links: fall back to a rename (last writer wins, still a valid UUID).
+      fs.rename(tmp, settings.deviceIdPath).pipe(
+        Effect.as(true),
+        Effect.mapError(fail(`Cannot store the device id at ${settings.deviceIdPath}.`))
+      )
+    )
+  )
+  yield* fs.remove(tmp).pipe(Effect.ignore)
+  if (linked) return id
+  const winner = yield* read
+  return winner ?? id
+})
+
+/** The device identity service. */
+export class DeviceIdentity extends Context.Service<DeviceIdentity, DeviceIdentityShape>()(
+  "opencode-kimi-auth/DeviceIdentity"
+) {
+  /** Reads or creates the device id in the storage folder. */
+  static readonly layer: Layer.Layer<
+    DeviceIdentity,
+    TokenStoreError,
+    KimiAuthConfig | FileSystem.FileSystem | Path.Path
+  > = Layer.effect(
+    DeviceIdentity,
+    Effect.gen(function*() {
+      const settings = yield* KimiAuthConfig
+      const deviceId = yield* loadOrCreateDeviceId(settings)
+      return { deviceId, headers: identityHeaders(settings, deviceId) }
+    })
+  )
+
+  /** A fixed device id (tests). */
+  static readonly layerFixed = (deviceId: string): Layer.Layer<DeviceIdentity, never, KimiAuthConfig> =>
+    Layer.effect(
+      DeviceIdentity,
+      Effect.map(KimiAuthConfig, (settings) => ({ deviceId, headers: identityHeaders(settings, deviceId) }))
+    )
+}
