@@ -1,0 +1,65 @@
+/**
+ * The composed layers: every service of opencode-kimi-auth from one call.
+ *
+ * - {@link layer} needs an `HttpClient`, a `FileSystem` and a `Path`: bring
+ *   your own platform.
+ * - {@link layerNode} is batteries included for Node and Bun: `FetchHttpClient`
+ *   (works in both; the undici client of platform-node 4.1 crashes on Node 20)
+ *   and the Node file system and path layers, imported by deep path.
+ *
+ * @since 0.1.0
+ */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
+import type * as FileSystem from "effect/FileSystem"
+import * as FetchHttpClient from "effect/http/FetchHttpClient"
+import type * as HttpClient from "effect/http/HttpClient"
+import * as Layer from "effect/Layer"
+import type * as Path from "effect/Path"
+import { DeviceFlow, type DeviceFlowOptions } from "./DeviceFlow.js"
+import { DeviceIdentity } from "./DeviceIdentity.js"
+import type { ConfigError, TokenStoreError } from "./Errors.js"
+import { KimiAuthConfig, type KimiAuthOptions } from "./KimiAuthConfig.js"
+import { OAuthClient } from "./OAuthClient.js"
+import { TokenManager, type TokenManagerOptions } from "./TokenManager.js"
+import { TokenStore } from "./TokenStore.js"
+
+/** Options of the composed layer. */
+export interface KimiAuthLayerOptions extends KimiAuthOptions {
+  /** Polling tuning. */
+  readonly deviceFlow?: DeviceFlowOptions | undefined
+  /** Refresh tuning. */
+  readonly tokenManager?: TokenManagerOptions | undefined
+  /** Keep the token fresh in the background while the layer is alive. Default false. */
+  readonly backgroundRefresh?: boolean | undefined
+}
+
+/** Every service the layers provide. */
+export type KimiAuthServices = KimiAuthConfig | DeviceIdentity | OAuthClient | DeviceFlow | TokenStore | TokenManager
+
+/** All services over the platform services you provide. */
+export const layer = (
+  options: KimiAuthLayerOptions = {}
+): Layer.Layer<KimiAuthServices, ConfigError | TokenStoreError, HttpClient.HttpClient | FileSystem.FileSystem | Path.Path> => {
+  const config = KimiAuthConfig.layer(options)
+  const identity = Layer.provideMerge(DeviceIdentity.layer, config)
+  const store = Layer.provideMerge(TokenStore.layerFile, identity)
+  const oauth = Layer.provideMerge(OAuthClient.layer, store)
+  const manager = options.backgroundRefresh
+    ? TokenManager.layerWithBackgroundRefresh(options.tokenManager)
+    : TokenManager.layer(options.tokenManager)
+  const flow = DeviceFlow.layerWith(options.deviceFlow ?? {})
+  return Layer.mergeAll(manager, flow).pipe(Layer.provideMerge(oauth))
+}
+
+/** The platform services for Node and Bun. */
+export const platformLayer: Layer.Layer<HttpClient.HttpClient | FileSystem.FileSystem | Path.Path> = Layer.mergeAll(
+  FetchHttpClient.layer,
+  NodeFileSystem.layer,
+  NodePath.layer
+)
+
+/** All services, batteries included for Node and Bun. */
+export const layerNode = (
+  options: KimiAuthLayerOptions = {}
+): Layer.Layer<KimiAuthServices, ConfigError | TokenStoreError> => layer(options).pipe(Layer.provide(platformLayer))

@@ -1,0 +1,281 @@
+/**
+ * The `kimi-auth` commands: login, status, token, logout, emulator. Each is a
+ * thin edge over the core services: it builds the layer, runs one effect,
+ * prints the outcome, and turns a typed error into its message and exit code.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Redacted from "effect/Redacted"
+import * as References from "effect/References"
+import { Command, Flag } from "effect/cli"
+import { DeviceIdentity } from "../DeviceIdentity.js"
+import { KimiAuthConfig } from "../KimiAuthConfig.js"
+import { layerNode, type KimiAuthServices } from "../KimiAuth.js"
+import { login } from "../Login.js"
+import type { DeviceAuthorization } from "../OAuthClient.js"
+import { isDue, refreshThresholdSeconds, TokenManager } from "../TokenManager.js"
+import { TokenStore } from "../TokenStore.js"
+import { canOpenBrowser, openBrowser } from "./Browser.js"
+import { ExitCode, exitCodeFor, exitCodeHelp } from "./ExitCode.js"
+import { bold, clock, cyan, dim, err, frame, green, humanDuration, isTty, out, red } from "./Output.js"
+
+const debugFlag = Flag.Boolean("debug").pipe(
+  Flag.withDefault(false),
+  Flag.withDescription("Print debug logs on stderr (secrets are always redacted). Also DEBUG=opencode-kimi-auth:*")
+)
+
+const jsonFlag = Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print JSON instead of text"))
+
+const debugFromEnv = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
+
+/** Logs go to stderr so stdout stays clean for `token` and `--json`; Debug level with `--debug`. */
+const loggingLayer = (debug: boolean) =>
+  Layer.mergeAll(
+    Layer.succeed(Logger.LogToStderr, true),
+    Layer.succeed(References.MinimumLogLevel, debug || debugFromEnv() ? "Debug" : "Warn")
+  )
+
+/**
+ * Runs a command body with every service, and maps the outcome to an exit
+ * code: success sets 0, a typed error prints its message (or JSON) and sets
+ * its code. Nothing escapes as a stack trace.
+ */
+const run = <E extends { readonly _tag: string; readonly message: string }>(
+  flags: { readonly debug: boolean; readonly json?: boolean },
+  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>
+) =>
+  body.pipe(
+    Effect.provide(layerNode()),
+    Effect.matchEffect({
+      onSuccess: (code) => Effect.sync(() => void (process.exitCode = code ?? ExitCode.ok)),
+      onFailure: (error) =>
+        Effect.gen(function*() {
+          const code = exitCodeFor(error._tag)
+          if (flags.json) {
+            yield* out(JSON.stringify({ event: "error", error: error._tag, exit_code: code, message: error.message }) + "\n")
+          } else {
+            yield* err(`${red("error:")} ${error.message}\n`)
+          }
+          process.exitCode = code
+        })
+    }),
+    Effect.onInterrupt(() => Effect.sync(() => void (process.exitCode = ExitCode.interrupted))),
+    Effect.provide(loggingLayer(flags.debug))
+  )
+
+// ---------------------------------------------------------------------------
+// login
+
+const showCode = (authorization: DeviceAuthorization, options: { readonly browser: boolean; readonly json: boolean }) =>
+  Effect.gen(function*() {
+    const url = authorization.verificationUriComplete ?? authorization.verificationUri
+    if (options.json) {
+      yield* out(JSON.stringify({
+        event: "code",
+        verification_uri: authorization.verificationUri,
+        verification_uri_complete: authorization.verificationUriComplete ?? null,
+        user_code: authorization.userCode,
+        expires_in: authorization.expiresIn,
+        interval: authorization.interval
+      }) + "\n")
+    } else {
+      yield* out(
+        "\n" + frame([
+          bold("Log in to Kimi"),
+          "",
+          `Open:  ${cyan(url)}`,
+          `Code:  ${bold(authorization.userCode)}`,
+          "",
+          dim(`Check that the page shows the same code, then approve. It expires in ${humanDuration(authorization.expiresIn)}.`)
+        ]) + "\n"
+      )
+    }
+    if (options.browser) {
+      const opened = yield* openBrowser(url)
+      if (opened && !options.json) yield* out(dim("Opened the page in your browser.\n"))
+    }
+  })
+
+/** A live countdown on a TTY; one line per minute otherwise would be noise, so nothing. */
+const countdown = (authorization: DeviceAuthorization) =>
+  Effect.gen(function*() {
+    const start = yield* Clock.currentTimeMillis
+    while (true) {
+      const left = authorization.expiresIn - ((yield* Clock.currentTimeMillis) - start) / 1000
+      yield* out(`\r\x1b[2K${dim(`Waiting for approval… ${clock(left)} left (Ctrl-C to cancel)`)}`)
+      yield* Effect.sleep("1 second")
+    }
+  }).pipe(Effect.ensuring(out("\r\x1b[2K")))
+
+const loginCommand = Command.make(
+  "login",
+  {
+    browser: Flag.Boolean("browser").pipe(
+      Flag.withDefault(true),
+      Flag.withDescription("Open the approval page in a browser (--no-browser to only print it)")
+    ),
+    json: jsonFlag,
+    debug: debugFlag
+  },
+  (flags) =>
+    run(
+      flags,
+      Effect.gen(function*() {
+        const settings = yield* KimiAuthConfig
+        const tty = isTty() && !flags.json
+        let ticker: Fiber.Fiber<never> | undefined
+        const tokens = yield* login({
+          onCode: (authorization) =>
+            Effect.gen(function*() {
+              yield* showCode(authorization, { browser: flags.browser && canOpenBrowser(), json: flags.json })
+              if (tty) ticker = yield* Effect.forkChild(countdown(authorization))
+              else if (!flags.json) yield* out("Waiting for approval…\n")
+            }),
+          onEvent: (event) =>
+            event._tag === "Retrying"
+              ? Effect.logDebug(`login: ${event.error.message} Retrying in ${Math.round(event.delayMillis / 1000)} s.`)
+              : Effect.logDebug(`login: poll ${event.attempt}: ${event._tag}`)
+        }).pipe(Effect.ensuring(Effect.suspend(() => (ticker ? Fiber.interrupt(ticker) : Effect.void))))
+        if (flags.json) {
+          yield* out(JSON.stringify({
+            event: "logged_in",
+            token_file: settings.tokenFilePath,
+            expires_at: tokens.expiresAt
+          }) + "\n")
+        } else {
+          yield* out(`${green("✓")} Logged in to Kimi. Tokens saved to ${settings.tokenFilePath}\n`)
+        }
+      })
+    )
+).pipe(
+  Command.withDescription(
+    "Log in to Kimi with the OAuth device flow: shows a link and a code, waits for approval in the browser, " +
+      `and stores the tokens (0600) in the storage folder. ${exitCodeHelp}`
+  ),
+  Command.withExamples([
+    { command: "kimi-auth login", description: "Log in, opening the approval page in a browser" },
+    { command: "kimi-auth login --no-browser", description: "Only print the link and the code (SSH, containers)" },
+    { command: "kimi-auth login --json", description: "Machine-readable events, one JSON object per line" }
+  ])
+)
+
+// ---------------------------------------------------------------------------
+// status
+
+const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag }, (flags) =>
+  run(
+    flags,
+    Effect.gen(function*() {
+      const settings = yield* KimiAuthConfig
+      const identity = yield* DeviceIdentity
+      const store = yield* TokenStore
+      const tokens = yield* store.load
+      const now = (yield* Clock.currentTimeMillis) / 1000
+      const windowSeconds = Duration.toSeconds(settings.refreshWindow)
+      const base = {
+        token_file: settings.tokenFilePath,
+        device_id: identity.deviceId,
+        oauth_host: settings.oauthHost,
+        api_base_url: settings.apiBaseUrl
+      }
+      if (tokens === undefined) {
+        if (flags.json) yield* out(JSON.stringify({ logged_in: false, ...base }) + "\n")
+        else {
+          yield* out(`Not logged in to Kimi. Run ${bold("kimi-auth login")}.\n`)
+          yield* out(dim(`  token file: ${settings.tokenFilePath}\n  device id:  ${identity.deviceId}\n`))
+        }
+        return ExitCode.notLoggedIn
+      }
+      const remaining = tokens.remainingSeconds(now)
+      const dueIn = remaining - refreshThresholdSeconds(tokens, windowSeconds)
+      if (flags.json) {
+        yield* out(JSON.stringify({
+          logged_in: true,
+          expires_at: tokens.expiresAt,
+          expires_in_seconds: Math.floor(remaining),
+          access_token_expired: remaining <= 0,
+          refresh_due: isDue(tokens, now, windowSeconds),
+          scope: tokens.scope,
+          ...base
+        }) + "\n")
+      } else {
+        const expiry = new Date(tokens.expiresAt * 1000).toISOString()
+        yield* out(`${green("✓")} Logged in to Kimi.\n`)
+        yield* out(
+          `  access token: ${
+            remaining > 0 ? `valid for ${humanDuration(remaining)}` : `expired ${humanDuration(-remaining)} ago`
+          } (${expiry}); ${
+            dueIn > 0 ? `refreshed in ${humanDuration(dueIn)}` : "refreshed on next use"
+          } with the stored refresh token\n`
+        )
+        yield* out(`  token file:   ${settings.tokenFilePath}\n  device id:    ${identity.deviceId}\n`)
+        yield* out(`  OAuth host:   ${settings.oauthHost}\n  API base:     ${settings.apiBaseUrl}\n`)
+      }
+    })
+  )).pipe(
+    Command.withDescription("Show whether you are logged in, when the access token expires, the device id and the token file. Never prints a secret. Exit code 7 when not logged in."),
+    Command.withExamples([
+      { command: "kimi-auth status", description: "Human-readable status" },
+      { command: "kimi-auth status --json", description: "For scripts" }
+    ])
+  )
+
+// ---------------------------------------------------------------------------
+// token
+
+const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
+  run(
+    flags,
+    Effect.gen(function*() {
+      const manager = yield* TokenManager
+      const token = yield* manager.getAccessToken
+      yield* out(`${Redacted.value(token)}\n`)
+    })
+  )).pipe(
+    Command.withDescription(
+      "Print a valid access token and nothing else on stdout, refreshing it first when it is due. " +
+        "Safe to run from several processes at once: one refresh, one rotation. " + exitCodeHelp
+    ),
+    Command.withExamples([
+      {
+        command: 'curl -H "Authorization: Bearer $(kimi-auth token)" https://api.kimi.com/coding/v1/models',
+        description: "Call the API with a fresh token"
+      }
+    ])
+  )
+
+// ---------------------------------------------------------------------------
+// logout
+
+const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
+  run(
+    flags,
+    Effect.gen(function*() {
+      const settings = yield* KimiAuthConfig
+      const manager = yield* TokenManager
+      const removed = yield* manager.clear
+      yield* out(
+        removed
+          ? `Logged out: removed ${settings.tokenFilePath}. The device id is kept.\n`
+          : `Not logged in; nothing to remove at ${settings.tokenFilePath}.\n`
+      )
+    })
+  )).pipe(
+    Command.withDescription("Remove the stored tokens (the device id is kept). In OpenCode, also run `opencode auth logout`."),
+    Command.withExamples([{ command: "kimi-auth logout", description: "Forget the login on this machine" }])
+  )
+
+/** The root command with every subcommand. */
+export const rootCommand = Command.make("kimi-auth").pipe(
+  Command.withDescription(
+    "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
+      "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth)."
+  ),
+  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand])
+)

@@ -1,0 +1,261 @@
+/**
+ * `KimiOAuthClient`: the promise facade for plain TypeScript users who never
+ * touch Effect. A thin edge over the same Effect core as the CLI and the
+ * OpenCode plugin: one managed runtime per client, every call translated to a
+ * promise, every typed failure to a {@link KimiAuthError} with a stable `code`
+ * and the typed Effect error as `cause`.
+ *
+ * ```ts
+ * const client = new KimiOAuthClient()
+ * const session = await client.authorize()
+ * console.log(`Open ${session.verificationUriComplete ?? session.verificationUri} and enter ${session.userCode}`)
+ * await session.waitForCompletion()
+ * const token = await client.getValidAccessToken()
+ * await client.dispose()
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { DeviceFlow } from "../DeviceFlow.js"
+import { DeviceIdentity } from "../DeviceIdentity.js"
+import { KimiAuthConfig } from "../KimiAuthConfig.js"
+import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { isDue, TokenManager } from "../TokenManager.js"
+import { TokenStore } from "../TokenStore.js"
+
+/** Options of {@link KimiOAuthClient}; every field is optional. */
+export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "tokenFilePath"> {
+  /** OAuth client id; Kimi's public client by default. */
+  readonly clientId?: string | undefined
+  /**
+   * Accepted for compatibility and ignored: Kimi's device-flow client is a
+   * public client (RFC 8628 section 3.1), it has no secret.
+   */
+  readonly clientSecret?: string | undefined
+  /** Accepted for compatibility and ignored: Kimi's server takes no scope parameter. */
+  readonly scopes?: ReadonlyArray<string> | undefined
+  /** Token file; `~/.opencode-kimi-auth/oauth.json` by default (or `$OPENCODE_KIMI_AUTH_DIR/oauth.json`). */
+  readonly tokenFilePath?: string | undefined
+}
+
+/** Stable error codes of {@link KimiAuthError}. */
+export type KimiAuthErrorCode =
+  | "ACCESS_DENIED"
+  | "EXPIRED_TOKEN"
+  | "NETWORK_ERROR"
+  | "SERVER_ERROR"
+  | "INVALID_RESPONSE"
+  | "OAUTH_ERROR"
+  | "NOT_LOGGED_IN"
+  | "STORAGE_ERROR"
+  | "LOCK_TIMEOUT"
+  | "CONFIG_ERROR"
+  | "ABORTED"
+  | "DISPOSED"
+  | "UNEXPECTED"
+
+const CODES: Record<string, KimiAuthErrorCode> = {
+  AccessDeniedError: "ACCESS_DENIED",
+  DeviceCodeExpiredError: "EXPIRED_TOKEN",
+  NetworkError: "NETWORK_ERROR",
+  ServerError: "SERVER_ERROR",
+  InvalidResponseError: "INVALID_RESPONSE",
+  OAuthError: "OAUTH_ERROR",
+  NotLoggedInError: "NOT_LOGGED_IN",
+  InvalidGrantError: "NOT_LOGGED_IN",
+  CorruptTokenFileError: "NOT_LOGGED_IN",
+  TokenStoreError: "STORAGE_ERROR",
+  LockTimeoutError: "LOCK_TIMEOUT",
+  ConfigError: "CONFIG_ERROR"
+}
+
+/**
+ * Every failure of the facade. `code` is stable across versions; `cause` is
+ * the typed Effect error (for `ABORTED`, the abort reason). The message says
+ * what to do next and never holds a token.
+ */
+export class KimiAuthError extends Error {
+  override readonly name = "KimiAuthError"
+  constructor(readonly code: KimiAuthErrorCode, message: string, options?: { readonly cause?: unknown }) {
+    super(message, options)
+  }
+}
+
+/** The state of the stored login. Holds no secret. */
+export interface KimiAuthStatus {
+  readonly loggedIn: boolean
+  /** When the access token expires. */
+  readonly expiresAt: Date | undefined
+  /** Whether the next `getValidAccessToken` will refresh first. */
+  readonly refreshDue: boolean
+  readonly deviceId: string
+  readonly tokenFilePath: string
+}
+
+/** What a completed login leaves behind. Holds no secret. */
+export interface LoginResult {
+  readonly expiresAt: Date
+  readonly tokenFilePath: string
+}
+
+/** A started device authorization: show the code, then wait. Polling already runs. */
+export interface AuthorizationSession {
+  /** Where the user goes. */
+  readonly verificationUri: string
+  /** The same page with the code filled in, when the server provides one. Show `userCode` anyway. */
+  readonly verificationUriComplete: string | undefined
+  /** The code the user confirms on the page. */
+  readonly userCode: string
+  /** Seconds until the code expires. */
+  readonly expiresIn: number
+  /** When the code expires. */
+  readonly expiresAt: Date
+  /** Seconds between polls. */
+  readonly interval: number
+  /** Resolves when the user approved and the tokens are stored; rejects with a {@link KimiAuthError}. */
+  readonly waitForCompletion: (options?: { readonly signal?: AbortSignal | undefined }) => Promise<LoginResult>
+  /** Stops polling; `waitForCompletion` rejects with code `ABORTED`. */
+  readonly cancel: () => void
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Aborting stops the call (and its polling or retries) at once; it rejects with code `ABORTED`. */
+  readonly signal?: AbortSignal | undefined
+}
+
+const toKimiAuthError = (cause: Cause.Cause<unknown>, signal?: AbortSignal): KimiAuthError => {
+  const failure = Cause.findErrorOption(cause)
+  if (Option.isSome(failure)) {
+    const e = failure.value as { readonly _tag?: string; readonly message?: string }
+    const code = (e._tag && CODES[e._tag]) || "UNEXPECTED"
+    return new KimiAuthError(code, e.message || `Unexpected failure (${e._tag ?? "unknown"})`, { cause: e })
+  }
+  if (Cause.hasInterruptsOnly(cause)) {
+    return new KimiAuthError("ABORTED", "The operation was cancelled.", { cause: signal?.reason })
+  }
+  const defect = Cause.squash(cause)
+  return new KimiAuthError(
+    "UNEXPECTED",
+    `Unexpected internal failure: ${defect instanceof Error ? defect.message : String(defect)}. Please report it.`,
+    { cause: defect }
+  )
+}
+
+/** The promise facade over the Effect core. */
+export class KimiOAuthClient {
+  readonly #runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown>
+  #disposed = false
+  #login: Promise<unknown> | undefined
+
+  constructor(config: OAuthConfig = {}) {
+    const { clientSecret: _secret, scopes: _scopes, ...options } = config
+    this.#runtime = ManagedRuntime.make(layerNode(options))
+  }
+
+  async #run<A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<A> {
+    if (this.#disposed) throw new KimiAuthError("DISPOSED", "This KimiOAuthClient was disposed; create a new one.")
+    if (signal?.aborted) throw new KimiAuthError("ABORTED", "The operation was cancelled.", { cause: signal.reason })
+    const exit = await this.#runtime.runPromiseExit(effect, signal ? { signal } : undefined)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw toKimiAuthError(exit.cause, signal)
+  }
+
+  /**
+   * Starts the device flow: asks Kimi for a code and starts polling in the
+   * background. Show `userCode` and the URL to the user, then await
+   * `waitForCompletion()`. Aborting `signal` stops the whole login.
+   */
+  async authorize(options: CallOptions = {}): Promise<AuthorizationSession> {
+    const authorization = await this.#run(Effect.flatMap(DeviceFlow, (f) => f.start), options.signal)
+    const startedAt = Date.now()
+    const controller = new AbortController()
+    const forward = () => controller.abort(options.signal?.reason)
+    options.signal?.addEventListener("abort", forward, { once: true })
+    const completion = this.#run(
+      Effect.gen(function*() {
+        const flow = yield* DeviceFlow
+        const manager = yield* TokenManager
+        const settings = yield* KimiAuthConfig
+        const tokens = yield* flow.awaitTokens(authorization)
+        yield* manager.setTokens(tokens)
+        return { expiresAt: new Date(tokens.expiresAt * 1000), tokenFilePath: settings.tokenFilePath }
+      }),
+      controller.signal
+    ).finally(() => options.signal?.removeEventListener("abort", forward))
+    // Nobody may be listening yet: keep an unobserved rejection from crashing the host.
+    completion.catch(() => {})
+    this.#login = completion
+    return {
+      verificationUri: authorization.verificationUri,
+      verificationUriComplete: authorization.verificationUriComplete,
+      userCode: authorization.userCode,
+      expiresIn: authorization.expiresIn,
+      expiresAt: new Date(startedAt + authorization.expiresIn * 1000),
+      interval: authorization.interval,
+      cancel: () => controller.abort(new KimiAuthError("ABORTED", "The login was cancelled.")),
+      waitForCompletion: (wait = {}) => {
+        if (!wait.signal) return completion
+        const signal = wait.signal
+        if (signal.aborted) return Promise.reject(new KimiAuthError("ABORTED", "Stopped waiting for the login.", { cause: signal.reason }))
+        return new Promise<LoginResult>((resolve, reject) => {
+          const onAbort = () => reject(new KimiAuthError("ABORTED", "Stopped waiting for the login.", { cause: signal.reason }))
+          signal.addEventListener("abort", onAbort, { once: true })
+          completion.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort))
+        })
+      }
+    }
+  }
+
+  /**
+   * A valid access token, refreshed first when it is due. Waits for a login
+   * started by {@link authorize} on this client to finish first. Rejects with
+   * code `NOT_LOGGED_IN` when there is no usable login.
+   */
+  async getValidAccessToken(options: CallOptions = {}): Promise<string> {
+    if (this.#login) await this.#login.catch(() => {})
+    const token = await this.#run(Effect.flatMap(TokenManager, (m) => m.getAccessToken), options.signal)
+    return Redacted.value(token)
+  }
+
+  /** The stored login's state; never a secret. */
+  async status(options: CallOptions = {}): Promise<KimiAuthStatus> {
+    return this.#run(
+      Effect.gen(function*() {
+        const settings = yield* KimiAuthConfig
+        const identity = yield* DeviceIdentity
+        const store = yield* TokenStore
+        const tokens = yield* store.load
+        const now = (yield* Clock.currentTimeMillis) / 1000
+        return {
+          loggedIn: tokens !== undefined,
+          expiresAt: tokens ? new Date(tokens.expiresAt * 1000) : undefined,
+          refreshDue: tokens ? isDue(tokens, now, Duration.toSeconds(settings.refreshWindow)) : false,
+          deviceId: identity.deviceId,
+          tokenFilePath: settings.tokenFilePath
+        }
+      }),
+      options.signal
+    )
+  }
+
+  /** Removes the stored tokens (the device id is kept). Resolves `false` when there were none. */
+  async logout(options: CallOptions = {}): Promise<boolean> {
+    return this.#run(Effect.flatMap(TokenManager, (m) => m.clear), options.signal)
+  }
+
+  /** Stops every running call and releases the runtime. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.#disposed) return
+    this.#disposed = true
+    await this.#runtime.dispose()
+  }
+}

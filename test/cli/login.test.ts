@@ -1,0 +1,208 @@
+/**
+ * `kimi-auth login` as a real child process against a scripted OAuth server on
+ * loopback: what the server saw, the exit code, the message, the files on disk.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
+import { type Reply, type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+
+const CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
+const HEADERS = ["x-msh-platform", "x-msh-version", "x-msh-device-name", "x-msh-device-model", "x-msh-os-version", "x-msh-device-id"]
+
+let home: string
+let server: ScriptedServer | undefined
+
+beforeEach(() => {
+  home = makeTemp()
+})
+afterEach(async () => {
+  await server?.close()
+  server = undefined
+  rmTemp(home)
+})
+
+const deviceAuthorization = (url: string, over: Record<string, unknown> = {}): Reply => ({
+  status: 200,
+  body: {
+    device_code: "dev-code-secret",
+    user_code: "KIMI-2468",
+    verification_uri: `${url}/device`,
+    verification_uri_complete: `${url}/device?user_code=KIMI-2468`,
+    expires_in: 60,
+    interval: 1,
+    ...over
+  }
+})
+
+/** A server that answers the device authorization, then `polls` in order for the token endpoint. */
+const oauthServer = (polls: ReadonlyArray<Reply>, over: Record<string, unknown> = {}) =>
+  startScriptedServer((req, all) => {
+    if (req.path === "/api/oauth/device_authorization") return deviceAuthorization(server!.url, over)
+    if (req.path === "/api/oauth/token") {
+      const n = all.filter((r) => r.path === "/api/oauth/token").length
+      return polls[Math.min(n - 1, polls.length - 1)]!
+    }
+    return { status: 404, body: { error: "not_found" } }
+  })
+
+const pending: Reply = { status: 400, body: { error: "authorization_pending" } }
+const granted: Reply = {
+  status: 200,
+  body: { access_token: "at-from-server", refresh_token: "rt-from-server", expires_in: 900, token_type: "Bearer", scope: "kimi-code" }
+}
+
+describe("kimi-auth login", () => {
+  it("logs in: shows the code, polls at the interval with every header, stores the tokens 0600 in a 0700 folder", async () => {
+    server = await oauthServer([pending, pending, granted])
+    const started = Date.now()
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }))
+    const finished = Date.now()
+
+    expect(result.stderr).toBe("")
+    expect(result.code).toBe(0)
+    expect(result.stdout).toContain("KIMI-2468")
+    expect(result.stdout).toContain(`${server.url}/device?user_code=KIMI-2468`)
+    const dir = path.join(home, ".opencode-kimi-auth")
+    const file = path.join(dir, "oauth.json")
+    expect(result.stdout).toContain(`Tokens saved to ${file}`)
+    expect(result.stdout).not.toContain("at-from-server")
+    expect(result.stdout).not.toContain("rt-from-server")
+
+    // what the server saw
+    const [authz, ...polls] = server.requests
+    expect(authz!.path).toBe("/api/oauth/device_authorization")
+    expect(authz!.form).toEqual({ client_id: CLIENT_ID })
+    expect(polls).toHaveLength(3)
+    for (const p of polls) {
+      expect(p.form).toEqual({
+        client_id: CLIENT_ID,
+        device_code: "dev-code-secret",
+        grant_type: "urn:ietf:params:oauth:grant-type:device_code"
+      })
+    }
+    for (const r of server.requests) {
+      expect(r.method).toBe("POST")
+      expect(r.headers["content-type"]).toContain("application/x-www-form-urlencoded")
+      expect(r.headers["accept"]).toBe("application/json")
+      for (const h of HEADERS) expect(r.headers[h], h).toMatch(/^[\x20-\x7e]+$/)
+    }
+    // poll spacing: the first poll waits one interval, later ones at least one interval apart
+    const times = server.requests.map((r) => r.at)
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(1000)
+    expect(finished - started).toBeLessThan(20_000)
+
+    // the files
+    const stat = fs.statSync(file)
+    expect(stat.mode & 0o777).toBe(0o600)
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700)
+    const stored = JSON.parse(fs.readFileSync(file, "utf8"))
+    expect(stored).toMatchObject({
+      access_token: "at-from-server",
+      refresh_token: "rt-from-server",
+      token_type: "Bearer",
+      expires_in: 900,
+      scope: "kimi-code"
+    })
+    expect(stored.expires_at).toBeGreaterThanOrEqual(Math.floor(started / 1000) + 900)
+    expect(stored.expires_at).toBeLessThanOrEqual(Math.ceil(finished / 1000) + 900)
+    const deviceId = fs.readFileSync(path.join(dir, "device_id"), "utf8").trim()
+    expect(fs.statSync(path.join(dir, "device_id")).mode & 0o777).toBe(0o600)
+    expect(stored.device_id).toBe(deviceId)
+    for (const r of server.requests) expect(r.headers["x-msh-device-id"]).toBe(deviceId)
+  })
+
+  it("the device id is reused by a second login", async () => {
+    server = await oauthServer([granted])
+    const env = isolatedEnv(home, { KIMI_OAUTH_HOST: server.url })
+    expect((await runCli(["login", "--no-browser"], env)).code).toBe(0)
+    expect((await runCli(["login", "--no-browser"], env)).code).toBe(0)
+    const ids = new Set(server.requests.map((r) => r.headers["x-msh-device-id"]))
+    expect(ids.size).toBe(1)
+  })
+
+  it("denied: exit 3 and a message that says the login was refused", async () => {
+    server = await oauthServer([pending, { status: 400, body: { error: "access_denied" } }])
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }))
+    expect(result.code).toBe(3)
+    expect(result.stderr).toMatch(/refused/)
+    expect(result.stderr).toMatch(/kimi-auth login/)
+    expect(fs.existsSync(path.join(home, ".opencode-kimi-auth", "oauth.json"))).toBe(false)
+  })
+
+  it("expired: exit 4 and a message that says to run login again", async () => {
+    server = await oauthServer([{ status: 400, body: { error: "expired_token" } }])
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }))
+    expect(result.code).toBe(4)
+    expect(result.stderr).toMatch(/expired/)
+    expect(result.stderr).toMatch(/kimi-auth login/)
+  })
+
+  it("a 503 after approval is retried, and the login still succeeds", async () => {
+    server = await oauthServer([pending, { status: 503, body: "<html>upstream down</html>" }, granted])
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }))
+    expect(result.code).toBe(0)
+    expect(server.requests.filter((r) => r.path === "/api/oauth/token")).toHaveLength(3)
+  })
+
+  it("network failure: exit 5 and a message naming the host", async () => {
+    server = await oauthServer([granted])
+    const url = server.url
+    await server.close()
+    server = undefined
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: url }))
+    expect(result.code).toBe(5)
+    expect(result.stderr).toContain(url)
+    expect(result.stderr).toMatch(/Cannot reach/)
+  })
+
+  it("an HTML page instead of JSON: exit 6 with the status and an excerpt", async () => {
+    server = await startScriptedServer(() => ({ status: 200, body: "<html><body>Captive portal</body></html>" }))
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }))
+    expect(result.code).toBe(6)
+    expect(result.stderr).toMatch(/HTTP 200/)
+    expect(result.stderr).toMatch(/Captive portal/)
+  })
+
+  it("a plain-http OAuth host off loopback is refused before any request: exit 2", async () => {
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: "http://auth.example.com" }))
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/plain http/)
+  })
+
+  it("--json prints one event per line", async () => {
+    server = await oauthServer([granted])
+    const result = await runCli(["login", "--no-browser", "--json"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }))
+    expect(result.code).toBe(0)
+    const events = result.stdout.trim().split("\n").map((l) => JSON.parse(l))
+    expect(events[0]).toMatchObject({ event: "code", user_code: "KIMI-2468", expires_in: 60, interval: 1 })
+    expect(events.at(-1)).toMatchObject({ event: "logged_in" })
+  })
+
+  it("SIGINT while waiting stops polling at once, exits 130 and stores nothing", async () => {
+    server = await oauthServer([pending])
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }), {
+      onSpawn: (child) => {
+        const timer = setInterval(() => {
+          if (server!.requests.length >= 2) {
+            clearInterval(timer)
+            child.kill("SIGINT")
+          }
+        }, 20)
+      }
+    })
+    expect(result.code).toBe(130)
+    const polls = server.requests.length
+    await new Promise((r) => setTimeout(r, 2500))
+    expect(server.requests.length).toBe(polls)
+    expect(fs.existsSync(path.join(home, ".opencode-kimi-auth", "oauth.json"))).toBe(false)
+  })
+
+  it("--help documents the command", async () => {
+    const result = await runCli(["login", "--help"], isolatedEnv(home))
+    expect(result.code).toBe(0)
+    expect(result.stdout).toMatch(/--no-browser|--browser/)
+    expect(result.stdout).toMatch(/device flow/)
+  })
+})
