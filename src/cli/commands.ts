@@ -14,6 +14,7 @@ import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import { Command, Flag } from "effect/cli"
+import { renderUnicodeCompact } from "uqr"
 import { DeviceIdentity } from "../DeviceIdentity.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
 import { layerNode, type KimiAuthServices } from "../KimiAuth.js"
@@ -85,6 +86,12 @@ const showCode = (authorization: DeviceAuthorization, options: { readonly browse
         interval: authorization.interval
       }) + "\n")
     } else {
+      if (isTty()) {
+        // Scan with a phone instead of typing; the code below stays the thing to check.
+        const qr = Effect.try(() => renderUnicodeCompact(url, { border: 1 })).pipe(Effect.orElseSucceed(() => ""))
+        const text = yield* qr
+        if (text) yield* out(`\n${text}\n`)
+      }
       yield* out(
         "\n" + frame([
           bold("Log in to Kimi"),
