@@ -22,6 +22,8 @@ import { login } from "../Login.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
 import { isDue, refreshThresholdSeconds, TokenManager } from "../TokenManager.js"
 import { TokenStore } from "../TokenStore.js"
+import { type EmulatorOptions, serve as serveEmulator } from "../emulator/KimiEmulator.js"
+import * as Option from "effect/Option"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
 import { ExitCode, exitCodeFor, exitCodeHelp } from "./ExitCode.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isTty, out, red } from "./Output.js"
@@ -278,11 +280,67 @@ const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
     Command.withExamples([{ command: "kimi-auth logout", description: "Forget the login on this machine" }])
   )
 
+// ---------------------------------------------------------------------------
+// emulator
+
+const optionalNumber = (name: string, description: string) =>
+  Flag.optional(Flag.Finite(name)).pipe(Flag.withDescription(description))
+
+const emulatorCommand = Command.make(
+  "emulator",
+  {
+    port: Flag.Int("port").pipe(Flag.withDefault(0), Flag.withDescription("Port to listen on; 0 picks a free one")),
+    host: Flag.String("host").pipe(Flag.withDefault("127.0.0.1"), Flag.withDescription("Interface (loopback by default)")),
+    autoApprove: optionalNumber("auto-approve", "Approve every login this many ms after it starts"),
+    interval: optionalNumber("interval", "Polling interval in seconds (default 5)"),
+    accessTokenTtl: optionalNumber("access-token-ttl", "Access-token lifetime in seconds (default 900)"),
+    deviceCodeTtl: optionalNumber("device-code-ttl", "Device-code lifetime in seconds (default 900)"),
+    errorRate: optionalNumber("error-rate", "Share (0..1) of requests answered 5xx with an HTML page"),
+    dropRate: optionalNumber("drop-rate", "Share (0..1) of connections dropped without an answer"),
+    latency: optionalNumber("latency", "Milliseconds added to every request"),
+    seed: optionalNumber("seed", "Seed that makes the injected faults deterministic")
+  },
+  (flags) => {
+    const value = (o: Option.Option<number>) => Option.getOrUndefined(o)
+    const faults = {
+      serverErrorRate: value(flags.errorRate),
+      dropRate: value(flags.dropRate),
+      latencyMillis: value(flags.latency),
+      seed: value(flags.seed)
+    }
+    const options: EmulatorOptions = {
+      port: flags.port,
+      host: flags.host,
+      autoApproveAfterMillis: value(flags.autoApprove),
+      interval: value(flags.interval),
+      accessTokenTtlSeconds: value(flags.accessTokenTtl),
+      deviceCodeTtlSeconds: value(flags.deviceCodeTtl),
+      faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined
+    }
+    return serveEmulator(options).pipe(
+      Effect.catch((error) =>
+        err(`${red("error:")} the emulator could not start: ${String((error as { message?: string }).message ?? error)}\n`).pipe(
+          Effect.andThen(Effect.sync(() => void (process.exitCode = ExitCode.usage)))
+        ))
+    )
+  }
+).pipe(
+  Command.withDescription(
+    "Run the local Kimi emulator: Kimi's OAuth device flow (strict about intervals, rotating refresh tokens with " +
+      "reuse detection) and a small OpenAI-compatible API, on loopback, until Ctrl-C. Point clients at it with " +
+      "KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL."
+  ),
+  Command.withExamples([
+    { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
+    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" }
+  ])
+)
+
 /** The root command with every subcommand. */
 export const rootCommand = Command.make("kimi-auth").pipe(
   Command.withDescription(
     "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
       "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth)."
   ),
-  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand])
+  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand, emulatorCommand])
 )

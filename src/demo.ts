@@ -1,0 +1,116 @@
+/**
+ * `npm run demo`: the whole story on the bundled emulator, offline, in a few
+ * seconds. A device code appears, the login is approved, tokens land on disk,
+ * a chat request goes through the OpenCode plugin's fetch with a fresh bearer
+ * token, and a forced refresh rotates the tokens. No secret is ever printed:
+ * tokens are shown as short fingerprints.
+ *
+ * @since 0.1.0
+ */
+import { spawn } from "node:child_process"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { start } from "./emulator/KimiEmulator.js"
+import { KimiAuthPlugin } from "./opencode/KimiPlugin.js"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const cli = path.join(here, "cli", "main.js")
+
+const fingerprint = (secret: string) => `#${crypto.createHash("sha256").update(secret).digest("hex").slice(0, 8)}`
+const step = (n: number, title: string) => process.stdout.write(`\n\x1b[1m${n}. ${title}\x1b[0m\n`)
+const say = (line: string) => process.stdout.write(`   ${line}\n`)
+
+/** Runs the real `kimi-auth` CLI, echoing its output indented. */
+const kimiAuth = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
+  new Promise<number>((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+    const echo = (chunk: Buffer) =>
+      process.stdout.write(chunk.toString("utf8").split("\n").map((l) => (l === "" ? l : `   │ ${l}`)).join("\n"))
+    child.stdout.on("data", echo)
+    child.stderr.on("data", echo)
+    child.on("error", reject)
+    child.on("close", (code) => resolve(code ?? 1))
+  })
+
+const readTokens = (file: string) => JSON.parse(fs.readFileSync(file, "utf8")) as { access_token: string; refresh_token: string }
+
+const main = async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-auth-demo-"))
+  const storageDir = path.join(home, ".opencode-kimi-auth")
+  const tokenFile = path.join(storageDir, "oauth.json")
+  const emulator = await start({ interval: 1, autoApproveAfterMillis: 2500 })
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: home,
+    OPENCODE_KIMI_AUTH_DIR: storageDir,
+    KIMI_OAUTH_HOST: emulator.oauthHost,
+    KIMI_CODE_BASE_URL: emulator.apiBaseUrl,
+    DISPLAY: "",
+    WAYLAND_DISPLAY: ""
+  }
+  let plugin: Awaited<ReturnType<typeof KimiAuthPlugin>> | undefined
+  try {
+    step(1, "The bundled Kimi emulator (OAuth + OpenAI-compatible API) on loopback")
+    say(`listening on ${emulator.url}; it approves each login 2.5 s after it starts`)
+
+    step(2, "kimi-auth login --no-browser")
+    const loginCode = await kimiAuth(["login", "--no-browser"], env)
+    if (loginCode !== 0) throw new Error(`login exited ${loginCode}`)
+    const polls = emulator.requests("/api/oauth/token")
+    say(`the emulator saw ${polls.length} polls, ${emulator.stats().slowDowns} slow_down; device id ${polls[0]?.msh.deviceId}`)
+    const mode = (fs.statSync(tokenFile).mode & 0o777).toString(8)
+    say(`${tokenFile} (mode ${mode}) holds access ${fingerprint(readTokens(tokenFile).access_token)}, refresh ${fingerprint(readTokens(tokenFile).refresh_token)}`)
+
+    step(3, "kimi-auth status")
+    await kimiAuth(["status"], env)
+
+    step(4, "A chat request through the OpenCode plugin's fetch")
+    plugin = await KimiAuthPlugin({}, { storageDir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
+    const provider: { provider?: Record<string, unknown> } = {}
+    await plugin.config(provider)
+    say(`the config hook defined provider "kimi" with models: ${Object.keys((provider.provider?.["kimi"] as { models: object }).models).join(", ")}`)
+    const options = await plugin.auth.loader(async () => undefined)
+    const chat = (content: string) =>
+      options.fetch!(`${options.baseURL}/chat/completions`, {
+        method: "POST",
+        headers: { Authorization: "Bearer placeholder-from-the-ai-sdk", "content-type": "application/json" },
+        body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content }] })
+      })
+    const first = await chat("Say hello")
+    const answer = (await first.json()) as { choices: Array<{ message: { content: string } }> }
+    const seen = emulator.requests("/coding/v1/chat/completions").at(-1)!
+    say(`HTTP ${first.status}: "${answer.choices[0]?.message.content}"`)
+    say(`the API saw bearer ${fingerprint(seen.bearer ?? "")} and X-Msh-Platform=${seen.msh.platform}, X-Msh-Device-Id=${seen.msh.deviceId}`)
+
+    step(5, "Forcing a refresh: the emulator expires every access token")
+    const before = readTokens(tokenFile)
+    emulator.expireAccessTokens()
+    const second = await chat("Again, please")
+    const after = readTokens(tokenFile)
+    const refreshes = emulator.stats().refreshes
+    say(`HTTP ${second.status} after one 401, one refresh (${refreshes} in all) and one retry`)
+    say(`access  ${fingerprint(before.access_token)} -> ${fingerprint(after.access_token)}`)
+    say(`refresh ${fingerprint(before.refresh_token)} -> ${fingerprint(after.refresh_token)} (rotated; the old one is spent and a replay would revoke the login)`)
+    if (second.status !== 200 || before.refresh_token === after.refresh_token || refreshes !== 1) {
+      throw new Error("the refresh did not rotate the tokens as expected")
+    }
+
+    step(6, "Done")
+    say("everything ran offline against the emulator; stopping it now")
+  } finally {
+    await plugin?.dispose()
+    await emulator.close()
+    fs.rmSync(home, { recursive: true, force: true })
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    process.stderr.write(`demo failed: ${e instanceof Error ? e.message : String(e)}\n`)
+    process.exit(1)
+  }
+)
