@@ -1,14 +1,41 @@
 /**
  * Where the tokens live: `oauth.json` in the storage folder.
  *
- * STUB: the interface is fixed; the file and memory layers are being built.
+ * - **Save** is atomic: the text goes to a temporary file in the same folder
+ *   (`.oauth.json.<pid>.<random>.tmp`), which is fsynced, set to 0600 and
+ *   renamed over `oauth.json`; then the folder is fsynced where the platform
+ *   allows it. A reader sees the old file or the new one, never a torn one,
+ *   even when the writer is killed. Temporary files are never read; ones left
+ *   by a crashed writer are swept after ten minutes.
+ * - **Load** returns `undefined` when there is no file. A file that does not
+ *   parse is never replaced or deleted: it is moved aside to
+ *   `oauth.json.corrupt-<time>` and reported as {@link CorruptTokenFileError}.
+ * - **Modes**: the folder is 0700 and the file 0600; looser modes found on load
+ *   or save are repaired (POSIX only; Windows has no such bits).
+ * - **Lock**: `withLock` holds the cross-process lock `oauth.json.lock` (see
+ *   `FileLock`) around a whole critical section. `load`, `save` and `clear` do
+ *   not take it themselves: the token manager runs load → refresh → save inside
+ *   one `withLock`, re-reading the file there.
+ *
+ * No error ever carries the file's contents or a token.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
-import type { CorruptTokenFileError, LockTimeoutError, TokenStoreError } from "./Errors.js"
-import type { TokenSet } from "./TokenSet.js"
+import * as Effect from "effect/Effect"
+import * as FileSystem from "effect/FileSystem"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Path from "effect/Path"
+import type * as PlatformError from "effect/PlatformError"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as crypto from "node:crypto"
+import { DeviceIdentity } from "./DeviceIdentity.js"
+import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreError } from "./Errors.js"
+import * as FileLock from "./FileLock.js"
+import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
 
 /** The token store. */
 export interface TokenStoreShape {
@@ -33,5 +60,239 @@ export interface TokenStoreShape {
   readonly withLock: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | LockTimeoutError | TokenStoreError, R>
 }
 
+const DIR_MODE = 0o700
+const FILE_MODE = 0o600
+const TEMP_MAX_AGE_MILLIS = 10 * 60 * 1000
+const hasModes = process.platform !== "win32"
+
+const describe = (e: PlatformError.PlatformError) => e.reason._tag
+
+/**
+ * Windows refuses to replace a file that another process has open for a
+ * moment (`EPERM`/`EBUSY`, e.g. a reader or a virus scanner): retry briefly.
+ * Elsewhere a rename is tried once.
+ */
+const retryWindowsRename = <A, R>(rename: Effect.Effect<A, PlatformError.PlatformError, R>) =>
+  process.platform === "win32"
+    ? Effect.retry(rename, {
+      times: 8,
+      schedule: Schedule.exponential("10 millis"),
+      while: (e) => e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy"
+    })
+    : rename
+
+/**
+ * The file store over `settings.tokenFilePath`. Save is uninterruptible: new
+ * tokens from a rotation must reach the disk even if the caller is interrupted.
+ */
+export const makeFile: Effect.Effect<
+  TokenStoreShape,
+  never,
+  KimiAuthConfig | DeviceIdentity | FileSystem.FileSystem | Path.Path
+> = Effect.gen(function*() {
+  const settings = yield* KimiAuthConfig
+  const identity = yield* DeviceIdentity
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const file = settings.tokenFilePath
+  const dir = settings.storageDir
+  const base = path.basename(file)
+  const lock = yield* FileLock.make({
+    path: settings.lockPath,
+    timeout: settings.lockTimeout,
+    staleAfter: settings.staleLockAfter
+  })
+
+  const storeError = (message: string) => (cause: PlatformError.PlatformError) =>
+    new TokenStoreError({ path: file, message: `${message} (${describe(cause)})`, cause })
+
+  /** Tightens `p` to `mode` if group or others have any access. Best effort: warns on failure. */
+  const repairMode = (p: string, mode: number) =>
+    hasModes
+      ? fs.stat(p).pipe(
+        Effect.flatMap((info) =>
+          (info.mode & 0o077) === 0
+            ? Effect.void
+            : fs.chmod(p, mode).pipe(
+              Effect.tap(() =>
+                Effect.logWarning(
+                  `opencode-kimi-auth: ${p} was accessible to other users (mode ${(info.mode & 0o777).toString(8)}); ` +
+                    `set it to ${mode.toString(8)}`
+                )
+              )
+            )
+        ),
+        Effect.catchReason("PlatformError", "NotFound", () => Effect.void),
+        Effect.catch((e) =>
+          Effect.logWarning(`opencode-kimi-auth: cannot restrict the mode of ${p} (${describe(e)}); check its owner`)
+        )
+      )
+      : Effect.void
+
+  const ensureDir = fs.makeDirectory(dir, { recursive: true, mode: DIR_MODE }).pipe(
+    Effect.mapError(storeError(`Cannot create the storage folder ${dir}; check that its parent exists and is writable by you`)),
+    Effect.andThen(repairMode(dir, DIR_MODE))
+  )
+
+  /** Removes temporary files of crashed writers, older than ten minutes. Never fails. */
+  const sweepTemps = fs.readDirectory(dir).pipe(
+    Effect.flatMap((names) =>
+      Effect.forEach(
+        names.filter((n) => n.startsWith(`.${base}.`) && n.endsWith(".tmp")),
+        (n) =>
+          fs.stat(path.join(dir, n)).pipe(
+            Effect.flatMap((info) =>
+              Option.match(info.mtime, {
+                onNone: () => Effect.void,
+                onSome: (m) =>
+                  Date.now() - m.getTime() > TEMP_MAX_AGE_MILLIS ? fs.remove(path.join(dir, n)) : Effect.void
+              })
+            ),
+            Effect.ignore
+          ),
+        { discard: true }
+      )
+    ),
+    Effect.ignore
+  )
+
+  /** fsync of the folder, so the rename itself is durable. Some platforms refuse it: ignored. */
+  const syncDir = Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(Effect.ignore)
+
+  const save = (tokens: TokenSet): Effect.Effect<void, TokenStoreError> =>
+    Effect.gen(function*() {
+      yield* ensureDir
+      const tmp = path.join(dir, `.${base}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`)
+      const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
+      yield* Effect.gen(function*() {
+        yield* Effect.scoped(Effect.gen(function*() {
+          const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE })
+          yield* handle.writeAll(bytes)
+          yield* handle.sync
+        }))
+        if (hasModes) yield* fs.chmod(tmp, FILE_MODE)
+        yield* retryWindowsRename(fs.rename(tmp, file))
+      }).pipe(
+        Effect.mapError(storeError(`Cannot write the token file ${file}; check that ${dir} is writable by you and the disk is not full`)),
+        Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore))
+      )
+      yield* syncDir
+      yield* sweepTemps
+    }).pipe(Effect.uninterruptible)
+
+  /** A name beside the file for a corrupt copy: `oauth.json.corrupt-<ISO time>` (`:` → `-`, Windows-safe). */
+  const asideName = Effect.gen(function*() {
+    const stamp = new Date().toISOString().replace(/:/g, "-")
+    const candidate = `${file}.corrupt-${stamp}`
+    const taken = yield* fs.exists(candidate).pipe(Effect.orElseSucceed(() => true))
+    return taken ? `${candidate}-${crypto.randomBytes(3).toString("hex")}` : candidate
+  })
+
+  type Outcome =
+    | { readonly _tag: "Corrupt"; readonly movedTo: string }
+    | { readonly _tag: "Changed" }
+
+  /**
+   * Moves the unreadable file aside. If a writer replaced it between our read
+   * and the move, what we moved is a good file: it is put back (or left beside
+   * a newer one) and the caller reads again.
+   */
+  const moveAside = (text: string): Effect.Effect<Outcome, TokenStoreError> =>
+    Effect.gen(function*() {
+      const aside = yield* asideName
+      const moved = yield* fs.rename(file, aside).pipe(
+        Effect.as(true),
+        Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
+      )
+      if (!moved) return { _tag: "Changed" } as const
+      const movedText = yield* fs.readFileString(aside).pipe(Effect.orElseSucceed(() => text))
+      if (movedText === text) return { _tag: "Corrupt", movedTo: aside } as const
+      const good = yield* decodeTokenFile(movedText).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+      if (!good) return { _tag: "Corrupt", movedTo: aside } as const
+      yield* fs.link(aside, file).pipe(
+        Effect.andThen(fs.remove(aside)),
+        Effect.ignore
+      )
+      return { _tag: "Changed" } as const
+    }).pipe(
+      Effect.mapError(
+        storeError(
+          `The token file ${file} cannot be read as tokens and could not be moved aside; move or delete it ` +
+            `yourself, then ${LOGIN_HINT}`
+        )
+      ),
+      Effect.uninterruptible
+    )
+
+  const load: Effect.Effect<TokenSet | undefined, TokenStoreError | CorruptTokenFileError> = Effect.gen(function*() {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const text = yield* fs.readFileString(file).pipe(
+        Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
+        Effect.mapError(storeError(`Cannot read the token file ${file}; check that it is a file you own and can read`))
+      )
+      if (text === undefined) return undefined
+      yield* repairMode(dir, DIR_MODE)
+      yield* repairMode(file, FILE_MODE)
+      const decoded = yield* Effect.result(decodeTokenFile(text))
+      if (decoded._tag === "Success") return decoded.success.tokens
+      const outcome = yield* moveAside(text)
+      if (outcome._tag === "Corrupt") {
+        return yield* new CorruptTokenFileError({
+          path: file,
+          movedTo: outcome.movedTo,
+          message: `The token file ${file} could not be read: ${decoded.failure.reason}. It was moved to ` +
+            `${outcome.movedTo} (nothing was deleted). To log in again, ${LOGIN_HINT}.`
+        })
+      }
+    }
+    return yield* new TokenStoreError({
+      path: file,
+      message: `The token file ${file} kept changing while it was read; another program may be rewriting it. Try again.`
+    })
+  })
+
+  const clear: Effect.Effect<boolean, TokenStoreError> = fs.remove(file).pipe(
+    Effect.as(true),
+    Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false)),
+    Effect.mapError(storeError(`Cannot remove the token file ${file}; check that ${dir} is writable by you`))
+  )
+
+  return { path: file, load, save, clear, withLock: lock.withLock } satisfies TokenStoreShape
+})
+
+/**
+ * An in-memory store with the same semantics (tests): `load` returns what was
+ * last saved, `clear` reports whether there was anything, and `withLock` is an
+ * in-process lock with the default 30 s bounded wait.
+ */
+export const makeMemory = (initial?: TokenSet): Effect.Effect<TokenStoreShape> =>
+  Effect.gen(function*() {
+    const ref = yield* Ref.make<TokenSet | undefined>(initial)
+    const path = "memory:oauth.json"
+    const lock = yield* FileLock.makeInProcess({ path: `${path}.lock`, timeout: "30 seconds" })
+    return {
+      path,
+      load: Ref.get(ref),
+      save: (tokens) => Ref.set(ref, tokens),
+      clear: Ref.getAndSet(ref, undefined).pipe(Effect.map((previous) => previous !== undefined)),
+      withLock: lock.withLock
+    } satisfies TokenStoreShape
+  })
+
 /** The token store service. */
-export class TokenStore extends Context.Service<TokenStore, TokenStoreShape>()("opencode-kimi-auth/TokenStore") {}
+export class TokenStore extends Context.Service<TokenStore, TokenStoreShape>()("opencode-kimi-auth/TokenStore") {
+  /**
+   * The file store over `tokenFilePath` from {@link KimiAuthConfig}, with the
+   * lock at `lockPath` (`lockTimeout`, `staleLockAfter`). Writes `device_id`
+   * from {@link DeviceIdentity} into the file.
+   */
+  static readonly layerFile: Layer.Layer<
+    TokenStore,
+    never,
+    KimiAuthConfig | DeviceIdentity | FileSystem.FileSystem | Path.Path
+  > = Layer.effect(TokenStore, makeFile)
+
+  /** An in-memory store, optionally holding `initial` (tests). */
+  static readonly layerMemory = (initial?: TokenSet): Layer.Layer<TokenStore> =>
+    Layer.effect(TokenStore, makeMemory(initial))
+}

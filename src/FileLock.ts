@@ -1,0 +1,424 @@
+/**
+ * A cross-process advisory lock held in a file, for the read → refresh → write
+ * critical section around rotating refresh tokens.
+ *
+ * How it works:
+ * - **Acquire**: create the lock file exclusively (`wx`, mode 0600) holding
+ *   `{ pid, hostname, acquiredAt, token }`. The random `token` identifies this
+ *   one acquisition.
+ * - **Hold**: a heartbeat fiber touches the file's mtime every `staleAfter / 3`
+ *   while the lock is held. If the file vanished or is no longer ours it logs at
+ *   debug level and stops; it never fails the critical section.
+ * - **Release** (success, failure or interruption): the file is removed only if
+ *   it still holds our token; a waiter that gives up never touches the holder's
+ *   file.
+ * - **Stale**: a lock is stale when its holder is on this host and its pid is
+ *   gone (`process.kill(pid, 0)` → `ESRCH`), or when its mtime is older than
+ *   `staleAfter` (default 10 s): a holder killed with SIGKILL on another host, or
+ *   a frozen one, blocks others for about `staleAfter`.
+ * - **Take-over**: a waiter that finds a stale lock first takes a short-lived
+ *   second lock, `<path>.break` (same exclusive create), then re-reads the lock
+ *   and proceeds only if it is still the very file (same inode, same content)
+ *   it judged stale. It renames that file to a unique name, checks that what it
+ *   moved is the stale file, and deletes it; had the file changed in between it
+ *   is linked back. Only one waiter breaks a given lock, and a waiter never
+ *   deletes a lock it has not seen stale, so two waiters never both hold it.
+ *   (The residual risk needs a breaker killed inside its millisecond-long
+ *   window and several waiters racing in microsecond windows afterwards.)
+ * - **Wait**: a jittered, growing poll (10 ms → 250 ms) with `Effect.sleep`, so
+ *   the TestClock drives it; bounded by `timeout`, then {@link LockTimeoutError}
+ *   saying which file to delete if no process uses it.
+ * - **In process**: holders are serialized with a `Semaphore` before they touch
+ *   the file, so a process does not contend with itself. A nested `withLock` on
+ *   the same lock, in the fiber that holds it, runs directly instead of waiting
+ *   for itself.
+ *
+ * File timestamps come from the OS clock, so staleness is judged against
+ * `Date.now()`; waits and timeouts use Effect's `Clock`. The pid check assumes
+ * one pid namespace per host name: containers that share the folder must not
+ * share a host name.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as FileSystem from "effect/FileSystem"
+import * as Option from "effect/Option"
+import * as Path from "effect/Path"
+import type * as PlatformError from "effect/PlatformError"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Semaphore from "effect/Semaphore"
+import * as crypto from "node:crypto"
+import * as os from "node:os"
+import { LockTimeoutError, TokenStoreError } from "./Errors.js"
+
+/** What a lock file holds. */
+export interface LockInfo {
+  /** Process id of the holder. */
+  readonly pid: number
+  /** Host name of the holder; the pid is only checked when it is this host's. */
+  readonly hostname: string
+  /** ISO time at which the lock was taken. */
+  readonly acquiredAt: string
+  /** Random id of this one acquisition; release removes the file only if it still matches. */
+  readonly token: string
+}
+
+const LockInfoJson = Schema.fromJsonString(Schema.Struct({
+  pid: Schema.Number,
+  hostname: Schema.String,
+  acquiredAt: Schema.String,
+  token: Schema.String
+}))
+const decodeLockInfo = Schema.decodeUnknownOption(LockInfoJson)
+
+/** Options of {@link make}. */
+export interface FileLockOptions {
+  /** The lock file, e.g. `<storageDir>/oauth.json.lock`. Its folder is created (0700) when missing. */
+  readonly path: string
+  /** Longest total wait (in process and across processes) before {@link LockTimeoutError}. */
+  readonly timeout: Duration.Input
+  /** A lock whose mtime is older than this is taken over. Also sets the heartbeat (a third of it). */
+  readonly staleAfter: Duration.Input
+  /** Host name written into the lock and compared for the pid check. Defaults to `os.hostname()`. */
+  readonly hostname?: string | undefined
+}
+
+/** Options of {@link makeInProcess}. */
+export interface InProcessLockOptions {
+  /** A label for messages. */
+  readonly path: string
+  /** Longest wait before {@link LockTimeoutError}. */
+  readonly timeout: Duration.Input
+}
+
+/** A lock: `withLock(self)` runs `self` while holding it. */
+export interface FileLock {
+  /** The lock file (or the label of an in-process lock). */
+  readonly path: string
+  /**
+   * Runs `self` while holding the lock, and releases it when `self` ends,
+   * fails or is interrupted. Re-entrant within the fiber that holds it.
+   */
+  readonly withLock: <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | LockTimeoutError | TokenStoreError, R>
+}
+
+/**
+ * The lock holders the current fiber runs under, for re-entrancy. Fibers forked
+ * inside a critical section inherit it and count as inside while it lasts.
+ */
+const HeldLocks = Context.Reference<ReadonlySet<object>>("opencode-kimi-auth/FileLock/HeldLocks", {
+  defaultValue: () => new Set()
+})
+
+/**
+ * True when a process with this pid exists (on this host). `EPERM` means it
+ * exists but belongs to someone else. Anything that is not a plain positive
+ * pid counts as alive: `kill(0)` or `kill(-1)` would address process groups.
+ */
+export const isPidAlive = (pid: number): boolean => {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException | undefined)?.code !== "ESRCH"
+  }
+}
+
+const randomId = () => crypto.randomBytes(12).toString("hex")
+
+const formatDuration = (millis: number) =>
+  millis % 1000 === 0 ? `${millis / 1000} s` : `${(millis / 1000).toFixed(1)} s`
+
+/**
+ * The in-process half shared by both locks: waits for the semaphore (bounded),
+ * then runs `acquire(remainingMillis)` in a scope that is closed when `self`
+ * ends. `acquire` adds its own finalizers (release, heartbeat) to that scope.
+ */
+const inProcess = <AE>(
+  semaphore: Semaphore.Semaphore,
+  path: string,
+  timeoutMillis: number,
+  acquire: (remainingMillis: number) => Effect.Effect<void, AE, Scope.Scope>
+) => {
+  // The current holder's marker; a fiber that carries it in `HeldLocks` is inside the lock.
+  let current: object | undefined
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | AE | LockTimeoutError, R> =>
+    Effect.gen(function*() {
+      const held = yield* HeldLocks
+      if (current !== undefined && held.has(current)) return yield* self
+      const holder = {}
+      return yield* Effect.acquireUseRelease(
+        Scope.make(),
+        (scope) =>
+          Effect.gen(function*() {
+            const start = yield* Clock.currentTimeMillis
+            yield* semaphore.takeScoped(1).pipe(
+              Effect.timeoutOrElse({
+                duration: timeoutMillis,
+                orElse: () =>
+                  Effect.fail(
+                    new LockTimeoutError({
+                      path,
+                      message: `Gave up after ${formatDuration(timeoutMillis)} waiting for the lock ${path}: ` +
+                        `another operation in this process held it all that time. Try again; if it keeps ` +
+                        `happening, restart the process.`
+                    })
+                  )
+              }),
+              Scope.provide(scope)
+            )
+            const elapsed = (yield* Clock.currentTimeMillis) - start
+            yield* Scope.provide(acquire(Math.max(0, timeoutMillis - elapsed)), scope)
+            current = holder
+            yield* Scope.addFinalizer(scope, Effect.sync(() => {
+              if (current === holder) current = undefined
+            }))
+            return yield* Effect.provideService(self, HeldLocks, new Set([...held, holder]))
+          }),
+        (scope, exit) => Scope.close(scope, exit)
+      )
+    })
+}
+
+/**
+ * An in-process lock only: a `Semaphore` with the same bounded wait and
+ * re-entrancy as {@link make}. Used by the memory token store.
+ */
+export const makeInProcess = (options: InProcessLockOptions): Effect.Effect<FileLock> =>
+  Effect.map(Semaphore.make(1), (semaphore) => {
+    const timeoutMillis = Duration.toMillis(options.timeout)
+    return {
+      path: options.path,
+      withLock: inProcess(semaphore, options.path, timeoutMillis, () => Effect.void)
+    }
+  })
+
+interface Snapshot {
+  /** Inode and raw content: equal snapshots are the same lock file. */
+  readonly identity: string
+  readonly mtimeMillis: number
+  readonly info: LockInfo | undefined
+}
+
+/**
+ * Makes a cross-process file lock (see the module comment). The in-process
+ * semaphore belongs to the returned value: share one instance per lock file
+ * within a process.
+ */
+export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const pathService = yield* Path.Path
+    const semaphore = yield* Semaphore.make(1)
+    const lockPath = options.path
+    const breakPath = `${lockPath}.break`
+    const dir = pathService.dirname(lockPath)
+    const hostname = options.hostname ?? os.hostname()
+    const timeoutMillis = Duration.toMillis(options.timeout)
+    const staleMillis = Math.max(1, Duration.toMillis(options.staleAfter))
+    const heartbeatMillis = Math.max(1, Math.floor(staleMillis / 3))
+
+    const ioError = (what: string) => (e: PlatformError.PlatformError) =>
+      new TokenStoreError({
+        path: lockPath,
+        message: `Cannot ${what} (${e.reason._tag}). Check that ${dir} exists, is a folder you own, and is ` +
+          `writable by you.`,
+        cause: e
+      })
+
+    /** Reads content and inode from one descriptor; `undefined` when the file is gone. */
+    const snapshot = (file: string): Effect.Effect<Snapshot | undefined, TokenStoreError> =>
+      Effect.scoped(Effect.gen(function*() {
+        const handle = yield* fs.open(file, { flag: "r" })
+        const stat = yield* handle.stat
+        const bytes = yield* handle.readAlloc(4096)
+        const raw = Option.match(bytes, { onNone: () => "", onSome: (b) => new TextDecoder().decode(b) })
+        const info = Option.getOrUndefined(decodeLockInfo(raw))
+        return {
+          identity: `${Option.getOrElse(stat.ino, () => "?")}:${raw}`,
+          mtimeMillis: Option.match(stat.mtime, { onNone: () => Date.now(), onSome: (d) => d.getTime() }),
+          info
+        } satisfies Snapshot
+      })).pipe(
+        Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
+        Effect.mapError(ioError(`read the lock file ${file}`))
+      )
+
+    /** Why a lock is stale, or `undefined` while its holder may be alive. */
+    const staleReason = (s: Snapshot): string | undefined => {
+      if (s.info !== undefined && s.info.hostname === hostname && !isPidAlive(s.info.pid)) {
+        return `its holder, process ${s.info.pid}, is gone`
+      }
+      const age = Date.now() - s.mtimeMillis
+      if (age > staleMillis) return `it was last refreshed ${formatDuration(Math.round(age))} ago`
+      return undefined
+    }
+
+    /**
+     * Creates `file` exclusively with our info. `true` when created, `false`
+     * when it exists. Uninterruptible, so it never leaves a half-written file of
+     * ours behind; a failed write removes the file it created.
+     */
+    const tryCreate = (file: string, token: string): Effect.Effect<boolean, TokenStoreError> => {
+      const info: LockInfo = { pid: process.pid, hostname, acquiredAt: new Date().toISOString(), token }
+      const bytes = new TextEncoder().encode(JSON.stringify(info) + "\n")
+      const create = Effect.scoped(
+        Effect.flatMap(fs.open(file, { flag: "wx", mode: 0o600 }), (handle) =>
+          handle.writeAll(bytes).pipe(Effect.onError(() => fs.remove(file).pipe(Effect.ignore))))
+      )
+      return create.pipe(
+        Effect.as(true),
+        Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),
+        Effect.catchReason("PlatformError", "NotFound", () =>
+          // The folder is missing: create it (0700) and try once more.
+          fs.makeDirectory(dir, { recursive: true, mode: 0o700 }).pipe(
+            Effect.andThen(create),
+            Effect.as(true),
+            Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false))
+          )),
+        Effect.mapError(ioError(`create the lock file ${file}`)),
+        Effect.uninterruptible
+      )
+    }
+
+    /**
+     * Removes `file` only if it is what `isOurs` accepts. Looks first, and leaves
+     * anything else untouched. When it looks right, renames it to a unique name
+     * (atomic), checks what was moved and deletes that; should the file have
+     * changed in between (only if our own lock was taken over while we lived),
+     * the moved file is linked back. Never fails.
+     */
+    const removeIf = (file: string, isOurs: (s: Snapshot) => boolean): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const before = yield* snapshot(file)
+        if (before === undefined || !isOurs(before)) return
+        const grave = `${file}.gone-${process.pid}-${randomId()}`
+        const moved = yield* fs.rename(file, grave).pipe(
+          Effect.as(true),
+          Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
+        )
+        if (!moved) return
+        const s = yield* snapshot(grave)
+        if (s !== undefined && !isOurs(s)) {
+          const restored = yield* fs.link(grave, file).pipe(
+            Effect.as(true),
+            Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),
+            // No hard links on this filesystem: rename back, unless a new lock is there already.
+            Effect.catch(() =>
+              Effect.flatMap(fs.exists(file), (exists) => exists ? Effect.succeed(false) : fs.rename(grave, file).pipe(Effect.as(true)))
+            )
+          )
+          if (!restored) yield* Effect.logWarning(`FileLock: could not put back the lock ${file} after moving it by mistake`)
+        }
+        yield* fs.remove(grave).pipe(Effect.catchReason("PlatformError", "NotFound", () => Effect.void))
+      }).pipe(
+        Effect.catchCause((cause) => Effect.logDebug(`FileLock: cleanup of ${file} failed`, cause)),
+        Effect.uninterruptible
+      )
+
+    const sameAs = (expected: Snapshot) => (s: Snapshot) => s.identity === expected.identity
+    const holds = (token: string) => (s: Snapshot) => s.info?.token === token
+
+    /**
+     * Takes over the stale lock seen in `seen`, holding `<path>.break` so that
+     * only one waiter breaks it. Returns when done or when another waiter is
+     * already at it; the caller then tries to create the lock again.
+     */
+    const breakStale = (seen: Snapshot, reason: string): Effect.Effect<void, TokenStoreError> =>
+      Effect.gen(function*() {
+        const breakToken = randomId()
+        const gotBreak = yield* tryCreate(breakPath, breakToken)
+        if (!gotBreak) {
+          // Someone else is breaking it; if that breaker died, clear its break lock.
+          const b = yield* snapshot(breakPath)
+          if (b !== undefined && staleReason(b) !== undefined) yield* removeIf(breakPath, sameAs(b))
+          return
+        }
+        yield* Effect.gen(function*() {
+          const again = yield* snapshot(lockPath)
+          if (again === undefined || again.identity !== seen.identity || staleReason(again) === undefined) return
+          yield* Effect.logDebug(`FileLock: taking over the stale lock ${lockPath}: ${reason}`)
+          yield* removeIf(lockPath, sameAs(seen))
+        }).pipe(Effect.ensuring(removeIf(breakPath, holds(breakToken))))
+      }).pipe(Effect.uninterruptible)
+
+    /** Polls until the lock file is ours. Interruptible between attempts. */
+    const acquireFile = (token: string, remainingMillis: number): Effect.Effect<void, LockTimeoutError | TokenStoreError> => {
+      let last: Snapshot | undefined
+      const loop = Effect.gen(function*() {
+        let attempt = 0
+        while (true) {
+          if (yield* tryCreate(lockPath, token)) return
+          const seen = yield* snapshot(lockPath)
+          if (seen === undefined) continue
+          last = seen
+          const reason = staleReason(seen)
+          if (reason !== undefined) {
+            yield* breakStale(seen, reason)
+            continue
+          }
+          const base = Math.min(250, 10 * Math.pow(1.5, attempt++))
+          yield* Effect.sleep(Math.round(base * (yield* Random.nextBetween(0.5, 1.5))))
+        }
+      })
+      return loop.pipe(
+        Effect.timeoutOrElse({
+          duration: remainingMillis,
+          orElse: () => {
+            const holder = last?.info
+            const who = holder
+              ? `held by process ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}`
+              : "held by another process"
+            return Effect.fail(
+              new LockTimeoutError({
+                path: lockPath,
+                message: `Gave up after ${formatDuration(timeoutMillis)} waiting for the lock ${lockPath}, ${who}. ` +
+                  `If no kimi-auth or OpenCode process is running, delete ${lockPath} and try again.`
+              })
+            )
+          }
+        })
+      )
+    }
+
+    /** Keeps the lock's mtime fresh while it is ours; stops quietly when it is not. */
+    const heartbeat = (token: string): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        while (true) {
+          yield* Effect.sleep(heartbeatMillis)
+          const s = yield* snapshot(lockPath)
+          if (s === undefined || !holds(token)(s)) {
+            yield* Effect.logDebug(`FileLock: the lock ${lockPath} vanished or changed hands while held; heartbeat stops`)
+            return
+          }
+          const now = new Date()
+          yield* fs.utimes(lockPath, now, now).pipe(Effect.mapError(ioError(`refresh the lock file ${lockPath}`)))
+        }
+      }).pipe(
+        Effect.catchCause((cause) => Effect.logDebug(`FileLock: heartbeat for ${lockPath} stopped`, cause))
+      )
+
+    const acquire = (remainingMillis: number) =>
+      Effect.gen(function*() {
+        const token = randomId()
+        // Registered before acquiring: release only removes a file holding our token,
+        // so it is harmless when the acquisition failed, timed out or was interrupted.
+        yield* Effect.addFinalizer(() => removeIf(lockPath, holds(token)))
+        yield* acquireFile(token, remainingMillis)
+        // Scope finalizers run in reverse: the heartbeat stops before the release.
+        yield* Effect.forkScoped(heartbeat(token))
+      })
+
+    return {
+      path: lockPath,
+      withLock: inProcess(semaphore, lockPath, timeoutMillis, acquire)
+    } satisfies FileLock
+  })
