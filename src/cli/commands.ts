@@ -14,6 +14,7 @@ import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import { Command, Flag } from "effect/cli"
+import * as fs from "node:fs"
 import { renderUnicodeCompact } from "uqr"
 import { DeviceIdentity } from "../DeviceIdentity.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
@@ -35,14 +36,38 @@ const debugFlag = Flag.Boolean("debug").pipe(
 
 const jsonFlag = Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print JSON instead of text"))
 
-const debugFromEnv = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
+/** `DEBUG` names this package (`opencode-kimi-auth`, `opencode-kimi-auth:*`) or `*`; comma or space separated, as the `debug` package reads it. */
+const debugFromEnv = () => /(^|[\s,])(\*|opencode-kimi-auth(:\*)?)([\s,]|$)/.test(process.env["DEBUG"] ?? "")
+
+const debugEnabled = (flags: { readonly debug: boolean }) => flags.debug || debugFromEnv()
 
 /** Logs go to stderr so stdout stays clean for `token` and `--json`; Debug level with `--debug`. */
 const loggingLayer = (debug: boolean) =>
   Layer.mergeAll(
     Layer.succeed(Logger.LogToStderr, true),
-    Layer.succeed(References.MinimumLogLevel, debug || debugFromEnv() ? "Debug" : "Warn")
+    Layer.succeed(References.MinimumLogLevel, debugEnabled({ debug }) ? "Debug" : "Warn")
   )
+
+/** An epoch-seconds instant as ISO 8601. */
+const isoSeconds = (seconds: number) => new Date(seconds * 1000).toISOString()
+
+/**
+ * For debug logs only: the expiry and refresh token of the token file as it is
+ * before a command runs, read without the store (which would move a corrupt
+ * file aside). The refresh token is compared, never logged.
+ */
+const peekTokenFile = (file: string): { readonly expiresAt: number; readonly refreshToken: string } | undefined => {
+  try {
+    const json: unknown = JSON.parse(fs.readFileSync(file, "utf8"))
+    if (typeof json !== "object" || json === null) return undefined
+    const { expires_at, refresh_token } = json as Record<string, unknown>
+    return typeof expires_at === "number" && typeof refresh_token === "string"
+      ? { expiresAt: expires_at, refreshToken: refresh_token }
+      : undefined
+  } catch {
+    return undefined
+  }
+}
 
 /**
  * Runs a command body with every service, and maps the outcome to an exit
@@ -50,16 +75,24 @@ const loggingLayer = (debug: boolean) =>
  * its code. Nothing escapes as a stack trace.
  */
 const run = <E extends { readonly _tag: string; readonly message: string }>(
+  name: string,
   flags: { readonly debug: boolean; readonly json?: boolean },
   body: Effect.Effect<ExitCode | void, E, KimiAuthServices>
 ) =>
-  body.pipe(
+  Effect.gen(function*() {
+    const s = yield* KimiAuthConfig
+    yield* Effect.logDebug(
+      `${name}: OAuth host ${s.oauthHost}, API base ${s.apiBaseUrl}, client id ${s.clientId}, token file ${s.tokenFilePath}`
+    )
+    return yield* body
+  }).pipe(
     Effect.provide(layerNode()),
     Effect.matchEffect({
       onSuccess: (code) => Effect.sync(() => void (process.exitCode = code ?? ExitCode.ok)),
       onFailure: (error) =>
         Effect.gen(function*() {
           const code = exitCodeFor(error._tag)
+          yield* Effect.logDebug(`${name}: failed with ${error._tag}; exit code ${code}`)
           if (flags.json) {
             yield* out(JSON.stringify({ event: "error", error: error._tag, exit_code: code, message: error.message }) + "\n")
           } else {
@@ -116,9 +149,12 @@ const countdown = (authorization: DeviceAuthorization) =>
   Effect.gen(function*() {
     const start = yield* Clock.currentTimeMillis
     while (true) {
-      const left = authorization.expiresIn - ((yield* Clock.currentTimeMillis) - start) / 1000
+      const elapsed = (yield* Clock.currentTimeMillis) - start
+      // Rounded up, like any countdown: 15:00 at the start, 0:00 only once the code is dead.
+      const left = Math.ceil(authorization.expiresIn - elapsed / 1000)
       yield* out(`\r\x1b[2K${dim(`Waiting for approval… ${clock(left)} left (Ctrl-C to cancel)`)}`)
-      yield* Effect.sleep("1 second")
+      // Wake on the next whole second since the start, so the drift of the sleeps never skips a second.
+      yield* Effect.sleep(Duration.millis(1000 - (elapsed % 1000)))
     }
   }).pipe(Effect.ensuring(out("\r\x1b[2K")))
 
@@ -134,6 +170,7 @@ const loginCommand = Command.make(
   },
   (flags) =>
     run(
+      "login",
       flags,
       Effect.gen(function*() {
         const settings = yield* KimiAuthConfig
@@ -142,6 +179,11 @@ const loginCommand = Command.make(
         const tokens = yield* login({
           onCode: (authorization) =>
             Effect.gen(function*() {
+              yield* Effect.logDebug(
+                `login: device authorization: user code ${authorization.userCode}, expires in ${authorization.expiresIn} s, ` +
+                  `poll every ${authorization.interval} s, verification URI ${authorization.verificationUri} ` +
+                  `(the device code is a secret and is not logged)`
+              )
               yield* showCode(authorization, { browser: flags.browser && canOpenBrowser(), json: flags.json })
               if (tty) ticker = yield* Effect.forkChild(countdown(authorization))
               else if (!flags.json) yield* out("Waiting for approval…\n")
@@ -151,6 +193,10 @@ const loginCommand = Command.make(
               ? Effect.logDebug(`login: ${event.error.message} Retrying in ${Math.round(event.delayMillis / 1000)} s.`)
               : Effect.logDebug(`login: poll ${event.attempt}: ${event._tag}`)
         }).pipe(Effect.ensuring(Effect.suspend(() => (ticker ? Fiber.interrupt(ticker) : Effect.void))))
+        yield* Effect.logDebug(
+          `login: approved; access token valid until ${isoSeconds(tokens.expiresAt)}, scope "${tokens.scope}"; ` +
+            `tokens saved to ${settings.tokenFilePath}`
+        )
         if (flags.json) {
           yield* out(JSON.stringify({
             event: "logged_in",
@@ -179,6 +225,7 @@ const loginCommand = Command.make(
 
 const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag }, (flags) =>
   run(
+    "status",
     flags,
     Effect.gen(function*() {
       const settings = yield* KimiAuthConfig
@@ -187,6 +234,13 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
       const tokens = yield* store.load
       const now = (yield* Clock.currentTimeMillis) / 1000
       const windowSeconds = Duration.toSeconds(settings.refreshWindow)
+      yield* Effect.logDebug(
+        tokens === undefined
+          ? `status: no tokens at ${settings.tokenFilePath}`
+          : `status: read ${settings.tokenFilePath}: access token valid until ${isoSeconds(tokens.expiresAt)}, ` +
+            `refresh ${isDue(tokens, now, windowSeconds) ? "due" : "not due"} (window ${windowSeconds} s); ` +
+            `device id from ${settings.deviceIdPath}`
+      )
       const base = {
         token_file: settings.tokenFilePath,
         device_id: identity.deviceId,
@@ -240,11 +294,34 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
 
 const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
   run(
+    "token",
     flags,
     Effect.gen(function*() {
+      const settings = yield* KimiAuthConfig
       const manager = yield* TokenManager
-      const token = yield* manager.getAccessToken
-      yield* out(`${Redacted.value(token)}\n`)
+      const before = debugEnabled(flags) ? peekTokenFile(settings.tokenFilePath) : undefined
+      if (before !== undefined) {
+        const now = (yield* Clock.currentTimeMillis) / 1000
+        yield* Effect.logDebug(
+          `token: the stored access token ${
+            before.expiresAt > now
+              ? `expires in ${Math.floor(before.expiresAt - now)} s`
+              : `expired ${Math.ceil(now - before.expiresAt)} s ago`
+          } (${isoSeconds(before.expiresAt)}); refresh window ${Duration.toSeconds(settings.refreshWindow)} s`
+        )
+      }
+      const tokens = yield* manager.getTokens
+      if (before !== undefined) {
+        yield* Effect.logDebug(
+          before.expiresAt === tokens.expiresAt && before.refreshToken === Redacted.value(tokens.refreshToken)
+            ? "token: the stored access token is still valid; no request was made"
+            : `token: refreshed; the new access token is valid until ${isoSeconds(tokens.expiresAt)}, ` +
+              `the refresh token ${
+                before.refreshToken === Redacted.value(tokens.refreshToken) ? "was not rotated" : "was rotated"
+              } and saved to ${settings.tokenFilePath}`
+        )
+      }
+      yield* out(`${Redacted.value(tokens.accessToken)}\n`)
     })
   )).pipe(
     Command.withDescription(
@@ -264,11 +341,15 @@ const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
 
 const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
   run(
+    "logout",
     flags,
     Effect.gen(function*() {
       const settings = yield* KimiAuthConfig
       const manager = yield* TokenManager
       const removed = yield* manager.clear
+      yield* Effect.logDebug(
+        `logout: ${removed ? "removed" : "found no"} ${settings.tokenFilePath}; kept the device id in ${settings.deviceIdPath}`
+      )
       yield* out(
         removed
           ? `Logged out: removed ${settings.tokenFilePath}. The device id is kept.\n`
@@ -342,5 +423,11 @@ export const rootCommand = Command.make("kimi-auth").pipe(
     "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
       "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth)."
   ),
-  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand, emulatorCommand])
+  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand, emulatorCommand]),
+  Command.withExamples([
+    { command: "kimi-auth login", description: "Log in once; the tokens are kept fresh from then on" },
+    { command: "kimi-auth status --json", description: "Whether you are logged in, for scripts" },
+    { command: "kimi-auth token --debug", description: "A valid access token on stdout; what happened on stderr" },
+    { command: "kimi-auth emulator --auto-approve 2000", description: "Try it all offline against the local emulator" }
+  ])
 )

@@ -1,0 +1,150 @@
+/**
+ * `kimi-auth emulator` as a real child process, used the way the README tells
+ * people to: log in against it, call its API with `kimi-auth token`, force a
+ * refresh, stop it with Ctrl-C. And `--help` of every command.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { cliPath, isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
+
+let home: string
+const children: Array<ChildProcessWithoutNullStreams> = []
+
+beforeEach(() => {
+  home = makeTemp()
+})
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL")
+  rmTemp(home)
+})
+
+const tokenFile = () => path.join(home, ".opencode-kimi-auth", "oauth.json")
+const readTokenFile = () => JSON.parse(fs.readFileSync(tokenFile(), "utf8")) as Record<string, unknown>
+
+interface RunningEmulator {
+  readonly url: string
+  readonly child: ChildProcessWithoutNullStreams
+  readonly stdout: () => string
+  readonly stderr: () => string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>
+}
+
+/** Starts `kimi-auth emulator ...args` and resolves once it printed its URL line. */
+const startEmulator = (args: ReadonlyArray<string>): Promise<RunningEmulator> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, "emulator", ...args], {
+      env: isolatedEnv(home),
+      stdio: ["pipe", "pipe", "pipe"]
+    })
+    children.push(child)
+    let stdout = ""
+    let stderr = ""
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+      child.on("close", (code, signal) => r({ code, signal }))
+    )
+    const timer = setTimeout(() => reject(new Error(`no URL line within 15 s; stdout: ${stdout}; stderr: ${stderr}`)), 15_000)
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c))
+    child.stdout.setEncoding("utf8").on("data", (c: string) => {
+      stdout += c
+      const m = /^Kimi emulator listening on (http:\/\/127\.0\.0\.1:(\d+))$/m.exec(stdout)
+      if (m) {
+        clearTimeout(timer)
+        resolve({ url: m[1]!, child, stdout: () => stdout, stderr: () => stderr, exited })
+      }
+    })
+    child.on("error", reject)
+    void exited.then(({ code }) => reject(new Error(`the emulator exited (${code}) before its URL line; stderr: ${stderr}`)))
+  })
+
+const models = (url: string, token?: string) =>
+  fetch(`${url}/coding/v1/models`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
+
+describe("kimi-auth emulator", () => {
+  it("login, token, a call to its API, a forced refresh with rotation, then Ctrl-C stops it", async () => {
+    const emulator = await startEmulator(["--port", "0", "--auto-approve", "500", "--interval", "1"])
+    expect(emulator.stdout().split("\n")[0]).toBe(`Kimi emulator listening on ${emulator.url}`)
+    expect(Number(new URL(emulator.url).port)).toBeGreaterThan(0)
+    expect(emulator.stdout()).toContain("auto-approve after 500 ms")
+    const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.url, KIMI_CODE_BASE_URL: `${emulator.url}/coding/v1` })
+
+    // login against it
+    const login = await runCli(["login", "--no-browser"], env)
+    expect(login.code, login.stderr).toBe(0)
+    expect(login.stdout).toContain(`Open:  ${emulator.url}/device?user_code=`)
+    expect(login.stdout).toContain(`✓ Logged in to Kimi. Tokens saved to ${tokenFile()}`)
+    const first = readTokenFile()
+
+    // the token it prints is one the API accepts (and the API does check: no token, no answer)
+    const token = await runCli(["token"], env)
+    expect(token.code, token.stderr).toBe(0)
+    expect(token.stderr).toBe("")
+    expect(token.stdout).toBe(`${first["access_token"]}\n`)
+    const accessToken = token.stdout.trim()
+    const ok = await models(emulator.url, accessToken)
+    expect(ok.status).toBe(200)
+    expect(((await ok.json()) as { data: Array<{ id: string }> }).data.map((m) => m.id)).toContain("kimi-for-coding")
+    expect((await models(emulator.url)).status).toBe(401)
+    expect((await models(emulator.url, `${accessToken}x`)).status).toBe(401)
+
+    // status names this emulator
+    const status = JSON.parse((await runCli(["status", "--json"], env)).stdout)
+    expect(status).toMatchObject({ logged_in: true, oauth_host: emulator.url, api_base_url: `${emulator.url}/coding/v1` })
+
+    // an expired token on disk: `token` refreshes, the refresh token rotates, the new token works
+    fs.writeFileSync(tokenFile(), JSON.stringify({ ...first, expires_at: Math.floor(Date.now() / 1000) - 60 }), { mode: 0o600 })
+    const refreshed = await runCli(["token"], env)
+    expect(refreshed.code, refreshed.stderr).toBe(0)
+    expect(refreshed.stderr).toBe("")
+    const second = readTokenFile()
+    const newToken = refreshed.stdout.trim()
+    expect(refreshed.stdout).toBe(`${newToken}\n`)
+    expect(newToken).not.toBe(accessToken)
+    expect(newToken).toBe(second["access_token"])
+    expect(second["refresh_token"]).not.toBe(first["refresh_token"])
+    expect(second["expires_at"] as number).toBeGreaterThan(Date.now() / 1000 + 800)
+    expect(fs.statSync(tokenFile()).mode & 0o777).toBe(0o600)
+    expect((await models(emulator.url, newToken)).status).toBe(200)
+    // and the next call serves it as is
+    expect((await runCli(["token"], env)).stdout).toBe(`${newToken}\n`)
+
+    // Ctrl-C: it stops promptly, quietly, with the "interrupted" exit code
+    const stoppedAt = Date.now()
+    emulator.child.kill("SIGINT")
+    const { code, signal } = await emulator.exited
+    expect(Date.now() - stoppedAt).toBeLessThan(3000)
+    expect({ code, signal }).toEqual({ code: 130, signal: null })
+    expect(emulator.stderr()).toBe("")
+    await expect(models(emulator.url, newToken)).rejects.toThrow()
+  })
+
+  it("a port already in use: exit 2 and a message, no trace", async () => {
+    const first = await startEmulator(["--port", "0"])
+    const port = new URL(first.url).port
+    const second = await runCli(["emulator", "--port", port], isolatedEnv(home), { timeoutMs: 15_000 })
+    expect(second.code).toBe(2)
+    expect(second.stderr).toMatch(/the emulator could not start/)
+    expect(second.stderr).not.toMatch(/\n\s+at /)
+    first.child.kill("SIGINT")
+    await first.exited
+  })
+})
+
+describe("--help", () => {
+  const commands: ReadonlyArray<ReadonlyArray<string>> = [[], ["login"], ["status"], ["token"], ["logout"], ["emulator"]]
+
+  it.each(commands.map((c) => [c.join(" ") || "(root)", c] as const))("kimi-auth %s --help: exit 0, a description and examples", async (_, command) => {
+    const r = await runCli([...command, "--help"], isolatedEnv(home), { timeoutMs: 15_000 })
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toBe("")
+    expect(r.stdout).toMatch(/^DESCRIPTION$/m)
+    expect(r.stdout).toMatch(/^USAGE$/m)
+    const examples = r.stdout.split(/^EXAMPLES$/m)[1]
+    expect(examples, r.stdout).toBeDefined()
+    // at least one runnable example, each with its explanation
+    expect(examples).toMatch(/^ {2}# \S.*\n {2}.*kimi-auth \S/m)
+    if (command.length > 0) expect(examples).toContain(`kimi-auth ${command[0]}`)
+    expect(r.stdout).not.toMatch(/\x1b/)
+  })
+})
