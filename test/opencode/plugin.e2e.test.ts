@@ -155,6 +155,66 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   )
 
   it(
+    "a login made with `kimi-auth login` alone (no auth.json entry) is enough for opencode run",
+    async () => {
+      const { e, tokenFile } = await kimiEnv()
+      const issued = await seedLogin(e, tokenFile, now() + 800)
+      await e.writeAuth({})
+      emulator.clearRequests()
+      const r = await e.prompt("kimi/kimi-for-coding", "no auth.json entry")
+      expect(r.code, await output(e, r)).toBe(0)
+      expect(r.stdout).toContain("Hello from the Kimi emulator")
+      for (const c of emulator.requests("/coding/v1/chat/completions")) expect(c.bearer).toBe(issued.accessToken)
+    },
+    RUN_TIMEOUT
+  )
+
+  it(
+    "an API-key login is passed through with the identity headers, not replaced by OAuth",
+    async () => {
+      const { e } = await kimiEnv()
+      const key = emulator.issueTokens().accessToken // any bearer the emulator accepts stands in for an API key
+      await e.writeAuth({ kimi: { type: "api", key } })
+      emulator.clearRequests()
+      const r = await e.prompt("kimi/kimi-for-coding", "with a key")
+      expect(r.code, await output(e, r)).toBe(0)
+      const chats = emulator.requests("/coding/v1/chat/completions")
+      expect(chats.length).toBeGreaterThanOrEqual(1)
+      for (const c of chats) {
+        expect(c.bearer).toBe(key)
+        expect(c.msh.platform).toBe("kimi_cli")
+      }
+    },
+    RUN_TIMEOUT
+  )
+
+  it(
+    "a refused login makes `opencode auth login` fail with the reason, and stores nothing",
+    async () => {
+      const refusing = await start({ interval: 1 })
+      try {
+        const e = await makeOpencodeEnv({
+          plugin: pluginEntry,
+          env: { KIMI_OAUTH_HOST: refusing.oauthHost, KIMI_CODE_BASE_URL: refusing.apiBaseUrl }
+        })
+        envs.push(e)
+        const denier = setInterval(() => {
+          for (const c of refusing.deviceCodes()) if (c.status === "pending") refusing.deny(c.userCode)
+        }, 200)
+        const r = await e.login("kimi", "Kimi device login").finally(() => clearInterval(denier))
+        expect(r.code).not.toBe(0)
+        expect(r.stdout + r.stderr).toMatch(/refused/)
+        expect(r.stderr).not.toMatch(/^\s+at /m)
+        expect((await e.readAuth())?.["kimi"]).toBeUndefined()
+        expect(fs.existsSync(path.join(e.home, ".opencode-kimi-auth", "oauth.json"))).toBe(false)
+      } finally {
+        await refusing.close()
+      }
+    },
+    RUN_TIMEOUT
+  )
+
+  it(
     "a dead refresh token: a message naming `opencode auth login -p kimi`, no crash, and the stored login is kept",
     async () => {
       const { e, tokenFile } = await kimiEnv()
