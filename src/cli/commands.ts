@@ -16,13 +16,12 @@ import * as References from "effect/References"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs"
 import { renderUnicodeCompact } from "uqr"
-import { DeviceIdentity } from "../DeviceIdentity.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
 import { layerNode, type KimiAuthServices } from "../KimiAuth.js"
 import { login } from "../Login.js"
+import { loginStatus } from "../LoginStatus.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
-import { isDue, refreshThresholdSeconds, TokenManager } from "../TokenManager.js"
-import { TokenStore } from "../TokenStore.js"
+import { TokenManager } from "../TokenManager.js"
 import { type EmulatorOptions, serve as serveEmulator } from "../emulator/KimiEmulator.js"
 import * as Option from "effect/Option"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
@@ -228,57 +227,51 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
     "status",
     flags,
     Effect.gen(function*() {
-      const settings = yield* KimiAuthConfig
-      const identity = yield* DeviceIdentity
-      const store = yield* TokenStore
-      const tokens = yield* store.load
-      const now = (yield* Clock.currentTimeMillis) / 1000
-      const windowSeconds = Duration.toSeconds(settings.refreshWindow)
+      const status = yield* loginStatus
+      const tokens = status.tokens
       yield* Effect.logDebug(
         tokens === undefined
-          ? `status: no tokens at ${settings.tokenFilePath}`
-          : `status: read ${settings.tokenFilePath}: access token valid until ${isoSeconds(tokens.expiresAt)}, ` +
-            `refresh ${isDue(tokens, now, windowSeconds) ? "due" : "not due"} (window ${windowSeconds} s); ` +
-            `device id from ${settings.deviceIdPath}`
+          ? `status: no tokens at ${status.tokenFilePath}`
+          : `status: read ${status.tokenFilePath}: access token valid until ${isoSeconds(tokens.expiresAt)}, ` +
+            `refresh ${tokens.refreshDue ? "due" : "not due"} (window ${status.refreshWindowSeconds} s); ` +
+            `device id from ${status.deviceIdPath}`
       )
       const base = {
-        token_file: settings.tokenFilePath,
-        device_id: identity.deviceId,
-        oauth_host: settings.oauthHost,
-        api_base_url: settings.apiBaseUrl
+        token_file: status.tokenFilePath,
+        device_id: status.deviceId,
+        oauth_host: status.oauthHost,
+        api_base_url: status.apiBaseUrl
       }
       if (tokens === undefined) {
         if (flags.json) yield* out(JSON.stringify({ logged_in: false, ...base }) + "\n")
         else {
           yield* out(`Not logged in to Kimi. Run ${bold("kimi-auth login")}.\n`)
-          yield* out(dim(`  token file: ${settings.tokenFilePath}\n  device id:  ${identity.deviceId}\n`))
+          yield* out(dim(`  token file: ${status.tokenFilePath}\n  device id:  ${status.deviceId}\n`))
         }
         return ExitCode.notLoggedIn
       }
-      const remaining = tokens.remainingSeconds(now)
-      const dueIn = remaining - refreshThresholdSeconds(tokens, windowSeconds)
+      const remaining = tokens.remainingSeconds
       if (flags.json) {
         yield* out(JSON.stringify({
           logged_in: true,
           expires_at: tokens.expiresAt,
           expires_in_seconds: Math.floor(remaining),
           access_token_expired: remaining <= 0,
-          refresh_due: isDue(tokens, now, windowSeconds),
+          refresh_due: tokens.refreshDue,
           scope: tokens.scope,
           ...base
         }) + "\n")
       } else {
-        const expiry = new Date(tokens.expiresAt * 1000).toISOString()
         yield* out(`${green("✓")} Logged in to Kimi.\n`)
         yield* out(
           `  access token: ${
             remaining > 0 ? `valid for ${humanDuration(remaining)}` : `expired ${humanDuration(-remaining)} ago`
-          } (${expiry}); ${
-            dueIn > 0 ? `refreshed in ${humanDuration(dueIn)}` : "refreshed on next use"
+          } (${isoSeconds(tokens.expiresAt)}); ${
+            tokens.refreshDue ? "refreshed on next use" : `refreshed in ${humanDuration(tokens.refreshInSeconds)}`
           } with the stored refresh token\n`
         )
-        yield* out(`  token file:   ${settings.tokenFilePath}\n  device id:    ${identity.deviceId}\n`)
-        yield* out(`  OAuth host:   ${settings.oauthHost}\n  API base:     ${settings.apiBaseUrl}\n`)
+        yield* out(`  token file:   ${status.tokenFilePath}\n  device id:    ${status.deviceId}\n`)
+        yield* out(`  OAuth host:   ${status.oauthHost}\n  API base:     ${status.apiBaseUrl}\n`)
       }
     })
   )).pipe(

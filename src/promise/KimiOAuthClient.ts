@@ -17,19 +17,16 @@
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import * as Clock from "effect/Clock"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { DeviceFlow } from "../DeviceFlow.js"
-import { DeviceIdentity } from "../DeviceIdentity.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
+import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
-import { isDue, TokenManager } from "../TokenManager.js"
-import { TokenStore } from "../TokenStore.js"
+import { TokenManager } from "../TokenManager.js"
 
 /** Options of {@link KimiOAuthClient}; every field is optional. */
 export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "tokenFilePath"> {
@@ -229,20 +226,13 @@ export class KimiOAuthClient {
   /** The stored login's state; never a secret. */
   async status(options: CallOptions = {}): Promise<KimiAuthStatus> {
     return this.#run(
-      Effect.gen(function*() {
-        const settings = yield* KimiAuthConfig
-        const identity = yield* DeviceIdentity
-        const store = yield* TokenStore
-        const tokens = yield* store.load
-        const now = (yield* Clock.currentTimeMillis) / 1000
-        return {
-          loggedIn: tokens !== undefined,
-          expiresAt: tokens ? new Date(tokens.expiresAt * 1000) : undefined,
-          refreshDue: tokens ? isDue(tokens, now, Duration.toSeconds(settings.refreshWindow)) : false,
-          deviceId: identity.deviceId,
-          tokenFilePath: settings.tokenFilePath
-        }
-      }),
+      Effect.map(loginStatus, (s) => ({
+        loggedIn: s.tokens !== undefined,
+        expiresAt: s.tokens ? new Date(s.tokens.expiresAt * 1000) : undefined,
+        refreshDue: s.tokens?.refreshDue ?? false,
+        deviceId: s.deviceId,
+        tokenFilePath: s.tokenFilePath
+      })),
       options.signal
     )
   }

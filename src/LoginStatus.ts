@@ -1,0 +1,70 @@
+/**
+ * The state of the stored login, computed once for every edge (the CLI's
+ * `status`, the facade's `status()`): whether there are tokens, when the
+ * access token expires, when it will be refreshed, and where things live.
+ * Holds no secret.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { DeviceIdentity } from "./DeviceIdentity.js"
+import type { CorruptTokenFileError, TokenStoreError } from "./Errors.js"
+import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { isDue, refreshThresholdSeconds } from "./TokenManager.js"
+import { TokenStore } from "./TokenStore.js"
+
+/** The stored access token's timing, in seconds. */
+export interface TokenTiming {
+  /** Epoch seconds. */
+  readonly expiresAt: number
+  /** Seconds left (negative once expired). */
+  readonly remainingSeconds: number
+  /** Whether the next `getAccessToken` refreshes first. */
+  readonly refreshDue: boolean
+  /** Seconds until the token becomes due (0 when it already is). */
+  readonly refreshInSeconds: number
+  readonly scope: string
+}
+
+/** The login state. `tokens` is undefined when not logged in. */
+export interface LoginStatus {
+  readonly tokens: TokenTiming | undefined
+  readonly deviceId: string
+  readonly tokenFilePath: string
+  readonly deviceIdPath: string
+  readonly oauthHost: string
+  readonly apiBaseUrl: string
+  /** The refresh window in seconds, as configured. */
+  readonly refreshWindowSeconds: number
+}
+
+/** Reads the stored login. A corrupt file is moved aside and reported, as by every load. */
+export const loginStatus: Effect.Effect<
+  LoginStatus,
+  TokenStoreError | CorruptTokenFileError,
+  KimiAuthConfig | DeviceIdentity | TokenStore
+> = Effect.gen(function*() {
+  const settings = yield* KimiAuthConfig
+  const identity = yield* DeviceIdentity
+  const stored = yield* Effect.flatMap(TokenStore, (s) => s.load)
+  const now = (yield* Clock.currentTimeMillis) / 1000
+  const windowSeconds = Duration.toSeconds(settings.refreshWindow)
+  const tokens = stored === undefined ? undefined : {
+    expiresAt: stored.expiresAt,
+    remainingSeconds: stored.remainingSeconds(now),
+    refreshDue: isDue(stored, now, windowSeconds),
+    refreshInSeconds: Math.max(0, stored.remainingSeconds(now) - refreshThresholdSeconds(stored, windowSeconds)),
+    scope: stored.scope
+  }
+  return {
+    tokens,
+    deviceId: identity.deviceId,
+    tokenFilePath: settings.tokenFilePath,
+    deviceIdPath: settings.deviceIdPath,
+    oauthHost: settings.oauthHost,
+    apiBaseUrl: settings.apiBaseUrl,
+    refreshWindowSeconds: windowSeconds
+  }
+}).pipe(Effect.withSpan("loginStatus"))
