@@ -227,6 +227,11 @@ export const make = Effect.gen(function*() {
           body
         }))
       ),
+      Effect.tap((raw) =>
+        Effect.logDebug(`oauth: POST ${endpoint} -> HTTP ${raw.status}`).pipe(
+          Effect.annotateLogs({ grant: typeof form["grant_type"] === "string" ? form["grant_type"] : "device_authorization" })
+        )
+      ),
       Effect.timeoutOrElse({
         duration: settings.requestTimeout,
         orElse: () =>

@@ -191,8 +191,12 @@ export const make = (options: TokenManagerOptions = {}) =>
           const now = yield* nowSeconds
           const replacedElsewhere = rejected !== undefined && !sameSecret(onDisk.accessToken, rejected)
           if (force ? replacedElsewhere && onDisk.remainingSeconds(now) > 0 : !isDue(onDisk, now, windowSeconds)) {
+            yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
             return onDisk
           }
+          yield* Effect.logDebug(
+            force ? "token refresh: forced (the API rejected the access token)" : "token refresh: due, refreshing"
+          ).pipe(Effect.annotateLogs({ remainingSeconds: Math.round(onDisk.remainingSeconds(now)) }))
           const refreshed = yield* refreshWithRetry(onDisk.refreshToken).pipe(
             Effect.catchTag("InvalidGrantError", (e: InvalidGrantError) =>
               // Re-read once: a tool that does not use our lock may have rotated the tokens.
@@ -217,7 +221,14 @@ export const make = (options: TokenManagerOptions = {}) =>
                 )
                 : Effect.fail(error))
           )
-          if (refreshed !== onDisk) yield* persist(refreshed)
+          if (refreshed !== onDisk) {
+            yield* persist(refreshed)
+            yield* Effect.logDebug(
+              sameSecret(refreshed.refreshToken, onDisk.refreshToken)
+                ? "token refresh: done; the server sent no new refresh token, the stored one is kept"
+                : "token refresh: done; the refresh token was rotated and stored"
+            ).pipe(Effect.annotateLogs({ expiresAt: refreshed.expiresAt }))
+          }
           return refreshed
         })
       )
