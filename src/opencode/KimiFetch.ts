@@ -50,9 +50,35 @@ const isStream = (b: unknown): b is ReadableStream<Uint8Array> =>
 const replayable = async (body: RequestInit["body"]): Promise<Body | undefined> =>
   body == null ? undefined : isStream(body) ? new Uint8Array(await new Response(body).arrayBuffer()) : body
 
+const isPlainRecord = (h: unknown): h is Record<string, string> =>
+  typeof h === "object" && h !== null && !Array.isArray(h) && Object.getPrototypeOf(h) === Object.prototype
+
 /** Builds the wrapped fetch. */
 export const makeKimiFetch = (deps: KimiFetchDeps) => {
   const baseFetch = deps.fetch ?? globalThis.fetch
+  // Computed once: the names we overwrite (lower case) and the pairs we add. Every request is on
+  // the hot path (BENCHMARKS.md, "Request overhead"): a plain-object `init.headers` (what the AI
+  // SDK passes) is merged into a plain object, without a `Headers` round trip.
+  const identity = Object.entries(deps.headers)
+  const overwritten = new Set([...identity.map(([k]) => k.toLowerCase()), "authorization"])
+  const headersFor = (given: RequestInit["headers"], token: string): HeadersInit => {
+    if (given == null || isPlainRecord(given)) {
+      const out: Record<string, string> = {}
+      if (given != null) {
+        for (const k in given) {
+          const v = given[k]
+          if (v !== undefined && !overwritten.has(k.toLowerCase())) out[k] = v
+        }
+      }
+      for (const [k, v] of identity) out[k] = v
+      out["authorization"] = `Bearer ${token}`
+      return out
+    }
+    const headers = new Headers(given)
+    for (const [k, v] of identity) headers.set(k, v)
+    headers.set("authorization", `Bearer ${token}`)
+    return headers
+  }
   return async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     // A Request input carries its own method, headers and body: lift them into init so both sends match.
     let url: string | URL
@@ -71,13 +97,10 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
       url = input
       request = { ...init }
     }
-    const body = await replayable(request.body)
+    const body = isStream(request.body) ? await replayable(request.body) : request.body ?? undefined
     const signal = request.signal ?? undefined
     const send = (token: string) => {
-      const headers = new Headers(request.headers)
-      for (const [k, v] of Object.entries(deps.headers)) headers.set(k, v)
-      headers.set("authorization", `Bearer ${token}`)
-      const sendInit: RequestInit = { ...request, headers }
+      const sendInit: RequestInit = { ...request, headers: headersFor(request.headers, token) }
       if (body !== undefined) sendInit.body = body
       return baseFetch(url, sendInit)
     }

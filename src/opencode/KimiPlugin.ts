@@ -289,6 +289,7 @@ export const KimiAuthPlugin = async (input: PluginInputLike = {}, rawOptions?: R
     })
   }
   let identityHeaders: Readonly<Record<string, string>> = {}
+  let oauthFetchReady: ReturnType<typeof makeKimiFetch> | undefined
 
   /**
    * The `fetch` every Kimi request goes through. A request that carries a
@@ -296,7 +297,8 @@ export const KimiAuthPlugin = async (input: PluginInputLike = {}, rawOptions?: R
    * with the identity headers and its own key. Everything else gets OAuth.
    */
   const requestFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-    const f = await (oauthFetch ??= buildOAuthFetch())
+    // Once built, used without an extra await: every request passes here (BENCHMARKS.md, "Request overhead").
+    const f = oauthFetchReady ?? (oauthFetchReady = await (oauthFetch ??= buildOAuthFetch()))
     const given = authorizationOf(init?.headers)
     if (given !== undefined && given !== `Bearer ${OAUTH_PLACEHOLDER}`) {
       const headers = new Headers(init?.headers)
