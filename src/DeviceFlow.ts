@@ -29,6 +29,7 @@ import {
   type ServerError
 } from "./Errors.js"
 import { type DeviceAuthorization, OAuthClient, type OAuthCallError } from "./OAuthClient.js"
+import { retryTransient } from "./Retry.js"
 import type { TokenSet } from "./TokenSet.js"
 
 /** RFC 8628 section 3.5: seconds added to the interval on every `slow_down`. */
@@ -59,7 +60,7 @@ export type PollEvent =
 
 /** The device flow service. */
 export interface DeviceFlowShape {
-  /** RFC 8628 3.1: asks the server for a device code and a user code. */
+  /** RFC 8628 3.1: asks the server for a device code and a user code; 5xx, 429 and network faults are retried (4 attempts). */
   readonly start: Effect.Effect<DeviceAuthorization, OAuthCallError>
   /**
    * RFC 8628 3.4-3.5: polls until the user approves (tokens), refuses
@@ -137,7 +138,15 @@ export const make = (options: DeviceFlowOptions = {}) =>
         }
       }).pipe(Effect.withSpan("DeviceFlow.awaitTokens"))
 
-    return { start: client.requestDeviceAuthorization, awaitTokens } satisfies DeviceFlowShape
+    // Nothing is at stake yet, so a flaky first request is retried rather than ending the login.
+    const start = retryTransient(client.requestDeviceAuthorization, {
+      attempts: 4,
+      baseDelay: "1 second",
+      maxDelay: "8 seconds",
+      label: "device authorization"
+    }).pipe(Effect.withSpan("DeviceFlow.start"))
+
+    return { start, awaitTokens } satisfies DeviceFlowShape
   })
 
 /** The device flow service. */

@@ -120,22 +120,40 @@ interface RawResponse {
   readonly status: number
   readonly retryAfter: string | undefined
   readonly body: string
+  /**
+   * The body with every secret this request sent (device code, refresh token)
+   * replaced by `<redacted>`: a server that echoes them back in an error must
+   * not put them into our messages. Used for everything but decoding a success.
+   */
+  readonly safeBody: string
 }
 
-const parseJson = (raw: RawResponse): unknown => {
+const parseJson = (text: string): unknown => {
   try {
-    return JSON.parse(raw.body)
+    return JSON.parse(text)
   } catch {
     return undefined
   }
+}
+
+/** Replaces every occurrence of each secret (and its JSON-escaped form) in `text`. */
+const scrubSecrets = (text: string, secrets: ReadonlyArray<string>): string => {
+  let out = text
+  for (const secret of secrets) {
+    if (secret.length === 0) continue
+    out = out.split(secret).join("<redacted>")
+    const escaped = JSON.stringify(secret).slice(1, -1)
+    if (escaped !== secret) out = out.split(escaped).join("<redacted>")
+  }
+  return out
 }
 
 const invalid = (raw: RawResponse, what: string) =>
   new InvalidResponseError({
     url: raw.url,
     status: raw.status,
-    excerpt: excerpt(raw.body),
-    message: `The Kimi OAuth server answered ${raw.url} with HTTP ${raw.status} and ${what}: ${excerpt(raw.body)}. ` +
+    excerpt: excerpt(raw.safeBody),
+    message: `The Kimi OAuth server answered ${raw.url} with HTTP ${raw.status} and ${what}: ${excerpt(raw.safeBody)}. ` +
       `This is not a valid OAuth response; try again later, and check the OAuth host setting (KIMI_OAUTH_HOST) if it persists.`
   })
 
@@ -149,7 +167,7 @@ const parseRetryAfter = (value: string | undefined, nowMillis: number): number |
 
 /** Decodes a 2xx body with `schema`, or explains why it is not valid. */
 const decodeOk = <S extends Schema.Top>(raw: RawResponse, schema: S, what: string) => {
-  const json = parseJson(raw)
+  const json = parseJson(raw.body)
   if (json === undefined) return Effect.fail(invalid(raw, `a body that is not JSON (expected ${what})`))
   return Schema.decodeUnknownEffect(schema as any)(json).pipe(
     Effect.mapError(() => invalid(raw, `a JSON body that is not a valid ${what}`))
@@ -165,14 +183,14 @@ const decodeFailure = (raw: RawResponse, nowMillis: number): Effect.Effect<Error
       new ServerError({
         url: raw.url,
         status: raw.status,
-        excerpt: excerpt(raw.body),
+        excerpt: excerpt(raw.safeBody),
         retryAfterMillis: parseRetryAfter(raw.retryAfter, nowMillis),
         message: `The Kimi OAuth server is unavailable (HTTP ${raw.status} from ${raw.url}). It will be retried; ` +
           `if it persists, try again in a few minutes.`
       })
     )
   }
-  const json = parseJson(raw)
+  const json = parseJson(raw.safeBody)
   return Schema.decodeUnknownEffect(ErrorResponse)(json).pipe(
     Effect.mapError(() => invalid(raw, "a body that is not an RFC 6749 error"))
   )
@@ -183,7 +201,7 @@ const oauthError = (status: number, e: ErrorBody) =>
     status,
     error: e.error,
     errorDescription: e.error_description ?? undefined,
-    message: `The Kimi OAuth server refused the request: ${e.error}${
+    message: `The Kimi OAuth server refused the request: ${excerpt(e.error, 60)}${
       e.error_description ? ` (${excerpt(e.error_description)})` : ""
     }. ${
       e.error === "invalid_client"
@@ -213,6 +231,7 @@ export const make = Effect.gen(function*() {
 
   const post = (endpoint: string, form: Record<string, string | Redacted.Redacted<string>>) => {
     const url = `${settings.oauthHost}${endpoint}`
+    const secrets = Object.values(form).flatMap((v) => (Redacted.isRedacted(v) ? [Redacted.value(v)] : []))
     const request = HttpClientRequest.post(url).pipe(
       HttpClientRequest.setHeaders(identity.headers),
       HttpClientRequest.acceptJson,
@@ -224,7 +243,8 @@ export const make = Effect.gen(function*() {
           url,
           status: response.status,
           retryAfter: response.headers["retry-after"],
-          body
+          body,
+          safeBody: scrubSecrets(body, secrets)
         }))
       ),
       Effect.tap((raw) =>

@@ -26,7 +26,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Random from "effect/Random"
 import * as Redacted from "effect/Redacted"
 import * as Semaphore from "effect/Semaphore"
 import {
@@ -44,6 +43,7 @@ import {
 } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { OAuthClient } from "./OAuthClient.js"
+import { retryTransient } from "./Retry.js"
 import { TokenStore } from "./TokenStore.js"
 import type { TokenSet } from "./TokenSet.js"
 
@@ -59,7 +59,7 @@ export type TokenError =
 
 /** Tuning of the token manager. */
 export interface TokenManagerOptions {
-  /** Attempts of one refresh on transient faults (first try included). Default 4. */
+  /** Attempts of one refresh on transient faults (first try included). Default 5. */
   readonly refreshAttempts?: number | undefined
   /** First backoff delay; doubles per attempt, jittered ±20 %. Default 500 ms. */
   readonly retryBaseDelay?: Duration.Input | undefined
@@ -136,9 +136,7 @@ export const make = (options: TokenManagerOptions = {}) =>
     const store = yield* TokenStore
     const oauth = yield* OAuthClient
     const windowSeconds = Duration.toSeconds(settings.refreshWindow)
-    const attempts = Math.max(1, options.refreshAttempts ?? 4)
-    const baseDelay = Duration.toMillis(Duration.fromInputUnsafe(options.retryBaseDelay ?? "500 millis"))
-    const maxDelay = Duration.toMillis(Duration.fromInputUnsafe(options.retryMaxDelay ?? "8 seconds"))
+    const attempts = Math.max(1, options.refreshAttempts ?? 5)
     const checkInterval = Duration.toMillis(Duration.fromInputUnsafe(options.backgroundCheckInterval ?? "60 seconds"))
     const sleep = options.unrefTimers === false ? Effect.sleep : unrefSleep
     const permit = yield* Semaphore.make(1)
@@ -156,20 +154,11 @@ export const make = (options: TokenManagerOptions = {}) =>
 
     /** One refresh request, retried on transient faults with jittered exponential backoff. */
     const refreshWithRetry = (refreshToken: Redacted.Redacted<string>) =>
-      Effect.gen(function*() {
-        for (let attempt = 1;; attempt++) {
-          const result = yield* Effect.result(oauth.refreshToken(refreshToken))
-          if (result._tag === "Success") return result.success
-          const error = result.failure
-          if (!isTransient(error) || attempt >= attempts) return yield* Effect.fail(error)
-          const jitter = 0.8 + (yield* Random.next) * 0.4
-          const backoff = Math.min(baseDelay * 2 ** (attempt - 1), maxDelay) * jitter
-          const delay = Math.max(backoff, error._tag === "ServerError" ? error.retryAfterMillis ?? 0 : 0)
-          yield* Effect.logDebug("token refresh: transient fault, retrying").pipe(
-            Effect.annotateLogs({ error: error._tag, attempt, delayMillis: Math.round(delay) })
-          )
-          yield* Effect.sleep(Duration.millis(delay))
-        }
+      retryTransient(oauth.refreshToken(refreshToken), {
+        attempts,
+        baseDelay: options.retryBaseDelay ?? "500 millis",
+        maxDelay: options.retryMaxDelay ?? "8 seconds",
+        label: "token refresh"
       })
 
     const persist = (tokens: TokenSet) =>

@@ -216,6 +216,33 @@ describe("DeviceFlow", () => {
     })
   }
 
+  it.effect("a 502 or a dropped connection on the device authorization request is retried with backoff", () => {
+    const { requests, layer } = setup([{ status: 502, body: "<html>Bad Gateway</html>" }, network, deviceAuth()])
+    return Effect.gen(function*() {
+      const flow = yield* DeviceFlow
+      const fiber = yield* Effect.forkChild(flow.start)
+      yield* TestClock.adjust("10 seconds")
+      const auth = yield* Fiber.join(fiber)
+      assert.strictEqual(auth.userCode, "WDJB-MJHT")
+      assert.strictEqual(requests.length, 3)
+      const [a, b, c] = requests.map((r) => r.at)
+      assert.isTrue(b! - a! >= 800 && b! - a! <= 1200, `first backoff ${b! - a!}`)
+      assert.isTrue(c! - b! >= 1600 && c! - b! <= 2400, `second backoff ${c! - b!}`)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("the device authorization request gives up after 4 attempts with the typed error", () => {
+    const { requests, layer } = setup([network])
+    return Effect.gen(function*() {
+      const flow = yield* DeviceFlow
+      const fiber = yield* Effect.forkChild(Effect.flip(flow.start))
+      yield* TestClock.adjust("60 seconds")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "NetworkError")
+      assert.strictEqual(requests.length, 4)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a device authorization answer with a non-http verification_uri is refused", () => {
     const { layer } = setup([deviceAuth({ verification_uri: "javascript:alert(1)" })])
     return Effect.gen(function*() {
