@@ -1,8 +1,10 @@
 /**
- * The real plugin (the package's built entry) inside the real OpenCode 1.18.33
- * binary, against the bundled Kimi emulator on loopback. The config has no
- * provider block: the plugin's config hook defines it.
- * Skipped with SKIP_OPENCODE=1.
+ * The real plugin inside the real OpenCode 1.18.33 binary, against the bundled
+ * Kimi emulator on loopback. The plugin is listed as the package folder, so
+ * OpenCode resolves it the way it resolves the npm package: through
+ * `exports["./server"]` of package.json, the minified bundle
+ * (test/opencode/NOTES.md). The config has no provider block: the plugin's
+ * config hook defines it. Skipped with SKIP_OPENCODE=1.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -11,7 +13,8 @@ import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { ensureOpencode, INSTALL_TIMEOUT_MS, makeOpencodeEnv, skipOpencode, type OpencodeEnv } from "../support/opencode.js"
 import { repoRoot } from "../support/cli.js"
 
-const pluginEntry = path.join(repoRoot, "dist", "index.js")
+const pluginEntry = repoRoot
+const bundle = path.join(repoRoot, "dist", "bundle", "index.js")
 const RUN_TIMEOUT = 120_000
 
 describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () => {
@@ -19,6 +22,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   const envs: Array<OpencodeEnv> = []
 
   beforeAll(async () => {
+    expect(fs.existsSync(bundle), "run `npm run build` first: the bundle is what OpenCode loads").toBe(true)
     await ensureOpencode()
     emulator = await start({ interval: 1, autoApproveAfterMillis: 1500 })
   }, INSTALL_TIMEOUT_MS)
