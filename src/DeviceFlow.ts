@@ -60,7 +60,7 @@ export type PollEvent =
 
 /** The device flow service. */
 export interface DeviceFlowShape {
-  /** RFC 8628 3.1: asks the server for a device code and a user code; 5xx, 429 and network faults are retried (4 attempts). */
+  /** RFC 8628 3.1: asks the server for a device code and a user code; 5xx, 429 and network faults are retried (5 attempts, about 15 s of backoff). */
   readonly start: Effect.Effect<DeviceAuthorization, OAuthCallError>
   /**
    * RFC 8628 3.4-3.5: polls until the user approves (tokens), refuses
@@ -140,7 +140,7 @@ export const make = (options: DeviceFlowOptions = {}) =>
 
     // Nothing is at stake yet, so a flaky first request is retried rather than ending the login.
     const start = retryTransient(client.requestDeviceAuthorization, {
-      attempts: 4,
+      attempts: 5,
       baseDelay: "1 second",
       maxDelay: "8 seconds",
       label: "device authorization"

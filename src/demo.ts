@@ -76,10 +76,12 @@ const main = async () => {
     const chat = (content: string) =>
       options.fetch!(`${options.baseURL}/chat/completions`, {
         method: "POST",
-        headers: { Authorization: "Bearer placeholder-from-the-ai-sdk", "content-type": "application/json" },
+        // What the AI SDK sends: the loader's placeholder apiKey as a bearer, which the plugin's fetch replaces.
+        headers: { Authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" },
         body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content }] })
       })
     const first = await chat("Say hello")
+    if (first.status !== 200) throw new Error(`the chat request failed with HTTP ${first.status}: ${await first.text()}`)
     const answer = (await first.json()) as { choices: Array<{ message: { content: string } }> }
     const seen = emulator.requests("/coding/v1/chat/completions").at(-1)!
     say(`HTTP ${first.status}: "${answer.choices[0]?.message.content}"`)

@@ -231,7 +231,7 @@ describe("DeviceFlow", () => {
     }).pipe(Effect.provide(layer))
   })
 
-  it.effect("the device authorization request gives up after 4 attempts with the typed error", () => {
+  it.effect("the device authorization request gives up after 5 attempts with the typed error", () => {
     const { requests, layer } = setup([network])
     return Effect.gen(function*() {
       const flow = yield* DeviceFlow
@@ -239,7 +239,7 @@ describe("DeviceFlow", () => {
       yield* TestClock.adjust("60 seconds")
       const error = yield* Fiber.join(fiber)
       assert.strictEqual(error._tag, "NetworkError")
-      assert.strictEqual(requests.length, 4)
+      assert.strictEqual(requests.length, 5)
     }).pipe(Effect.provide(layer))
   })
 
