@@ -31,6 +31,8 @@ import type * as PlatformError from "effect/PlatformError"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as crypto from "node:crypto"
+import * as os from "node:os"
+import * as nodePath from "node:path"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreError } from "./Errors.js"
 import * as FileLock from "./FileLock.js"
@@ -129,9 +131,17 @@ export const makeFile: Effect.Effect<
       )
       : Effect.void
 
+  /**
+   * The folder's mode is tightened only when it is a folder of its own: a token
+   * file placed directly in the home folder (or a root) must not make us chmod
+   * the user's home.
+   */
+  const ownFolder = nodePath.resolve(dir) !== nodePath.resolve(os.homedir()) && nodePath.resolve(dir) !== nodePath.parse(nodePath.resolve(dir)).root
+  const repairDirMode = ownFolder ? repairMode(dir, DIR_MODE) : Effect.void
+
   const ensureDir = fs.makeDirectory(dir, { recursive: true, mode: DIR_MODE }).pipe(
     Effect.mapError(storeError(`Cannot create the storage folder ${dir}; check that its parent exists and is writable by you`)),
-    Effect.andThen(repairMode(dir, DIR_MODE))
+    Effect.andThen(repairDirMode)
   )
 
   /** Removes temporary files of crashed writers, older than ten minutes. Never fails. */
@@ -231,7 +241,7 @@ export const makeFile: Effect.Effect<
         Effect.mapError(storeError(`Cannot read the token file ${file}; check that it is a file you own and can read`))
       )
       if (text === undefined) return undefined
-      yield* repairMode(dir, DIR_MODE)
+      yield* repairDirMode
       yield* repairMode(file, FILE_MODE)
       const decoded = yield* Effect.result(decodeTokenFile(text))
       if (decoded._tag === "Success") return decoded.success.tokens

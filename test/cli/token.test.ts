@@ -87,6 +87,22 @@ describe("kimi-auth token", () => {
   })
 })
 
+describe("storage folder modes", () => {
+  it("a token file kept directly in the home folder never makes us chmod the home folder", async () => {
+    fs.chmodSync(home, 0o755)
+    fs.writeFileSync(
+      path.join(home, "oauth.json"),
+      JSON.stringify({ access_token: "at-0", refresh_token: "rt-0", expires_in: 900, expires_at: now() + 800 }),
+      { mode: 0o644 }
+    )
+    const r = await runCli(["token"], isolatedEnv(home, { OPENCODE_KIMI_AUTH_DIR: home }))
+    expect(r.code).toBe(0)
+    expect(fs.statSync(home).mode & 0o777).toBe(0o755)
+    // the file itself is still tightened
+    expect(fs.statSync(path.join(home, "oauth.json")).mode & 0o777).toBe(0o600)
+  })
+})
+
 describe("kimi-auth status", () => {
   it("logged in: expiry, device id and file; never a secret", async () => {
     seed(now() + 600)
