@@ -152,14 +152,19 @@ export const KimiAuthPlugin = async (input: PluginInputLike = {}, rawOptions?: R
     const access = Redacted.value(tokens.accessToken)
     if (access === mirrored || !input.client?.auth?.set) return
     mirrored = access
-    input.client.auth
-      .set({
-        path: { id: providerId },
-        body: { type: "oauth", refresh: Redacted.value(tokens.refreshToken), access, expires: tokens.expiresAt * 1000 }
-      })
-      .catch(() => {
-        mirrored = undefined
-      })
+    const forget = () => {
+      mirrored = undefined
+    }
+    try {
+      Promise.resolve(
+        input.client.auth.set({
+          path: { id: providerId },
+          body: { type: "oauth", refresh: Redacted.value(tokens.refreshToken), access, expires: tokens.expiresAt * 1000 }
+        })
+      ).catch(forget)
+    } catch {
+      forget() // a synchronous throw from the host's client must not reach the request
+    }
   }
 
   const tokenResult = async (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal) => {
