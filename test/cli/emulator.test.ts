@@ -66,6 +66,8 @@ describe("kimi-auth emulator", () => {
     const emulator = await startEmulator(["--port", "0", "--auto-approve", "500", "--interval", "1"])
     expect(emulator.stdout().split("\n")[0]).toBe(`Kimi emulator listening on ${emulator.url}`)
     expect(Number(new URL(emulator.url).port)).toBeGreaterThan(0)
+    // The hint lines may arrive in a later chunk than the URL line.
+    for (let i = 0; i < 100 && !emulator.stdout().includes("Approve login"); i++) await new Promise((r) => setTimeout(r, 50))
     expect(emulator.stdout()).toContain("auto-approve after 500 ms")
     const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.url, KIMI_CODE_BASE_URL: `${emulator.url}/coding/v1` })
 

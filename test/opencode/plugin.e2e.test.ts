@@ -120,6 +120,10 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
     "expired access token, two concurrent opencode run processes: both succeed and exactly one refresh reaches the server",
     async () => {
       const { e, tokenFile } = await kimiEnv()
+      // OpenCode creates its database on the first start; two first starts at once race on that
+      // (a "CREATE TABLE" failure inside OpenCode). Start it once before there is a login to refresh.
+      const warm = await e.run(["models"])
+      expect(warm.code, await output(e, warm)).toBe(0)
       await seedLogin(e, tokenFile, now() - 60)
       const stats = emulator.stats()
       const [a, b] = await Promise.all([e.prompt("kimi/kimi-for-coding", "one"), e.prompt("kimi/kimi-for-coding", "two")])
