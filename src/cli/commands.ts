@@ -371,20 +371,32 @@ const emulatorCommand = Command.make(
     deviceCodeTtl: optionalNumber("device-code-ttl", "Device-code lifetime in seconds (default 900)"),
     errorRate: optionalNumber("error-rate", "Share (0..1) of requests answered 5xx with an HTML page"),
     dropRate: optionalNumber("drop-rate", "Share (0..1) of connections dropped without an answer"),
+    rateLimitRate: optionalNumber("rate-limit-rate", "Share (0..1) of requests answered 429 with Retry-After"),
+    retryAfter: optionalNumber("retry-after", "Retry-After of the 429 answers, in seconds (default 1)"),
     latency: optionalNumber("latency", "Milliseconds added to every request"),
-    seed: optionalNumber("seed", "Seed that makes the injected faults deterministic")
+    faultPaths: Flag.optional(Flag.String("fault-paths")).pipe(
+      Flag.withDescription("Comma-separated paths the faults apply to (default /api/oauth,/coding/v1)")
+    ),
+    seed: optionalNumber("seed", "Seed that makes the injected faults deterministic"),
+    clientId: Flag.optional(Flag.String("client-id")).pipe(
+      Flag.withDescription("The accepted OAuth client id (default: Kimi's public client id)")
+    )
   },
   (flags) => {
-    const value = (o: Option.Option<number>) => Option.getOrUndefined(o)
+    const value = <A>(o: Option.Option<A>) => Option.getOrUndefined(o)
     const faults = {
       serverErrorRate: value(flags.errorRate),
       dropRate: value(flags.dropRate),
+      tooManyRequestsRate: value(flags.rateLimitRate),
+      retryAfterSeconds: value(flags.retryAfter),
       latencyMillis: value(flags.latency),
+      paths: value(flags.faultPaths)?.split(",").map((p) => p.trim()).filter((p) => p !== ""),
       seed: value(flags.seed)
     }
     const options: EmulatorOptions = {
       port: flags.port,
       host: flags.host,
+      clientId: value(flags.clientId),
       autoApproveAfterMillis: value(flags.autoApprove),
       interval: value(flags.interval),
       accessTokenTtlSeconds: value(flags.accessTokenTtl),

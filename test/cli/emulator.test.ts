@@ -131,6 +131,28 @@ describe("kimi-auth emulator", () => {
     first.child.kill("SIGINT")
     await first.exited
   })
+
+  it("fault and client flags: 429 with Retry-After only on the paths named, another client id refused", async () => {
+    const emulator = await startEmulator([
+      "--port", "0", "--rate-limit-rate", "1", "--retry-after", "7", "--fault-paths", "/coding/v1", "--seed", "3",
+      "--client-id", "another-client"
+    ])
+    const limited = await models(emulator.url, "anything")
+    expect(limited.status).toBe(429)
+    expect(limited.headers.get("retry-after")).toBe("7")
+    // the OAuth endpoints are outside the fault paths; our client id is not the accepted one
+    const login = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.url }), { timeoutMs: 30_000 })
+    expect(login.code).toBe(6)
+    expect(login.stderr).toMatch(/invalid_client/)
+    emulator.child.kill("SIGINT")
+    await emulator.exited
+  })
+
+  it("a malformed flag: exit 2 with the parser's message", async () => {
+    const r = await runCli(["emulator", "--port", "nope"], isolatedEnv(home), { timeoutMs: 15_000 })
+    expect(r.code).toBe(2)
+    expect(r.stdout + r.stderr).toMatch(/port/)
+  })
 })
 
 describe("--help", () => {
