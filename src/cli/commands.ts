@@ -14,7 +14,6 @@ import * as Logger from "effect/Logger"
 import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import { Command, Flag } from "effect/cli"
-import * as fs from "node:fs"
 import { renderUnicodeCompact } from "uqr"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
 import { layerNode, type KimiAuthServices } from "../KimiAuth.js"
@@ -22,6 +21,8 @@ import { login } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
 import { TokenManager } from "../TokenManager.js"
+import type { TokenSet } from "../TokenSet.js"
+import { TokenStore } from "../TokenStore.js"
 import { type EmulatorOptions, serve as serveEmulator } from "../emulator/KimiEmulator.js"
 import * as Option from "effect/Option"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
@@ -49,24 +50,6 @@ const loggingLayer = (debug: boolean) =>
 
 /** An epoch-seconds instant as ISO 8601. */
 const isoSeconds = (seconds: number) => new Date(seconds * 1000).toISOString()
-
-/**
- * For debug logs only: the expiry and refresh token of the token file as it is
- * before a command runs, read without the store (which would move a corrupt
- * file aside). The refresh token is compared, never logged.
- */
-const peekTokenFile = (file: string): { readonly expiresAt: number; readonly refreshToken: string } | undefined => {
-  try {
-    const json: unknown = JSON.parse(fs.readFileSync(file, "utf8"))
-    if (typeof json !== "object" || json === null) return undefined
-    const { expires_at, refresh_token } = json as Record<string, unknown>
-    return typeof expires_at === "number" && typeof refresh_token === "string"
-      ? { expiresAt: expires_at, refreshToken: refresh_token }
-      : undefined
-  } catch {
-    return undefined
-  }
-}
 
 /**
  * Runs a command body with every service, and maps the outcome to an exit
@@ -285,6 +268,8 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
 // ---------------------------------------------------------------------------
 // token
 
+const sameRefresh = (a: TokenSet, b: TokenSet) => Redacted.value(a.refreshToken) === Redacted.value(b.refreshToken)
+
 const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
   run(
     "token",
@@ -292,7 +277,8 @@ const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
     Effect.gen(function*() {
       const settings = yield* KimiAuthConfig
       const manager = yield* TokenManager
-      const before = debugEnabled(flags) ? peekTokenFile(settings.tokenFilePath) : undefined
+      // With --debug only: the stored set before the call, to say afterwards what changed (never a value).
+      const before = debugEnabled(flags) ? yield* Effect.flatMap(TokenStore, (s) => s.load) : undefined
       if (before !== undefined) {
         const now = (yield* Clock.currentTimeMillis) / 1000
         yield* Effect.logDebug(
@@ -306,11 +292,11 @@ const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
       const tokens = yield* manager.getTokens
       if (before !== undefined) {
         yield* Effect.logDebug(
-          before.expiresAt === tokens.expiresAt && before.refreshToken === Redacted.value(tokens.refreshToken)
+          before.expiresAt === tokens.expiresAt && sameRefresh(before, tokens)
             ? "token: the stored access token is still valid; no request was made"
             : `token: refreshed; the new access token is valid until ${isoSeconds(tokens.expiresAt)}, ` +
               `the refresh token ${
-                before.refreshToken === Redacted.value(tokens.refreshToken) ? "was not rotated" : "was rotated"
+                sameRefresh(before, tokens) ? "was not rotated" : "was rotated"
               } and saved to ${settings.tokenFilePath}`
         )
       }
