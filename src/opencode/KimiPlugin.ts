@@ -249,27 +249,20 @@ export const KimiAuthPlugin = async (input: PluginInputLike = {}, rawOptions?: R
     }
   }
 
-  /** Models from the API when logged in (1.5 s budget), else the static list. */
+  /**
+   * Models from the API when logged in (1.5 s budget), else the static list.
+   * Goes through the same request fetch as the chat calls (token, headers, 401 retry).
+   */
   const fetchModels = async () => {
     if (!settings) return {}
     try {
-      const exit = await run(
-        Effect.gen(function*() {
-          const store = yield* TokenStore
-          if ((yield* store.load) === undefined) return {}
-          const manager = yield* TokenManager
-          const identity = yield* DeviceIdentity
-          const token = yield* manager.getAccessToken
-          const response = yield* Effect.tryPromise((signal) =>
-            fetch(`${settings.apiBaseUrl}/models`, {
-              headers: { ...identity.headers, authorization: `Bearer ${Redacted.value(token)}`, accept: "application/json" },
-              signal
-            }).then((r) => (r.ok ? r.json() : undefined))
-          )
-          return modelsFromApi(response)
-        }).pipe(Effect.timeoutOrElse({ duration: Duration.millis(1500), orElse: () => Effect.succeed({}) }))
-      )
-      return Exit.isSuccess(exit) ? exit.value : {}
+      const stored = await run(Effect.flatMap(TokenStore, (s) => s.load))
+      if (Exit.isFailure(stored) || stored.value === undefined) return {}
+      const response = await requestFetch(`${settings.apiBaseUrl}/models`, {
+        headers: { accept: "application/json" },
+        signal: AbortSignal.timeout(1500)
+      })
+      return response.ok ? modelsFromApi(await response.json()) : {}
     } catch {
       return {}
     }

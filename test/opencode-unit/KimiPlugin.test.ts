@@ -49,10 +49,14 @@ const chat = (f: typeof fetch, base: string, auth = "Bearer kimi-oauth") =>
 
 describe("KimiAuthPlugin", () => {
   it("defines the provider with the account's models when logged in, and leaves a user's block alone", async () => {
-    seed()
+    const issued = seed()
     const hooks = await plugin({})
     const config: { provider?: Record<string, any> } = {}
     await hooks.config(config)
+    const asked = emulator.requests("/coding/v1/models").at(-1)!
+    expect(asked.bearer).toBe(issued.accessToken)
+    expect(asked.msh.platform).toBe("kimi_cli")
+    expect(asked.status).toBe(200)
     expect(config.provider!["kimi"]).toMatchObject({ npm: "@ai-sdk/openai-compatible", options: { baseURL: emulator.apiBaseUrl } })
     expect(Object.keys(config.provider!["kimi"].models)).toContain("kimi-for-coding")
     expect(typeof config.provider!["kimi"].options.fetch).toBe("function")
