@@ -1,21 +1,10 @@
 #!/usr/bin/env node
 /**
- * The `kimi-auth` executable.
+ * The `kimi-auth` executable. A thin entry: it loads the Effect command line
+ * (`run.ts`) only when it is needed, so the shell scripts' `$(kimi-auth token)`
+ * starts like a small tool.
  *
  * @since 0.1.0
  */
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeServices from "@effect/platform-node/NodeServices"
-import * as Effect from "effect/Effect"
-import { CliError, Command } from "effect/cli"
-import { rootCommand } from "./commands.js"
-import { ExitCode } from "./ExitCode.js"
-
-const VERSION = "0.1.0"
-
-Command.run(rootCommand, { version: VERSION }).pipe(
-  // Usage errors were already printed by the parser: only the exit code is left to set.
-  Effect.catchIf(CliError.isCliError, () => Effect.sync(() => void (process.exitCode = ExitCode.usage))),
-  Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain
-)
+const { runCli } = await import("./run.js")
+runCli()
