@@ -49,6 +49,8 @@ const result = await esbuild.build({
   minify: true,
   treeShaking: true,
   legalComments: "none",
+  // `ws` (pulled in by the emulator's HTTP server) is CommonJS and calls require(): give ESM output one.
+  banner: { js: 'import { createRequire as __kimiCreateRequire } from "node:module"; const require = __kimiCreateRequire(import.meta.url);' },
   sourcemap: false,
   metafile: true,
   logLevel: "warning"
