@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 /**
- * The `kimi-auth` executable. A thin entry: it loads the Effect command line
- * (`run.ts`) only when it is needed, so the shell scripts' `$(kimi-auth token)`
- * starts like a small tool.
+ * The `kimi-auth` executable. A thin entry: `kimi-auth token` with a valid,
+ * not-yet-due token on disk is answered without loading Effect
+ * (`FastToken.ts`); everything else loads the Effect command line (`run.ts`)
+ * on demand. The emulator is loaded only by the `emulator` command.
  *
  * @since 0.1.0
  */
-const { runCli } = await import("./run.js")
-runCli()
+import { fastToken } from "./FastToken.js"
+
+const args = process.argv.slice(2)
+const token = args.length === 1 && args[0] === "token" ? fastToken(process.env, Date.now()) : undefined
+if (token !== undefined) process.stdout.write(`${token}\n`)
+else (await import("./run.js")).runCli()
