@@ -180,3 +180,31 @@ describe("an Effect application with its own effect", () => {
     expect(res.status, res.stdout + res.stderr).toBe(0)
   }, 120_000)
 })
+
+describe("an application on effect 4.0.x", () => {
+  // The Effect API needs effect 4.1 (e.g. Semaphore.takeScoped); the bundles carry their own effect and need none.
+  const npmInstall = (folder: string, specs: ReadonlyArray<string>) =>
+    spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...specs], { cwd: folder, encoding: "utf8", timeout: 120_000 })
+
+  it("with a caret range (^4.0.6): npm moves the app to one copy of effect 4.1", () => {
+    const folder = installInto(["effect@^4.0.6", "--prefer-offline"], { prefix: "kimi-auth-effect40-user-" })
+    folders.push(folder)
+    const res = npmInstall(folder, [tarball])
+    expect(res.status, res.stderr).toBe(0)
+    const ls = JSON.parse(execFileSync("npm", ["ls", "effect", "--all", "--json"], { cwd: folder, encoding: "utf8" })) as {
+      readonly dependencies: Record<string, { readonly version: string }>
+    }
+    expect(ls.dependencies["effect"]?.version).toMatch(/^4\.(?:[1-9]|\d{2,})\./)
+    const copies = execFileSync("npm", ["ls", "effect", "--all", "--parseable"], { cwd: folder, encoding: "utf8" }).trim().split("\n")
+    expect(copies.filter((l) => /node_modules\/effect$/.test(l))).toHaveLength(1)
+  }, 180_000)
+
+  it("pinned to 4.0.6: refused at install with a peer conflict naming effect ^4.1.0, never given a second copy", () => {
+    const folder = installInto(["effect@4.0.6", "--save-exact", "--prefer-offline"], { prefix: "kimi-auth-effect406-user-" })
+    folders.push(folder)
+    const res = npmInstall(folder, [tarball])
+    expect(res.status).not.toBe(0)
+    expect(res.stdout + res.stderr).toMatch(/ERESOLVE[\s\S]*peerOptional effect@"\^4\.1\.0" from opencode-kimi-auth/)
+    expect(fs.existsSync(path.join(folder, "node_modules", "opencode-kimi-auth"))).toBe(false)
+  }, 180_000)
+})
