@@ -26,12 +26,19 @@ export const installInto = (specs, { prefix = "kimi-auth-install-", dir } = {}) 
 }
 
 /** Bytes of every file under `dir` (apparent size, symlinks not followed). */
-export const treeBytes = (dir) => {
-  let total = 0
+export const treeBytes = (dir) => tree(dir).bytes
+
+/** Apparent bytes and bytes on disk (allocated blocks, what `du` shows) of every file under `dir`. */
+export const tree = (dir) => {
+  let bytes = 0
+  let diskBytes = 0
   for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) total += fs.statSync(path.join(entry.parentPath ?? entry.path, entry.name)).size
+    if (!entry.isFile()) continue
+    const st = fs.statSync(path.join(entry.parentPath ?? entry.path, entry.name))
+    bytes += st.size
+    diskBytes += st.blocks * 512
   }
-  return total
+  return { bytes, diskBytes }
 }
 
 /** The packages npm installed in `folder` (name@version, from `npm ls --all`), the root excluded. */
@@ -43,10 +50,10 @@ export const installedPackages = (folder) => {
     .sort()
 }
 
-/** The footprint of `npm install <specs>` into an empty folder: bytes of node_modules and the packages. */
+/** The footprint of `npm install <specs>` into an empty folder: bytes of node_modules (apparent, on disk) and the packages. */
 export const footprint = (specs, options) => {
   const folder = installInto(specs, options)
-  return { folder, bytes: treeBytes(path.join(folder, "node_modules")), packages: installedPackages(folder) }
+  return { folder, ...tree(path.join(folder, "node_modules")), packages: installedPackages(folder) }
 }
 
 export const megabytes = (bytes) => bytes / 1e6

@@ -1,6 +1,6 @@
 // Load benchmark case: opencode-kimi-auth. argv[2] = the module to import
-// ("opencode-kimi-auth" resolves the package root by self-reference: the
-// "bun" export condition under Bun), argv[3] = what to do:
+// ("opencode-kimi-auth/server" resolves exports["./server"] by package
+// self-reference: the entry OpenCode loads), argv[3] = what to do:
 //   import: import only
 //   server: import, then `server()` as OpenCode does at start-up
 //   config: import, `server()`, then the `config` hook (OpenCode runs it at start-up too)

@@ -88,15 +88,17 @@ const typecheck = (folder: string, source: string) => {
 describe("installed from the tarball, nothing else", () => {
   let folder: string
   let bytes: number
+  let diskBytes: number
   let packages: Array<string>
   beforeAll(() => {
-    ;({ folder, bytes, packages } = footprint([tarball], { prefix: "kimi-auth-bundle-user-" }))
+    ;({ folder, bytes, diskBytes, packages } = footprint([tarball], { prefix: "kimi-auth-bundle-user-" }))
     folders.push(folder)
   }, 180_000)
 
   it(`installs no other package, within ${GOAL_MB} MB`, () => {
     expect(packages).toEqual(["opencode-kimi-auth@0.1.0"])
     expect(megabytes(bytes)).toBeLessThanOrEqual(GOAL_MB)
+    expect(megabytes(diskBytes)).toBeLessThanOrEqual(GOAL_MB)
     const shipped = fs.readdirSync(path.join(folder, "node_modules", "opencode-kimi-auth", "dist"), { recursive: true }).map(String)
     expect(shipped.filter((f) => f.endsWith(".map") || f.startsWith("demo."))).toEqual([])
     expect(fs.existsSync(path.join(folder, "node_modules", "opencode-kimi-auth", "LICENSE"))).toBe(true)
