@@ -38,11 +38,12 @@ import * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { QuotaExceededError } from "./ApiErrors.js"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import { isTransient, NotLoggedInError } from "./Errors.js"
-import { KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
+import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "./KimiAuth.js"
 import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult, type Transport } from "./KimiRequest.js"
 import { type TokenError, TokenManager } from "./TokenManager.js"
 import type { TokenSet } from "./TokenSet.js"
+import { TokenStore } from "./TokenStore.js"
 import { blockingWindow, decodeUsage, type KimiUsage } from "./Usage.js"
 
 /** The typed failures of a Kimi request besides the HTTP client's own. */
@@ -56,13 +57,14 @@ export const isUnder = (url: string, base: string): boolean =>
   url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
 
 /**
- * The API base requests are authorized for: the configured one.
- * (With a login that records its region, the region's; see `issuerFor`.)
+ * The API base requests are authorized for: a pinned one (option or env),
+ * else the one of the region that issued the login, else the settings'.
  */
-export const apiBaseFor = (settings: KimiAuthSettings, _tokens?: TokenSet | undefined): string => settings.apiBaseUrl
+export const apiBaseFor = (settings: KimiAuthSettings, tokens: TokenSet | undefined): string =>
+  issuerFor(settings, tokens).apiBaseUrl
 
 /** Reads at most `maxBytes` of a response body as text. */
-const readCapped = (response: HttpClientResponse.HttpClientResponse, maxBytes: number) =>
+export const readCapped = (response: HttpClientResponse.HttpClientResponse, maxBytes: number) =>
   Effect.suspend(() => {
     let size = 0
     return response.stream.pipe(
@@ -200,11 +202,20 @@ export const make = Effect.gen(function*() {
   const manager = yield* TokenManager
   const identity = yield* DeviceIdentity
   const settings = yield* KimiAuthConfig
+  const store = yield* TokenStore
+  // The login's issuer decides the API base: read the stored set once, then follow every token handed out.
+  let latest: TokenSet | undefined
+  const stored = yield* Effect.cached(store.load.pipe(Effect.orElseSucceed(() => undefined)))
+  const currentBase = Effect.suspend(() =>
+    latest !== undefined || settings.apiBaseUrlPinned
+      ? Effect.succeed(apiBaseFor(settings, latest))
+      : Effect.map(stored, (t) => apiBaseFor(settings, t))
+  )
 
-  return HttpClient.make((request, url) => {
-    const base = apiBaseFor(settings)
-    if (!isUnder(url.href, base)) return underlying.execute(request)
-    return Effect.gen(function*() {
+  return HttpClient.make((request, url) =>
+    Effect.gen(function*() {
+    const base = yield* currentBase
+    if (!isUnder(url.href, base)) return yield* underlying.execute(request)
       const context = yield* Effect.context<never>()
       const run = Effect.runPromiseExitWith(context)
       const sendable = yield* replayable(request).pipe(
@@ -223,7 +234,10 @@ export const make = Effect.gen(function*() {
         })
       const tokenResult = (effect: Effect.Effect<TokenSet, TokenError>, signal?: AbortSignal): Promise<TokenResult> =>
         run(effect, signal ? { signal } : undefined).then((exit) => {
-          if (Exit.isSuccess(exit)) return { ok: true, token: Redacted.value(exit.value.accessToken) }
+          if (Exit.isSuccess(exit)) {
+            latest = exit.value
+            return { ok: true, token: Redacted.value(exit.value.accessToken) }
+          }
           const e = Cause.findErrorOption(exit.cause)
           if (Option.isSome(e)) return tokenFailure(e.value)
           throw Cause.squash(exit.cause)
@@ -278,8 +292,7 @@ export const make = Effect.gen(function*() {
             ? Effect.fail(outcome.cause)
             : Effect.die(outcome.cause))
       }
-    })
-  })
+    }))
 })
 
 /**
@@ -293,7 +306,7 @@ export class KimiHttpClient extends Context.Service<
 >()("opencode-kimi-auth/KimiHttpClient") {}
 
 /** The services the layers need from `KimiAuth.layer` / `KimiAuth.layerNode`. */
-export type Requirements = HttpClient.HttpClient | TokenManager | DeviceIdentity | KimiAuthConfig
+export type Requirements = HttpClient.HttpClient | TokenManager | TokenStore | DeviceIdentity | KimiAuthConfig
 
 /**
  * Provides `HttpClient.HttpClient` (authorizing, over the one in context) and

@@ -12,6 +12,7 @@ import * as HttpClient from "effect/http/HttpClient"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import { inspect } from "node:util"
 import { KimiHttpClient, kimiErrorOf, layer as kimiHttpLayer } from "../src/KimiHttpClient.js"
+import type { KimiAuthOptions } from "../src/KimiAuthConfig.js"
 import { OAuthClient } from "../src/OAuthClient.js"
 import { TokenManager } from "../src/TokenManager.js"
 import { TokenSet } from "../src/TokenSet.js"
@@ -41,13 +42,13 @@ const usages = {
 }
 
 /** The scripted platform client under the real token manager, OAuth client and identity, with the layer on top. */
-const setup = (initial: TokenSet | undefined, handler: (req: Recorded, i: number) => Step) => {
+const setup = (initial: TokenSet | undefined, handler: (req: Recorded, i: number) => Step, options: KimiAuthOptions = {}) => {
   const scripted = makeScripted(handler)
-  const identity = identityLayer()
+  const identity = identityLayer(options)
   const oauth = OAuthClient.layer.pipe(Layer.provide(Layer.merge(scripted.layer, identity)))
   const store = TokenStore.layerMemory(initial)
   const manager = TokenManager.layer({ unrefTimers: false }).pipe(Layer.provide(Layer.mergeAll(oauth, store, identity)))
-  const layer = kimiHttpLayer.pipe(Layer.provide(Layer.mergeAll(manager, identity, scripted.layer)))
+  const layer = kimiHttpLayer.pipe(Layer.provide(Layer.mergeAll(manager, store, identity, scripted.layer)))
   return { requests: scripted.requests, layer }
 }
 
@@ -69,6 +70,25 @@ describe("KimiHttpClient layer", () => {
         [undefined, undefined]
       ])
     }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("the API base is the one of the region that issued the login unless pinned", () => {
+    const global = "https://api.kimi.ai/coding/v1"
+    const login = new TokenSet({ ...tokenSet(0, 900), apiBaseUrl: global, region: "global" })
+    const unpinned = setup(login, () => json(200, {}), { apiBaseUrl: undefined })
+    const pinned = setup(login, () => json(200, {}))
+    return Effect.gen(function*() {
+      yield* Effect.gen(function*() {
+        yield* HttpClient.get(`${global}/models`)
+        yield* HttpClient.get("https://api.kimi.com/coding/v1/models")
+      }).pipe(Effect.provide(unpinned.layer))
+      assert.deepStrictEqual(unpinned.requests.map((r) => r.headers["authorization"]), ["Bearer at-0", undefined])
+      yield* Effect.gen(function*() {
+        yield* HttpClient.get(`${global}/models`)
+        yield* HttpClient.get(`${API}/models`)
+      }).pipe(Effect.provide(pinned.layer))
+      assert.deepStrictEqual(pinned.requests.map((r) => r.headers["authorization"]), [undefined, "Bearer at-0"])
+    })
   })
 
   it.effect("a valid token is sent with the six X-Msh headers and the User-Agent", () => {
