@@ -6,7 +6,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { start } from "opencode-kimi-auth/emulator"
 import { KimiAuthError, KimiOAuthClient } from "opencode-kimi-auth/client"
-import plugin from "opencode-kimi-auth/server"
+import * as server from "opencode-kimi-auth/server"
 
 const storageDir = process.argv[2]
 const emulator = await start({ autoApproveAfterMillis: 200, interval: 1 })
@@ -30,11 +30,13 @@ try {
   await empty.dispose()
 
   // The OpenCode entry, called as OpenCode calls it: server(), the config hook, the loader's fetch.
+  // Its plugin: a default `{ id, server }`, else the first export of that shape (one per region).
+  const plugin = typeof server.default?.server === "function" ? server.default : Object.values(server).find((p) => typeof p?.server === "function")
   const hooks = await plugin.server({ client: {} }, { ...endpoints, storageDir })
   const config = {}
   await hooks.config(config)
-  out.pluginId = plugin.id
-  out.provider = config.provider?.kimi?.options?.baseURL
+  out.pluginId = plugin.id.split("/")[0]
+  out.provider = Object.values(config.provider ?? {})[0]?.options?.baseURL
   const provider = await hooks.auth.loader(async () => undefined, {})
   const res = await provider.fetch(`${emulator.apiBaseUrl}/chat/completions`, {
     method: "POST",
