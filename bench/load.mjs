@@ -17,7 +17,7 @@ export const runLoad = async ({ rounds = 30 } = {}) => {
     { name: "kimi", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "server"] },
     { name: "kimi-import", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "import"] },
     { name: "kimi-config", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "config"] },
-    { name: "kimi-unbundled", args: [path.join(loadDir, "kimi.mjs"), path.join(repoRoot, "dist", "index.js"), "server"] }
+    { name: "kimi-unbundled", args: [path.join(loadDir, "kimi.mjs"), path.join(repoRoot, "dist", "opencode", "KimiPlugin.js"), "server"] }
   ]
   const times = Object.fromEntries(cases.map((c) => [c.name, []]))
   const rss = Object.fromEntries(cases.map((c) => [c.name, []]))
@@ -64,7 +64,7 @@ export const runLoad = async ({ rounds = 30 } = {}) => {
   line("kimi", "(import + server(), bundle)")
   line("kimi-import", "(import only, bundle)")
   line("kimi-config", "(import + server() + config hook, bundle)")
-  line("kimi-unbundled", "(import + server(), unbundled dist/index.js)")
+  line("kimi-unbundled", "(import + server(), unbundled tsc output dist/opencode/KimiPlugin.js)")
   console.log(
     `load empty script: ratio ${fmt(result.ratioToAnchor.empty)}x (${fmt(summary.empty.medianMillis, 0)} ms, ${fmt(summary.empty.medianMaxRssMiB, 1)} MiB); ` +
       `goal: load ratio <= 2.00x, peak memory within 10 MiB of the anchor (kimi: ${fmt(result.rssDeltaMiB.kimi, 1)} MiB)`

@@ -1,6 +1,6 @@
 // Request overhead: 2,000 sequential small requests to a loopback server
 // through the plugin's fetch (valid token) against plain fetch, interleaved,
-// under Bun (OpenCode's runtime, with the bundle) and Node (dist/index.js).
+// under Bun (OpenCode's runtime) and Node, both through exports["./server"].
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -20,9 +20,9 @@ export const runOverhead = async ({ requests = 2000, runs = 7, block = 100 } = {
   writeTokenFile(storage, { access: "bench-access-token-valid", refresh: "bench-refresh-token", expiresAt: nowSeconds() + 3600, expiresIn: 3600 })
   const env = cleanEnv({ HOME: home, OPENCODE_KIMI_AUTH_DIR: storage })
   const runtimes = [
-    // Bun: exports["./server"], the bundle OpenCode loads. Node: the package root (tsc output, the Effect API's build).
+    // exports["./server"], the bundle OpenCode loads, in Bun (OpenCode's runtime) and in Node.
     { name: "bun", cmd: bunPath, spec: "opencode-kimi-auth/server" },
-    { name: "node", cmd: process.execPath, spec: "opencode-kimi-auth" }
+    { name: "node", cmd: process.execPath, spec: "opencode-kimi-auth/server" }
   ]
   const result = { requests, runs, block }
   try {

@@ -25,15 +25,12 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const dist = path.join(root, "dist")
 const src = (...p) => path.join(root, "src", ...p)
 
-// The OpenCode entry: the thin, effect-free-at-import server module once it exists, else the root.
-const serverEntry = fs.existsSync(src("opencode", "server.ts")) ? src("opencode", "server.ts") : src("index.ts")
-
 fs.rmSync(path.join(dist, "bundle"), { recursive: true, force: true })
 
 const result = await esbuild.build({
   absWorkingDir: root,
   entryPoints: [
-    { in: serverEntry, out: "bundle/server" },
+    { in: src("opencode", "server.ts"), out: "bundle/server" },
     { in: src("promise", "KimiOAuthClient.ts"), out: "bundle/client" },
     { in: src("emulator", "KimiEmulator.ts"), out: "bundle/emulator" },
     { in: src("cli", "main.ts"), out: "cli/main" }
