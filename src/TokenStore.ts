@@ -30,6 +30,7 @@ import * as Path from "effect/Path"
 import type * as PlatformError from "effect/PlatformError"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import * as os from "node:os"
 import * as nodePath from "node:path"
@@ -60,6 +61,43 @@ export interface TokenStoreShape {
    * left by a dead holder after about 10 s.
    */
   readonly withLock: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | LockTimeoutError | TokenStoreError, R>
+  /**
+   * Proves a save can succeed before a refresh token is spent: writes and
+   * fsyncs a temporary file at least as large as any token file, in the same
+   * folder, and hands back a {@link PreparedSave} that writes the new tokens
+   * into that space. A full disk fails here, before the request. The temporary
+   * file is removed when the scope closes unless it was committed. Optional in
+   * the shape for older implementations; the file and memory stores have it.
+   */
+  readonly prepareSave?: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> | undefined
+}
+
+/** Who ran a refresh that was interrupted between its request and its save (see {@link PreparedSave}). */
+export interface InterruptedRefresh {
+  readonly pid: number
+  readonly hostname: string
+  /** ISO time at which the request was about to be sent. */
+  readonly startedAt: string
+}
+
+/** Space reserved for one save, and the "refresh in flight" marker around the request. */
+export interface PreparedSave {
+  /**
+   * The marker of an earlier refresh that sent its request and never saved the
+   * answer (killed, or its save failed), found when this save was prepared.
+   * Under the lock, any marker found is such a leftover.
+   */
+  readonly interrupted: InterruptedRefresh | undefined
+  /** Writes the "refresh in flight" marker; call right before the request. Best effort, never fails. */
+  readonly markInFlight: Effect.Effect<void>
+  /** Removes the marker without saving: the request failed, nothing was rotated. Never fails. */
+  readonly abandon: Effect.Effect<void>
+  /**
+   * Writes `tokens` into the reserved space (no new allocation for any token
+   * file up to the reserved size), fsyncs, renames it over the token file and
+   * removes the marker. Uninterruptible.
+   */
+  readonly commit: (tokens: TokenSet) => Effect.Effect<void, TokenStoreError>
 }
 
 const DIR_MODE = 0o700
@@ -67,7 +105,33 @@ const FILE_MODE = 0o600
 const TEMP_MAX_AGE_MILLIS = 10 * 60 * 1000
 const hasModes = process.platform !== "win32"
 
-const describe = (e: PlatformError.PlatformError) => e.reason._tag
+/**
+ * Bytes reserved before a refresh: two tokens at the 8 KiB cap plus every
+ * other field, rounded up. Larger sets are still written, without the proof.
+ */
+export const RESERVED_BYTES = 24 * 1024
+
+/**
+ * The OS's name for a platform error (`ENOSPC`, `EACCES`, …) and a few words,
+ * instead of Effect's generic reason tag ("Unknown" for a full disk).
+ */
+export const describeError = (e: PlatformError.PlatformError): string => {
+  const cause = (e.reason as { readonly cause?: unknown }).cause as NodeJS.ErrnoException | undefined
+  const code = typeof cause?.code === "string" ? cause.code : undefined
+  if (code === undefined) return e.reason._tag
+  const words: Record<string, string> = {
+    ENOSPC: "no space left on the disk",
+    EDQUOT: "disk quota exceeded",
+    EROFS: "read-only file system",
+    EACCES: "permission denied",
+    EPERM: "operation not permitted",
+    EIO: "input/output error",
+    ENOENT: "no such file or folder",
+    ELOOP: "a symbolic link where none is allowed"
+  }
+  return words[code] ? `${code}: ${words[code]}` : code
+}
+const describe = describeError
 
 /**
  * Windows refuses to replace a file that another process has open for a
@@ -169,26 +233,93 @@ export const makeFile: Effect.Effect<
   /** fsync of the folder, so the rename itself is durable. Some platforms refuse it: ignored. */
   const syncDir = Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(Effect.ignore)
 
+  const markerPath = `${file}.refreshing`
+  const writeError = storeError(
+    `Cannot write the token file ${file}; check that ${dir} is writable by you and the disk is not full`
+  )
+  const tempName = () => path.join(dir, `.${base}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`)
+
+  /** Removes the "refresh in flight" marker. Never fails. */
+  const removeMarker = fs.remove(markerPath).pipe(Effect.ignore)
+
+  /** Renames a finished temp file over the token file, then makes it durable and clears the marker. */
+  const install = (tmp: string) =>
+    Effect.gen(function*() {
+      if (hasModes) yield* fs.chmod(tmp, FILE_MODE).pipe(Effect.mapError(writeError))
+      yield* retryWindowsRename(fs.rename(tmp, file)).pipe(Effect.mapError(writeError))
+      yield* syncDir
+      yield* removeMarker
+      yield* sweepTemps
+    })
+
   const save = (tokens: TokenSet): Effect.Effect<void, TokenStoreError> =>
     Effect.gen(function*() {
       yield* ensureDir
-      const tmp = path.join(dir, `.${base}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`)
+      const tmp = tempName()
       const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
-      yield* Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE })
-          yield* handle.writeAll(bytes)
-          yield* handle.sync
-        }))
-        if (hasModes) yield* fs.chmod(tmp, FILE_MODE)
-        yield* retryWindowsRename(fs.rename(tmp, file))
-      }).pipe(
-        Effect.mapError(storeError(`Cannot write the token file ${file}; check that ${dir} is writable by you and the disk is not full`)),
+      yield* Effect.scoped(Effect.gen(function*() {
+        const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE })
+        yield* handle.writeAll(bytes)
+        yield* handle.sync
+      })).pipe(
+        Effect.mapError(writeError),
+        Effect.andThen(install(tmp)),
         Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore))
       )
-      yield* syncDir
-      yield* sweepTemps
     }).pipe(Effect.uninterruptible)
+
+  const readMarker = fs.readFileString(markerPath).pipe(
+    Effect.map((text): InterruptedRefresh | undefined => {
+      try {
+        const u = JSON.parse(text) as Partial<InterruptedRefresh>
+        return {
+          pid: typeof u.pid === "number" ? u.pid : 0,
+          hostname: typeof u.hostname === "string" ? u.hostname : "?",
+          startedAt: typeof u.startedAt === "string" ? u.startedAt : "?"
+        }
+      } catch {
+        return { pid: 0, hostname: "?", startedAt: "?" }
+      }
+    }),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+  const prepareSave: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> = Effect.gen(function*() {
+    yield* ensureDir
+    const tmp = tempName()
+    // Removed when the scope closes; after a commit it is gone already (renamed), which is ignored.
+    yield* Effect.addFinalizer(() => fs.remove(tmp).pipe(Effect.ignore))
+    const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE }).pipe(Effect.mapError(writeError))
+    // Real bytes, synced: the blocks are allocated now, so rewriting them later needs no new space.
+    yield* handle.writeAll(new Uint8Array(RESERVED_BYTES).fill(0x20)).pipe(
+      Effect.andThen(handle.sync),
+      Effect.mapError(storeError(
+        `Cannot write the token file ${file}, so no refresh was attempted (the refresh token is unspent); ` +
+          `free space on the disk holding ${dir} or make it writable by you`
+      ))
+    )
+    const interrupted = yield* readMarker
+    const markInFlight = Effect.suspend(() =>
+      fs.writeFileString(
+        markerPath,
+        JSON.stringify({ pid: process.pid, hostname: os.hostname(), startedAt: new Date().toISOString() }) + "\n",
+        { mode: FILE_MODE }
+      )
+    ).pipe(Effect.ignore)
+    const commit = (tokens: TokenSet) =>
+      Effect.gen(function*() {
+        const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
+        yield* Effect.gen(function*() {
+          yield* handle.seek(0n, "start")
+          yield* handle.writeAll(bytes)
+          // Shrinking never needs space.
+          yield* handle.truncate(bytes.length)
+          yield* handle.sync
+        }).pipe(Effect.mapError(writeError))
+        yield* install(tmp)
+      }).pipe(Effect.uninterruptible)
+    return { interrupted, markInFlight, abandon: removeMarker, commit } satisfies PreparedSave
+  })
 
   /** A name beside the file for a corrupt copy: `oauth.json.corrupt-<ISO time>` (`:` → `-`, Windows-safe). */
   const asideName = Effect.gen(function*() {
@@ -267,7 +398,7 @@ export const makeFile: Effect.Effect<
     Effect.mapError(storeError(`Cannot remove the token file ${file}; check that ${dir} is writable by you`))
   )
 
-  return { path: file, load, save, clear, withLock: lock.withLock } satisfies TokenStoreShape
+  return { path: file, load, save, clear, withLock: lock.withLock, prepareSave } satisfies TokenStoreShape
 })
 
 /**
@@ -280,10 +411,19 @@ export const makeMemory = (initial?: TokenSet): Effect.Effect<TokenStoreShape> =
     const ref = yield* Ref.make<TokenSet | undefined>(initial)
     const path = "memory:oauth.json"
     const lock = yield* FileLock.makeInProcess({ path: `${path}.lock`, timeout: "30 seconds" })
+    const marker = yield* Ref.make<InterruptedRefresh | undefined>(undefined)
+    const save = (tokens: TokenSet) => Effect.andThen(Ref.set(ref, tokens), Ref.set(marker, undefined))
+    const prepareSave = Effect.map(Ref.get(marker), (interrupted): PreparedSave => ({
+      interrupted,
+      markInFlight: Ref.set(marker, { pid: process.pid, hostname: "memory", startedAt: new Date().toISOString() }),
+      abandon: Ref.set(marker, undefined),
+      commit: save
+    }))
     return {
       path,
       load: Ref.get(ref),
-      save: (tokens) => Ref.set(ref, tokens),
+      save,
+      prepareSave,
       clear: Ref.getAndSet(ref, undefined).pipe(Effect.map((previous) => previous !== undefined)),
       withLock: lock.withLock
     } satisfies TokenStoreShape
