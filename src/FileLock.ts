@@ -54,6 +54,7 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import * as crypto from "node:crypto"
 import * as os from "node:os"
+import { describeError } from "./Errno.js"
 import { LockTimeoutError, TokenStoreError } from "./Errors.js"
 
 /** What a lock file holds. */
@@ -229,8 +230,8 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
     const ioError = (what: string) => (e: PlatformError.PlatformError) =>
       new TokenStoreError({
         path: lockPath,
-        message: `Cannot ${what} (${e.reason._tag}). Check that ${dir} exists, is a folder you own, and is ` +
-          `writable by you.`,
+        message: `Cannot ${what} (${describeError(e)}). Check that ${dir} exists, is a folder you own, is ` +
+          `writable by you, and that the disk is not full.`,
         cause: e
       })
 

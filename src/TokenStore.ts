@@ -36,6 +36,7 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreError } from "./Errors.js"
+import { describeError } from "./Errno.js"
 import * as FileLock from "./FileLock.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
@@ -111,27 +112,9 @@ const hasModes = process.platform !== "win32"
  */
 export const RESERVED_BYTES = 24 * 1024
 
-/**
- * The OS's name for a platform error (`ENOSPC`, `EACCES`, …) and a few words,
- * instead of Effect's generic reason tag ("Unknown" for a full disk).
- */
-export const describeError = (e: PlatformError.PlatformError): string => {
-  const cause = (e.reason as { readonly cause?: unknown }).cause as NodeJS.ErrnoException | undefined
-  const code = typeof cause?.code === "string" ? cause.code : undefined
-  if (code === undefined) return e.reason._tag
-  const words: Record<string, string> = {
-    ENOSPC: "no space left on the disk",
-    EDQUOT: "disk quota exceeded",
-    EROFS: "read-only file system",
-    EACCES: "permission denied",
-    EPERM: "operation not permitted",
-    EIO: "input/output error",
-    ENOENT: "no such file or folder",
-    ELOOP: "a symbolic link where none is allowed"
-  }
-  return words[code] ? `${code}: ${words[code]}` : code
-}
 const describe = describeError
+/** Re-exported: the OS error name of a platform error. */
+export { describeError }
 
 /**
  * Windows refuses to replace a file that another process has open for a
