@@ -10,8 +10,12 @@
  * - **Load** returns `undefined` when there is no file. A file that does not
  *   parse is never replaced or deleted: it is moved aside to
  *   `oauth.json.corrupt-<time>` and reported as {@link CorruptTokenFileError}.
- * - **Modes**: the folder is 0700 and the file 0600; looser modes found on load
- *   or save are repaired (POSIX only; Windows has no such bits).
+ * - **Owners and modes** (`StoragePermissions`, as ssh treats `~/.ssh`): the
+ *   folder is 0700 and the file 0600; looser modes of our own folder and file
+ *   are repaired without following links; a folder or file owned by another
+ *   user, a shared or linked folder others may write, or a token file that is
+ *   a symbolic link is refused with a message saying how to fix it (POSIX
+ *   only; Windows has no such bits).
  * - **Lock**: `withLock` holds the cross-process lock `oauth.json.lock` (see
  *   `FileLock`) around a whole critical section. `load`, `save` and `clear` do
  *   not take it themselves: the token manager runs load → refresh → save inside
@@ -37,6 +41,7 @@ import * as nodePath from "node:path"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreError } from "./Errors.js"
 import { describeError } from "./Errno.js"
+import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "./FileLock.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
@@ -155,40 +160,37 @@ export const makeFile: Effect.Effect<
   const storeError = (message: string) => (cause: PlatformError.PlatformError) =>
     new TokenStoreError({ path: file, message: `${message} (${describe(cause)})`, cause })
 
-  /** Tightens `p` to `mode` if group or others have any access. Best effort: warns on failure. */
-  const repairMode = (p: string, mode: number) =>
-    hasModes
-      ? fs.stat(p).pipe(
-        Effect.flatMap((info) =>
-          (info.mode & 0o077) === 0
-            ? Effect.void
-            : fs.chmod(p, mode).pipe(
-              Effect.tap(() =>
-                Effect.logWarning(
-                  `opencode-kimi-auth: ${p} was accessible to other users (mode ${(info.mode & 0o777).toString(8)}); ` +
-                    `set it to ${mode.toString(8)}`
-                )
-              )
-            )
-        ),
-        Effect.catchReason("PlatformError", "NotFound", () => Effect.void),
-        Effect.catch((e) =>
-          Effect.logWarning(`opencode-kimi-auth: cannot restrict the mode of ${p} (${describe(e)}); check its owner`)
-        )
+  /** Runs a permission check: refusals fail with its message, repairs are logged as warnings. */
+  const checked = (p: string, check: () => PermissionCheck) =>
+    Effect.try({
+      try: check,
+      catch: (e) =>
+        new TokenStoreError({
+          path: p,
+          message: `Cannot check the owner and mode of ${p} (${(e as NodeJS.ErrnoException).code ?? "error"}); ` +
+            `check that it is yours and readable by you`,
+          cause: e
+        })
+    }).pipe(
+      Effect.flatMap((r) =>
+        r._tag === "Refused"
+          ? Effect.fail(new TokenStoreError({ path: p, message: r.message }))
+          : r.repaired !== undefined
+          ? Effect.logWarning(`opencode-kimi-auth: ${r.repaired}`)
+          : Effect.void
       )
-      : Effect.void
+    )
+  const checkDir = checked(dir, () => checkFolder(dir))
+  const checkTokenFile = checked(file, () => checkFile(file))
 
-  /**
-   * The folder's mode is tightened only when it is a folder of its own: a token
-   * file placed directly in the home folder (or a root) must not make us chmod
-   * the user's home.
-   */
-  const ownFolder = nodePath.resolve(dir) !== nodePath.resolve(os.homedir()) && nodePath.resolve(dir) !== nodePath.parse(nodePath.resolve(dir)).root
-  const repairDirMode = ownFolder ? repairMode(dir, DIR_MODE) : Effect.void
-
-  const ensureDir = fs.makeDirectory(dir, { recursive: true, mode: DIR_MODE }).pipe(
-    Effect.mapError(storeError(`Cannot create the storage folder ${dir}; check that its parent exists and is writable by you`)),
-    Effect.andThen(repairDirMode)
+  const ensureDir = checkDir.pipe(
+    Effect.andThen(fs.makeDirectory(dir, { recursive: true, mode: DIR_MODE })),
+    Effect.mapError((e) =>
+      e._tag === "TokenStoreError"
+        ? e
+        : storeError(`Cannot create the storage folder ${dir}; check that its parent exists and is writable by you`)(e)
+    ),
+    Effect.andThen(checkDir)
   )
 
   /** Removes temporary files of crashed writers, older than ten minutes. Never fails. */
@@ -350,13 +352,13 @@ export const makeFile: Effect.Effect<
 
   const load: Effect.Effect<TokenSet | undefined, TokenStoreError | CorruptTokenFileError> = Effect.gen(function*() {
     for (let attempt = 0; attempt < 3; attempt++) {
+      yield* checkDir
+      yield* checkTokenFile
       const text = yield* fs.readFileString(file).pipe(
         Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
         Effect.mapError(storeError(`Cannot read the token file ${file}; check that it is a file you own and can read`))
       )
       if (text === undefined) return undefined
-      yield* repairDirMode
-      yield* repairMode(file, FILE_MODE)
       const decoded = yield* Effect.result(decodeTokenFile(text))
       if (decoded._tag === "Success") return decoded.success.tokens
       const outcome = yield* moveAside(text)
