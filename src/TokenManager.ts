@@ -45,7 +45,7 @@ import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { OAuthClient } from "./OAuthClient.js"
 import { retryTransient } from "./Retry.js"
 import { TokenStore } from "./TokenStore.js"
-import type { TokenSet } from "./TokenSet.js"
+import { TokenSet } from "./TokenSet.js"
 
 /** Every way getting a token can fail. Transient errors appear only after retries ran out. */
 export type TokenError =
@@ -201,6 +201,16 @@ export const make = (options: TokenManagerOptions = {}) =>
                     )
                 )
               )),
+            // The server rotated the refresh token but sent an unusable access token: the sent refresh token is
+            // spent, so keep the new one (with the old access token, still due) rather than lose the login.
+            Effect.catchTag("InvalidResponseError", (error: InvalidResponseError) => {
+              const rotated = error.rotatedRefreshToken
+              if (rotated === undefined) return Effect.fail(error)
+              const kept = new TokenSet({ ...onDisk, refreshToken: rotated })
+              return !force && onDisk.remainingSeconds(now) > 5
+                ? Effect.succeed(kept)
+                : persist(kept).pipe(Effect.andThen(Effect.fail(error)))
+            }),
             Effect.catchIf(isTransient, (error) =>
               // Proactive refresh failed for now: the current token still works, serve it.
               !force && onDisk.remainingSeconds(now) > 5
