@@ -15,6 +15,8 @@ export type Hostile =
   | { readonly kind: "redirect"; readonly status?: number; readonly location: string }
   | { readonly kind: "json"; readonly status?: number; readonly body: unknown; readonly headers?: Record<string, string> }
   | { readonly kind: "text"; readonly status: number; readonly body: string }
+  /** Echoes the refresh token it was sent in every encoding: raw, URL-encoded, base64, base64url, JSON-escaped. */
+  | { readonly kind: "echo"; readonly status?: number }
 
 /** A running hostile server. */
 export interface HostileServer {
@@ -88,6 +90,15 @@ export const startHostileServer = async (initial: Hostile): Promise<HostileServe
           res.writeHead(mode.status, { "content-type": "text/html" })
           res.end(mode.body)
           return
+        case "echo": {
+          const sentToken = new URLSearchParams(Buffer.concat(chunks).toString("utf8")).get("refresh_token") ?? ""
+          const status = mode.status ?? 400
+          const description = `raw ${sentToken} url ${encodeURIComponent(sentToken)} b64 ${Buffer.from(`rt=${sentToken}`).toString("base64")} ` +
+            `b64url ${Buffer.from(sentToken).toString("base64url")} json ${JSON.stringify({ t: sentToken }).replace(/\//g, "\\/")}`
+          res.writeHead(status, { "content-type": "application/json" })
+          res.end(JSON.stringify({ error: "invalid_request", error_description: description, refreshToken: sentToken }))
+          return
+        }
       }
     })
   })
