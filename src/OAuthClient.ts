@@ -52,6 +52,8 @@ import {
 } from "./Errors.js"
 import { OAUTH_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import type { KimiRegion } from "./Region.js"
+import { type Issuer, issuerFor } from "./ResolveSettings.js"
 import { TokenSet } from "./TokenSet.js"
 import { isBearerToken, sanitizeLifetime } from "./TokenValidation.js"
 
@@ -111,9 +113,15 @@ export interface OAuthClientShape {
    * An answer with a valid new refresh token but an unusable access token
    * fails with {@link InvalidResponseError} carrying `rotatedRefreshToken`:
    * the sent one is spent, so store that one to keep the login.
+   *
+   * `issuer` is who issued the login (the hosts stored with its tokens): the
+   * refresh goes to its OAuth host unless the settings pin one, since a
+   * refresh token is only good at the region that issued it. The new token
+   * set is stamped with the same issuer.
    */
   readonly refreshToken: (
-    refreshToken: Redacted.Redacted<string>
+    refreshToken: Redacted.Redacted<string>,
+    issuer?: Issuer
   ) => Effect.Effect<TokenSet, OAuthCallError | InvalidGrantError>
 }
 
@@ -310,6 +318,8 @@ export const make = Effect.gen(function*() {
   const identity = yield* DeviceIdentity
   const http = yield* HttpClient.HttpClient
   const timeoutMillis = Duration.toMillis(settings.requestTimeout)
+  /** A device login is issued by the configured host, for the configured region. */
+  const loginIssuer = { oauthHost: settings.oauthHost, apiBaseUrl: settings.apiBaseUrl, region: settings.region }
 
   const post = (endpoint: string, form: Record<string, string | Redacted.Redacted<string>>, oauthHost: string = settings.oauthHost) => {
     const url = `${oauthHost}${endpoint}`
@@ -404,7 +414,11 @@ export const make = Effect.gen(function*() {
    * none, and the answer's new one, when valid, is handed back in the error
    * if the access token is not usable (it rotated: the sent one is spent).
    */
-  const decodeTokens = (raw: RawResponse, sent: Redacted.Redacted<string> | undefined) =>
+  const decodeTokens = (
+    raw: RawResponse,
+    sent: Redacted.Redacted<string> | undefined,
+    issuer: { readonly oauthHost: string; readonly apiBaseUrl: string; readonly region: KimiRegion }
+  ) =>
     Effect.gen(function*() {
       const r = yield* jsonObject(raw, "a token response")
       const rawRefresh = r["refresh_token"]
@@ -456,7 +470,10 @@ export const make = Effect.gen(function*() {
         tokenType: tokenType(r["token_type"]),
         expiresIn,
         scope: scopeOf(r["scope"]),
-        expiresAt: Math.floor(now / 1000) + expiresIn
+        expiresAt: Math.floor(now / 1000) + expiresIn,
+        oauthHost: issuer.oauthHost,
+        apiBaseUrl: issuer.apiBaseUrl,
+        region: issuer.region
       })
     })
 
@@ -506,7 +523,7 @@ export const make = Effect.gen(function*() {
     }).pipe(
       Effect.flatMap((raw): Effect.Effect<PollOutcome, OAuthCallError | AccessDeniedError | DeviceCodeExpiredError> => {
         if (raw.status >= 200 && raw.status < 300) {
-          return decodeTokens(raw, undefined).pipe(Effect.map((tokens): PollOutcome => ({ _tag: "Authorized", tokens })))
+          return decodeTokens(raw, undefined, loginIssuer).pipe(Effect.map((tokens): PollOutcome => ({ _tag: "Authorized", tokens })))
         }
         return Clock.currentTimeMillis.pipe(
           Effect.flatMap((now) => decodeFailure(raw, now)),
@@ -539,14 +556,16 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("OAuthClient.pollDeviceToken")
     )
 
-  const refreshToken = (refreshToken: Redacted.Redacted<string>) =>
-    post("/api/oauth/token", {
+  const refreshToken = (refreshToken: Redacted.Redacted<string>, stored?: Issuer & { readonly region?: KimiRegion | undefined }) => {
+    const hosts = issuerFor(settings, stored)
+    const issuer = { ...hosts, region: stored?.region ?? settings.region }
+    return post("/api/oauth/token", {
       client_id: settings.clientId,
       grant_type: "refresh_token",
       refresh_token: refreshToken
-    }).pipe(
+    }, hosts.oauthHost).pipe(
       Effect.flatMap((raw): Effect.Effect<TokenSet, OAuthCallError | InvalidGrantError> => {
-        if (raw.status >= 200 && raw.status < 300) return decodeTokens(raw, refreshToken)
+        if (raw.status >= 200 && raw.status < 300) return decodeTokens(raw, refreshToken, issuer)
         const rejected = (description: string | undefined) =>
           new InvalidGrantError({
             status: raw.status,
@@ -569,6 +588,7 @@ export const make = Effect.gen(function*() {
       }),
       Effect.withSpan("OAuthClient.refreshToken")
     )
+  }
 
   return { requestDeviceAuthorization, pollDeviceToken, refreshToken } satisfies OAuthClientShape
 })
