@@ -101,6 +101,26 @@ describe("OAuthClient against a hostile server: size cap and deadline", () => {
         assert.isBelow(process.memoryUsage().rss - before, 64 * 1024 * 1024)
       })))
 
+  it.live("a gzip bomb (an endless stream of compressed zeros) is cut at 64 KiB unpacked", () =>
+    withServer({ kind: "gzip-bomb" }, (server) =>
+      Effect.gen(function*() {
+        const before = process.memoryUsage().rss
+        const error = yield* Effect.flip(refreshAt(server.url))
+        assert.strictEqual(error._tag, "InvalidResponseError")
+        if (error._tag === "InvalidResponseError") assert.strictEqual(error.reason, "too-large")
+        yield* Effect.sleep("200 millis")
+        assert.strictEqual(server.hangUps(), 1)
+        assert.isBelow(process.memoryUsage().rss - before, 64 * 1024 * 1024)
+      })))
+
+  it.live("1 MiB of response headers is a typed NetworkError, not a crash", () =>
+    withServer({ kind: "huge-headers" }, (server) =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(refreshAt(server.url))
+        assert.strictEqual(error._tag, "NetworkError")
+        assert.deepStrictEqual(secretReach(error, SENT), [])
+      })))
+
   it.live("a body dripped slower than the deadline ends at the deadline as a NetworkError, and the request is aborted", () =>
     withServer({ kind: "slow-drip", everyMillis: 50 }, (server) =>
       Effect.gen(function*() {

@@ -5,6 +5,8 @@
  *
  * - a 2 GB `Content-Length` (Node used to abort: exit 133, nothing catchable);
  * - an endless body at full speed (a process used to grow past 12 GB);
+ * - an endless gzip body of zeros (a few KiB on the wire per 16 MiB unpacked);
+ * - 1 MiB of response headers;
  * - a body dripped one byte per 100 ms, past the 2 s deadline;
  * - a 302 to another origin (used to be followed, and its body stored);
  * - an access token with CR/LF next to a rotated refresh token;
@@ -107,6 +109,21 @@ const lanes: ReadonlyArray<Lane> = [
       expect(o.code).toBe("INVALID_RESPONSE")
       expect(o.message).toMatch(/too large/)
     },
+    maxMillis: 15_000
+  },
+  {
+    name: "gzip bomb (endless compressed zeros)",
+    mode: () => ({ kind: "gzip-bomb" }),
+    expect: (o) => {
+      expect(o.code).toBe("INVALID_RESPONSE")
+      expect(o.message).toMatch(/too large/)
+    },
+    maxMillis: 15_000
+  },
+  {
+    name: "1 MiB of response headers",
+    mode: () => ({ kind: "huge-headers" }),
+    expect: (o) => expect(o.code).toBe("NETWORK_ERROR"),
     maxMillis: 15_000
   },
   {

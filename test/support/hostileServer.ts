@@ -6,6 +6,7 @@
  */
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as zlib from "node:zlib"
 
 /** How the server answers every request. */
 export type Hostile =
@@ -15,6 +16,10 @@ export type Hostile =
   | { readonly kind: "redirect"; readonly status?: number; readonly location: string }
   | { readonly kind: "json"; readonly status?: number; readonly body: unknown; readonly headers?: Record<string, string> }
   | { readonly kind: "text"; readonly status: number; readonly body: string }
+  /** An endless gzip body of zeros (concatenated members): a few KiB on the wire per 16 MiB unpacked. */
+  | { readonly kind: "gzip-bomb" }
+  /** 1 MiB of response headers. */
+  | { readonly kind: "huge-headers" }
   /** Echoes the refresh token it was sent in every encoding: raw, URL-encoded, base64, base64url, JSON-escaped. */
   | { readonly kind: "echo"; readonly status?: number }
 
@@ -33,6 +38,9 @@ export interface HostileServer {
 }
 
 const CHUNK = Buffer.alloc(64 * 1024, "a")
+let bomb: Buffer | undefined
+/** One gzip member of 16 MiB of zeros (about 16 KiB), made on first use. */
+const bombMember = () => (bomb ??= zlib.gzipSync(Buffer.alloc(16 * 1024 * 1024), { level: 9 }))
 
 /** Starts a hostile server on 127.0.0.1 with a random port. */
 export const startHostileServer = async (initial: Hostile): Promise<HostileServer> => {
@@ -89,6 +97,20 @@ export const startHostileServer = async (initial: Hostile): Promise<HostileServe
         case "text":
           res.writeHead(mode.status, { "content-type": "text/html" })
           res.end(mode.body)
+          return
+        case "gzip-bomb": {
+          res.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+          const member = bombMember()
+          const pumpBomb = () => {
+            while (!res.destroyed && res.write(member)) sent += member.length
+          }
+          res.on("drain", pumpBomb)
+          pumpBomb()
+          return
+        }
+        case "huge-headers":
+          res.writeHead(200, { "content-type": "application/json", "x-junk": "a".repeat(1024 * 1024) })
+          res.end("{}")
           return
         case "echo": {
           const sentToken = new URLSearchParams(Buffer.concat(chunks).toString("utf8")).get("refresh_token") ?? ""
