@@ -62,7 +62,7 @@ import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { OAuthClient } from "./OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
-import type { TokenSet } from "./TokenSet.js"
+import { TokenSet } from "./TokenSet.js"
 import { isDueAt, refreshThresholdSeconds as thresholdFor } from "./TokenValidation.js"
 
 /** Every way getting a token can fail. Transient errors appear only after retries ran out. */
@@ -216,8 +216,17 @@ export const make = (options: TokenManagerOptions = {}) =>
         yield* prepared.markInFlight
         const result = yield* Effect.result(oauth.refreshToken(base.refreshToken, base))
         if (result._tag === "Failure") {
+          const error = result.failure
+          if (error._tag === "InvalidResponseError" && error.rotatedRefreshToken !== undefined) {
+            // The server rotated the refresh token but sent an unusable access token: the one we sent is spent,
+            // so keep the new one (beside the old access token, due at once) rather than lose the login.
+            const kept = new TokenSet({ ...base, refreshToken: error.rotatedRefreshToken })
+            const saved = yield* Effect.result(prepared.commit(kept))
+            if (saved._tag === "Failure") unsaved = { tokens: kept, spent: base.refreshToken }
+            return yield* Effect.fail(error)
+          }
           yield* prepared.abandon
-          return yield* Effect.fail(result.failure)
+          return yield* Effect.fail(error)
         }
         const refreshed = result.success
         const saved = yield* Effect.result(prepared.commit(refreshed))

@@ -31,6 +31,7 @@ export {
 export * as DeviceFlow from "./DeviceFlow.js"
 export * as DeviceIdentity from "./DeviceIdentity.js"
 export * as Errors from "./Errors.js"
+export * as HttpBody from "./HttpBody.js"
 export * as KimiAuth from "./KimiAuth.js"
 export * as KimiAuthConfig from "./KimiAuthConfig.js"
 export * as Login from "./Login.js"

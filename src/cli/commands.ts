@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -48,8 +49,35 @@ const loggingLayer = (debug: boolean) =>
     Layer.succeed(References.MinimumLogLevel, debugEnabled({ debug }) ? "Debug" : "Warn")
   )
 
-/** An epoch-seconds instant as ISO 8601. */
-const isoSeconds = (seconds: number) => new Date(seconds * 1000).toISOString()
+/** An epoch-seconds instant as ISO 8601; a value no date can hold (say `1e308` from a hostile file) says so instead of throwing. */
+const isoSeconds = (seconds: number) => {
+  const date = new Date(seconds * 1000)
+  return Number.isNaN(date.getTime()) ? `an invalid time (${String(seconds).slice(0, 24)})` : date.toISOString()
+}
+
+/**
+ * The last resort for a defect (a bug, or a value nothing expected): one line
+ * naming its kind, exit 1, never a stack on stdout or stderr (a message may
+ * hold what it choked on, say a header value with a token in it). With
+ * `--debug`, the stack frames, without the message line.
+ */
+const reportDefect = (name: string, flags: { readonly debug: boolean; readonly json?: boolean }, cause: Cause.Cause<unknown>) =>
+  Effect.gen(function*() {
+    const defect = Cause.squash(cause)
+    const kind = defect instanceof Error ? defect.name.replace(/[^A-Za-z0-9_]/g, "").slice(0, 40) || "Error" : typeof defect
+    const message = `kimi-auth ${name} stopped on an unexpected internal error (${kind}). This is a bug: ` +
+      `please report it with the command you ran. Your stored login was not changed by this message.`
+    if (defect instanceof Error && typeof defect.stack === "string" && debugEnabled(flags)) {
+      const frames = defect.stack.split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 12).join("\n")
+      yield* err(`${frames}\n`)
+    }
+    if (flags.json) {
+      yield* out(JSON.stringify({ event: "error", error: "Defect", exit_code: ExitCode.unexpected, message }) + "\n")
+    } else {
+      yield* err(`${red("error:")} ${message}\n`)
+    }
+    process.exitCode = ExitCode.unexpected
+  })
 
 /**
  * Runs a command body with every service, and maps the outcome to an exit
@@ -83,6 +111,7 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
           process.exitCode = code
         })
     }),
+    Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : reportDefect(name, flags, cause)),
     Effect.onInterrupt(() => Effect.sync(() => void (process.exitCode = ExitCode.interrupted))),
     Effect.provide(loggingLayer(flags.debug))
   )
