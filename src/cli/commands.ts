@@ -366,6 +366,18 @@ const emulatorCommand = Command.make(
     seed: optionalNumber("seed", "Seed that makes the injected faults deterministic"),
     clientId: Flag.optional(Flag.String("client-id")).pipe(
       Flag.withDescription("The accepted OAuth client id (default: Kimi's public client id)")
+    ),
+    quota5h: optionalNumber("quota-5h", "Chat completions allowed per rolling 5-hour window (default 100)"),
+    quotaWeek: optionalNumber("quota-week", "Chat completions allowed per weekly window (default 1000)"),
+    quotaRefusal: Flag.ChoiceWithValue("quota-refusal", [["403", 403 as const], ["429", 429 as const]]).pipe(
+      Flag.withDefault(403 as const),
+      Flag.withDescription(
+        "How a used-up quota is refused: 403 \"You've reached your usage limit…\" or 429 exceeded_current_quota_error"
+      )
+    ),
+    rateLimited: Flag.Boolean("rate-limited").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Answer every chat completion 429 rate_limit_reached_error (a rate limit, not the quota)")
     )
   },
   (flags) => {
@@ -387,7 +399,14 @@ const emulatorCommand = Command.make(
       interval: value(flags.interval),
       accessTokenTtlSeconds: value(flags.accessTokenTtl),
       deviceCodeTtlSeconds: value(flags.deviceCodeTtl),
-      faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined
+      faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined,
+      quota: {
+        fiveHourLimit: value(flags.quota5h),
+        weeklyLimit: value(flags.quotaWeek),
+        refusal: flags.quotaRefusal,
+        rateLimited: flags.rateLimited,
+        retryAfterSeconds: value(flags.retryAfter)
+      }
     }
     return serveEmulator(options).pipe(
       Effect.catch((error) =>
@@ -404,7 +423,8 @@ const emulatorCommand = Command.make(
   ),
   Command.withExamples([
     { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
-    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" }
+    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" },
+    { command: "kimi-auth emulator --quota-5h 3 --quota-refusal 429", description: "A plan used up after three chats" }
   ])
 )
 
