@@ -121,8 +121,21 @@ const showCode = (authorization: DeviceAuthorization, options: { readonly browse
       )
     }
     if (options.browser) {
-      const opened = yield* openBrowser(url)
-      if (opened && !options.json) yield* out(dim("Opened the page in your browser.\n"))
+      // Said only once the opener reported back: a missing or failing opener is not "opened".
+      const result = yield* openBrowser(url)
+      if (options.json) {
+        if (result._tag !== "Skipped") {
+          yield* out(JSON.stringify({
+            event: "browser",
+            opened: result._tag === "Opened",
+            ...(result._tag === "Failed" ? { reason: result.reason } : {})
+          }) + "\n")
+        }
+      } else if (result._tag === "Opened") {
+        yield* out(dim("Opened the page in your browser.\n"))
+      } else if (result._tag === "Failed") {
+        yield* out(dim(`Could not open a browser (${result.reason}); open the link above yourself.\n`))
+      }
     }
   })
 
@@ -188,7 +201,14 @@ const loginCommand = Command.make(
         } else {
           yield* out(`${green("✓")} Logged in to Kimi. Tokens saved to ${settings.tokenFilePath}\n`)
         }
-      })
+      }).pipe(
+        // Ctrl-C: one line that says so (the exit code stays 130); nothing was stored.
+        Effect.onInterrupt(() =>
+          flags.json
+            ? out(JSON.stringify({ event: "cancelled", exit_code: ExitCode.interrupted }) + "\n")
+            : err("Login cancelled; nothing was stored.\n")
+        )
+      )
     )
 ).pipe(
   Command.withDescription(

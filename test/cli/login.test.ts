@@ -155,7 +155,20 @@ describe("kimi-auth login", () => {
     expect(result.code).toBe(5)
     expect(result.stderr).toContain(url)
     expect(result.stderr).toMatch(/Cannot reach/)
+    // The process has exited: the last word must not promise a retry.
+    expect(result.stderr).not.toMatch(/will be retried/i)
+    expect(result.stderr).toMatch(/gave up after several attempts/)
   })
+
+  it("a server that stays 503: exit 5, and the message says the login gave up, not that it will retry", async () => {
+    server = await startScriptedServer(() => ({ status: 503, body: "<html>upstream down</html>" }))
+    const result = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }), { timeoutMs: 60_000 })
+    expect(result.code).toBe(5)
+    expect(result.stderr).toMatch(/HTTP 503/)
+    expect(result.stderr).not.toMatch(/will be retried/i)
+    expect(result.stderr).toMatch(/gave up after several attempts; try again in a few minutes/)
+    expect(server.requests.length).toBeGreaterThan(1)
+  }, 70_000)
 
   it("an HTML page instead of JSON: exit 6 with the status and an excerpt", async () => {
     server = await startScriptedServer(() => ({ status: 200, body: "<html><body>Captive portal</body></html>" }))
@@ -193,10 +206,73 @@ describe("kimi-auth login", () => {
       }
     })
     expect(result.code).toBe(130)
+    expect(result.stderr).toBe("Login cancelled; nothing was stored.\n")
     const polls = server.requests.length
     await new Promise((r) => setTimeout(r, 2500))
     expect(server.requests.length).toBe(polls)
     expect(fs.existsSync(path.join(home, ".opencode-kimi-auth", "oauth.json"))).toBe(false)
+  })
+
+  describe("with a display, the browser opener's result decides what is said", () => {
+    /** A bin folder with an `xdg-open` that records its argument and exits with `code` (none: no opener at all). */
+    const opener = (code: number | undefined) => {
+      const bin = path.join(home, "bin")
+      fs.mkdirSync(bin, { recursive: true })
+      if (code !== undefined) {
+        fs.writeFileSync(path.join(bin, "xdg-open"), `#!/bin/sh\nprintf '%s' "$1" > "${path.join(home, "opened")}"\nexit ${code}\n`, { mode: 0o755 })
+      }
+      return { PATH: bin, DISPLAY: ":77" }
+    }
+    const onLinux = process.platform === "linux"
+
+    it.runIf(onLinux)("an opener that exits 0 was given the link: 'Opened the page in your browser.'", async () => {
+      server = await oauthServer([granted])
+      const result = await runCli(["login"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url, ...opener(0) }))
+      expect(result.code, result.stderr).toBe(0)
+      expect(fs.readFileSync(path.join(home, "opened"), "utf8")).toBe(`${server.url}/device?user_code=KIMI-2468`)
+      expect(result.stdout).toContain("Opened the page in your browser.")
+    })
+
+    it.runIf(onLinux)("an opener that fails: says it could not open a browser, with the exit code, and the login goes on", async () => {
+      server = await oauthServer([granted])
+      const result = await runCli(["login"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url, ...opener(3) }))
+      expect(result.code, result.stderr).toBe(0)
+      expect(fs.existsSync(path.join(home, "opened"))).toBe(true)
+      expect(result.stdout).not.toContain("Opened the page")
+      expect(result.stdout).toContain("Could not open a browser (xdg-open exited with code 3); open the link above yourself.")
+      expect(result.stdout).toContain("Logged in to Kimi")
+    })
+
+    it.runIf(onLinux)("no opener installed: says xdg-open was not found; --json reports it as an event", async () => {
+      server = await oauthServer([granted])
+      const env = isolatedEnv(home, { KIMI_OAUTH_HOST: server.url, ...opener(undefined) })
+      const result = await runCli(["login"], env)
+      expect(result.code, result.stderr).toBe(0)
+      expect(result.stdout).not.toContain("Opened the page")
+      expect(result.stdout).toContain("Could not open a browser (xdg-open was not found); open the link above yourself.")
+      const json = await runCli(["login", "--json"], env)
+      const events = json.stdout.trim().split("\n").map((l) => JSON.parse(l))
+      expect(events.map((e) => e.event)).toEqual(["code", "browser", "logged_in"])
+      expect(events[1]).toEqual({ event: "browser", opened: false, reason: "xdg-open was not found" })
+    })
+  })
+
+  it("--json: Ctrl-C ends with a cancelled event and exit 130", async () => {
+    server = await oauthServer([pending])
+    const result = await runCli(["login", "--no-browser", "--json"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }), {
+      onSpawn: (child) => {
+        const timer = setInterval(() => {
+          if (server!.requests.length >= 2) {
+            clearInterval(timer)
+            child.kill("SIGINT")
+          }
+        }, 20)
+      }
+    })
+    expect(result.code).toBe(130)
+    const events = result.stdout.trim().split("\n").map((l) => JSON.parse(l))
+    expect(events.at(-1)).toEqual({ event: "cancelled", exit_code: 130 })
+    expect(result.stderr).toBe("")
   })
 
   it("--help documents the command", async () => {

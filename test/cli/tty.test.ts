@@ -166,9 +166,9 @@ describe.skipIf(!hasScript)("kimi-auth login on a terminal (pty)", () => {
     expect(output).not.toMatch(NO_TRACE)
     expect(output).not.toMatch(/error/i)
 
-    // After the last countdown frame: at most the terminal's echo of ^C, then the line is cleared, and nothing else.
+    // After the last countdown frame: at most the terminal's echo of ^C, the line cleared, then one line that says it was cancelled.
     const tail = output.slice(output.lastIndexOf("left (Ctrl-C to cancel)") + "left (Ctrl-C to cancel)".length)
-    expect(tail).toMatch(/^(?:\x1b\[[0-9;]*m)*(?:\^C)?\r\x1b\[2K$/)
+    expect(tail).toMatch(/^(?:\x1b\[[0-9;]*m)*(?:\^C)?\r\x1b\[2KLogin cancelled; nothing was stored\.\r\n$/)
 
     expect(fs.existsSync(tokenFile())).toBe(false)
     const polls = tokenPolls()
