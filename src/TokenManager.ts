@@ -46,6 +46,7 @@ import { OAuthClient } from "./OAuthClient.js"
 import { retryTransient } from "./Retry.js"
 import { TokenStore } from "./TokenStore.js"
 import type { TokenSet } from "./TokenSet.js"
+import { isDueAt, refreshThresholdSeconds as thresholdFor } from "./TokenValidation.js"
 
 /** Every way getting a token can fail. Transient errors appear only after retries ran out. */
 export type TokenError =
@@ -104,16 +105,14 @@ export interface TokenManagerShape {
  * Seconds of remaining lifetime below which a token is due for refresh: the
  * larger of the window and half the lifetime (Kimi's own rule), but never more
  * than three quarters of the lifetime, so a freshly issued short-lived token is
- * never due at once.
+ * never due at once. (The pure rule is `TokenValidation.refreshThresholdSeconds`.)
  */
-export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number): number => {
-  const lifetime = tokens.expiresIn > 0 ? tokens.expiresIn : windowSeconds * 2
-  return Math.min(Math.max(windowSeconds, lifetime / 2), lifetime * 0.75)
-}
+export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number): number =>
+  thresholdFor(tokens.expiresIn, windowSeconds)
 
 /** Whether `tokens` should be refreshed at `nowSeconds`. */
 export const isDue = (tokens: TokenSet, nowSeconds: number, windowSeconds: number): boolean =>
-  tokens.remainingSeconds(nowSeconds) <= refreshThresholdSeconds(tokens, windowSeconds)
+  isDueAt(tokens.expiresAt, tokens.expiresIn, nowSeconds, windowSeconds)
 
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
@@ -153,8 +152,8 @@ export const make = (options: TokenManagerOptions = {}) =>
     )
 
     /** One refresh request, retried on transient faults with jittered exponential backoff. */
-    const refreshWithRetry = (refreshToken: Redacted.Redacted<string>) =>
-      retryTransient(oauth.refreshToken(refreshToken), {
+    const refreshWithRetry = (tokens: TokenSet) =>
+      retryTransient(oauth.refreshToken(tokens.refreshToken, tokens), {
         attempts,
         baseDelay: options.retryBaseDelay ?? "500 millis",
         maxDelay: options.retryMaxDelay ?? "8 seconds",
@@ -186,7 +185,7 @@ export const make = (options: TokenManagerOptions = {}) =>
           yield* Effect.logDebug(
             force ? "token refresh: forced (the API rejected the access token)" : "token refresh: due, refreshing"
           ).pipe(Effect.annotateLogs({ remainingSeconds: Math.round(onDisk.remainingSeconds(now)) }))
-          const refreshed = yield* refreshWithRetry(onDisk.refreshToken).pipe(
+          const refreshed = yield* refreshWithRetry(onDisk).pipe(
             Effect.catchTag("InvalidGrantError", (e: InvalidGrantError) =>
               // Re-read once: a tool that does not use our lock may have rotated the tokens.
               load.pipe(
@@ -195,7 +194,7 @@ export const make = (options: TokenManagerOptions = {}) =>
                     ? Effect.fail(notLoggedIn("refresh-rejected", `Your Kimi login has expired or was revoked (${e.status})`))
                     : again.remainingSeconds(now) > 0
                     ? Effect.succeed(again)
-                    : refreshWithRetry(again.refreshToken).pipe(
+                    : refreshWithRetry(again).pipe(
                       Effect.catchTag("InvalidGrantError", () =>
                         Effect.fail(notLoggedIn("refresh-rejected", "Your Kimi login has expired or was revoked")))
                     )
