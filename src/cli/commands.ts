@@ -16,7 +16,7 @@ import * as References from "effect/References"
 import { Command, Flag } from "effect/cli"
 import { renderUnicodeCompact } from "uqr"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
-import { layerNode, type KimiAuthServices } from "../KimiAuth.js"
+import { layerNode, type KimiAuthLayerOptions, type KimiAuthServices } from "../KimiAuth.js"
 import { login } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
@@ -59,7 +59,8 @@ const isoSeconds = (seconds: number) => new Date(seconds * 1000).toISOString()
 const run = <E extends { readonly _tag: string; readonly message: string }>(
   name: string,
   flags: { readonly debug: boolean; readonly json?: boolean },
-  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>
+  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>,
+  options: KimiAuthLayerOptions = {}
 ) =>
   Effect.gen(function*() {
     const s = yield* KimiAuthConfig
@@ -68,7 +69,7 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
     )
     return yield* body
   }).pipe(
-    Effect.provide(layerNode()),
+    Effect.provide(layerNode(options)),
     Effect.matchEffect({
       onSuccess: (code) => Effect.sync(() => void (process.exitCode = code ?? ExitCode.ok)),
       onFailure: (error) =>
@@ -160,6 +161,13 @@ const loginCommand = Command.make(
       Flag.withDefault(true),
       Flag.withDescription("Open the approval page in a browser (--no-browser to only print it)")
     ),
+    region: Flag.optional(Flag.ChoiceWithValue("region", [["mainland-cn", "mainland-cn"], ["global", "global"]] as const))
+      .pipe(
+        Flag.withDescription(
+          "Kimi region to log in to: mainland-cn (auth.kimi.com, the default) or global (auth.kimi.ai). " +
+            "KIMI_CODE_OAUTH_HOST / KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL still win"
+        )
+      ),
     json: jsonFlag,
     debug: debugFlag
   },
@@ -196,7 +204,10 @@ const loginCommand = Command.make(
           yield* out(JSON.stringify({
             event: "logged_in",
             token_file: settings.tokenFilePath,
-            expires_at: tokens.expiresAt
+            expires_at: tokens.expiresAt,
+            region: settings.region,
+            oauth_host: settings.oauthHost,
+            api_base_url: settings.apiBaseUrl
           }) + "\n")
         } else {
           yield* out(`${green("✓")} Logged in to Kimi. Tokens saved to ${settings.tokenFilePath}\n`)
@@ -208,7 +219,8 @@ const loginCommand = Command.make(
             ? out(JSON.stringify({ event: "cancelled", exit_code: ExitCode.interrupted }) + "\n")
             : err("Login cancelled; nothing was stored.\n")
         )
-      )
+      ),
+      { region: Option.getOrUndefined(flags.region) }
     )
 ).pipe(
   Command.withDescription(
@@ -218,6 +230,7 @@ const loginCommand = Command.make(
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in, opening the approval page in a browser" },
     { command: "kimi-auth login --no-browser", description: "Only print the link and the code (SSH, containers)" },
+    { command: "kimi-auth login --region global", description: "Log in to Kimi's global region (kimi.ai)" },
     { command: "kimi-auth login --json", description: "Machine-readable events, one JSON object per line" }
   ])
 )
@@ -243,7 +256,8 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
         token_file: status.tokenFilePath,
         device_id: status.deviceId,
         oauth_host: status.oauthHost,
-        api_base_url: status.apiBaseUrl
+        api_base_url: status.apiBaseUrl,
+        region: status.region
       }
       if (tokens === undefined) {
         if (flags.json) yield* out(JSON.stringify({ logged_in: false, ...base }) + "\n")
@@ -274,6 +288,7 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
           } with the stored refresh token\n`
         )
         yield* out(`  token file:   ${status.tokenFilePath}\n  device id:    ${status.deviceId}\n`)
+        yield* out(`  region:       ${status.region}\n`)
         yield* out(`  OAuth host:   ${status.oauthHost}\n  API base:     ${status.apiBaseUrl}\n`)
       }
     })

@@ -6,6 +6,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
+import { start as startEmulator } from "../../src/emulator/KimiEmulator.js"
 import { type Reply, type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
 
 const CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
@@ -273,6 +274,70 @@ describe("kimi-auth login", () => {
     const events = result.stdout.trim().split("\n").map((l) => JSON.parse(l))
     expect(events.at(-1)).toEqual({ event: "cancelled", exit_code: 130 })
     expect(result.stderr).toBe("")
+  })
+
+  describe("--region", () => {
+    /** Runs `login ...args --debug` until its debug line names the OAuth host, then Ctrl-C; returns that host. */
+    const hostChosen = async (args: ReadonlyArray<string>) => {
+      let host: string | undefined
+      const result = await runCli(["login", "--no-browser", "--debug", ...args], isolatedEnv(home), {
+        onSpawn: (child) => {
+          let stderr = ""
+          child.stderr!.on("data", (c: Buffer) => {
+            stderr += c.toString("utf8")
+            const m = /login: OAuth host (\S+), API base (\S+),/.exec(stderr)
+            if (m && host === undefined) {
+              host = `${m[1]} ${m[2]}`
+              child.kill("SIGINT")
+            }
+          })
+        }
+      })
+      expect(result.code, result.stderr).toBe(130)
+      return host
+    }
+
+    it("picks the region's hosts: mainland-cn (the default) is kimi.com, global is kimi.ai", async () => {
+      expect(await hostChosen([])).toBe("https://auth.kimi.com https://api.kimi.com/coding/v1")
+      expect(await hostChosen(["--region", "mainland-cn"])).toBe("https://auth.kimi.com https://api.kimi.com/coding/v1")
+      expect(await hostChosen(["--region", "global"])).toBe("https://auth.kimi.ai https://api.kimi.ai/coding/v1")
+    })
+
+    it("against the emulator (env hosts still win): the login is stored with its region, and status shows it", async () => {
+      const emulator = await startEmulator({ interval: 1, autoApproveAfterMillis: 300 })
+      try {
+        const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl })
+        const login = await runCli(["login", "--no-browser", "--json", "--region", "global"], env)
+        expect(login.code, login.stderr).toBe(0)
+        expect(JSON.parse(login.stdout.trim().split("\n").at(-1)!)).toMatchObject({
+          event: "logged_in",
+          region: "global",
+          oauth_host: emulator.oauthHost,
+          api_base_url: emulator.apiBaseUrl
+        })
+        expect(emulator.requests("/api/oauth/device_authorization")).toHaveLength(1)
+        const stored = JSON.parse(fs.readFileSync(path.join(home, ".opencode-kimi-auth", "oauth.json"), "utf8"))
+        expect(stored).toMatchObject({ region: "global", oauth_host: emulator.oauthHost, api_base_url: emulator.apiBaseUrl })
+
+        const status = await runCli(["status"], env)
+        expect(status.code, status.stderr).toBe(0)
+        expect(status.stdout).toMatch(/^ {2}region: {7}global$/m)
+        expect(JSON.parse((await runCli(["status", "--json"], env)).stdout)).toMatchObject({ logged_in: true, region: "global" })
+
+        // A later login without --region is a mainland-cn login.
+        expect((await runCli(["login", "--no-browser"], env)).code).toBe(0)
+        expect(JSON.parse((await runCli(["status", "--json"], env)).stdout)).toMatchObject({ region: "mainland-cn" })
+      } finally {
+        await emulator.close()
+      }
+    })
+
+    it("an unknown region: exit 2 and the parser names the choices", async () => {
+      const r = await runCli(["login", "--region", "mars"], isolatedEnv(home))
+      expect(r.code).toBe(2)
+      expect(r.stdout + r.stderr).toMatch(/mainland-cn/)
+      expect(r.stdout + r.stderr).toMatch(/global/)
+    })
   })
 
   it("--help documents the command", async () => {
