@@ -224,7 +224,14 @@ describe("kimi-auth piped (not a terminal)", () => {
       expires_in: 900,
       interval: 1
     })
-    expect(events[1]).toEqual({ event: "logged_in", token_file: tokenFile(), expires_at: readTokenFile()["expires_at"] })
+    expect(events[1]).toEqual({
+      event: "logged_in",
+      token_file: tokenFile(),
+      expires_at: readTokenFile()["expires_at"],
+      region: "mainland-cn",
+      oauth_host: emulator.oauthHost,
+      api_base_url: "https://api.kimi.com/coding/v1"
+    })
     expect(r.stdout).not.toContain(device.deviceCode)
   })
 
