@@ -33,9 +33,11 @@ export const exitCodeFor = (tag: string): ExitCode => {
       return ExitCode.expired
     case "NetworkError":
     case "ServerError":
+    case "RateLimitedError":
       return ExitCode.network
     case "InvalidResponseError":
     case "OAuthError":
+    case "KimiApiError":
       return ExitCode.invalidResponse
     case "NotLoggedInError":
     case "InvalidGrantError":
