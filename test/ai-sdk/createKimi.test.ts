@@ -1,0 +1,104 @@
+/**
+ * `createKimi()` with the real AI SDK (`generateText`, `streamText`) over real
+ * loopback HTTP and a real token file: against the emulator, and a scripted
+ * server for Kimi's quota answer.
+ */
+import { APICallError, generateText, streamText } from "ai"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { createKimi, type KimiProvider } from "../../src/ai-sdk/index.js"
+import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
+import { makeTemp, rmTemp } from "../support/cli.js"
+import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+
+let dir: string
+let emu: KimiEmulator.StartedEmulator | undefined
+let server: ScriptedServer | undefined
+let kimi: KimiProvider | undefined
+beforeEach(() => {
+  dir = makeTemp("kimi-ai-sdk-")
+})
+afterEach(async () => {
+  await kimi?.dispose()
+  kimi = undefined
+  await emu?.close()
+  emu = undefined
+  await server?.close()
+  server = undefined
+  rmTemp(dir)
+})
+
+/** A login on disk, as `kimi-auth login` leaves it. */
+const seed = (tokens: { accessToken: string; refreshToken: string }) =>
+  fs.writeFileSync(
+    path.join(dir, "oauth.json"),
+    JSON.stringify({
+      access_token: tokens.accessToken,
+      refresh_token: tokens.refreshToken,
+      token_type: "Bearer",
+      expires_in: 900,
+      scope: "kimi-code",
+      expires_at: Math.floor(Date.now() / 1000) + 800
+    }),
+    { mode: 0o600 }
+  )
+
+describe("createKimi against the emulator", () => {
+  it("generateText and streamText answer; an access token revoked mid-session is healed by one refresh", async () => {
+    emu = await KimiEmulator.start()
+    seed(emu.issueTokens())
+    kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+    const first = await generateText({ model: kimi("kimi-for-coding"), prompt: "ping 1" })
+    expect(first.text).toBe(`${KimiEmulator.GREETING}. You said: ping 1`)
+
+    emu.expireAccessTokens()
+    const streamed = streamText({ model: kimi("kimi-for-coding"), prompt: "ping 2" })
+    let text = ""
+    for await (const piece of streamed.textStream) text += piece
+    expect(text).toBe(`${KimiEmulator.GREETING}. You said: ping 2`)
+    expect((await streamed.usage).totalTokens).toBeGreaterThan(0)
+
+    const chats = emu.requests("/coding/v1/chat/completions")
+    expect(chats.map((r) => r.status)).toEqual([200, 401, 200])
+    expect(emu.requests("/api/oauth/token")).toHaveLength(1)
+    // The placeholder apiKey never reaches Kimi; the identity headers always do.
+    expect(chats.every((r) => r.bearer !== "kimi-oauth" && r.msh.platform === "kimi_cli" && r.msh.deviceId !== undefined)).toBe(true)
+    expect(kimi.apiBaseUrl()).toBe(emu.apiBaseUrl)
+  })
+
+  it("no login: the AI SDK reports Kimi's login message, and nothing reaches the API", async () => {
+    emu = await KimiEmulator.start()
+    kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+    const error = await generateText({ model: kimi("kimi-for-coding"), prompt: "hi", maxRetries: 0 }).catch((e: unknown) => e)
+    expect(APICallError.isInstance(error)).toBe(true)
+    expect((error as APICallError).statusCode).toBe(401)
+    expect((error as Error).message).toMatch(/kimi-auth login/)
+    expect(emu.requests("/coding/v1/chat/completions")).toHaveLength(0)
+  })
+})
+
+describe("createKimi and the quota", () => {
+  it("a used-up quota is a clear, non-retried error naming the window and its reset", async () => {
+    server = await startScriptedServer((req) =>
+      req.path.endsWith("/usages")
+        ? { status: 200, body: { usage: { limit: "100", used: "100", remaining: "0", resetTime: new Date(Date.now() + 3 * 3_600_000 + 30_000).toISOString() } } }
+        : { status: 429, body: { error: { message: "You exceeded your current quota", type: "exceeded_current_quota_error" } } }
+    )
+    seed({ accessToken: "at-1", refreshToken: "rt-1" })
+    kimi = createKimi({ oauthHost: server.url, apiBaseUrl: `${server.url}/coding/v1`, storageDir: dir })
+    const error = await generateText({ model: kimi("kimi-for-coding"), prompt: "hi" }).catch((e: unknown) => e)
+    expect(APICallError.isInstance(error)).toBe(true)
+    const e = error as APICallError
+    expect(e.statusCode).toBe(403)
+    expect(e.isRetryable).toBe(false)
+    expect(e.message).toMatch(/usage limit is used up \(weekly window: 100 of 100 used\); it resets at .* \(in 3 h 00 min\)/)
+    expect(e.message).toMatch(/This is not a login problem/)
+    // One chat request (the AI SDK's retries never fire) and one /usages read; no refresh.
+    expect(server.requests.map((r) => r.path)).toEqual(["/coding/v1/chat/completions", "/coding/v1/usages"])
+  })
+
+  it("a bad setting throws at creation with what to fix", () => {
+    expect(() => createKimi({ apiBaseUrl: "http://api.example.com/coding/v1", storageDir: dir })).toThrow(/createKimi: .*plain http/)
+  })
+})
