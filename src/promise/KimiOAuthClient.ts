@@ -103,6 +103,8 @@ export interface KimiAuthStatus {
   readonly refreshDue: boolean
   readonly deviceId: string
   readonly tokenFilePath: string
+  /** The Kimi API base this login's requests go to (its region's, unless pinned). */
+  readonly apiBaseUrl: string
 }
 
 /** What a completed login leaves behind. Holds no secret. */
@@ -239,7 +241,8 @@ export class KimiOAuthClient {
         expiresAt: s.tokens ? new Date(s.tokens.expiresAt * 1000) : undefined,
         refreshDue: s.tokens?.refreshDue ?? false,
         deviceId: s.deviceId,
-        tokenFilePath: s.tokenFilePath
+        tokenFilePath: s.tokenFilePath,
+        apiBaseUrl: s.apiBaseUrl
       })),
       options.signal
     )
