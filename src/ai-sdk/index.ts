@@ -17,9 +17,10 @@
  * ```
  *
  * `ai` and `@ai-sdk/openai-compatible` are optional peer dependencies: only
- * this subpath loads them. Thinking: pass Kimi's own switch through
- * `providerOptions: { kimi: { thinking: { type: "enabled" } } }`; streamed
- * `reasoning_content` arrives as the AI SDK's reasoning.
+ * this subpath loads them. Thinking: the AI SDK's `reasoning` option is sent
+ * in Kimi's format (see {@link toKimiThinking}), or pass Kimi's own switch
+ * through `providerOptions: { kimi: { thinking: { type: "enabled" } } }`;
+ * streamed `reasoning_content` arrives as the AI SDK's reasoning.
  *
  * @since 0.2.0
  */
@@ -59,6 +60,24 @@ export interface KimiProvider extends OpenAICompatibleProvider<KimiModelId, Kimi
   /** Releases the token manager's runtime. Idempotent. */
   readonly dispose: () => Promise<void>
   readonly [Symbol.asyncDispose]: () => Promise<void>
+}
+
+/** Models of OpenCode's catalog whose thinking takes an effort (`reasoning_options: [{ type: "effort" }]`). */
+const EFFORT_MODELS: ReadonlySet<string> = new Set(["k3-256k"])
+
+/**
+ * Kimi's thinking format for a request body the AI SDK built: its
+ * `reasoning_effort` (from the `reasoning` call option) becomes
+ * `thinking: { type: "enabled" | "disabled" }`, with `effort` for models that
+ * take one; Moonshot's own clients stopped sending `reasoning_effort`. A
+ * `thinking` already in the body (from `providerOptions.kimi`) wins. Pure.
+ */
+export const toKimiThinking = (body: Record<string, unknown>): Record<string, unknown> => {
+  const { reasoning_effort: effort, ...rest } = body
+  if (effort === undefined || rest["thinking"] !== undefined) return effort === undefined ? body : rest
+  const off = effort === "none" || effort === "disabled"
+  const withEffort = !off && typeof effort === "string" && EFFORT_MODELS.has(String(rest["model"]))
+  return { ...rest, thinking: off ? { type: "disabled" } : withEffort ? { type: "enabled", effort } : { type: "enabled" } }
 }
 
 const messageOf = (cause: Cause.Cause<unknown>): string => {
@@ -140,7 +159,8 @@ export const createKimi = (options: KimiProviderOptions = {}): KimiProvider => {
     apiKey: "kimi-oauth",
     ...(extraHeaders ? { headers: { ...extraHeaders } } : {}),
     fetch: kimiFetch as typeof globalThis.fetch,
-    includeUsage: true
+    includeUsage: true,
+    transformRequestBody: toKimiThinking
   })
 
   let disposed: Promise<void> | undefined

@@ -7,7 +7,7 @@ import { APICallError, generateText, streamText } from "ai"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { createKimi, type KimiProvider } from "../../src/ai-sdk/index.js"
+import { createKimi, type KimiProvider, toKimiThinking } from "../../src/ai-sdk/index.js"
 import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
@@ -75,6 +75,29 @@ describe("createKimi against the emulator", () => {
     expect((error as APICallError).statusCode).toBe(401)
     expect((error as Error).message).toMatch(/kimi-auth login/)
     expect(emu.requests("/coding/v1/chat/completions")).toHaveLength(0)
+  })
+})
+
+describe("thinking in Kimi's format", () => {
+  it("the AI SDK's reasoning option reaches Kimi as thinking, never as reasoning_effort", async () => {
+    emu = await KimiEmulator.start()
+    seed(emu.issueTokens())
+    kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+    await generateText({ model: kimi("kimi-for-coding"), prompt: "a", reasoning: "high" })
+    await generateText({ model: kimi("kimi-for-coding"), prompt: "b", reasoning: "none" })
+    await generateText({ model: kimi("kimi-for-coding"), prompt: "c", providerOptions: { kimi: { thinking: { type: "disabled" } } } })
+    await generateText({ model: kimi("kimi-for-coding"), prompt: "d" })
+    const bodies = emu.requests("/coding/v1/chat/completions").map((r) => r.json as Record<string, unknown>)
+    expect(bodies.map((b) => b["thinking"])).toEqual([{ type: "enabled" }, { type: "disabled" }, { type: "disabled" }, undefined])
+    expect(bodies.every((b) => !("reasoning_effort" in b))).toBe(true)
+  })
+
+  it("toKimiThinking: effort only for the models that take one; an explicit thinking wins", () => {
+    expect(toKimiThinking({ model: "k3-256k", reasoning_effort: "low" })).toEqual({ model: "k3-256k", thinking: { type: "enabled", effort: "low" } })
+    expect(toKimiThinking({ model: "k3", reasoning_effort: "low" })).toEqual({ model: "k3", thinking: { type: "enabled" } })
+    expect(toKimiThinking({ model: "k3", reasoning_effort: "high", thinking: { type: "disabled" } })).toEqual({ model: "k3", thinking: { type: "disabled" } })
+    const plain = { model: "k3" }
+    expect(toKimiThinking(plain)).toBe(plain)
   })
 })
 
