@@ -101,6 +101,49 @@ describe("thinking in Kimi's format", () => {
   })
 })
 
+describe("createKimi and the emulator's quota and thinking", () => {
+  it("streamText with thinking: reasoning_content arrives as the AI SDK's reasoning, before the text", async () => {
+    emu = await KimiEmulator.start()
+    seed(emu.issueTokens())
+    kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+    const result = streamText({ model: kimi("kimi-for-coding"), prompt: "deep", reasoning: "high" })
+    const order: Array<string> = []
+    for await (const part of result.fullStream) if (part.type === "reasoning-delta" || part.type === "text-delta") order.push(part.type)
+    expect(await result.reasoningText).toMatch(/^Thinking: the user said "deep"/)
+    expect(await result.text).toBe(`${KimiEmulator.GREETING}. You said: deep`)
+    expect(order.indexOf("text-delta")).toBeGreaterThan(order.lastIndexOf("reasoning-delta"))
+  })
+
+  for (const refusal of [403, 429] as const) {
+    it(`a used-up quota (${refusal} from the emulator) is one non-retried request and a message with the reset`, async () => {
+      emu = await KimiEmulator.start({ quota: { refusal } })
+      seed(emu.issueTokens())
+      emu.exhaustQuota()
+      kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+      const error = await generateText({ model: kimi("kimi-for-coding"), prompt: "hi" }).catch((e: unknown) => e)
+      expect(APICallError.isInstance(error)).toBe(true)
+      expect((error as APICallError).statusCode).toBe(403)
+      expect((error as APICallError).isRetryable).toBe(false)
+      expect((error as Error).message).toMatch(/usage limit is used up \(weekly window: 1000 of 1000 used\); it resets at .* \(in (6 d 23 h|7 d 0 h)\)\. This is not a login problem/)
+      expect(emu.requests("/coding/v1/chat/completions").map((r) => r.status)).toEqual([refusal])
+      expect(emu.requests("/coding/v1/usages")).toHaveLength(1)
+      expect(emu.requests("/api/oauth/token")).toHaveLength(0)
+    })
+  }
+
+  it("a plain rate limit stays a retryable 429 for the AI SDK", async () => {
+    emu = await KimiEmulator.start({ quota: { rateLimited: true, retryAfterSeconds: 0 } })
+    seed(emu.issueTokens())
+    kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+    const error = await generateText({ model: kimi("kimi-for-coding"), prompt: "hi", maxRetries: 1 }).catch((e: unknown) => e)
+    const last = (error as { lastError?: unknown }).lastError ?? error
+    expect(APICallError.isInstance(last)).toBe(true)
+    expect((last as APICallError).statusCode).toBe(429)
+    expect(emu.requests("/coding/v1/chat/completions")).toHaveLength(2)
+    expect(emu.requests("/api/oauth/token")).toHaveLength(0)
+  })
+})
+
 describe("createKimi and the quota", () => {
   it("a used-up quota is a clear, non-retried error naming the window and its reset", async () => {
     server = await startScriptedServer((req) =>

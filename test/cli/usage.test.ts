@@ -1,34 +1,75 @@
 /**
- * `kimi-auth usage [--json]` as a real child process against a loopback
- * server that answers `/usages` in Kimi's shape, with a login on disk.
+ * `kimi-auth usage [--json]` as a real child process with a login on disk:
+ * against the emulator (which counts chats against its quota), and a
+ * scripted server for exact windows and error answers.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { type Reply, type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
 
 let home: string
 let server: ScriptedServer | undefined
+let emu: KimiEmulator.StartedEmulator | undefined
 beforeEach(() => {
   home = makeTemp()
 })
 afterEach(async () => {
   await server?.close()
   server = undefined
+  await emu?.close()
+  emu = undefined
   rmTemp(home)
 })
 
 const storage = () => path.join(home, ".opencode-kimi-auth")
 const now = () => Math.floor(Date.now() / 1000)
-const seed = () => {
+const seed = (access = "at-0", refresh = "rt-0") => {
   fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
   fs.writeFileSync(
     path.join(storage(), "oauth.json"),
-    JSON.stringify({ access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: now() + 800 }),
+    JSON.stringify({ access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: now() + 800 }),
     { mode: 0o600 }
   )
 }
+
+describe("kimi-auth usage against the emulator", () => {
+  const chat = (e: KimiEmulator.StartedEmulator, bearer: string) =>
+    fetch(`${e.apiBaseUrl}/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: "hi" }] })
+    })
+
+  it("text and --json show what the emulator counted", async () => {
+    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 4, weeklyLimit: 40 } })
+    const tokens = emu.issueTokens()
+    seed(tokens.accessToken, tokens.refreshToken)
+    for (let i = 0; i < 3; i++) expect((await chat(emu, tokens.accessToken)).status).toBe(200)
+    const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emu.oauthHost, KIMI_CODE_BASE_URL: emu.apiBaseUrl })
+
+    const text = await runCli(["usage"], env)
+    expect(text.stderr).toBe("")
+    expect(text.code).toBe(0)
+    const [weekly, fiveHour] = text.stdout.split("\n")
+    expect(weekly).toMatch(/^weekly {2}█{2}░{18} {3}8% {2}3\/40 {2}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in (6 d 23 h|7 d 0 h)\)$/)
+    expect(fiveHour).toMatch(/^5-hour {2}█{15}░{5} {2}75% {2}3\/4 {3}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in (4 h 59 min|5 h 00 min)\)$/)
+
+    emu.exhaustQuota("fiveHour")
+    const json = await runCli(["usage", "--json"], env)
+    expect(json.code).toBe(0)
+    const out = JSON.parse(json.stdout)
+    const q = emu.quota()
+    expect(out.windows.map((w: { label: string; used: number; limit: number; exhausted: boolean }) => [w.label, w.used, w.limit, w.exhausted])).toEqual([
+      ["weekly", q.weekly.used, 40, false],
+      ["5-hour", 4, 4, true]
+    ])
+    expect(Date.parse(out.windows[1].resets_at)).toBe(q.fiveHour.resetAt)
+    expect(emu.requests("/coding/v1/usages").every((r) => r.bearer === tokens.accessToken && r.msh.deviceId !== undefined)).toBe(true)
+  })
+})
 
 const inHours = (h: number) => new Date(Date.now() + h * 3_600_000 + 30_000).toISOString()
 const usages = () => ({
@@ -43,7 +84,7 @@ const start = async (reply: () => Reply) => {
   return isolatedEnv(home, { KIMI_OAUTH_HOST: server.url, KIMI_CODE_BASE_URL: `${server.url}/coding/v1` })
 }
 
-describe("kimi-auth usage", () => {
+describe("kimi-auth usage against a scripted server", () => {
   it("text: each window with a bar, used/limit, the local reset time and a countdown; nothing secret", async () => {
     seed()
     const env = await start(() => ({ status: 200, body: usages() }))
