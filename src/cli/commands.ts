@@ -26,9 +26,11 @@ import type { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
 import { type EmulatorOptions, serve as serveEmulator } from "../emulator/KimiEmulator.js"
 import * as Option from "effect/Option"
+import { KimiApi } from "../KimiApi.js"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
 import { ExitCode, exitCodeFor, exitCodeHelp } from "./ExitCode.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isTty, out, red } from "./Output.js"
+import { usageJson, usageLines } from "./UsageView.js"
 
 const debugFlag = Flag.Boolean("debug").pipe(
   Flag.withDefault(false),
@@ -380,6 +382,31 @@ const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
   )
 
 // ---------------------------------------------------------------------------
+// usage
+
+const usageCommand = Command.make("usage", { json: jsonFlag, debug: debugFlag }, (flags) =>
+  run(
+    "usage",
+    flags,
+    Effect.gen(function*() {
+      const usage = yield* Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth))
+      const now = yield* Clock.currentTimeMillis
+      yield* Effect.logDebug(`usage: ${usage.windows.length} window(s) read from /usages`)
+      if (flags.json) yield* out(JSON.stringify(usageJson(usage, now)) + "\n")
+      else yield* out(usageLines(usage, now, { warn: red, dim, bold }).join("\n") + "\n")
+    })
+  )).pipe(
+    Command.withDescription(
+      "Show the plan's quota from Kimi's /usages: each window (weekly, 5-hour) with used/limit, a bar, and when it " +
+        "resets (local time and countdown). Uses the stored login. " + exitCodeHelp
+    ),
+    Command.withExamples([
+      { command: "kimi-auth usage", description: "How much of the quota is used, and when it resets" },
+      { command: "kimi-auth usage --json", description: "For scripts and status bars" }
+    ])
+  )
+
+// ---------------------------------------------------------------------------
 // logout
 
 const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
@@ -498,7 +525,7 @@ export const rootCommand = Command.make("kimi-auth").pipe(
     "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
       "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth)."
   ),
-  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand, emulatorCommand]),
+  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, usageCommand, logoutCommand, emulatorCommand]),
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in once; the tokens are kept fresh from then on" },
     { command: "kimi-auth status --json", description: "Whether you are logged in, for scripts" },

@@ -26,8 +26,10 @@ import { DeviceFlow } from "../DeviceFlow.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { KimiApi } from "../KimiApi.js"
 import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
+import type { KimiUsage } from "../Usage.js"
 
 /** Options of {@link KimiOAuthClient}; every field is optional. */
 export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "tokenFilePath"> {
@@ -63,6 +65,9 @@ export type KimiAuthErrorCode =
   | "STORAGE_ERROR"
   | "LOCK_TIMEOUT"
   | "CONFIG_ERROR"
+  | "QUOTA_EXCEEDED"
+  | "RATE_LIMITED"
+  | "API_ERROR"
   | "ABORTED"
   | "DISPOSED"
   | "UNEXPECTED"
@@ -79,7 +84,10 @@ const CODES: Record<string, KimiAuthErrorCode> = {
   CorruptTokenFileError: "NOT_LOGGED_IN",
   TokenStoreError: "STORAGE_ERROR",
   LockTimeoutError: "LOCK_TIMEOUT",
-  ConfigError: "CONFIG_ERROR"
+  ConfigError: "CONFIG_ERROR",
+  QuotaExceededError: "QUOTA_EXCEEDED",
+  RateLimitedError: "RATE_LIMITED",
+  KimiApiError: "API_ERROR"
 }
 
 /**
@@ -107,7 +115,7 @@ export interface KimiAuthStatus {
   readonly region: KimiRegion
   /** The OAuth host refreshes go to. */
   readonly oauthHost: string
-  /** The API base requests go to. */
+  /** The Kimi API base this login's requests go to (its region's, unless pinned). */
   readonly apiBaseUrl: string
 }
 
@@ -252,6 +260,17 @@ export class KimiOAuthClient {
       })),
       options.signal
     )
+  }
+
+  /**
+   * The plan's quota from Kimi's `/usages`: the weekly window and the rolling
+   * ones (5-hour), each with used/limit and when it resets. The same data as
+   * `kimi-auth usage` and the Effect `KimiApi.usage`. Rejects with code
+   * `NOT_LOGGED_IN` without a usable login.
+   */
+  async usage(options: CallOptions = {}): Promise<KimiUsage> {
+    if (this.#login) await this.#login.catch(() => {})
+    return this.#run(Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth)), options.signal)
   }
 
   /** Removes the stored tokens (the device id is kept). Resolves `false` when there were none. */
