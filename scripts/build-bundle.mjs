@@ -16,12 +16,18 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const outfile = path.join(root, "dist", "bundle", "index.js")
+const outdir = path.join(root, "dist", "bundle")
+const outfile = path.join(outdir, "index.js")
 
+// Two entries with code splitting: index.js (the package root) and server.js
+// (OpenCode's entry, exports["./server"]: src/opencode/server.ts, which loads
+// the Effect core with a dynamic import(), a chunk of its own, on first need).
 const result = await esbuild.build({
   absWorkingDir: root,
-  entryPoints: [path.join(root, "src", "index.ts")],
-  outfile,
+  entryPoints: { index: path.join(root, "src", "index.ts"), server: path.join(root, "src", "opencode", "server.ts") },
+  outdir,
+  splitting: true,
+  chunkNames: "chunks/[name]-[hash]",
   bundle: true,
   platform: "node",
   format: "esm",
@@ -33,8 +39,9 @@ const result = await esbuild.build({
   sourcemap: false,
   metafile: true,
   logLevel: "warning",
-  banner: { js: "// opencode-kimi-auth: bundled build of src/index.ts (effect included). Types: dist/index.d.ts." }
+  banner: { js: "// opencode-kimi-auth: bundled build (effect included). Types: dist/index.d.ts, dist/opencode/server.d.ts." }
 })
+const serverOut = result.metafile.outputs[path.relative(root, path.join(outdir, "server.js"))]
 
 const output = result.metafile.outputs[path.relative(root, outfile)]
 const bytes = output?.bytes ?? fs.statSync(outfile).size
@@ -50,3 +57,4 @@ if (process.argv.includes("--analyze") && output) {
   for (const [k, v] of [...byPackage].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(36)} ${(v / 1024).toFixed(1)} KiB`)
 }
 console.log(`dist/bundle/index.js: ${(bytes / 1024).toFixed(1)} KiB (minified, effect bundled, target node20)`)
+if (serverOut) console.log(`dist/bundle/server.js: ${(serverOut.bytes / 1024).toFixed(1)} KiB own, the Effect core in a chunk loaded on first need`)

@@ -71,7 +71,8 @@ const main = async () => {
     plugin = await KimiAuthPlugin({}, { storageDir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
     const provider: { provider?: Record<string, unknown> } = {}
     await plugin.config(provider)
-    say(`the config hook defined provider "kimi" with models: ${Object.keys((provider.provider?.["kimi"] as { models: object }).models).join(", ")}`)
+    const block = provider.provider?.[plugin.auth.provider] as { options: Record<string, unknown> }
+    say(`the config hook gave OpenCode's provider "${plugin.auth.provider}" the options: ${Object.keys(block.options).join(", ")}`)
     const options = await plugin.auth.loader(async () => undefined)
     const chat = (content: string) =>
       options.fetch!(`${options.baseURL}/chat/completions`, {
