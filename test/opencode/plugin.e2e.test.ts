@@ -1,10 +1,12 @@
 /**
- * The real plugin inside the real OpenCode 1.18.33 binary, against the bundled
- * Kimi emulator on loopback. The plugin is listed as the package folder, so
- * OpenCode resolves it the way it resolves the npm package: through
- * `exports["./server"]` of package.json, the minified bundle
- * (test/opencode/NOTES.md). The config has no provider block: the plugin's
- * config hook defines it. Skipped with SKIP_OPENCODE=1.
+ * The real plugin inside the real OpenCode 1.18.33 binary, with the model
+ * catalog bundled in the binary (what every user has: `kimi-code-plan-cn` and
+ * `kimi-code-plan-global`), against the Kimi emulator on loopback (both
+ * regions' hosts pointed at it with KIMI_OAUTH_HOST / KIMI_CODE_BASE_URL).
+ * The plugin is listed as the package folder, so OpenCode resolves it the way
+ * it resolves the npm package: through `exports["./server"]` of package.json,
+ * the bundle of src/opencode/server.ts (test/opencode/NOTES.md). The config
+ * has no provider block. Skipped with SKIP_OPENCODE=1.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -14,7 +16,10 @@ import { ensureOpencode, INSTALL_TIMEOUT_MS, makeOpencodeEnv, skipOpencode, type
 import { repoRoot } from "../support/cli.js"
 
 const pluginEntry = repoRoot
-const bundle = path.join(repoRoot, "dist", "bundle", "index.js")
+const bundle = path.join(repoRoot, "dist", "bundle", "server.js")
+const CN = "kimi-code-plan-cn"
+const GLOBAL = "kimi-code-plan-global"
+const MODEL = `${CN}/kimi-for-coding`
 const RUN_TIMEOUT = 120_000
 
 describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () => {
@@ -38,6 +43,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   const kimiEnv = async () => {
     const e = await makeOpencodeEnv({
       plugin: pluginEntry,
+      catalog: "bundled",
       env: { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl }
     })
     envs.push(e)
@@ -46,7 +52,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   }
 
   /** Puts a login in both stores, as a finished `opencode auth login` would, with the given expiry. */
-  const seedLogin = async (e: OpencodeEnv, tokenFile: string, expiresAt: number) => {
+  const seedLogin = async (e: OpencodeEnv, tokenFile: string, expiresAt: number, provider = CN) => {
     const issued = emulator.issueTokens()
     fs.mkdirSync(path.dirname(tokenFile), { recursive: true, mode: 0o700 })
     fs.writeFileSync(
@@ -61,19 +67,22 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       }),
       { mode: 0o600 }
     )
-    await e.writeAuth({ kimi: { type: "oauth", refresh: issued.refreshToken, access: issued.accessToken, expires: expiresAt * 1000 } })
+    await e.writeAuth({ [provider]: { type: "oauth", refresh: issued.refreshToken, access: issued.accessToken, expires: expiresAt * 1000 } })
     return issued
   }
 
   const now = () => Math.floor(Date.now() / 1000)
   const output = async (e: OpencodeEnv, r: { stdout: string; stderr: string }) => `${r.stdout}\n${r.stderr}\n${await e.readLogs()}`
 
-  it(
-    "opencode auth login runs the device flow, shows the user code, and stores the login in both stores",
-    async () => {
+  it.each([
+    { provider: CN, region: "mainland-cn" },
+    { provider: GLOBAL, region: "global" }
+  ])(
+    "opencode auth login -p $provider -m 'Kimi device login' runs the device flow and stores the login (region $region) in both stores; opencode run then answers",
+    async ({ provider, region }) => {
       const { e, tokenFile } = await kimiEnv()
       const before = emulator.deviceCodes().length
-      const r = await e.login("kimi", "Kimi device login")
+      const r = await e.login(provider, "Kimi device login")
       expect(r.timedOut).toBe(false)
       expect(r.code, await output(e, r)).toBe(0)
       const code = emulator.deviceCodes()[before]!
@@ -81,14 +90,23 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       expect(r.stdout).toContain(`${emulator.url}/device`)
       const stored = JSON.parse(fs.readFileSync(tokenFile, "utf8"))
       expect(fs.statSync(tokenFile).mode & 0o777).toBe(0o600)
+      expect(stored.region).toBe(region)
       const auth = (await e.readAuth()) as Record<string, { type: string; access: string; refresh: string; expires: number }>
-      expect(auth["kimi"]).toMatchObject({ type: "oauth", access: stored.access_token, refresh: stored.refresh_token })
-      expect(auth["kimi"]!.expires).toBe(stored.expires_at * 1000)
+      expect(auth[provider]).toMatchObject({ type: "oauth", access: stored.access_token, refresh: stored.refresh_token })
+      expect(auth[provider]!.expires).toBe(stored.expires_at * 1000)
       // every OAuth call carried the identity headers with the stored device id
       for (const req of emulator.requests("/api/oauth/token").filter((x) => x.form?.["device_code"] === code.deviceCode)) {
         expect(req.msh.deviceId).toBe(stored.device_id)
         expect(req.msh.platform).toBeTruthy()
       }
+
+      emulator.clearRequests()
+      const answer = await e.prompt(`${provider}/kimi-for-coding`, "Say hello")
+      expect(answer.code, await output(e, answer)).toBe(0)
+      expect(answer.stdout).toContain("Hello from the Kimi emulator")
+      const chats = emulator.requests("/coding/v1/chat/completions")
+      expect(chats.length).toBeGreaterThanOrEqual(1)
+      for (const c of chats) expect(c.bearer).toBe(stored.access_token)
     },
     RUN_TIMEOUT
   )
@@ -99,7 +117,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       const { e, tokenFile } = await kimiEnv()
       const issued = await seedLogin(e, tokenFile, now() + 800)
       emulator.clearRequests()
-      const r = await e.prompt("kimi/kimi-for-coding", "Say hello")
+      const r = await e.prompt(MODEL, "Say hello")
       expect(r.code, await output(e, r)).toBe(0)
       expect(r.stdout).toContain("Hello from the Kimi emulator")
       const chats = emulator.requests("/coding/v1/chat/completions")
@@ -126,7 +144,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       expect(warm.code, await output(e, warm)).toBe(0)
       await seedLogin(e, tokenFile, now() - 60)
       const stats = emulator.stats()
-      const [a, b] = await Promise.all([e.prompt("kimi/kimi-for-coding", "one"), e.prompt("kimi/kimi-for-coding", "two")])
+      const [a, b] = await Promise.all([e.prompt(MODEL, "one"), e.prompt(MODEL, "two")])
       expect(a.code, await output(e, a)).toBe(0)
       expect(b.code, await output(e, b)).toBe(0)
       expect(a.stdout).toContain("Hello from the Kimi emulator")
@@ -138,7 +156,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       // OpenCode's store got the rotated tokens too
       const stored = JSON.parse(fs.readFileSync(tokenFile, "utf8"))
       const auth = (await e.readAuth()) as Record<string, { refresh: string }>
-      expect(auth["kimi"]!.refresh).toBe(stored.refresh_token)
+      expect(auth[CN]!.refresh).toBe(stored.refresh_token)
     },
     RUN_TIMEOUT
   )
@@ -151,7 +169,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       emulator.expireAccessTokens()
       const stats = emulator.stats()
       emulator.clearRequests()
-      const r = await e.prompt("kimi/kimi-for-coding", "hello after expiry")
+      const r = await e.prompt(MODEL, "hello after expiry")
       expect(r.code, await output(e, r)).toBe(0)
       expect(r.stdout).toContain("Hello from the Kimi emulator")
       expect(emulator.stats().refreshes - stats.refreshes).toBe(1)
@@ -175,7 +193,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       const issued = await seedLogin(e, tokenFile, now() + 800)
       await e.writeAuth({})
       emulator.clearRequests()
-      const r = await e.prompt("kimi/kimi-for-coding", "no auth.json entry")
+      const r = await e.prompt(MODEL, "no auth.json entry")
       expect(r.code, await output(e, r)).toBe(0)
       expect(r.stdout).toContain("Hello from the Kimi emulator")
       for (const c of emulator.requests("/coding/v1/chat/completions")) expect(c.bearer).toBe(issued.accessToken)
@@ -188,9 +206,9 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
     async () => {
       const { e } = await kimiEnv()
       const key = emulator.issueTokens().accessToken // any bearer the emulator accepts stands in for an API key
-      await e.writeAuth({ kimi: { type: "api", key } })
+      await e.writeAuth({ [CN]: { type: "api", key } })
       emulator.clearRequests()
-      const r = await e.prompt("kimi/kimi-for-coding", "with a key")
+      const r = await e.prompt(MODEL, "with a key")
       expect(r.code, await output(e, r)).toBe(0)
       const chats = emulator.requests("/coding/v1/chat/completions")
       expect(chats.length).toBeGreaterThanOrEqual(1)
@@ -209,17 +227,18 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       try {
         const e = await makeOpencodeEnv({
           plugin: pluginEntry,
+          catalog: "bundled",
           env: { KIMI_OAUTH_HOST: refusing.oauthHost, KIMI_CODE_BASE_URL: refusing.apiBaseUrl }
         })
         envs.push(e)
         const denier = setInterval(() => {
           for (const c of refusing.deviceCodes()) if (c.status === "pending") refusing.deny(c.userCode)
         }, 200)
-        const r = await e.login("kimi", "Kimi device login").finally(() => clearInterval(denier))
+        const r = await e.login(CN, "Kimi device login").finally(() => clearInterval(denier))
         expect(r.code).not.toBe(0)
         expect(r.stdout + r.stderr).toMatch(/refused/)
         expect(r.stderr).not.toMatch(/^\s+at /m)
-        expect((await e.readAuth())?.["kimi"]).toBeUndefined()
+        expect((await e.readAuth())?.[CN]).toBeUndefined()
         expect(fs.existsSync(path.join(e.home, ".opencode-kimi-auth", "oauth.json"))).toBe(false)
       } finally {
         await refusing.close()
@@ -229,15 +248,15 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   )
 
   it(
-    "a dead refresh token: a message naming `opencode auth login -p kimi`, no crash, and the stored login is kept",
+    "a dead refresh token: a message naming `opencode auth login -p kimi-code-plan-cn` first, no crash, and the stored login is kept",
     async () => {
       const { e, tokenFile } = await kimiEnv()
       const issued = await seedLogin(e, tokenFile, now() - 60)
       emulator.revokeAll()
-      const r = await e.prompt("kimi/kimi-for-coding", "hello")
+      const r = await e.prompt(MODEL, "hello")
       expect(r.timedOut).toBe(false)
       expect(r.code).not.toBe(0)
-      expect(r.stdout + r.stderr).toContain("opencode auth login -p kimi")
+      expect(r.stdout + r.stderr).toContain(`opencode auth login -p ${CN}`)
       expect(r.stderr).not.toMatch(/^\s+at /m)
       expect(r.stderr).not.toMatch(/panic|segmentation fault|Bun v\d/i)
       expect(r.stdout + r.stderr).not.toContain(issued.refreshToken)
