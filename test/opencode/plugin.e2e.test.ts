@@ -135,6 +135,58 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   )
 
   it(
+    "each thinking variant reaches Kimi as thinking { type, effort }: the bodies the emulator received",
+    async () => {
+      const { e, tokenFile } = await kimiEnv()
+      await seedLogin(e, tokenFile, now() + 800)
+      const isTitle = (json: unknown) => JSON.stringify((json as { messages?: unknown }).messages ?? []).includes("title generator")
+      const seen: Record<string, unknown> = {}
+      // OpenCode 1.18.33 sends reasoning_effort for the catalog's effort variants and nothing by default;
+      // `off` is the plugin's variant on the models whose catalog entry has a thinking toggle.
+      for (const variant of ["default", "low", "high", "max", "off"]) {
+        emulator.clearRequests()
+        const args = ["run", "-m", MODEL, ...(variant === "default" ? [] : ["--variant", variant]), `thinking ${variant}`]
+        const r = await e.run(args, { timeoutMs: RUN_TIMEOUT })
+        expect(r.code, await output(e, r)).toBe(0)
+        const bodies = emulator.requests("/coding/v1/chat/completions").map((x) => x.json as Record<string, unknown>)
+        const main = bodies.find((b) => !isTitle(b))!
+        const title = bodies.find(isTitle)
+        seen[variant] = main["thinking"]
+        for (const b of bodies) expect(b, variant).not.toHaveProperty("reasoning_effort")
+        if (title) expect(title["thinking"]).toEqual({ type: "enabled", effort: "low" }) // OpenCode's title call asks for low effort
+      }
+      expect(seen).toEqual({
+        default: { type: "enabled" },
+        low: { type: "enabled", effort: "low" },
+        high: { type: "enabled", effort: "high" },
+        max: { type: "enabled", effort: "max" },
+        off: { type: "disabled" }
+      })
+    },
+    RUN_TIMEOUT * 3
+  )
+
+  it(
+    "a login from the other region: opencode run on kimi-code-plan-global says so and names its login, and sends no token",
+    async () => {
+      const { e, tokenFile } = await kimiEnv()
+      const issued = await seedLogin(e, tokenFile, now() + 800)
+      const stored = JSON.parse(fs.readFileSync(tokenFile, "utf8"))
+      fs.writeFileSync(tokenFile, JSON.stringify({ ...stored, region: "mainland-cn" }), { mode: 0o600 })
+      await e.writeAuth({})
+      emulator.clearRequests()
+      const r = await e.prompt(`${GLOBAL}/kimi-for-coding`, "wrong region")
+      expect(r.timedOut).toBe(false)
+      expect(r.code).not.toBe(0)
+      expect(r.stderr).toMatch(/other region/)
+      expect(r.stderr).toContain(`opencode auth login -p ${GLOBAL}`)
+      expect(r.stdout + r.stderr).not.toContain(issued.accessToken)
+      expect(emulator.requests("/coding/v1/chat/completions").filter((x) => x.bearer === issued.accessToken)).toHaveLength(0)
+    },
+    RUN_TIMEOUT
+  )
+
+  it(
     "expired access token, two concurrent opencode run processes: both succeed and exactly one refresh reaches the server",
     async () => {
       const { e, tokenFile } = await kimiEnv()
