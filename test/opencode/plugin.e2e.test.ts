@@ -225,14 +225,25 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       expect(r.code, await output(e, r)).toBe(0)
       expect(r.stdout).toContain("Hello from the Kimi emulator")
       expect(emulator.stats().refreshes - stats.refreshes).toBe(1)
-      // The first API call of the run meets the 401 (the config hook's model list, or the chat),
-      // and is retried once on the same path with the refreshed token.
+      // Up to three API calls of one run can be in flight with the revoked token at once: the model
+      // list (provider.models hook, 1.5 s budget) and OpenCode's title and answer calls, which it sends
+      // together. Each one meets the 401 and is retried once with the refreshed token; one refresh in all.
+      // (The flake in issue 9 was this test counting exactly one 401: on a loaded machine the model
+      // list's budget ran out, its request was cancelled mid-refresh, and the two chat calls were sent
+      // with the rejected token still cached. Now the budget no longer cancels the request, a rejected
+      // token is dropped from the cache at once, and the test checks the contract instead of a count.)
       const api = emulator.requests().filter((x) => x.path.startsWith("/coding/v1/"))
-      const rejected = api.findIndex((x) => x.status === 401)
-      expect(rejected).toBeGreaterThanOrEqual(0)
-      expect(api.filter((x) => x.status === 401)).toHaveLength(1)
-      expect(api[rejected + 1]).toMatchObject({ path: api[rejected]!.path, status: 200 })
-      expect(api[rejected + 1]!.bearer).not.toBe(api[rejected]!.bearer)
+      const rejected = api.filter((x) => x.status === 401)
+      expect(rejected.length).toBeGreaterThanOrEqual(1)
+      expect(rejected.length).toBeLessThanOrEqual(3)
+      const revoked = rejected[0]!.bearer
+      for (const x of rejected) expect(x.bearer).toBe(revoked)
+      const renewed = api.filter((x) => x.bearer !== revoked)
+      for (const x of renewed) expect(x.status, x.path).toBe(200)
+      for (const path of new Set(rejected.map((x) => x.path))) {
+        const retried = renewed.filter((x) => x.path === path).length
+        expect(retried, path).toBeGreaterThanOrEqual(rejected.filter((x) => x.path === path).length)
+      }
       expect(emulator.requests("/coding/v1/chat/completions").map((x) => x.status).at(-1)).toBe(200)
     },
     RUN_TIMEOUT
