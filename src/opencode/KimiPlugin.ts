@@ -226,8 +226,10 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
         const catalog = (provider?.models ?? {}) as Record<string, unknown>
         for (const id of thinkingModels(catalog)) thinking.add(id)
         try {
+          if (!settings) return catalog
           const oauth = (ctx?.auth as { type?: unknown } | undefined)?.type === "oauth"
-          if (!settings || (!oauth && readStoredLogin(settings.tokenFilePath).kind === "none")) return catalog
+          const stored = readStoredLogin(settings.tokenFilePath)
+          if (stored.kind === "none" ? !oauth : stored.region !== undefined && stored.region !== region) return catalog
           const base = pinnedBase ?? settings.apiBaseUrl
           const account = await (await getCore()).listModels(base, MODELS_BUDGET_MS)
           for (const m of account) if (m.reasoning) thinking.add(m.id)

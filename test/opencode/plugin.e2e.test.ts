@@ -10,7 +10,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { ensureOpencode, INSTALL_TIMEOUT_MS, makeOpencodeEnv, skipOpencode, type OpencodeEnv } from "../support/opencode.js"
 import { repoRoot } from "../support/cli.js"
@@ -213,11 +213,17 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
     RUN_TIMEOUT
   )
 
-  it(
-    "a 401 from the API on a token we believed valid is healed by one refresh and one retry",
-    async () => {
+  it.each([
+    { slow: 0, label: "" },
+    { slow: 2500, label: ", also when the refresh outlasts the model list's 1.5 s budget" }
+  ])(
+    "a 401 from the API on a token we believed valid is healed by one refresh and one retry$label",
+    async ({ slow }) => {
       const { e, tokenFile } = await kimiEnv()
       await seedLogin(e, tokenFile, now() + 800)
+      // A slow token endpoint stands in for a loaded machine: the chat calls start while the refresh is in flight.
+      if (slow > 0) emulator.setFaults({ latencyMillis: slow, paths: ["/api/oauth/token"] })
+      onTestFinished(() => emulator.setFaults({}))
       emulator.expireAccessTokens()
       const stats = emulator.stats()
       emulator.clearRequests()
@@ -225,25 +231,24 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
       expect(r.code, await output(e, r)).toBe(0)
       expect(r.stdout).toContain("Hello from the Kimi emulator")
       expect(emulator.stats().refreshes - stats.refreshes).toBe(1)
-      // Up to three API calls of one run can be in flight with the revoked token at once: the model
-      // list (provider.models hook, 1.5 s budget) and OpenCode's title and answer calls, which it sends
-      // together. Each one meets the 401 and is retried once with the refreshed token; one refresh in all.
-      // (The flake in issue 9 was this test counting exactly one 401: on a loaded machine the model
-      // list's budget ran out, its request was cancelled mid-refresh, and the two chat calls were sent
-      // with the rejected token still cached. Now the budget no longer cancels the request, a rejected
-      // token is dropped from the cache at once, and the test checks the contract instead of a count.)
+      // Several API calls of one run can be in flight with the revoked token at once: the model list of
+      // each provider instance (provider.models hook, 1.5 s budget; a login without a recorded region
+      // serves both) and OpenCode's title and answer calls, which it sends together. Each chat call meets
+      // the 401 and is retried once with the refreshed token; one refresh in all. A model-list retry may
+      // still be waiting when the run ends (OpenCode exits after the answer).
+      // (The flake in issue 9: this test counted exactly one 401 and once saw three, with one refresh.
+      // Any of these overlaps explains it; none is a fault: a count of 401s depends on timing, so the
+      // test checks what must hold instead, and the second case forces the overlap every time.)
       const api = emulator.requests().filter((x) => x.path.startsWith("/coding/v1/"))
       const rejected = api.filter((x) => x.status === 401)
       expect(rejected.length).toBeGreaterThanOrEqual(1)
-      expect(rejected.length).toBeLessThanOrEqual(3)
+      expect(rejected.length).toBeLessThanOrEqual(4)
       const revoked = rejected[0]!.bearer
       for (const x of rejected) expect(x.bearer).toBe(revoked)
       const renewed = api.filter((x) => x.bearer !== revoked)
       for (const x of renewed) expect(x.status, x.path).toBe(200)
-      for (const path of new Set(rejected.map((x) => x.path))) {
-        const retried = renewed.filter((x) => x.path === path).length
-        expect(retried, path).toBeGreaterThanOrEqual(rejected.filter((x) => x.path === path).length)
-      }
+      const chats = "/coding/v1/chat/completions"
+      expect(renewed.filter((x) => x.path === chats).length).toBeGreaterThanOrEqual(rejected.filter((x) => x.path === chats).length)
       expect(emulator.requests("/coding/v1/chat/completions").map((x) => x.status).at(-1)).toBe(200)
     },
     RUN_TIMEOUT
