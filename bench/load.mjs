@@ -13,9 +13,9 @@ export const runLoad = async ({ rounds = 30 } = {}) => {
   const cases = [
     { name: "empty", args: [path.join(loadDir, "empty.mjs")] },
     { name: "anthropic", args: [path.join(loadDir, "anthropic.mjs"), anthropicEntry] },
-    { name: "kimi", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth", "server"] },
-    { name: "kimi-import", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth", "import"] },
-    { name: "kimi-config", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth", "config"] },
+    { name: "kimi", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "server"] },
+    { name: "kimi-import", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "import"] },
+    { name: "kimi-config", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "config"] },
     { name: "kimi-unbundled", args: [path.join(loadDir, "kimi.mjs"), path.join(repoRoot, "dist", "index.js"), "server"] }
   ]
   const times = Object.fromEntries(cases.map((c) => [c.name, []]))
