@@ -31,7 +31,7 @@ import { type KimiRegion, REGIONS } from "../Region.js"
 import { isDue, TokenManager } from "../TokenManager.js"
 import { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
-import { errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
+import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
 
 /** What the thin plugin hands its core. */
 export interface PluginCoreConfig {
@@ -209,6 +209,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     identityHeaders = identity && Exit.isSuccess(identity) ? identity.value.headers : {}
     return makeKimiFetch({
       headers: identityHeaders,
+      // Only requests below the provider's API base are authorized; a quota refusal reads its /usages.
+      ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
       getAccessToken: (signal) => {
         const f = fast
         if (f !== undefined && !signal?.aborted && !isDue(f.tokens, Date.now() / 1000, windowSeconds)) {
@@ -228,7 +230,17 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     // Once built, used without an extra await: every request passes here.
     const f = oauthFetchReady ?? (oauthFetchReady = await (oauthFetch ??= buildOAuthFetch()))
-    return f(input, init)
+    const response = await f(input, init)
+    if (response.status === 401 && response.headers.get(ERROR_HEADER) === "invalid_authentication_error") {
+      // The core's "log in again" names OpenCode's command without the provider: name this one.
+      await response.body?.cancel().catch(() => {})
+      return errorResponse(
+        401,
+        "invalid_authentication_error",
+        `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`
+      )
+    }
+    return response
   }
 
   const apiKeyFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {

@@ -254,6 +254,35 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
     RUN_TIMEOUT
   )
 
+  it.each([403, 429] as const)(
+    "a used-up plan (Kimi's %i refusal): opencode run says the quota is used up and when it resets, with no refresh and no retry",
+    async (refusal) => {
+      const { e, tokenFile } = await kimiEnv()
+      const issued = await seedLogin(e, tokenFile, now() + 800)
+      emulator.setQuota({ refusal })
+      emulator.exhaustQuota("fiveHour")
+      onTestFinished(() => {
+        emulator.resetQuota()
+        emulator.setQuota({ refusal: 403 })
+      })
+      const stats = emulator.stats()
+      emulator.clearRequests()
+      const r = await e.prompt(MODEL, "over quota")
+      expect(r.timedOut).toBe(false)
+      expect(r.code).not.toBe(0)
+      expect(r.stderr).toMatch(/usage limit is used up \(.*\); it resets at .* \(in .*\)/)
+      expect(r.stderr).not.toMatch(/login required/i)
+      expect(r.durationMs).toBeLessThan(60_000) // OpenCode does not retry it (a 429 or "rate limit" text it would, for minutes)
+      expect(emulator.stats().refreshes - stats.refreshes).toBe(0)
+      const chats = emulator.requests("/coding/v1/chat/completions")
+      expect(chats.length).toBeGreaterThanOrEqual(1)
+      expect(chats.length).toBeLessThanOrEqual(2) // the title and the answer, each refused once
+      for (const c of chats) expect(c.bearer).toBe(issued.accessToken)
+      expect(emulator.requests("/coding/v1/usages").length).toBeGreaterThanOrEqual(1)
+    },
+    RUN_TIMEOUT
+  )
+
   it(
     "a login made with `kimi-auth login` alone (no auth.json entry) is enough for opencode run",
     async () => {
