@@ -167,6 +167,23 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   )
 
   it(
+    "streamed reasoning_content reaches OpenCode as reasoning, apart from the answer",
+    async () => {
+      const { e, tokenFile } = await kimiEnv()
+      await seedLogin(e, tokenFile, now() + 800)
+      const r = await e.run(["run", "-m", MODEL, "--variant", "high", "--thinking", "--format", "json", "think aloud"], { timeoutMs: RUN_TIMEOUT })
+      expect(r.code, await output(e, r)).toBe(0)
+      const events = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as { type: string; part?: { type?: string; text?: string } })
+      const reasoning = events.filter((x) => x.part?.type === "reasoning").map((x) => x.part?.text ?? "").join("")
+      const text = events.filter((x) => x.type === "text").map((x) => x.part?.text ?? "").join("")
+      expect(reasoning, r.stdout).toContain("Thinking (effort high)")
+      expect(text).toContain("Hello from the Kimi emulator")
+      expect(text).not.toContain("Thinking")
+    },
+    RUN_TIMEOUT
+  )
+
+  it(
     "a login from the other region: opencode run on kimi-code-plan-global says so and names its login, and sends no token",
     async () => {
       const { e, tokenFile } = await kimiEnv()
