@@ -23,6 +23,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import { DeviceFlow } from "../DeviceFlow.js"
+import { LOGIN_HINT } from "../Errors.js"
 import { DeviceIdentity } from "../DeviceIdentity.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
@@ -109,12 +110,15 @@ const failureOf = (cause: Cause.Cause<unknown>): { readonly _tag: string; readon
 export const loginHint = (providerId: string, region: KimiRegion): string =>
   `run \`opencode auth login -p ${providerId}\` (or \`kimi-auth login${region === "mainland-cn" ? "" : ` --region ${region}`}\`)`
 
-/** Rewrites a core message that names `kimi-auth login` so that OpenCode's own command comes first. */
-const openCodeFirst = (message: string, providerId: string, region: KimiRegion): string =>
-  message.replace(/[Rr]un `kimi-auth login[^`]*`/g, loginHint(providerId, region)).replace(
-    /`kimi-auth login[^`]*`/g,
-    `\`opencode auth login -p ${providerId}\``
-  )
+/**
+ * Rewrites a core message that names `kimi-auth login` (the CLI's wording,
+ * `LOGIN_HINT`) so that OpenCode's own command, with this provider, comes first.
+ */
+export const openCodeFirst = (message: string, providerId: string, region: KimiRegion): string =>
+  message
+    .split(LOGIN_HINT).join(loginHint(providerId, region))
+    .replace(/`opencode auth login -p kimi`/g, `\`opencode auth login -p ${providerId}\``)
+    .replace(/(?<!or )[Rr]un `kimi-auth login[^`]*`/g, loginHint(providerId, region))
 
 /** The message for a login made at the other region. */
 export const regionMismatch = (stored: KimiRegion, providerId: string, region: KimiRegion): string =>

@@ -9,6 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
+import { ACCOUNT_ONLY_MODEL_ID } from "../../src/emulator/Models.js"
 import { KimiAuthPlugin, pluginModule, regionPlugin } from "../../src/opencode/KimiPlugin.js"
 import * as server from "../../src/opencode/server.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
@@ -122,10 +123,20 @@ describe("KimiAuthPlugin", () => {
     }
     const catalog = { "kimi-for-coding": template, k3: { ...template, id: "k3" } }
     const out = await hooks.provider.models({ models: catalog }, { auth: undefined })
-    expect(out["kimi-for-coding"]).toBe(template) // the emulator lists kimi-for-coding: the catalog's entry stays
-    expect(out["k3"]).toBe(catalog.k3)
-    expect(Object.keys(out)).toEqual(["kimi-for-coding", "k3"])
     expect(emulator.requests("/coding/v1/models").at(-1)!.status).toBe(200)
+    // the emulator lists these too: the catalog's entries stay as they are
+    expect(out["kimi-for-coding"]).toBe(template)
+    expect(out["k3"]).toBe(catalog.k3)
+    // the account's others are added, shaped like the catalog's, with their own id, name, context and capabilities
+    expect(Object.keys(out)).toEqual(["kimi-for-coding", "k3", "kimi-for-coding-highspeed", "k3-256k", ACCOUNT_ONLY_MODEL_ID])
+    expect(out[ACCOUNT_ONLY_MODEL_ID]).toMatchObject({
+      id: ACCOUNT_ONLY_MODEL_ID,
+      name: "Kimi K2 Thinking (emulator, account only)",
+      api: { id: ACCOUNT_ONLY_MODEL_ID, url: template.api.url, npm: template.api.npm },
+      limit: { context: 262_144, output: 32768 },
+      capabilities: { reasoning: true, attachment: false, input: { text: true, image: false } },
+      variants: {}
+    })
   })
 
   it("fetch: each thinking variant reaches Kimi as thinking { type, effort }, never as reasoning_effort", async () => {
@@ -170,6 +181,8 @@ describe("KimiAuthPlugin", () => {
     expect(opencode).toBeGreaterThanOrEqual(0)
     const cli = message.indexOf("kimi-auth login")
     expect(cli === -1 || cli > opencode).toBe(true)
+    expect(message).not.toMatch(/-p kimi`/) // the old provider id is gone
+    expect(message).toContain("kimi-auth login --region global")
   })
 
   it("a host whose auth.set throws synchronously does not break requests", async () => {

@@ -12,6 +12,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
+import { ACCOUNT_ONLY_MODEL_ID } from "../../src/emulator/Models.js"
 import { ensureOpencode, INSTALL_TIMEOUT_MS, makeOpencodeEnv, skipOpencode, type OpencodeEnv } from "../support/opencode.js"
 import { repoRoot } from "../support/cli.js"
 
@@ -130,6 +131,30 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
         expect(c.msh.deviceModel).toBeTruthy()
         expect(c.userAgent).toMatch(/^KimiCLI\//)
       }
+    },
+    RUN_TIMEOUT
+  )
+
+  it(
+    "the catalog's models stay and the account's others are added: opencode models lists them, and one answers",
+    async () => {
+      const { e, tokenFile } = await kimiEnv()
+      await seedLogin(e, tokenFile, now() + 800)
+      const models = await e.run(["models", CN, "--verbose"])
+      expect(models.code, await output(e, models)).toBe(0)
+      for (const id of ["kimi-for-coding", "kimi-for-coding-highspeed", "k3", "k3-256k", ACCOUNT_ONLY_MODEL_ID]) {
+        expect(models.stdout).toContain(`${CN}/${id}\n`)
+      }
+      // the catalog's own entry keeps its 1M context and its variants, plus the plugin's off variant
+      const entry = /kimi-code-plan-cn\/kimi-for-coding\n(\{[\s\S]*?\n\})/.exec(models.stdout)
+      const info = JSON.parse(entry![1]!) as { limit: { context: number }; variants: Record<string, unknown> }
+      expect(info.limit.context).toBe(1_048_576)
+      expect(Object.keys(info.variants).sort()).toEqual(["high", "low", "max", "off"])
+      emulator.clearRequests()
+      const r = await e.prompt(`${CN}/${ACCOUNT_ONLY_MODEL_ID}`, "account model")
+      expect(r.code, await output(e, r)).toBe(0)
+      expect(r.stdout).toContain("Hello from the Kimi emulator")
+      expect(emulator.requests("/coding/v1/chat/completions").some((x) => (x.json as { model?: string }).model === ACCOUNT_ONLY_MODEL_ID)).toBe(true)
     },
     RUN_TIMEOUT
   )
