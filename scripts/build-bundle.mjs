@@ -8,6 +8,7 @@
 //   dist/bundle/server.js    exports["./server"]: the OpenCode plugin (Bun runs it)
 //   dist/bundle/client.js    exports["./client"]: the promise facade, KimiOAuthClient
 //   dist/bundle/emulator.js  exports["./emulator"]: the local Kimi emulator
+//   dist/bundle/ai-sdk.js    exports["./ai-sdk"]: createKimi (its AI SDK peers stay external)
 //   dist/bundle/cli.js       the Effect command line (src/cli/run.ts)
 //   dist/bundle/chunks/*.js  shared code (effect, the core) and lazy parts
 //   dist/cli/main.js         bin kimi-auth (replaces tsc's file of that name): one
@@ -33,6 +34,8 @@ fs.rmSync(path.join(dist, "bundle"), { recursive: true, force: true })
 const common = {
   absWorkingDir: root,
   outdir: dist,
+  // The AI SDK entry's peers: the application's own copies, never bundled.
+  external: ["@ai-sdk/openai-compatible", "ai"],
   bundle: true,
   platform: "node",
   format: "esm",
@@ -54,6 +57,7 @@ const shared = await esbuild.build({
     { in: src("opencode", "server.ts"), out: "bundle/server" },
     { in: src("promise", "KimiOAuthClient.ts"), out: "bundle/client" },
     { in: src("emulator", "KimiEmulator.ts"), out: "bundle/emulator" },
+    { in: src("ai-sdk", "index.ts"), out: "bundle/ai-sdk" },
     { in: src("cli", "run.ts"), out: "bundle/cli" }
   ],
   chunkNames: "bundle/chunks/[name]-[hash]",

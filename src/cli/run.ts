@@ -10,6 +10,7 @@ import * as NodePath from "@effect/platform-node-shared/NodePath"
 import * as NodeRuntime from "@effect/platform-node-shared/NodeRuntime"
 import * as NodeStdio from "@effect/platform-node-shared/NodeStdio"
 import * as NodeTerminal from "@effect/platform-node-shared/NodeTerminal"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { CliError, Command } from "effect/cli"
@@ -29,6 +30,13 @@ export const runCli = (): void =>
   Command.run(rootCommand, { version: VERSION }).pipe(
     // Usage errors were already printed by the parser: only the exit code is left to set.
     Effect.catchIf(CliError.isCliError, () => Effect.sync(() => void (process.exitCode = ExitCode.usage))),
+    // Each command reports its own defects; this catches one outside them: one line, never a stack.
+    Effect.catchCause((cause) =>
+      Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => {
+        process.stderr.write("error: kimi-auth stopped on an unexpected internal error. This is a bug: please report it.\n")
+        process.exitCode = ExitCode.unexpected
+      })
+    ),
     Effect.provide(nodeServices),
     NodeRuntime.runMain
   )

@@ -26,7 +26,10 @@ import { DeviceFlow } from "../DeviceFlow.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { KimiApi } from "../KimiApi.js"
+import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
+import type { KimiUsage } from "../Usage.js"
 
 /** Options of {@link KimiOAuthClient}; every field is optional. */
 export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "tokenFilePath"> {
@@ -41,6 +44,13 @@ export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "to
   readonly scopes?: ReadonlyArray<string> | undefined
   /** Token file; `~/.opencode-kimi-auth/oauth.json` by default (or `$OPENCODE_KIMI_AUTH_DIR/oauth.json`). */
   readonly tokenFilePath?: string | undefined
+  /**
+   * Kimi region: `mainland-cn` (auth.kimi.com, the default) or `global`
+   * (auth.kimi.ai). Picks the default OAuth host and API base; `oauthHost`,
+   * `apiBaseUrl` and the `KIMI_*` env hosts still win. A login is stored
+   * with its region, and refreshes go back to the region that issued it.
+   */
+  readonly region?: KimiRegion | undefined
 }
 
 /** Stable error codes of {@link KimiAuthError}. */
@@ -55,6 +65,9 @@ export type KimiAuthErrorCode =
   | "STORAGE_ERROR"
   | "LOCK_TIMEOUT"
   | "CONFIG_ERROR"
+  | "QUOTA_EXCEEDED"
+  | "RATE_LIMITED"
+  | "API_ERROR"
   | "ABORTED"
   | "DISPOSED"
   | "UNEXPECTED"
@@ -71,7 +84,10 @@ const CODES: Record<string, KimiAuthErrorCode> = {
   CorruptTokenFileError: "NOT_LOGGED_IN",
   TokenStoreError: "STORAGE_ERROR",
   LockTimeoutError: "LOCK_TIMEOUT",
-  ConfigError: "CONFIG_ERROR"
+  ConfigError: "CONFIG_ERROR",
+  QuotaExceededError: "QUOTA_EXCEEDED",
+  RateLimitedError: "RATE_LIMITED",
+  KimiApiError: "API_ERROR"
 }
 
 /**
@@ -120,6 +136,12 @@ export interface KimiAuthStatus {
   readonly refreshDue: boolean
   readonly deviceId: string
   readonly tokenFilePath: string
+  /** The region of the stored login (the configured one when not logged in). */
+  readonly region: KimiRegion
+  /** The OAuth host refreshes go to. */
+  readonly oauthHost: string
+  /** The Kimi API base this login's requests go to (its region's, unless pinned). */
+  readonly apiBaseUrl: string
 }
 
 /** What a completed login leaves behind. Holds no secret. */
@@ -256,10 +278,24 @@ export class KimiOAuthClient {
         expiresAt: s.tokens ? new Date(s.tokens.expiresAt * 1000) : undefined,
         refreshDue: s.tokens?.refreshDue ?? false,
         deviceId: s.deviceId,
-        tokenFilePath: s.tokenFilePath
+        tokenFilePath: s.tokenFilePath,
+        region: s.region,
+        oauthHost: s.oauthHost,
+        apiBaseUrl: s.apiBaseUrl
       })),
       options.signal
     )
+  }
+
+  /**
+   * The plan's quota from Kimi's `/usages`: the weekly window and the rolling
+   * ones (5-hour), each with used/limit and when it resets. The same data as
+   * `kimi-auth usage` and the Effect `KimiApi.usage`. Rejects with code
+   * `NOT_LOGGED_IN` without a usable login.
+   */
+  async usage(options: CallOptions = {}): Promise<KimiUsage> {
+    if (this.#login) await this.#login.catch(() => {})
+    return this.#run(Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth)), options.signal)
   }
 
   /** Removes the stored tokens (the device id is kept). Resolves `false` when there were none. */
