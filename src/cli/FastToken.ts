@@ -7,9 +7,12 @@
  *
  * It answers only when the full command would print the same token without a
  * request, a write or a message; anything else (a configuration error, no
- * file, a file it cannot parse, a token that is due, loose file modes the
- * store would repair, a missing device id, debug logging) returns
- * `undefined` and the caller runs the full command, which says what is wrong.
+ * file, a file it cannot parse, a token that is due, a token file or folder
+ * the store would repair or refuse: loose modes, another owner, a token file
+ * that is a symbolic link or not a regular file; a missing device id, debug
+ * logging) returns `undefined` and the caller runs the full command, which
+ * says what is wrong. The permission rules are `StoragePermissions.ts`'s; this
+ * only reads, so it asks for strictly more (mode 0700/0600 and our own uid).
  *
  * @since 0.2.0
  */
@@ -21,8 +24,15 @@ import { isBearerToken, isDueAt, parseTokenFileText } from "../TokenValidation.j
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
 export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
 
-/** Group or other access: the token store would tighten such a mode (and warn), so the full command must run. */
-const loose = (mode: number) => process.platform !== "win32" && (mode & 0o077) !== 0
+const posix = process.platform !== "win32"
+
+/**
+ * What the token store accepts as is, without a repair or a refusal (see
+ * `StoragePermissions.ts`): ours, and no access for group or others. On
+ * Windows there are no such bits and the store checks nothing.
+ */
+const privateAndOurs = (st: fs.Stats) =>
+  !posix || ((st.mode & 0o077) === 0 && (typeof process.getuid !== "function" || st.uid === process.getuid()))
 
 /**
  * The stored access token when it is valid and not due at `nowMillis`, read
@@ -35,8 +45,10 @@ export const fastToken = (env: Env, nowMillis: number): string | undefined => {
   if (!settings.ok) return undefined
   const { tokenFilePath, deviceIdPath } = settings.value
   try {
-    const file = fs.statSync(tokenFilePath)
-    if (!file.isFile() || loose(file.mode) || loose(fs.statSync(path.dirname(tokenFilePath)).mode)) return undefined
+    // lstat: a token file that is a symbolic link is refused by the store, never read through.
+    const file = fs.lstatSync(tokenFilePath)
+    const dir = fs.statSync(path.dirname(tokenFilePath))
+    if (!file.isFile() || !privateAndOurs(file) || !dir.isDirectory() || !privateAndOurs(dir)) return undefined
     if (!fs.statSync(deviceIdPath).isFile()) return undefined
     const parsed = parseTokenFileText(fs.readFileSync(tokenFilePath, "utf8"))
     if (!parsed.ok || !isBearerToken(parsed.value.accessToken)) return undefined
