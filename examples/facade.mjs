@@ -1,6 +1,6 @@
 // The promise facade: log in if needed (device flow), then a valid token, then one chat call with it.
 // Run: npm run build && node examples/facade.mjs [--region global]
-import { KimiOAuthClient } from "opencode-kimi-auth"
+import { KimiOAuthClient } from "opencode-kimi-auth/client"
 import { options, prompt } from "./options.mjs"
 
 const client = new KimiOAuthClient(options)
