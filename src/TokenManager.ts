@@ -305,7 +305,13 @@ export const make = (options: TokenManagerOptions = {}) =>
                     )
                 )
               )),
-            Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk }))
+            Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk })),
+            // The server rotated the refresh token but sent an unusable access token; the new refresh token is
+            // already stored (refreshOnce). A proactive refresh still holds a valid access token: serve it.
+            Effect.catchTag("InvalidResponseError", (error: InvalidResponseError) =>
+              error.rotatedRefreshToken !== undefined && !force && onDisk.remainingSeconds(now) > 5
+                ? Effect.succeed<Attempt>({ _tag: "Done", tokens: new TokenSet({ ...onDisk, refreshToken: error.rotatedRefreshToken }) })
+                : Effect.fail(error))
           )
           if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
             yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")
