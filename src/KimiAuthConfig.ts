@@ -1,10 +1,12 @@
 /**
  * Where opencode-kimi-auth talks to and where it keeps its files.
  *
- * Built from explicit options first, then the environment (`KIMI_OAUTH_HOST`,
- * `KIMI_CODE_OAUTH_HOST`, `KIMI_CODE_BASE_URL`, `OPENCODE_KIMI_AUTH_DIR`),
- * then defaults that match Kimi's own clients. A plain-`http:` OAuth host is
- * refused unless it is on loopback: tokens must never cross a network in clear.
+ * Built from explicit options first, then the environment
+ * (`KIMI_CODE_OAUTH_HOST` before `KIMI_OAUTH_HOST`, `KIMI_CODE_BASE_URL`,
+ * `OPENCODE_KIMI_AUTH_DIR`), then the chosen region's endpoints (default
+ * `mainland-cn`). A plain-`http:` host is refused unless it is on loopback,
+ * a URL with credentials and a relative storage path are refused, all before
+ * any I/O. The rules live in the effect-free `ResolveSettings.ts`.
  *
  * @since 0.1.0
  */
@@ -14,41 +16,27 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as os from "node:os"
-import * as path from "node:path"
 import { ConfigError } from "./Errors.js"
+import { DEFAULT_REGION, REGIONS } from "./Region.js"
+import { checkBaseUrl, ENV, type PlainSettings, resolveSettings, type SettingsOptions } from "./ResolveSettings.js"
 
-/** Kimi's public OAuth client id (a public client: there is no secret). */
-export const DEFAULT_CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
-/** Kimi's OAuth host. */
-export const DEFAULT_OAUTH_HOST = "https://auth.kimi.com"
-/** The Kimi For Coding API base. */
-export const DEFAULT_API_BASE_URL = "https://api.kimi.com/coding/v1"
-/** The storage folder, below the home directory. */
-export const DEFAULT_STORAGE_DIR_NAME = ".opencode-kimi-auth"
-/** Sent as `X-Msh-Platform`: Kimi For Coding serves coding agents only. */
-export const DEFAULT_PLATFORM = "kimi_cli"
-/** Sent as `X-Msh-Version`. */
-export const DEFAULT_VERSION = "1.0.0"
+export {
+  DEFAULT_CLIENT_ID,
+  DEFAULT_PLATFORM,
+  DEFAULT_STORAGE_DIR_NAME,
+  DEFAULT_VERSION,
+  issuerFor,
+  type Issuer
+} from "./ResolveSettings.js"
+export { DEFAULT_REGION, type KimiRegion, REGIONS } from "./Region.js"
+
+/** Kimi's OAuth host in the default region (`mainland-cn`). */
+export const DEFAULT_OAUTH_HOST = REGIONS[DEFAULT_REGION].oauthHost
+/** The Kimi For Coding API base in the default region (`mainland-cn`). */
+export const DEFAULT_API_BASE_URL = REGIONS[DEFAULT_REGION].apiBaseUrl
 
 /** Options accepted by {@link KimiAuthConfig.layer}; each beats the environment. */
-export interface KimiAuthOptions {
-  /** OAuth host, e.g. `https://auth.kimi.com`. Env: `KIMI_OAUTH_HOST` / `KIMI_CODE_OAUTH_HOST`. */
-  readonly oauthHost?: string | undefined
-  /** API base, e.g. `https://api.kimi.com/coding/v1`. Env: `KIMI_CODE_BASE_URL`. */
-  readonly apiBaseUrl?: string | undefined
-  /** OAuth client id. */
-  readonly clientId?: string | undefined
-  /** Folder for `oauth.json`, `device_id` and the lock. Env: `OPENCODE_KIMI_AUTH_DIR`. */
-  readonly storageDir?: string | undefined
-  /** Token file path; defaults to `<storageDir>/oauth.json`. */
-  readonly tokenFilePath?: string | undefined
-  /** `X-Msh-Platform`. */
-  readonly platform?: string | undefined
-  /** `X-Msh-Version`. */
-  readonly version?: string | undefined
-  /** `User-Agent` on OAuth and API calls; defaults to `KimiCLI/<version>`. */
-  readonly userAgent?: string | undefined
+export interface KimiAuthOptions extends SettingsOptions {
   /** Refresh when less than this much lifetime remains (capped for short-lived tokens). Default 300 s. */
   readonly refreshWindow?: Duration.Input | undefined
   /** Timeout of each HTTP request. Default 30 s. */
@@ -59,114 +47,60 @@ export interface KimiAuthOptions {
   readonly staleLockAfter?: Duration.Input | undefined
 }
 
-/** The resolved configuration. */
-export interface KimiAuthSettings {
-  readonly oauthHost: string
-  readonly apiBaseUrl: string
-  readonly clientId: string
-  readonly storageDir: string
-  readonly tokenFilePath: string
-  readonly deviceIdPath: string
-  readonly lockPath: string
-  readonly platform: string
-  readonly version: string
-  readonly userAgent: string
+/**
+ * The resolved configuration: endpoints (with whether an option or the
+ * environment pinned them), storage paths, identity values and timings.
+ */
+export interface KimiAuthSettings extends PlainSettings {
   readonly refreshWindow: Duration.Duration
   readonly requestTimeout: Duration.Duration
   readonly lockTimeout: Duration.Duration
   readonly staleLockAfter: Duration.Duration
 }
 
-const isLoopback = (hostname: string): boolean => {
-  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase()
-  return h === "localhost" || h.endsWith(".localhost") || h === "::1" || /^127(\.\d{1,3}){3}$/.test(h)
-}
-
 /**
  * Checks a base URL: it must parse, be `https:` (or `http:` on loopback), and
- * carry no query or fragment. Returns it without a trailing slash.
+ * carry no credentials, query or fragment. Returns it without a trailing slash.
  */
 export const validateBaseUrl = (name: string, raw: string): Effect.Effect<string, ConfigError> =>
   Effect.suspend(() => {
-    let url: URL
-    try {
-      url = new URL(raw)
-    } catch {
-      return Effect.fail(
-        new ConfigError({ message: `${name} "${raw}" is not a URL. Give a full URL such as https://auth.kimi.com.` })
-      )
-    }
-    if (url.protocol !== "https:" && url.protocol !== "http:") {
-      return Effect.fail(new ConfigError({ message: `${name} must be an https URL, got "${url.protocol}".` }))
-    }
-    if (url.protocol === "http:" && !isLoopback(url.hostname)) {
-      return Effect.fail(
-        new ConfigError({
-          message: `${name} "${raw}" uses plain http on a non-loopback host, which would send tokens in clear. ` +
-            `Use https, or http only on 127.0.0.1 / localhost / [::1] (for the local emulator).`
-        })
-      )
-    }
-    if (url.search || url.hash) {
-      return Effect.fail(new ConfigError({ message: `${name} "${raw}" must not carry a query or fragment.` }))
-    }
-    return Effect.succeed(url.toString().replace(/\/+$/, ""))
+    const r = checkBaseUrl(name, raw)
+    return r.ok ? Effect.succeed(r.value) : Effect.fail(new ConfigError({ message: r.message }))
   })
 
 const optionalEnv = (name: string) => Config.option(Config.String(name))
 
+const ENV_NAMES = [...ENV.oauthHost, ...ENV.apiBaseUrl, ...ENV.storageDir]
+
+const duration = (name: string, input: Duration.Input | undefined, fallback: Duration.Input) =>
+  Effect.suspend(() => {
+    const d = Duration.fromInput(input ?? fallback)
+    return Option.isSome(d) && Duration.isFinite(d.value) && Duration.toMillis(d.value) >= 0
+      ? Effect.succeed(d.value)
+      : Effect.fail(new ConfigError({ message: `The ${name} setting "${String(input)}" is not a duration. Give e.g. "30 seconds".` }))
+  })
+
 /**
- * Resolves options, environment and defaults into settings. Fails with
- * {@link ConfigError} when a URL is unusable.
+ * Resolves options, environment (read through Effect's `ConfigProvider`)
+ * and the region's defaults into settings (see `ResolveSettings.ts` for the
+ * rules). Fails with {@link ConfigError} before any I/O when a value is
+ * unusable.
  */
 export const resolve = (options: KimiAuthOptions = {}): Effect.Effect<KimiAuthSettings, ConfigError> =>
   Effect.gen(function*() {
-    const env = yield* Config.all({
-      oauthHost: optionalEnv("KIMI_OAUTH_HOST"),
-      codeOauthHost: optionalEnv("KIMI_CODE_OAUTH_HOST"),
-      apiBaseUrl: optionalEnv("KIMI_CODE_BASE_URL"),
-      storageDir: optionalEnv("OPENCODE_KIMI_AUTH_DIR")
-    }).pipe(Effect.orElseSucceed(() => ({
-      oauthHost: Option.none<string>(),
-      codeOauthHost: Option.none<string>(),
-      apiBaseUrl: Option.none<string>(),
-      storageDir: Option.none<string>()
-    })))
-    const pick = (explicit: string | undefined, ...fallbacks: Array<Option.Option<string>>) => {
-      if (explicit !== undefined && explicit.trim() !== "") return explicit.trim()
-      for (const o of fallbacks) if (Option.isSome(o) && o.value.trim() !== "") return o.value.trim()
-      return undefined
+    const env: Record<string, string | undefined> = {}
+    for (const name of ENV_NAMES) {
+      const value = yield* optionalEnv(name).pipe(Effect.orElseSucceed(() => Option.none<string>()))
+      if (Option.isSome(value)) env[name] = value.value
     }
-    const oauthHost = yield* validateBaseUrl(
-      "The Kimi OAuth host",
-      pick(options.oauthHost, env.oauthHost, env.codeOauthHost) ?? DEFAULT_OAUTH_HOST
-    )
-    const apiBaseUrl = yield* validateBaseUrl(
-      "The Kimi API base URL",
-      pick(options.apiBaseUrl, env.apiBaseUrl) ?? DEFAULT_API_BASE_URL
-    )
-    const storageDir = path.resolve(
-      pick(options.storageDir, env.storageDir) ?? path.join(os.homedir(), DEFAULT_STORAGE_DIR_NAME)
-    )
-    const tokenFilePath = options.tokenFilePath ? path.resolve(options.tokenFilePath) : path.join(storageDir, "oauth.json")
-    const dir = path.dirname(tokenFilePath)
-    const version = options.version ?? DEFAULT_VERSION
-    const clientId = options.clientId?.trim() || DEFAULT_CLIENT_ID
+    const plain = resolveSettings(options, env)
+    if (!plain.ok) return yield* new ConfigError({ message: plain.message })
     return {
-      oauthHost,
-      apiBaseUrl,
-      clientId,
-      storageDir: dir,
-      tokenFilePath,
-      deviceIdPath: path.join(dir, "device_id"),
-      lockPath: `${tokenFilePath}.lock`,
-      platform: options.platform ?? DEFAULT_PLATFORM,
-      version,
-      userAgent: options.userAgent ?? `KimiCLI/${version}`,
-      refreshWindow: Duration.fromInputUnsafe(options.refreshWindow ?? "300 seconds"),
-      requestTimeout: Duration.fromInputUnsafe(options.requestTimeout ?? "30 seconds"),
-      lockTimeout: Duration.fromInputUnsafe(options.lockTimeout ?? "30 seconds"),
-      staleLockAfter: Duration.fromInputUnsafe(options.staleLockAfter ?? "10 seconds")
+      ...plain.value,
+      refreshWindow: yield* duration("refreshWindow", options.refreshWindow, "300 seconds"),
+      requestTimeout: yield* duration("requestTimeout", options.requestTimeout, "30 seconds"),
+      lockTimeout: yield* duration("lockTimeout", options.lockTimeout, "30 seconds"),
+      staleLockAfter: yield* duration("staleLockAfter", options.staleLockAfter, "10 seconds")
     } satisfies KimiAuthSettings
   })
 

@@ -11,6 +11,8 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import type { CorruptTokenFileError, TokenStoreError } from "./Errors.js"
+import type { KimiRegion } from "./Region.js"
+import { issuerFor } from "./ResolveSettings.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { isDue, refreshThresholdSeconds } from "./TokenManager.js"
 import { TokenStore } from "./TokenStore.js"
@@ -35,8 +37,12 @@ export interface LoginStatus {
   readonly deviceId: string
   readonly tokenFilePath: string
   readonly deviceIdPath: string
+  /** The OAuth host refreshes go to: the one that issued the login unless a host is pinned. */
   readonly oauthHost: string
+  /** The API base requests go to, by the same rule. */
   readonly apiBaseUrl: string
+  /** The region of the stored login (the configured region when not logged in or not recorded). */
+  readonly region: KimiRegion
   /** The refresh window in seconds, as configured. */
   readonly refreshWindowSeconds: number
 }
@@ -68,8 +74,8 @@ export const loginStatus: Effect.Effect<
     deviceId: identity.peekDeviceId ? identity.peekDeviceId() ?? "" : identity.deviceId,
     tokenFilePath: settings.tokenFilePath,
     deviceIdPath: settings.deviceIdPath,
-    oauthHost: settings.oauthHost,
-    apiBaseUrl: settings.apiBaseUrl,
+    ...issuerFor(settings, stored),
+    region: stored?.region ?? settings.region,
     refreshWindowSeconds: windowSeconds
   }
 }).pipe(Effect.withSpan("loginStatus"))

@@ -36,6 +36,8 @@ import {
   ServerError
 } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import type { KimiRegion } from "./Region.js"
+import { type Issuer, issuerFor } from "./ResolveSettings.js"
 import { TokenSet } from "./TokenSet.js"
 
 /** RFC 8628 section 3.4: the grant type of a device access token request. */
@@ -81,9 +83,15 @@ export interface OAuthClientShape {
    * RFC 6749 6: trades a refresh token for a new token set. When the response
    * carries no `refresh_token` the one sent is kept (never wiped). A rejected
    * refresh token (`invalid_grant`, or a 401) fails with {@link InvalidGrantError}.
+   *
+   * `issuer` is who issued the login (the hosts stored with its tokens): the
+   * refresh goes to its OAuth host unless the settings pin one, since a
+   * refresh token is only good at the region that issued it. The new token
+   * set is stamped with the same issuer.
    */
   readonly refreshToken: (
-    refreshToken: Redacted.Redacted<string>
+    refreshToken: Redacted.Redacted<string>,
+    issuer?: Issuer
   ) => Effect.Effect<TokenSet, OAuthCallError | InvalidGrantError>
 }
 
@@ -228,9 +236,15 @@ export const make = Effect.gen(function*() {
   const identity = yield* DeviceIdentity
   const http = yield* HttpClient.HttpClient
   const timeoutMillis = Duration.toMillis(settings.requestTimeout)
+  /** A device login is issued by the configured host, for the configured region. */
+  const loginIssuer = { oauthHost: settings.oauthHost, apiBaseUrl: settings.apiBaseUrl, region: settings.region }
 
-  const post = (endpoint: string, form: Record<string, string | Redacted.Redacted<string>>) => {
-    const url = `${settings.oauthHost}${endpoint}`
+  const post = (
+    endpoint: string,
+    form: Record<string, string | Redacted.Redacted<string>>,
+    oauthHost: string = settings.oauthHost
+  ) => {
+    const url = `${oauthHost}${endpoint}`
     const secrets = Object.values(form).flatMap((v) => (Redacted.isRedacted(v) ? [Redacted.value(v)] : []))
     const request = HttpClientRequest.post(url).pipe(
       HttpClientRequest.setHeaders(identity.headers),
@@ -276,7 +290,11 @@ export const make = Effect.gen(function*() {
     )
   }
 
-  const toTokenSet = (r: typeof TokenResponse.Type, fallbackRefresh: Redacted.Redacted<string> | undefined) =>
+  const toTokenSet = (
+    r: typeof TokenResponse.Type,
+    fallbackRefresh: Redacted.Redacted<string> | undefined,
+    issuer: { readonly oauthHost: string; readonly apiBaseUrl: string; readonly region: KimiRegion }
+  ) =>
     Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const expiresIn = r.expires_in ?? DEFAULT_ACCESS_TOKEN_LIFETIME_SECONDS
@@ -288,7 +306,10 @@ export const make = Effect.gen(function*() {
           tokenType: r.token_type ?? "Bearer",
           expiresIn,
           scope: r.scope ?? "",
-          expiresAt: Math.floor(now / 1000) + expiresIn
+          expiresAt: Math.floor(now / 1000) + expiresIn,
+          oauthHost: issuer.oauthHost,
+          apiBaseUrl: issuer.apiBaseUrl,
+          region: issuer.region
         }) }
     })
 
@@ -328,7 +349,7 @@ export const make = Effect.gen(function*() {
       Effect.flatMap((raw): Effect.Effect<PollOutcome, OAuthCallError | AccessDeniedError | DeviceCodeExpiredError> => {
         if (raw.status >= 200 && raw.status < 300) {
           return decodeOk(raw, TokenResponse, "token response").pipe(
-            Effect.flatMap((r) => toTokenSet(r, undefined)),
+            Effect.flatMap((r) => toTokenSet(r, undefined, loginIssuer)),
             Effect.flatMap(({ refresh, tokens }) =>
               refresh === undefined
                 ? Effect.fail(invalid(raw, "a token response without a refresh_token"))
@@ -367,16 +388,18 @@ export const make = Effect.gen(function*() {
       Effect.withSpan("OAuthClient.pollDeviceToken")
     )
 
-  const refreshToken = (refreshToken: Redacted.Redacted<string>) =>
-    post("/api/oauth/token", {
+  const refreshToken = (refreshToken: Redacted.Redacted<string>, stored?: Issuer & { readonly region?: KimiRegion | undefined }) => {
+    const hosts = issuerFor(settings, stored)
+    const issuer = { ...hosts, region: stored?.region ?? settings.region }
+    return post("/api/oauth/token", {
       client_id: settings.clientId,
       grant_type: "refresh_token",
       refresh_token: refreshToken
-    }).pipe(
+    }, hosts.oauthHost).pipe(
       Effect.flatMap((raw): Effect.Effect<TokenSet, OAuthCallError | InvalidGrantError> => {
         if (raw.status >= 200 && raw.status < 300) {
           return decodeOk(raw, TokenResponse, "token response").pipe(
-            Effect.flatMap((r) => toTokenSet(r, refreshToken)),
+            Effect.flatMap((r) => toTokenSet(r, refreshToken, issuer)),
             Effect.map(({ refresh, tokens }) => tokens(refresh ?? refreshToken))
           )
         }
@@ -402,6 +425,7 @@ export const make = Effect.gen(function*() {
       }),
       Effect.withSpan("OAuthClient.refreshToken")
     )
+  }
 
   return { requestDeviceAuthorization, pollDeviceToken, refreshToken } satisfies OAuthClientShape
 })

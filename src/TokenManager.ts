@@ -63,6 +63,7 @@ import { OAuthClient } from "./OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
 import type { TokenSet } from "./TokenSet.js"
+import { isDueAt, refreshThresholdSeconds as thresholdFor } from "./TokenValidation.js"
 
 /** Every way getting a token can fail. Transient errors appear only after retries ran out. */
 export type TokenError =
@@ -126,16 +127,14 @@ export interface TokenManagerShape {
  * Seconds of remaining lifetime below which a token is due for refresh: the
  * larger of the window and half the lifetime (Kimi's own rule), but never more
  * than three quarters of the lifetime, so a freshly issued short-lived token is
- * never due at once.
+ * never due at once. (The pure rule is `TokenValidation.refreshThresholdSeconds`.)
  */
-export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number): number => {
-  const lifetime = tokens.expiresIn > 0 ? tokens.expiresIn : windowSeconds * 2
-  return Math.min(Math.max(windowSeconds, lifetime / 2), lifetime * 0.75)
-}
+export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number): number =>
+  thresholdFor(tokens.expiresIn, windowSeconds)
 
 /** Whether `tokens` should be refreshed at `nowSeconds`. */
 export const isDue = (tokens: TokenSet, nowSeconds: number, windowSeconds: number): boolean =>
-  tokens.remainingSeconds(nowSeconds) <= refreshThresholdSeconds(tokens, windowSeconds)
+  isDueAt(tokens.expiresAt, tokens.expiresIn, nowSeconds, windowSeconds)
 
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
@@ -215,7 +214,7 @@ export const make = (options: TokenManagerOptions = {}) =>
     const refreshOnce = (base: TokenSet, prepared: PreparedSave) =>
       Effect.gen(function*() {
         yield* prepared.markInFlight
-        const result = yield* Effect.result(oauth.refreshToken(base.refreshToken))
+        const result = yield* Effect.result(oauth.refreshToken(base.refreshToken, base))
         if (result._tag === "Failure") {
           yield* prepared.abandon
           return yield* Effect.fail(result.failure)

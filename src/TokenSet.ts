@@ -8,8 +8,10 @@
  *
  * The file uses the snake_case fields of Kimi's own clients (`access_token`,
  * `refresh_token`, `token_type`, `expires_in`, `scope`, `expires_at` in epoch
- * seconds) plus `device_id` and a `version`, so a file written by another tool
- * with exactly Kimi's fields reads too.
+ * seconds) plus `device_id`, a `version`, and who issued the tokens
+ * (`oauth_host`, `api_base_url`, `region`: a login is only good at the region
+ * that issued it), so a file written by another tool with exactly Kimi's
+ * fields reads too.
  *
  * @since 0.1.0
  */
@@ -17,6 +19,7 @@ import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { parseTokenFileText } from "./TokenValidation.js"
 
 /** A token set as held in memory. `expiresAt` is in epoch seconds. */
 export class TokenSet extends Schema.Class<TokenSet>("TokenSet")({
@@ -25,7 +28,13 @@ export class TokenSet extends Schema.Class<TokenSet>("TokenSet")({
   tokenType: Schema.String,
   expiresIn: Schema.Number,
   scope: Schema.String,
-  expiresAt: Schema.Number
+  expiresAt: Schema.Number,
+  /** The OAuth host that issued these tokens (refresh goes there unless a host is pinned). */
+  oauthHost: Schema.optional(Schema.String),
+  /** The API base these tokens are good for. */
+  apiBaseUrl: Schema.optional(Schema.String),
+  /** The region that issued these tokens. */
+  region: Schema.optional(Schema.Literals(["mainland-cn", "global"]))
 }) {
   /** Seconds of validity left at `nowSeconds` (negative once expired). */
   remainingSeconds(nowSeconds: number): number {
@@ -35,21 +44,6 @@ export class TokenSet extends Schema.Class<TokenSet>("TokenSet")({
 
 /** The format version written into new files. */
 export const TOKEN_FILE_VERSION = 1
-
-const NonEmpty = Schema.String.check(Schema.isNonEmpty())
-const FiniteNumber = Schema.Finite
-
-/** The on-disk shape of `oauth.json`, as decoded. */
-const TokenFileSchema = Schema.Struct({
-  version: Schema.optionalKey(FiniteNumber),
-  access_token: NonEmpty,
-  refresh_token: NonEmpty,
-  token_type: Schema.optionalKey(Schema.String),
-  expires_in: Schema.optionalKey(FiniteNumber),
-  scope: Schema.optionalKey(Schema.String),
-  expires_at: FiniteNumber,
-  device_id: Schema.optionalKey(Schema.String)
-})
 
 /** A decoded token file: the tokens and the device id recorded next to them. */
 export interface TokenFile {
@@ -62,40 +56,31 @@ export class TokenFileDecodeError extends Data.TaggedError("TokenFileDecodeError
   readonly reason: string
 }> {}
 
-const decodeFields = Schema.decodeUnknownEffect(TokenFileSchema)
-
 /**
- * Parses the text of `oauth.json`. `expires_at` written in milliseconds by a
- * careless tool is recognised and converted. Fails with a reason that holds
- * no secret.
+ * Parses the text of `oauth.json` (the rules are in `TokenValidation.ts`):
+ * tokens must be RFC 6750 bearer tokens, `expires_at` in milliseconds is
+ * converted, an absurd expiry is clamped to "expired" so the token is
+ * refreshed instead of trusted. Fails with a reason that holds no secret.
  */
 export const decodeTokenFile = (text: string): Effect.Effect<TokenFile, TokenFileDecodeError> =>
-  Effect.gen(function*() {
-    let json: unknown
-    try {
-      json = JSON.parse(text)
-    } catch {
-      return yield* new TokenFileDecodeError({ reason: text.trim() === "" ? "the file is empty" : "the file is not valid JSON" })
-    }
-    const f = yield* decodeFields(json).pipe(
-      Effect.mapError(() =>
-        new TokenFileDecodeError({
-          reason: "the file lacks a non-empty access_token, refresh_token or a numeric expires_at"
-        })
-      )
-    )
-    const expiresAt = f.expires_at > 1e11 ? Math.floor(f.expires_at / 1000) : f.expires_at
-    return {
+  Effect.suspend(() => {
+    const parsed = parseTokenFileText(text)
+    if (!parsed.ok) return Effect.fail(new TokenFileDecodeError({ reason: parsed.reason }))
+    const f = parsed.value
+    return Effect.succeed({
       tokens: new TokenSet({
-        accessToken: Redacted.make(f.access_token),
-        refreshToken: Redacted.make(f.refresh_token),
-        tokenType: f.token_type ?? "Bearer",
-        expiresIn: f.expires_in ?? 0,
-        scope: f.scope ?? "",
-        expiresAt
+        accessToken: Redacted.make(f.accessToken),
+        refreshToken: Redacted.make(f.refreshToken),
+        tokenType: f.tokenType,
+        expiresIn: f.expiresIn,
+        scope: f.scope,
+        expiresAt: f.expiresAt,
+        oauthHost: f.oauthHost,
+        apiBaseUrl: f.apiBaseUrl,
+        region: f.region
       }),
-      deviceId: f.device_id
-    }
+      deviceId: f.deviceId
+    })
   })
 
 /** The text written to `oauth.json`: the real secrets, pretty-printed, newline-terminated. */
@@ -109,7 +94,10 @@ export const encodeTokenFile = (tokens: TokenSet, deviceId: string): string =>
       expires_in: tokens.expiresIn,
       scope: tokens.scope,
       expires_at: tokens.expiresAt,
-      device_id: deviceId
+      device_id: deviceId,
+      ...(tokens.oauthHost !== undefined ? { oauth_host: tokens.oauthHost } : {}),
+      ...(tokens.apiBaseUrl !== undefined ? { api_base_url: tokens.apiBaseUrl } : {}),
+      ...(tokens.region !== undefined ? { region: tokens.region } : {})
     },
     null,
     2

@@ -44,3 +44,38 @@ describe("OAuthClient error messages never carry a secret the request sent", () 
       assert.strictEqual(Redacted.value(tokens.accessToken), "at-new")
     }))
 })
+
+describe("OAuthClient and regions: a refresh goes to the region that issued the login", () => {
+  const refreshVia = (options: Parameters<typeof identityLayer>[0], stored: Parameters<OAuthClient["Service"]["refreshToken"]>[1]) => {
+    const scripted = makeScripted([json(200, { access_token: "at-2", refresh_token: "rt-2", expires_in: 900 })])
+    const layer = OAuthClient.layer.pipe(Layer.provide(Layer.merge(scripted.layer, identityLayer(options))))
+    return Effect.flatMap(OAuthClient, (c) => c.refreshToken(Redacted.make(SECRET), stored)).pipe(
+      Effect.provide(layer),
+      Effect.map((tokens) => ({ tokens, urls: scripted.requests.map((r) => r.url) }))
+    )
+  }
+  const global = { oauthHost: "https://auth.kimi.ai", apiBaseUrl: "https://api.kimi.ai/coding/v1", region: "global" as const }
+
+  it.effect("unpinned settings: the stored issuer's host is used and stamped on the new tokens", () =>
+    Effect.gen(function*() {
+      const { tokens, urls } = yield* refreshVia({ oauthHost: undefined, apiBaseUrl: undefined }, global)
+      assert.deepStrictEqual(urls, ["https://auth.kimi.ai/api/oauth/token"])
+      assert.strictEqual(tokens.region, "global")
+      assert.strictEqual(tokens.apiBaseUrl, "https://api.kimi.ai/coding/v1")
+    }))
+
+  it.effect("a pinned host (option or env) wins over the stored one", () =>
+    Effect.gen(function*() {
+      const { tokens, urls } = yield* refreshVia({}, global)
+      assert.deepStrictEqual(urls, ["https://auth.test/api/oauth/token"])
+      assert.strictEqual(tokens.oauthHost, "https://auth.test")
+      assert.strictEqual(tokens.region, "global")
+    }))
+
+  it.effect("an older login without an issuer refreshes at the settings' region", () =>
+    Effect.gen(function*() {
+      const { tokens, urls } = yield* refreshVia({ oauthHost: undefined, apiBaseUrl: undefined, region: "global" }, undefined)
+      assert.deepStrictEqual(urls, ["https://auth.kimi.ai/api/oauth/token"])
+      assert.strictEqual(tokens.region, "global")
+    }))
+})

@@ -34,6 +34,8 @@ import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { DEFAULT_CLIENT_ID } from "../KimiAuthConfig.js"
 import { type FaultOptions, FaultInjector, proxyErrorPage } from "./Faults.js"
+import { findModel, MODELS, reasoningText, thinkingOf } from "./Models.js"
+import { Quota, type QuotaOptions, type QuotaSnapshot, type QuotaWindow, RATE_LIMIT_MESSAGE } from "./Quota.js"
 import {
   type Answer,
   type DeviceCodeInfo,
@@ -43,6 +45,16 @@ import {
 } from "./State.js"
 
 export type { FaultOptions } from "./Faults.js"
+export { ACCOUNT_ONLY_MODEL_ID, type EmulatorModel, MODELS } from "./Models.js"
+export {
+  EXCEEDED_QUOTA_MESSAGE,
+  type QuotaOptions,
+  type QuotaSnapshot,
+  type QuotaWindow,
+  type QuotaWindowInfo,
+  RATE_LIMIT_MESSAGE,
+  USAGE_LIMIT_MESSAGE
+} from "./Quota.js"
 export type { DeviceCodeInfo, DeviceCodeStatus, EmulatorStats, IssuedTokens } from "./State.js"
 
 /** Options of the emulator. Every field is optional. */
@@ -71,6 +83,10 @@ export interface EmulatorOptions {
   readonly now?: (() => number) | undefined
   /** The request log keeps at most this many entries, dropping the oldest. Default 10 000. */
   readonly maxRecordedRequests?: number | undefined
+  /** The plan's quota (limits per window, how it is refused, a rate-limit switch). Changeable later with `setQuota`. */
+  readonly quota?: QuotaOptions | undefined
+  /** The region `/usages` reports for the account (`user.region`). Default `mainland-cn`. */
+  readonly region?: "mainland-cn" | "global" | undefined
 }
 
 /** The `X-Msh-*` identity headers of a request (`undefined` when absent). */
@@ -153,9 +169,19 @@ export interface EmulatorHandle {
   readonly now: () => number
   /** Moves the emulator's clock forward (e.g. past a device code's expiry). */
   readonly advanceTime: (millis: number) => void
+  /** The JSON bodies of every recorded `POST /coding/v1/chat/completions`, oldest first (as the server parsed them). */
+  readonly chatBodies: () => ReadonlyArray<unknown>
+  /** Both quota windows now: limit, used, remaining, reset time. */
+  readonly quota: () => QuotaSnapshot
+  /** Changes quota settings (limits, refusal status, the rate-limit switch); counts already made stay. */
+  readonly setQuota: (options: QuotaOptions) => void
+  /** Uses up one window (both when none is named): the next chat completion is refused until it resets. */
+  readonly exhaustQuota: (window?: QuotaWindow) => void
+  /** Empties both quota windows. */
+  readonly resetQuota: () => void
 }
 
-/** The model the emulator serves. */
+/** The emulator's main model (the first of {@link MODELS}). */
 export const MODEL_ID = "kimi-for-coding"
 
 /** The start of every chat answer. */
@@ -222,7 +248,7 @@ const messageText = (content: unknown): string => {
   return ""
 }
 
-const routes = (state: EmulatorState) => {
+const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: string; readonly region: string }) => {
   const setError = (rec: MutableRecord, body: Record<string, unknown>) => {
     const e = body["error"]
     rec.error = typeof e === "string"
@@ -280,19 +306,11 @@ const routes = (state: EmulatorState) => {
   const models = api(() =>
     HttpServerResponse.jsonUnsafe({
       object: "list",
-      data: [{
-        id: MODEL_ID,
-        object: "model",
-        created: 1761264000,
-        owned_by: "moonshot",
-        display_name: "Kimi For Coding",
-        context_length: 262144,
-        supports_reasoning: true,
-        supports_image_in: true,
-        supports_video_in: false
-      }]
+      data: MODELS.map((m) => ({ object: "model", created: 1761264000, owned_by: "moonshot", ...m }))
     })
   )
+
+  const usages = api(() => HttpServerResponse.jsonUnsafe(quota.usagesBody(state.settings.now(), account)))
 
   let completionSeq = 0
   const chat = api((rec) => {
@@ -307,19 +325,34 @@ const routes = (state: EmulatorState) => {
       rec.error = "invalid_request_error"
       return apiError(400, "invalid_request_error", "messages must be a non-empty array.")
     }
-    if (req["model"] !== MODEL_ID) {
+    const model = findModel(req["model"])
+    if (model === undefined) {
       rec.error = "invalid_request_error"
-      return apiError(400, "invalid_request_error", `Unknown model ${JSON.stringify(req["model"])}; use "${MODEL_ID}".`)
+      return apiError(
+        400,
+        "invalid_request_error",
+        `Unknown model ${JSON.stringify(req["model"])}; use one of ${MODELS.map((m) => m.id).join(", ")}.`
+      )
     }
+    const refusal = quota.refusalFor(state.settings.now())
+    if (refusal !== undefined) {
+      rec.error = refusal.type
+      let response = apiError(refusal.status, refusal.type, refusal.message)
+      for (const [k, v] of Object.entries(refusal.headers)) response = HttpServerResponse.setHeader(response, k, v)
+      return response
+    }
+    quota.count(state.settings.now())
+    const thinking = thinkingOf(model.id, req)
     const lastUser = [...messages].reverse().find((m: unknown) =>
       typeof m === "object" && m !== null && "role" in m && m.role === "user"
     ) as { content?: unknown } | undefined
     const said = messageText(lastUser?.content).replace(/\s+/g, " ").trim().slice(0, 200)
     const text = said === "" ? `${GREETING}.` : `${GREETING}. You said: ${said}`
+    const reasoning = thinking.enabled ? reasoningText(said, thinking.effort) : undefined
     const id = `chatcmpl-emu-${++completionSeq}`
     const created = Math.floor(state.settings.now() / 1000)
     const promptTokens = JSON.stringify(messages).length >> 2
-    const completionTokens = text.split(" ").length
+    const completionTokens = text.split(" ").length + (reasoning?.split(" ").length ?? 0)
     const usage = {
       prompt_tokens: promptTokens,
       completion_tokens: completionTokens,
@@ -330,19 +363,29 @@ const routes = (state: EmulatorState) => {
         id,
         object: "chat.completion",
         created,
-        model: MODEL_ID,
-        choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }],
+        model: model.id,
+        choices: [{
+          index: 0,
+          message: { role: "assistant", content: text, ...(reasoning === undefined ? {} : { reasoning_content: reasoning }) },
+          finish_reason: "stop"
+        }],
         usage
       })
     }
     const chunk = (choices: ReadonlyArray<unknown>, extra: Record<string, unknown> = {}) =>
-      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: MODEL_ID, choices, ...extra })}\n\n`
-    const pieces = text.match(/\S+\s*/g) ?? [text]
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: model.id, choices, ...extra })}\n\n`
+    const words = (s: string) => s.match(/\S+\s*/g) ?? [s]
     const includeUsage = typeof req["stream_options"] === "object" && req["stream_options"] !== null &&
       (req["stream_options"] as Record<string, unknown>)["include_usage"] === true
     const events = [
-      chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }]),
-      ...pieces.map((p) => chunk([{ index: 0, delta: { content: p }, finish_reason: null }])),
+      // With thinking, Kimi streams delta.reasoning_content first, then the answer in delta.content.
+      ...(reasoning === undefined
+        ? [chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }])]
+        : [
+          chunk([{ index: 0, delta: { role: "assistant", reasoning_content: "" }, finish_reason: null }]),
+          ...words(reasoning).map((p) => chunk([{ index: 0, delta: { reasoning_content: p }, finish_reason: null }]))
+        ]),
+      ...words(text).map((p) => chunk([{ index: 0, delta: { content: p }, finish_reason: null }])),
       chunk([{ index: 0, delta: {}, finish_reason: "stop" }]),
       ...(includeUsage ? [chunk([], { usage })] : []),
       "data: [DONE]\n\n"
@@ -407,7 +450,7 @@ const routes = (state: EmulatorState) => {
   const index = HttpServerResponse.text(
     "Kimi emulator\n" +
       "POST /api/oauth/device_authorization\nPOST /api/oauth/token\nGET  /device\n" +
-      "GET  /coding/v1/models\nPOST /coding/v1/chat/completions\n"
+      "GET  /coding/v1/models\nGET  /coding/v1/usages\nPOST /coding/v1/chat/completions\n"
   )
 
   return HttpRouter.addAll([
@@ -417,6 +460,7 @@ const routes = (state: EmulatorState) => {
     HttpRouter.route("GET", "/device", devicePage),
     HttpRouter.route("POST", "/device", deviceDecision),
     HttpRouter.route("GET", "/coding/v1/models", models),
+    HttpRouter.route("GET", "/coding/v1/usages", usages),
     HttpRouter.route("POST", "/coding/v1/chat/completions", chat)
   ])
 }
@@ -466,7 +510,9 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
     const maxRecorded = Math.max(1, options.maxRecordedRequests ?? 10_000)
     let seq = 0
 
-    const app = yield* HttpRouter.toHttpEffect(routes(state))
+    const quota = new Quota(options.quota)
+    const account = { userId: "emu-user-1", region: options.region ?? "mainland-cn" }
+    const app = yield* HttpRouter.toHttpEffect(routes(state, quota, account))
 
     const handler = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -525,7 +571,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
         case "TooManyRequests": {
           rec.fault = "too_many_requests"
           rec.error = "rate_limit_reached_error"
-          response = apiError(429, "rate_limit_reached_error", "Too many requests; retry after the Retry-After delay.")
+          response = apiError(429, "rate_limit_reached_error", RATE_LIMIT_MESSAGE)
             .pipe(HttpServerResponse.setHeader("retry-after", String(fault.retryAfterSeconds)))
           break
         }
@@ -577,7 +623,13 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
       now,
       advanceTime: (millis) => {
         skew += millis
-      }
+      },
+      chatBodies: () =>
+        log.filter((r) => r.method === "POST" && r.path === "/coding/v1/chat/completions").map((r) => parseJson(r.body)),
+      quota: () => quota.snapshot(now()),
+      setQuota: (q) => quota.set(q),
+      exhaustQuota: (window) => quota.exhaust(now(), window),
+      resetQuota: () => quota.reset()
     }
     return handle
   })
@@ -616,7 +668,9 @@ export const bannerLines = (handle: EmulatorHandle, options: EmulatorOptions = {
   `  Approve login: ${handle.url}/device` +
   (options.autoApproveAfterMillis === undefined
     ? ""
-    : `   (auto-approve after ${options.autoApproveAfterMillis} ms)`)
+    : `   (auto-approve after ${options.autoApproveAfterMillis} ms)`),
+  `  Quota:         ${handle.quota().fiveHour.limit} chat completions per 5 hours, ${handle.quota().weekly.limit} per week` +
+  `   (GET ${handle.apiBaseUrl}/usages)`
 ]
 
 /**

@@ -23,7 +23,7 @@ describe("emulator API", () => {
       assert.deepInclude(m, {
         id: "kimi-for-coding",
         object: "model",
-        context_length: 262144,
+        context_length: 1048576,
         supports_reasoning: true,
         supports_image_in: true
       })

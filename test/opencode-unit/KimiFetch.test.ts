@@ -122,16 +122,29 @@ describe("makeKimiFetch", () => {
     const res = await f(server.url)
     expect(res.status).toBe(401)
     expect(server.requests).toHaveLength(1)
-    expect((await res.json()).error.message).toMatch(/opencode auth login -p kimi/)
+    expect((await res.json()).error.message).toMatch(/opencode auth login/)
   })
 
-  it("other statuses pass through untouched, without a refresh", async () => {
-    server = await startScriptedServer(() => ({ status: 429, body: { error: { message: "slow" } } }))
+  it("other statuses pass through untouched, without a refresh; a plain rate limit keeps its status, body and Retry-After", async () => {
+    server = await startScriptedServer((req) =>
+      req.path === "/teapot"
+        ? { status: 418, body: { error: { message: "short and stout" } } }
+        : {
+          status: 429,
+          body: { error: { message: "We're receiving too many requests", type: "rate_limit_reached_error" } },
+          headers: { "retry-after": "3" }
+        }
+    )
     const t = tokens()
     const f = makeKimiFetch({ ...t, headers: identity })
     const res = await f(server.url)
     expect(res.status).toBe(429)
+    expect(res.headers.get("retry-after")).toBe("3")
+    expect((await res.json()).error.type).toBe("rate_limit_reached_error")
+    const teapot = await f(`${server.url}/teapot`)
+    expect(teapot.status).toBe(418)
     expect(t.calls.refresh).toBe(0)
+    expect(server.requests).toHaveLength(2)
   })
 
   it("not logged in: an error Response naming the login command, and no request at all", async () => {
@@ -146,5 +159,103 @@ describe("makeKimiFetch", () => {
     expect(body.error.code).toBe("kimi_login_required")
     expect(body.error.message).toMatch(/opencode auth login -p kimi/)
     expect(server.requests).toHaveLength(0)
+  })
+})
+
+describe("makeKimiFetch: quota, scope and failures", () => {
+  const base = () => `${server!.url}/coding/v1`
+  const usages = {
+    usage: { limit: "100", used: "100", remaining: "0", resetTime: "2030-01-07T00:00:00Z" },
+    limits: [{ window: { duration: 300, timeUnit: "TIME_UNIT_MINUTE" }, detail: { limit: "20", used: "3", remaining: "17", resetTime: "2030-01-01T05:00:00Z" } }]
+  }
+  const quota403 = { status: 403, body: { error: { message: "You've reached your usage limit for this billing cycle, please upgrade.", type: "permission_denied_error" } } }
+  const quota429 = { status: 429, body: { error: { message: "quota exceeded", type: "exceeded_current_quota_error" } } }
+
+  for (const [name, reply] of [["403 usage limit", quota403], ["429 exceeded_current_quota_error", quota429]] as const) {
+    it(`a quota answer (${name}) is never refreshed or retried, and becomes a 403 naming the used-up window and its reset`, async () => {
+      server = await startScriptedServer((req) => req.path.endsWith("/usages") ? { status: 200, body: usages } : reply)
+      const t = tokens()
+      const f = makeKimiFetch({ ...t, headers: identity, apiBaseUrl: base })
+      const res = await f(`${base()}/chat/completions`, { method: "POST", body: "{}" })
+      expect(res.status).toBe(403)
+      expect(res.headers.get("x-kimi-auth-error")).toBe("kimi_quota_exceeded")
+      const { error } = await res.json()
+      expect(error.code).toBe("kimi_quota_exceeded")
+      expect(error.message).toMatch(/usage limit is used up \(weekly window: 100 of 100 used\); it resets at 20(29|30)-/)
+      expect(error.message).toMatch(/not a login problem/)
+      expect(t.calls).toEqual({ get: 1, refresh: 0, rejected: [] })
+      expect(server.requests.map((r) => r.path)).toEqual(["/coding/v1/chat/completions", "/coding/v1/usages"])
+      expect(server.requests[1]!.headers["authorization"]).toBe("Bearer at-1")
+      expect(server.requests[1]!.headers["x-msh-device-id"]).toBe("dev-1")
+    })
+  }
+
+  it("a quota answer without a readable /usages still says the quota is used up", async () => {
+    server = await startScriptedServer((req) => req.path.endsWith("/usages") ? { status: 500, body: "<html>" } : quota429)
+    const f = makeKimiFetch({ ...tokens(), headers: identity, apiBaseUrl: base() })
+    const res = await f(`${base()}/chat/completions`, { method: "POST", body: "{}" })
+    expect(res.status).toBe(403)
+    expect((await res.json()).error.message).toMatch(/^Your Kimi For Coding plan's usage limit is used up\. .*Kimi said: quota exceeded$/)
+  })
+
+  it("a 403 that is not about the quota passes through as Kimi sent it", async () => {
+    server = await startScriptedServer(() => ({ status: 403, body: { error: { message: "access terminated", type: "access_terminated_error" } } }))
+    const t = tokens()
+    const f = makeKimiFetch({ ...t, headers: identity, apiBaseUrl: base() })
+    const res = await f(`${base()}/models`)
+    expect(res.status).toBe(403)
+    expect((await res.json()).error.type).toBe("access_terminated_error")
+    expect(t.calls.refresh).toBe(0)
+  })
+
+  it("with apiBaseUrl, other hosts and paths pass through untouched: no bearer, no identity, no token lookup", async () => {
+    server = await startScriptedServer(() => ({ status: 200, body: {} }))
+    const t = tokens()
+    const f = makeKimiFetch({ ...t, headers: identity, apiBaseUrl: base() })
+    await f(`${server.url}/elsewhere`, { headers: { authorization: "Bearer theirs" } })
+    await f(new Request(`${server.url}/coding/v1x/models`))
+    await f(`${base()}/models`)
+    expect(server.requests.map((r) => [r.path, r.headers["authorization"], r.headers["x-msh-device-id"]])).toEqual([
+      ["/elsewhere", "Bearer theirs", undefined],
+      ["/coding/v1x/models", undefined, undefined],
+      ["/coding/v1/models", "Bearer at-1", "dev-1"]
+    ])
+    expect(t.calls.get).toBe(1)
+  })
+
+  it("a token source that throws becomes an error Response, never an exception", async () => {
+    server = await startScriptedServer(() => ({ status: 200, body: {} }))
+    const f = makeKimiFetch({
+      headers: identity,
+      getAccessToken: () => Promise.reject(new Error("boom")),
+      refreshAfterRejection: () => Promise.reject(new Error("boom"))
+    })
+    const res = await f(server.url)
+    expect(res.status).toBe(500)
+    expect((await res.json()).error.code).toBe("kimi_auth_error")
+    expect(server.requests).toHaveLength(0)
+  })
+
+  it("a refresh that fails after a 401 becomes its error Response, and nothing is retried", async () => {
+    server = await startScriptedServer(() => ({ status: 401, body: {} }))
+    const f = makeKimiFetch({
+      headers: identity,
+      getAccessToken: async () => ({ ok: true, token: "at-1" }),
+      refreshAfterRejection: async () => ({ ok: false, status: 401, code: "kimi_login_required", message: "Kimi login required" })
+    })
+    const res = await f(server.url)
+    expect(res.status).toBe(401)
+    expect((await res.json()).error.code).toBe("kimi_login_required")
+    expect(server.requests).toHaveLength(1)
+  })
+
+  it("a network failure or an abort rejects with the underlying fetch's own error, as fetch does", async () => {
+    const f = makeKimiFetch({ ...tokens(), headers: identity })
+    await expect(f("http://127.0.0.1:1/")).rejects.toThrow(/fetch failed/)
+    server = await startScriptedServer(() => new Promise(() => {}))
+    const controller = new AbortController()
+    const pending = f(server.url, { signal: controller.signal })
+    setTimeout(() => controller.abort(), 50)
+    await expect(pending).rejects.toMatchObject({ name: "AbortError" })
   })
 })

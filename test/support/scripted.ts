@@ -16,6 +16,8 @@ export interface Recorded {
   readonly method: string
   readonly headers: Record<string, string>
   readonly form: Record<string, string>
+  /** The body as text (a byte body; empty otherwise). */
+  readonly body: string
   readonly at: number
 }
 
@@ -54,6 +56,7 @@ export const makeScripted = (steps: ReadonlyArray<Step> | ((req: Recorded, index
         method: request.method,
         headers: { ...request.headers },
         form: Object.fromEntries(new URLSearchParams(text)),
+        body: text,
         at
       }
       requests.push(rec)
