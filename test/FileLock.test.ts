@@ -3,10 +3,12 @@
  * processes (the fixture takes the lock through `TokenStore.withLock`).
  *
  * Covers serialization in process, re-entrancy, release on success, failure and
- * interruption, a lock file that vanishes while held, a live holder outlasting
- * the waiter's timeout, a holder killed with SIGKILL (pid check), a frozen
- * holder (SIGSTOP: only the mtime ages), a lock from another host, and several
- * waiters breaking one stale lock at once.
+ * interruption, a lock file that vanishes while held, a lock that appears
+ * whole, a live holder outlasting the waiter's timeout (never broken for its
+ * age, even under a skewed clock or SIGSTOP), a holder killed with SIGKILL
+ * (pid + start time), a reused pid, a lock from another host (judged by its
+ * heartbeat on the waiter's monotonic clock), a stale lock the waiter may not
+ * delete (EPERM: backs off), and several waiters breaking one stale lock.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
