@@ -62,7 +62,7 @@ import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { OAuthClient } from "./OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
-import type { TokenSet } from "./TokenSet.js"
+import { TokenSet } from "./TokenSet.js"
 import { isDueAt, refreshThresholdSeconds as thresholdFor } from "./TokenValidation.js"
 
 /** Every way getting a token can fail. Transient errors appear only after retries ran out. */
@@ -127,7 +127,7 @@ export interface TokenManagerShape {
  * Seconds of remaining lifetime below which a token is due for refresh: the
  * larger of the window and half the lifetime (Kimi's own rule), but never more
  * than three quarters of the lifetime, so a freshly issued short-lived token is
- * never due at once. (The pure rule is `TokenValidation.refreshThresholdSeconds`.)
+ * never due at once.
  */
 export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number): number =>
   thresholdFor(tokens.expiresIn, windowSeconds)
@@ -216,8 +216,17 @@ export const make = (options: TokenManagerOptions = {}) =>
         yield* prepared.markInFlight
         const result = yield* Effect.result(oauth.refreshToken(base.refreshToken, base))
         if (result._tag === "Failure") {
+          const error = result.failure
+          if (error._tag === "InvalidResponseError" && error.rotatedRefreshToken !== undefined) {
+            // The server rotated the refresh token but sent an unusable access token: the one we sent is spent,
+            // so keep the new one (beside the old access token, due at once) rather than lose the login.
+            const kept = new TokenSet({ ...base, refreshToken: error.rotatedRefreshToken })
+            const saved = yield* Effect.result(prepared.commit(kept))
+            if (saved._tag === "Failure") unsaved = { tokens: kept, spent: base.refreshToken }
+            return yield* Effect.fail(error)
+          }
           yield* prepared.abandon
-          return yield* Effect.fail(result.failure)
+          return yield* Effect.fail(error)
         }
         const refreshed = result.success
         const saved = yield* Effect.result(prepared.commit(refreshed))
@@ -296,7 +305,13 @@ export const make = (options: TokenManagerOptions = {}) =>
                     )
                 )
               )),
-            Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk }))
+            Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk })),
+            // The server rotated the refresh token but sent an unusable access token; the new refresh token is
+            // already stored (refreshOnce). A proactive refresh still holds a valid access token: serve it.
+            Effect.catchTag("InvalidResponseError", (error: InvalidResponseError) =>
+              error.rotatedRefreshToken !== undefined && !force && onDisk.remainingSeconds(now) > 5
+                ? Effect.succeed<Attempt>({ _tag: "Done", tokens: new TokenSet({ ...onDisk, refreshToken: error.rotatedRefreshToken }) })
+                : Effect.fail(error))
           )
           if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
             yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")
