@@ -33,10 +33,12 @@ export const exitCodeFor = (tag: string): ExitCode => {
       return ExitCode.expired
     case "NetworkError":
     case "ServerError":
+    case "RateLimitedError":
       return ExitCode.network
     case "InvalidResponseError":
     case "BodyTooLargeError":
     case "OAuthError":
+    case "KimiApiError":
       return ExitCode.invalidResponse
     case "NotLoggedInError":
     case "InvalidGrantError":

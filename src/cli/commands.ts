@@ -17,18 +17,20 @@ import * as References from "effect/References"
 import { Command, Flag } from "effect/cli"
 import { renderUnicodeCompact } from "uqr"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
-import { layerNode, type KimiAuthServices } from "../KimiAuth.js"
+import { layerNode, type KimiAuthLayerOptions, type KimiAuthServices } from "../KimiAuth.js"
 import { login } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
 import { TokenManager } from "../TokenManager.js"
 import type { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
-import { type EmulatorOptions, serve as serveEmulator } from "../emulator/KimiEmulator.js"
+import type { EmulatorOptions } from "../emulator/KimiEmulator.js"
 import * as Option from "effect/Option"
+import { KimiApi } from "../KimiApi.js"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
 import { ExitCode, exitCodeFor, exitCodeHelp } from "./ExitCode.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isTty, out, red } from "./Output.js"
+import { usageJson, usageLines } from "./UsageView.js"
 
 const debugFlag = Flag.Boolean("debug").pipe(
   Flag.withDefault(false),
@@ -87,7 +89,8 @@ const reportDefect = (name: string, flags: { readonly debug: boolean; readonly j
 const run = <E extends { readonly _tag: string; readonly message: string }>(
   name: string,
   flags: { readonly debug: boolean; readonly json?: boolean },
-  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>
+  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>,
+  options: KimiAuthLayerOptions = {}
 ) =>
   Effect.gen(function*() {
     const s = yield* KimiAuthConfig
@@ -96,7 +99,7 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
     )
     return yield* body
   }).pipe(
-    Effect.provide(layerNode()),
+    Effect.provide(layerNode(options)),
     Effect.matchEffect({
       onSuccess: (code) => Effect.sync(() => void (process.exitCode = code ?? ExitCode.ok)),
       onFailure: (error) =>
@@ -150,8 +153,21 @@ const showCode = (authorization: DeviceAuthorization, options: { readonly browse
       )
     }
     if (options.browser) {
-      const opened = yield* openBrowser(url)
-      if (opened && !options.json) yield* out(dim("Opened the page in your browser.\n"))
+      // Said only once the opener reported back: a missing or failing opener is not "opened".
+      const result = yield* openBrowser(url)
+      if (options.json) {
+        if (result._tag !== "Skipped") {
+          yield* out(JSON.stringify({
+            event: "browser",
+            opened: result._tag === "Opened",
+            ...(result._tag === "Failed" ? { reason: result.reason } : {})
+          }) + "\n")
+        }
+      } else if (result._tag === "Opened") {
+        yield* out(dim("Opened the page in your browser.\n"))
+      } else if (result._tag === "Failed") {
+        yield* out(dim(`Could not open a browser (${result.reason}); open the link above yourself.\n`))
+      }
     }
   })
 
@@ -176,6 +192,13 @@ const loginCommand = Command.make(
       Flag.withDefault(true),
       Flag.withDescription("Open the approval page in a browser (--no-browser to only print it)")
     ),
+    region: Flag.optional(Flag.ChoiceWithValue("region", [["mainland-cn", "mainland-cn"], ["global", "global"]] as const))
+      .pipe(
+        Flag.withDescription(
+          "Kimi region to log in to: mainland-cn (auth.kimi.com, the default) or global (auth.kimi.ai). " +
+            "KIMI_CODE_OAUTH_HOST / KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL still win"
+        )
+      ),
     json: jsonFlag,
     debug: debugFlag
   },
@@ -212,12 +235,23 @@ const loginCommand = Command.make(
           yield* out(JSON.stringify({
             event: "logged_in",
             token_file: settings.tokenFilePath,
-            expires_at: tokens.expiresAt
+            expires_at: tokens.expiresAt,
+            region: settings.region,
+            oauth_host: settings.oauthHost,
+            api_base_url: settings.apiBaseUrl
           }) + "\n")
         } else {
           yield* out(`${green("✓")} Logged in to Kimi. Tokens saved to ${settings.tokenFilePath}\n`)
         }
-      })
+      }).pipe(
+        // Ctrl-C: one line that says so (the exit code stays 130); nothing was stored.
+        Effect.onInterrupt(() =>
+          flags.json
+            ? out(JSON.stringify({ event: "cancelled", exit_code: ExitCode.interrupted }) + "\n")
+            : err("Login cancelled; nothing was stored.\n")
+        )
+      ),
+      { region: Option.getOrUndefined(flags.region) }
     )
 ).pipe(
   Command.withDescription(
@@ -227,6 +261,7 @@ const loginCommand = Command.make(
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in, opening the approval page in a browser" },
     { command: "kimi-auth login --no-browser", description: "Only print the link and the code (SSH, containers)" },
+    { command: "kimi-auth login --region global", description: "Log in to Kimi's global region (kimi.ai)" },
     { command: "kimi-auth login --json", description: "Machine-readable events, one JSON object per line" }
   ])
 )
@@ -252,7 +287,8 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
         token_file: status.tokenFilePath,
         device_id: status.deviceId,
         oauth_host: status.oauthHost,
-        api_base_url: status.apiBaseUrl
+        api_base_url: status.apiBaseUrl,
+        region: status.region
       }
       if (tokens === undefined) {
         if (flags.json) yield* out(JSON.stringify({ logged_in: false, ...base }) + "\n")
@@ -283,6 +319,7 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
           } with the stored refresh token\n`
         )
         yield* out(`  token file:   ${status.tokenFilePath}\n  device id:    ${status.deviceId}\n`)
+        yield* out(`  region:       ${status.region}\n`)
         yield* out(`  OAuth host:   ${status.oauthHost}\n  API base:     ${status.apiBaseUrl}\n`)
       }
     })
@@ -345,6 +382,31 @@ const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
   )
 
 // ---------------------------------------------------------------------------
+// usage
+
+const usageCommand = Command.make("usage", { json: jsonFlag, debug: debugFlag }, (flags) =>
+  run(
+    "usage",
+    flags,
+    Effect.gen(function*() {
+      const usage = yield* Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth))
+      const now = yield* Clock.currentTimeMillis
+      yield* Effect.logDebug(`usage: ${usage.windows.length} window(s) read from /usages`)
+      if (flags.json) yield* out(JSON.stringify(usageJson(usage, now)) + "\n")
+      else yield* out(usageLines(usage, now, { warn: red, dim, bold }).join("\n") + "\n")
+    })
+  )).pipe(
+    Command.withDescription(
+      "Show the plan's quota from Kimi's /usages: each window (weekly, 5-hour) with used/limit, a bar, and when it " +
+        "resets (local time and countdown). Uses the stored login. " + exitCodeHelp
+    ),
+    Command.withExamples([
+      { command: "kimi-auth usage", description: "How much of the quota is used, and when it resets" },
+      { command: "kimi-auth usage --json", description: "For scripts and status bars" }
+    ])
+  )
+
+// ---------------------------------------------------------------------------
 // logout
 
 const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
@@ -395,6 +457,18 @@ const emulatorCommand = Command.make(
     seed: optionalNumber("seed", "Seed that makes the injected faults deterministic"),
     clientId: Flag.optional(Flag.String("client-id")).pipe(
       Flag.withDescription("The accepted OAuth client id (default: Kimi's public client id)")
+    ),
+    quota5h: optionalNumber("quota-5h", "Chat completions allowed per rolling 5-hour window (default 100)"),
+    quotaWeek: optionalNumber("quota-week", "Chat completions allowed per weekly window (default 1000)"),
+    quotaRefusal: Flag.ChoiceWithValue("quota-refusal", [["403", 403 as const], ["429", 429 as const]]).pipe(
+      Flag.withDefault(403 as const),
+      Flag.withDescription(
+        "How a used-up quota is refused: 403 \"You've reached your usage limit…\" or 429 exceeded_current_quota_error"
+      )
+    ),
+    rateLimited: Flag.Boolean("rate-limited").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Answer every chat completion 429 rate_limit_reached_error (a rate limit, not the quota)")
     )
   },
   (flags) => {
@@ -416,9 +490,18 @@ const emulatorCommand = Command.make(
       interval: value(flags.interval),
       accessTokenTtlSeconds: value(flags.accessTokenTtl),
       deviceCodeTtlSeconds: value(flags.deviceCodeTtl),
-      faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined
+      faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined,
+      quota: {
+        fiveHourLimit: value(flags.quota5h),
+        weeklyLimit: value(flags.quotaWeek),
+        refusal: flags.quotaRefusal,
+        rateLimited: flags.rateLimited,
+        retryAfterSeconds: value(flags.retryAfter)
+      }
     }
-    return serveEmulator(options).pipe(
+    // Loaded here only: --help, status and token never load the emulator or an HTTP server.
+    return Effect.promise(() => import("../emulator/KimiEmulator.js")).pipe(
+      Effect.flatMap((emulator) => emulator.serve(options)),
       Effect.catch((error) =>
         err(`${red("error:")} the emulator could not start: ${String((error as { message?: string }).message ?? error)}\n`).pipe(
           Effect.andThen(Effect.sync(() => void (process.exitCode = ExitCode.usage)))
@@ -433,7 +516,8 @@ const emulatorCommand = Command.make(
   ),
   Command.withExamples([
     { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
-    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" }
+    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" },
+    { command: "kimi-auth emulator --quota-5h 3 --quota-refusal 429", description: "A plan used up after three chats" }
   ])
 )
 
@@ -443,7 +527,7 @@ export const rootCommand = Command.make("kimi-auth").pipe(
     "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
       "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth)."
   ),
-  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand, emulatorCommand]),
+  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, usageCommand, logoutCommand, emulatorCommand]),
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in once; the tokens are kept fresh from then on" },
     { command: "kimi-auth status --json", description: "Whether you are logged in, for scripts" },

@@ -26,7 +26,10 @@ import { DeviceFlow } from "../DeviceFlow.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { KimiApi } from "../KimiApi.js"
+import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
+import type { KimiUsage } from "../Usage.js"
 
 /** Options of {@link KimiOAuthClient}; every field is optional. */
 export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "tokenFilePath"> {
@@ -41,6 +44,13 @@ export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "to
   readonly scopes?: ReadonlyArray<string> | undefined
   /** Token file; `~/.opencode-kimi-auth/oauth.json` by default (or `$OPENCODE_KIMI_AUTH_DIR/oauth.json`). */
   readonly tokenFilePath?: string | undefined
+  /**
+   * Kimi region: `mainland-cn` (auth.kimi.com, the default) or `global`
+   * (auth.kimi.ai). Picks the default OAuth host and API base; `oauthHost`,
+   * `apiBaseUrl` and the `KIMI_*` env hosts still win. A login is stored
+   * with its region, and refreshes go back to the region that issued it.
+   */
+  readonly region?: KimiRegion | undefined
 }
 
 /** Stable error codes of {@link KimiAuthError}. */
@@ -55,6 +65,9 @@ export type KimiAuthErrorCode =
   | "STORAGE_ERROR"
   | "LOCK_TIMEOUT"
   | "CONFIG_ERROR"
+  | "QUOTA_EXCEEDED"
+  | "RATE_LIMITED"
+  | "API_ERROR"
   | "ABORTED"
   | "DISPOSED"
   | "UNEXPECTED"
@@ -71,18 +84,46 @@ const CODES: Record<string, KimiAuthErrorCode> = {
   CorruptTokenFileError: "NOT_LOGGED_IN",
   TokenStoreError: "STORAGE_ERROR",
   LockTimeoutError: "LOCK_TIMEOUT",
-  ConfigError: "CONFIG_ERROR"
+  ConfigError: "CONFIG_ERROR",
+  QuotaExceededError: "QUOTA_EXCEEDED",
+  RateLimitedError: "RATE_LIMITED",
+  KimiApiError: "API_ERROR"
 }
+
+/**
+ * The brand every {@link KimiAuthError} carries, registered globally with
+ * `Symbol.for`: the same symbol in every copy of this package (the bundles and
+ * the tsc build each have their own class).
+ */
+const KimiAuthErrorBrand: unique symbol = Symbol.for("opencode-kimi-auth/KimiAuthError") as never
 
 /**
  * Every failure of the facade. `code` is stable across versions; `cause` is
  * the typed Effect error (for `ABORTED`, the abort reason). The message says
  * what to do next and never holds a token.
+ *
+ * The package ships more than one build (the self-contained `./client` and
+ * `./server` bundles, the tsc output behind the root), each with its own copy
+ * of this class. Recognise an error from any of them with
+ * {@link KimiAuthError.is}; `instanceof KimiAuthError` answers the same (it
+ * checks the brand, not the prototype chain).
  */
 export class KimiAuthError extends Error {
   override readonly name = "KimiAuthError"
+  /** The cross-build brand; see {@link KimiAuthError.is}. */
+  readonly [KimiAuthErrorBrand] = true
   constructor(readonly code: KimiAuthErrorCode, message: string, options?: { readonly cause?: unknown }) {
     super(message, options)
+  }
+
+  /** Whether `u` is a `KimiAuthError` from any build or copy of this package. */
+  static is(u: unknown): u is KimiAuthError {
+    return typeof u === "object" && u !== null && (u as { readonly [KimiAuthErrorBrand]?: unknown })[KimiAuthErrorBrand] === true
+  }
+
+  /** `e instanceof KimiAuthError` checks the brand, so it holds across builds too. */
+  static override [Symbol.hasInstance](u: unknown): boolean {
+    return KimiAuthError.is(u)
   }
 }
 
@@ -95,6 +136,12 @@ export interface KimiAuthStatus {
   readonly refreshDue: boolean
   readonly deviceId: string
   readonly tokenFilePath: string
+  /** The region of the stored login (the configured one when not logged in). */
+  readonly region: KimiRegion
+  /** The OAuth host refreshes go to. */
+  readonly oauthHost: string
+  /** The Kimi API base this login's requests go to (its region's, unless pinned). */
+  readonly apiBaseUrl: string
 }
 
 /** What a completed login leaves behind. Holds no secret. */
@@ -231,10 +278,24 @@ export class KimiOAuthClient {
         expiresAt: s.tokens ? new Date(s.tokens.expiresAt * 1000) : undefined,
         refreshDue: s.tokens?.refreshDue ?? false,
         deviceId: s.deviceId,
-        tokenFilePath: s.tokenFilePath
+        tokenFilePath: s.tokenFilePath,
+        region: s.region,
+        oauthHost: s.oauthHost,
+        apiBaseUrl: s.apiBaseUrl
       })),
       options.signal
     )
+  }
+
+  /**
+   * The plan's quota from Kimi's `/usages`: the weekly window and the rolling
+   * ones (5-hour), each with used/limit and when it resets. The same data as
+   * `kimi-auth usage` and the Effect `KimiApi.usage`. Rejects with code
+   * `NOT_LOGGED_IN` without a usable login.
+   */
+  async usage(options: CallOptions = {}): Promise<KimiUsage> {
+    if (this.#login) await this.#login.catch(() => {})
+    return this.#run(Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth)), options.signal)
   }
 
   /** Removes the stored tokens (the device id is kept). Resolves `false` when there were none. */
