@@ -306,8 +306,9 @@ export const make = (options: TokenManagerOptions = {}) =>
                 )
               )),
             Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk })),
-            // The server rotated the refresh token but sent an unusable access token; the new refresh token is
-            // already stored (refreshOnce). A proactive refresh still holds a valid access token: serve it.
+            // A proactive refresh whose answer rotated the refresh token but held an unusable access token: the new
+            // refresh token is stored (refreshOnce), and the current access token still works, so serve it; the set
+            // stays due, so the next call refreshes with the new refresh token.
             Effect.catchTag("InvalidResponseError", (error: InvalidResponseError) =>
               error.rotatedRefreshToken !== undefined && !force && onDisk.remainingSeconds(now) > 5
                 ? Effect.succeed<Attempt>({ _tag: "Done", tokens: new TokenSet({ ...onDisk, refreshToken: error.rotatedRefreshToken }) })
