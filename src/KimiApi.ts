@@ -25,17 +25,19 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { KimiApiError, type QuotaExceededError, RateLimitedError } from "./ApiErrors.js"
 import { excerpt, NetworkError } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
-import type { KimiAuthLayerOptions } from "./KimiAuth.js"
+import type { KimiAuthLayerOptions, KimiAuthServices } from "./KimiAuth.js"
 import {
   apiBaseFor,
   KimiHttpClient,
   type KimiRequestError,
+  layer as kimiHttpLayer,
   layerNode as kimiHttpLayerNode,
   readCapped
 } from "./KimiHttpClient.js"
@@ -349,6 +351,15 @@ export const make = Effect.gen(function*() {
 export class KimiApi extends Context.Service<KimiApi, KimiApiShape>()("opencode-kimi-auth/KimiApi") {
   /** Over {@link KimiHttpClient} and the configuration. */
   static readonly layer: Layer.Layer<KimiApi, never, KimiHttpClient | KimiAuthConfig | TokenStore> = Layer.effect(KimiApi, make)
+
+  /**
+   * Over the `KimiAuth` services already provided (a runtime built from
+   * `KimiAuth.layerNode`), with the platform's fetch client underneath.
+   */
+  static readonly layerFromAuth: Layer.Layer<KimiApi, never, KimiAuthServices> = KimiApi.layer.pipe(
+    Layer.provide(kimiHttpLayer),
+    Layer.provide(FetchHttpClient.layer)
+  )
 
   /** Batteries included for Node and Bun: every service of `KimiHttpClient.layerNode` plus this one. */
   static readonly layerNode = (options: KimiAuthLayerOptions = {}) =>

@@ -98,7 +98,8 @@ const MINUTES: Readonly<Record<string, number>> = {
 export const windowMinutes = (duration: number | undefined, timeUnit: string | undefined): number | undefined => {
   if (duration === undefined || !(duration > 0)) return undefined
   const unit = MINUTES[(timeUnit ?? "TIME_UNIT_MINUTE").toUpperCase()]
-  return unit === undefined ? undefined : duration * unit
+  const minutes = unit === undefined ? undefined : duration * unit
+  return minutes !== undefined && Number.isFinite(minutes) ? minutes : undefined
 }
 
 /** A window's name from its length: `5-hour`, `daily`, `weekly`, `90-minute`. */

@@ -82,6 +82,37 @@ describe("KimiApi against the emulator", () => {
     expect(chats.every((r) => r.msh.deviceId !== undefined && r.msh.platform === "kimi_cli")).toBe(true)
   })
 
+  it("thinking: reasoning_content deltas stream first, then the answer; usage counts the chats; a used-up window is a typed QuotaExceededError", async () => {
+    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 3, weeklyLimit: 50 } })
+    const result = await run(emu, emu.issueTokens(), Effect.gen(function*() {
+      const kimi = yield* api
+      const deltas = yield* kimi.chatStream({ model: "kimi-for-coding", thinking: true, messages: [{ role: "user", content: "think" }] }).pipe(Stream.runCollect)
+      const whole = yield* kimi.chat({ model: "kimi-for-coding", thinking: true, messages: [{ role: "user", content: "again" }] })
+      const usage = yield* kimi.usage
+      emu!.exhaustQuota("fiveHour")
+      const refused = yield* Effect.flip(kimi.chat({ model: "kimi-for-coding", messages: [{ role: "user", content: "more" }] }))
+      return { deltas, whole, usage, refused }
+    }))
+    expect(result._tag).toBe("Success")
+    if (result._tag !== "Success") return
+    const { deltas, whole, usage, refused } = result.success
+    const firstContent = deltas.findIndex((d) => d.content !== undefined && d.content !== "")
+    const reasoning = deltas.filter((d) => d.reasoningContent !== undefined)
+    expect(reasoning.length).toBeGreaterThan(1)
+    expect(deltas.indexOf(reasoning.at(-1)!)).toBeLessThan(firstContent)
+    expect(reasoning.map((d) => d.reasoningContent).join("")).toMatch(/^Thinking: the user said "think"/)
+    expect(whole.reasoningContent).toMatch(/^Thinking: the user said "again"/)
+    expect(usage.windows.map((w) => [w.label, w.used, w.limit])).toEqual([["weekly", 2, 50], ["5-hour", 2, 3]])
+    expect(refused._tag).toBe("QuotaExceededError")
+    if (refused._tag === "QuotaExceededError") {
+      expect(refused.status).toBe(403)
+      expect(refused.window?.label).toBe("5-hour")
+      expect(refused.resetsAt?.getTime()).toBe(emu.quota().fiveHour.resetAt)
+      expect(refused.message).toMatch(/5-hour window: 3 of 3 used\); it resets at /)
+    }
+    expect(emu.requests("/api/oauth/token")).toHaveLength(0)
+  })
+
   it("no login: NotLoggedInError naming the login command, and nothing sent", async () => {
     emu = await KimiEmulator.start()
     const result = await run(emu, undefined, Effect.flatMap(api, (k) => k.models))

@@ -66,6 +66,7 @@ describe("window helpers", () => {
     expect(windowMinutes(5, "TIME_UNIT_HOUR")).toBe(300)
     expect(windowMinutes(5, "TIME_UNIT_FORTNIGHT")).toBeUndefined()
     expect(windowMinutes(0, "TIME_UNIT_HOUR")).toBeUndefined()
+    expect(windowMinutes(1.25e305, "TIME_UNIT_DAY")).toBeUndefined() // found by the fuzzer: Infinity minutes
   })
 
   it("blockingWindow is the exhausted window that resets last; none when nothing is used up", () => {

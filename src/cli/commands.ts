@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -23,11 +24,13 @@ import type { DeviceAuthorization } from "../OAuthClient.js"
 import { TokenManager } from "../TokenManager.js"
 import type { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
-import { type EmulatorOptions, serve as serveEmulator } from "../emulator/KimiEmulator.js"
+import type { EmulatorOptions } from "../emulator/KimiEmulator.js"
 import * as Option from "effect/Option"
+import { KimiApi } from "../KimiApi.js"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
 import { ExitCode, exitCodeFor, exitCodeHelp } from "./ExitCode.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isTty, out, red } from "./Output.js"
+import { usageJson, usageLines } from "./UsageView.js"
 
 const debugFlag = Flag.Boolean("debug").pipe(
   Flag.withDefault(false),
@@ -48,8 +51,35 @@ const loggingLayer = (debug: boolean) =>
     Layer.succeed(References.MinimumLogLevel, debugEnabled({ debug }) ? "Debug" : "Warn")
   )
 
-/** An epoch-seconds instant as ISO 8601. */
-const isoSeconds = (seconds: number) => new Date(seconds * 1000).toISOString()
+/** An epoch-seconds instant as ISO 8601; a value no date can hold (say `1e308` from a hostile file) says so instead of throwing. */
+const isoSeconds = (seconds: number) => {
+  const date = new Date(seconds * 1000)
+  return Number.isNaN(date.getTime()) ? `an invalid time (${String(seconds).slice(0, 24)})` : date.toISOString()
+}
+
+/**
+ * The last resort for a defect (a bug, or a value nothing expected): one line
+ * naming its kind, exit 1, never a stack on stdout or stderr (a message may
+ * hold what it choked on, say a header value with a token in it). With
+ * `--debug`, the stack frames, without the message line.
+ */
+const reportDefect = (name: string, flags: { readonly debug: boolean; readonly json?: boolean }, cause: Cause.Cause<unknown>) =>
+  Effect.gen(function*() {
+    const defect = Cause.squash(cause)
+    const kind = defect instanceof Error ? defect.name.replace(/[^A-Za-z0-9_]/g, "").slice(0, 40) || "Error" : typeof defect
+    const message = `kimi-auth ${name} stopped on an unexpected internal error (${kind}). This is a bug: ` +
+      `please report it with the command you ran. Your stored login was not changed by this message.`
+    if (defect instanceof Error && typeof defect.stack === "string" && debugEnabled(flags)) {
+      const frames = defect.stack.split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 12).join("\n")
+      yield* err(`${frames}\n`)
+    }
+    if (flags.json) {
+      yield* out(JSON.stringify({ event: "error", error: "Defect", exit_code: ExitCode.unexpected, message }) + "\n")
+    } else {
+      yield* err(`${red("error:")} ${message}\n`)
+    }
+    process.exitCode = ExitCode.unexpected
+  })
 
 /**
  * Runs a command body with every service, and maps the outcome to an exit
@@ -84,6 +114,7 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
           process.exitCode = code
         })
     }),
+    Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : reportDefect(name, flags, cause)),
     Effect.onInterrupt(() => Effect.sync(() => void (process.exitCode = ExitCode.interrupted))),
     Effect.provide(loggingLayer(flags.debug))
   )
@@ -351,6 +382,31 @@ const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
   )
 
 // ---------------------------------------------------------------------------
+// usage
+
+const usageCommand = Command.make("usage", { json: jsonFlag, debug: debugFlag }, (flags) =>
+  run(
+    "usage",
+    flags,
+    Effect.gen(function*() {
+      const usage = yield* Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth))
+      const now = yield* Clock.currentTimeMillis
+      yield* Effect.logDebug(`usage: ${usage.windows.length} window(s) read from /usages`)
+      if (flags.json) yield* out(JSON.stringify(usageJson(usage, now)) + "\n")
+      else yield* out(usageLines(usage, now, { warn: red, dim, bold }).join("\n") + "\n")
+    })
+  )).pipe(
+    Command.withDescription(
+      "Show the plan's quota from Kimi's /usages: each window (weekly, 5-hour) with used/limit, a bar, and when it " +
+        "resets (local time and countdown). Uses the stored login. " + exitCodeHelp
+    ),
+    Command.withExamples([
+      { command: "kimi-auth usage", description: "How much of the quota is used, and when it resets" },
+      { command: "kimi-auth usage --json", description: "For scripts and status bars" }
+    ])
+  )
+
+// ---------------------------------------------------------------------------
 // logout
 
 const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
@@ -443,7 +499,9 @@ const emulatorCommand = Command.make(
         retryAfterSeconds: value(flags.retryAfter)
       }
     }
-    return serveEmulator(options).pipe(
+    // Loaded here only: --help, status and token never load the emulator or an HTTP server.
+    return Effect.promise(() => import("../emulator/KimiEmulator.js")).pipe(
+      Effect.flatMap((emulator) => emulator.serve(options)),
       Effect.catch((error) =>
         err(`${red("error:")} the emulator could not start: ${String((error as { message?: string }).message ?? error)}\n`).pipe(
           Effect.andThen(Effect.sync(() => void (process.exitCode = ExitCode.usage)))
@@ -469,7 +527,7 @@ export const rootCommand = Command.make("kimi-auth").pipe(
     "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
       "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth)."
   ),
-  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, logoutCommand, emulatorCommand]),
+  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, usageCommand, logoutCommand, emulatorCommand]),
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in once; the tokens are kept fresh from then on" },
     { command: "kimi-auth status --json", description: "Whether you are logged in, for scripts" },

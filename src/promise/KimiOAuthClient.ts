@@ -28,8 +28,10 @@ import { isTransient } from "../Errors.js"
 import { gaveUp } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { KimiApi } from "../KimiApi.js"
 import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
+import type { KimiUsage } from "../Usage.js"
 
 /** Options of {@link KimiOAuthClient}; every field is optional. */
 export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "tokenFilePath"> {
@@ -65,6 +67,9 @@ export type KimiAuthErrorCode =
   | "STORAGE_ERROR"
   | "LOCK_TIMEOUT"
   | "CONFIG_ERROR"
+  | "QUOTA_EXCEEDED"
+  | "RATE_LIMITED"
+  | "API_ERROR"
   | "ABORTED"
   | "DISPOSED"
   | "UNEXPECTED"
@@ -81,18 +86,46 @@ const CODES: Record<string, KimiAuthErrorCode> = {
   CorruptTokenFileError: "NOT_LOGGED_IN",
   TokenStoreError: "STORAGE_ERROR",
   LockTimeoutError: "LOCK_TIMEOUT",
-  ConfigError: "CONFIG_ERROR"
+  ConfigError: "CONFIG_ERROR",
+  QuotaExceededError: "QUOTA_EXCEEDED",
+  RateLimitedError: "RATE_LIMITED",
+  KimiApiError: "API_ERROR"
 }
+
+/**
+ * The brand every {@link KimiAuthError} carries, registered globally with
+ * `Symbol.for`: the same symbol in every copy of this package (the bundles and
+ * the tsc build each have their own class).
+ */
+const KimiAuthErrorBrand: unique symbol = Symbol.for("opencode-kimi-auth/KimiAuthError") as never
 
 /**
  * Every failure of the facade. `code` is stable across versions; `cause` is
  * the typed Effect error (for `ABORTED`, the abort reason). The message says
  * what to do next and never holds a token.
+ *
+ * The package ships more than one build (the self-contained `./client` and
+ * `./server` bundles, the tsc output behind the root), each with its own copy
+ * of this class. Recognise an error from any of them with
+ * {@link KimiAuthError.is}; `instanceof KimiAuthError` answers the same (it
+ * checks the brand, not the prototype chain).
  */
 export class KimiAuthError extends Error {
   override readonly name = "KimiAuthError"
+  /** The cross-build brand; see {@link KimiAuthError.is}. */
+  readonly [KimiAuthErrorBrand] = true
   constructor(readonly code: KimiAuthErrorCode, message: string, options?: { readonly cause?: unknown }) {
     super(message, options)
+  }
+
+  /** Whether `u` is a `KimiAuthError` from any build or copy of this package. */
+  static is(u: unknown): u is KimiAuthError {
+    return typeof u === "object" && u !== null && (u as { readonly [KimiAuthErrorBrand]?: unknown })[KimiAuthErrorBrand] === true
+  }
+
+  /** `e instanceof KimiAuthError` checks the brand, so it holds across builds too. */
+  static override [Symbol.hasInstance](u: unknown): boolean {
+    return KimiAuthError.is(u)
   }
 }
 
@@ -109,7 +142,7 @@ export interface KimiAuthStatus {
   readonly region: KimiRegion
   /** The OAuth host refreshes go to. */
   readonly oauthHost: string
-  /** The API base requests go to. */
+  /** The Kimi API base this login's requests go to (its region's, unless pinned). */
   readonly apiBaseUrl: string
 }
 
@@ -257,6 +290,17 @@ export class KimiOAuthClient {
       })),
       options.signal
     )
+  }
+
+  /**
+   * The plan's quota from Kimi's `/usages`: the weekly window and the rolling
+   * ones (5-hour), each with used/limit and when it resets. The same data as
+   * `kimi-auth usage` and the Effect `KimiApi.usage`. Rejects with code
+   * `NOT_LOGGED_IN` without a usable login.
+   */
+  async usage(options: CallOptions = {}): Promise<KimiUsage> {
+    if (this.#login) await this.#login.catch(() => {})
+    return this.#run(Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth)), options.signal)
   }
 
   /** Removes the stored tokens (the device id is kept). Resolves `false` when there were none. */

@@ -14,7 +14,7 @@ import { ensureOpencode, INSTALL_TIMEOUT_MS, makeOpencodeEnv, skipOpencode, type
 import { repoRoot } from "../support/cli.js"
 
 const pluginEntry = repoRoot
-const bundle = path.join(repoRoot, "dist", "bundle", "index.js")
+const bundle = path.join(repoRoot, "dist", "bundle", "server.js")
 const RUN_TIMEOUT = 120_000
 
 describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () => {

@@ -1,0 +1,132 @@
+/**
+ * `kimi-auth usage [--json]` as a real child process with a login on disk:
+ * against the emulator (which counts chats against its quota), and a
+ * scripted server for exact windows and error answers.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
+import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
+import { type Reply, type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+
+let home: string
+let server: ScriptedServer | undefined
+let emu: KimiEmulator.StartedEmulator | undefined
+beforeEach(() => {
+  home = makeTemp()
+})
+afterEach(async () => {
+  await server?.close()
+  server = undefined
+  await emu?.close()
+  emu = undefined
+  rmTemp(home)
+})
+
+const storage = () => path.join(home, ".opencode-kimi-auth")
+const now = () => Math.floor(Date.now() / 1000)
+const seed = (access = "at-0", refresh = "rt-0") => {
+  fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
+  fs.writeFileSync(
+    path.join(storage(), "oauth.json"),
+    JSON.stringify({ access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: now() + 800 }),
+    { mode: 0o600 }
+  )
+}
+
+describe("kimi-auth usage against the emulator", () => {
+  const chat = (e: KimiEmulator.StartedEmulator, bearer: string) =>
+    fetch(`${e.apiBaseUrl}/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+      body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: "hi" }] })
+    })
+
+  it("text and --json show what the emulator counted", async () => {
+    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 4, weeklyLimit: 40 } })
+    const tokens = emu.issueTokens()
+    seed(tokens.accessToken, tokens.refreshToken)
+    for (let i = 0; i < 3; i++) expect((await chat(emu, tokens.accessToken)).status).toBe(200)
+    const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emu.oauthHost, KIMI_CODE_BASE_URL: emu.apiBaseUrl })
+
+    const text = await runCli(["usage"], env)
+    expect(text.stderr).toBe("")
+    expect(text.code).toBe(0)
+    const [weekly, fiveHour] = text.stdout.split("\n")
+    expect(weekly).toMatch(/^weekly {2}█{2}░{18} {3}8% {2}3\/40 {2}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in (6 d 23 h|7 d 0 h)\)$/)
+    expect(fiveHour).toMatch(/^5-hour {2}█{15}░{5} {2}75% {2}3\/4 {3}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in (4 h 59 min|5 h 00 min)\)$/)
+
+    emu.exhaustQuota("fiveHour")
+    const json = await runCli(["usage", "--json"], env)
+    expect(json.code).toBe(0)
+    const out = JSON.parse(json.stdout)
+    const q = emu.quota()
+    expect(out.windows.map((w: { label: string; used: number; limit: number; exhausted: boolean }) => [w.label, w.used, w.limit, w.exhausted])).toEqual([
+      ["weekly", q.weekly.used, 40, false],
+      ["5-hour", 4, 4, true]
+    ])
+    expect(Date.parse(out.windows[1].resets_at)).toBe(q.fiveHour.resetAt)
+    expect(emu.requests("/coding/v1/usages").every((r) => r.bearer === tokens.accessToken && r.msh.deviceId !== undefined)).toBe(true)
+  })
+})
+
+const inHours = (h: number) => new Date(Date.now() + h * 3_600_000 + 30_000).toISOString()
+const usages = () => ({
+  usage: { limit: "100", used: "25", remaining: "75", resetTime: inHours(50) },
+  limits: [{ window: { duration: 300, timeUnit: "TIME_UNIT_MINUTE" }, detail: { limit: "20", used: "20", remaining: "0", resetTime: inHours(2) } }],
+  parallel: { limit: "20" },
+  user: { membership: { level: "LEVEL_INTERMEDIATE" } }
+})
+
+const start = async (reply: () => Reply) => {
+  server = await startScriptedServer(reply)
+  return isolatedEnv(home, { KIMI_OAUTH_HOST: server.url, KIMI_CODE_BASE_URL: `${server.url}/coding/v1` })
+}
+
+describe("kimi-auth usage against a scripted server", () => {
+  it("text: each window with a bar, used/limit, the local reset time and a countdown; nothing secret", async () => {
+    seed()
+    const env = await start(() => ({ status: 200, body: usages() }))
+    const r = await runCli(["usage"], env)
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const lines = r.stdout.trimEnd().split("\n")
+    expect(lines[0]).toMatch(/^weekly {2}█{5}░{15} {2}25% {2}25\/100 {2}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in 2 d 2 h\)$/)
+    expect(lines[1]).toMatch(/^5-hour {2}█{20} 100% {2}20\/20 {3}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in 2 h 00 min\) {2}used up$/)
+    expect(lines[2]).toBe("membership LEVEL_INTERMEDIATE, 20 requests at once")
+    expect(r.stdout).not.toMatch(/\x1b\[/)
+    expect(server!.requests.map((q) => [q.path, q.headers["authorization"]])).toEqual([["/coding/v1/usages", "Bearer at-0"]])
+  })
+
+  it("--json: the same windows for scripts", async () => {
+    seed()
+    const env = await start(() => ({ status: 200, body: usages() }))
+    const r = await runCli(["usage", "--json"], env)
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout)
+    expect(out.windows).toHaveLength(2)
+    expect(out.windows[0]).toMatchObject({ label: "weekly", kind: "plan", limit: 100, used: 25, remaining: 75, used_percent: 25, exhausted: false })
+    expect(out.windows[1]).toMatchObject({ label: "5-hour", kind: "rolling", duration_minutes: 300, used_percent: 100, exhausted: true })
+    expect(out.windows[1].resets_in_seconds).toBeGreaterThan(7100)
+    expect(out.windows[1].resets_in_seconds).toBeLessThanOrEqual(7230)
+    expect(Date.parse(out.windows[0].resets_at)).toBeGreaterThan(Date.now())
+    expect(out.parallel_limit).toBe(20)
+  })
+
+  it("not logged in: exit 7 and the login command, and no request", async () => {
+    const env = await start(() => ({ status: 200, body: usages() }))
+    const r = await runCli(["usage", "--json"], env)
+    expect(r.code).toBe(7)
+    expect(JSON.parse(r.stdout)).toMatchObject({ event: "error", error: "NotLoggedInError" })
+    expect(server!.requests).toHaveLength(0)
+  })
+
+  it("an error status: exit 6 naming the status and the path", async () => {
+    seed()
+    const env = await start(() => ({ status: 502, body: "<html>bad gateway</html>" }))
+    const r = await runCli(["usage"], env)
+    expect(r.code).toBe(6)
+    expect(r.stderr).toMatch(/answered 502 to \/usages/)
+  })
+})
