@@ -17,7 +17,7 @@ export const runLoad = async ({ rounds = 30 } = {}) => {
     { name: "kimi", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "server"] },
     { name: "kimi-import", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "import"] },
     { name: "kimi-config", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "config"] },
-    { name: "kimi-unbundled", args: [path.join(loadDir, "kimi.mjs"), path.join(repoRoot, "dist", "opencode", "KimiPlugin.js"), "server"] }
+    { name: "kimi-unbundled", args: [path.join(loadDir, "kimi.mjs"), path.join(repoRoot, "dist", "opencode", "server.js"), "server"] }
   ]
   const times = Object.fromEntries(cases.map((c) => [c.name, []]))
   const rss = Object.fromEntries(cases.map((c) => [c.name, []]))

@@ -18,7 +18,8 @@ export const runOverhead = async ({ requests = 2000, runs = 7, block = 100 } = {
   const home = tempDir("kimi-bench-overhead-")
   const storage = path.join(home, "store")
   writeTokenFile(storage, { access: "bench-access-token-valid", refresh: "bench-refresh-token", expiresAt: nowSeconds() + 3600, expiresIn: 3600 })
-  const env = cleanEnv({ HOME: home, OPENCODE_KIMI_AUTH_DIR: storage })
+  // The plugin authorizes only requests below its API base (a quota answer reads {base}/usages): point it at the server.
+  const env = cleanEnv({ HOME: home, OPENCODE_KIMI_AUTH_DIR: storage, KIMI_CODE_BASE_URL: `${server.url}/coding/v1` })
   const runtimes = [
     // exports["./server"], the bundle OpenCode loads, in Bun (OpenCode's runtime) and in Node.
     { name: "bun", cmd: bunPath, spec: "opencode-kimi-auth/server" },

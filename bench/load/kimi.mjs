@@ -10,14 +10,17 @@ const m = await import(spec)
 const plugins = typeof m.default?.server === "function" ? [m.default] : Object.values(m).filter((p) => typeof p?.server === "function")
 if (plugins.length === 0) throw new Error(`${spec} exports no plugin`)
 if (mode !== "import") {
-  for (const plugin of plugins) {
-    const hooks = await plugin.server({ client: {} }, undefined)
-    if (typeof hooks?.auth?.loader !== "function") throw new Error("unexpected plugin shape")
-    if (mode === "config") {
+  const all = []
+  for (const plugin of plugins) all.push(await plugin.server({ client: {} }, undefined))
+  for (const hooks of all) if (typeof hooks?.auth?.loader !== "function") throw new Error("unexpected plugin shape")
+  if (mode === "config") {
+    // One config object for every instance, as OpenCode passes its own.
+    const config = {}
+    for (const hooks of all) {
       if (typeof hooks.config !== "function") throw new Error("no config hook")
-      await hooks.config({})
-      await hooks.dispose?.()
+      await hooks.config(config)
     }
+    for (const hooks of all) await hooks.dispose?.()
   }
 }
 process.stdout.write(JSON.stringify({ maxRSS: process.resourceUsage().maxRSS }) + "\n")
