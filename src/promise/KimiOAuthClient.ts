@@ -24,6 +24,8 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { DeviceFlow } from "../DeviceFlow.js"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
+import { isTransient } from "../Errors.js"
+import { gaveUp } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { KimiApi } from "../KimiApi.js"
@@ -219,7 +221,10 @@ export class KimiOAuthClient {
    * `waitForCompletion()`. Aborting `signal` stops the whole login.
    */
   async authorize(options: CallOptions = {}): Promise<AuthorizationSession> {
-    const authorization = await this.#run(Effect.flatMap(DeviceFlow, (f) => f.start), options.signal)
+    // A fault that outlasted the device flow's retries: its message must not promise another retry.
+    const final = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.mapError(effect, (e) => (isTransient(e) ? gaveUp(e) : e))
+    const authorization = await this.#run(final(Effect.flatMap(DeviceFlow, (f) => f.start)), options.signal)
     const startedAt = Date.now()
     const controller = new AbortController()
     const forward = () => controller.abort(options.signal?.reason)
@@ -229,7 +234,7 @@ export class KimiOAuthClient {
         const flow = yield* DeviceFlow
         const manager = yield* TokenManager
         const settings = yield* KimiAuthConfig
-        const tokens = yield* flow.awaitTokens(authorization)
+        const tokens = yield* final(flow.awaitTokens(authorization))
         yield* manager.setTokens(tokens)
         return { expiresAt: new Date(tokens.expiresAt * 1000), tokenFilePath: settings.tokenFilePath }
       }),
