@@ -42,8 +42,7 @@ import {
   readCapped
 } from "./KimiHttpClient.js"
 import { retryAfterMillis } from "./KimiRequest.js"
-import type { TokenError } from "./TokenManager.js"
-import { TokenStore } from "./TokenStore.js"
+import { type TokenError, TokenManager } from "./TokenManager.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
 
 /** Every way a Kimi API call can fail. */
@@ -245,11 +244,10 @@ export interface KimiApiShape {
 export const make = Effect.gen(function*() {
   const client = yield* KimiHttpClient
   const settings = yield* KimiAuthConfig
-  const store = yield* TokenStore
-  const base = store.load.pipe(
-    Effect.map((tokens) => apiBaseFor(settings, tokens)),
-    Effect.orElseSucceed(() => apiBaseFor(settings, undefined))
-  )
+  const manager = yield* TokenManager
+  // The login's region decides the base (unless pinned): the manager's token set, cached in memory, says which.
+  // Without a usable login this already fails with the typed error the request would have met.
+  const base = Effect.map(manager.getTokens, (tokens) => apiBaseFor(settings, tokens))
 
   const lift = (url: string) => (e: HttpClientError.HttpClientError | KimiRequestError): KimiApiFailure =>
     e._tag === "HttpClientError"
@@ -350,7 +348,10 @@ export const make = Effect.gen(function*() {
 /** The Kimi API service. */
 export class KimiApi extends Context.Service<KimiApi, KimiApiShape>()("opencode-kimi-auth/KimiApi") {
   /** Over {@link KimiHttpClient} and the configuration. */
-  static readonly layer: Layer.Layer<KimiApi, never, KimiHttpClient | KimiAuthConfig | TokenStore> = Layer.effect(KimiApi, make)
+  static readonly layer: Layer.Layer<KimiApi, never, KimiHttpClient | KimiAuthConfig | TokenManager> = Layer.effect(
+    KimiApi,
+    make
+  )
 
   /**
    * Over the `KimiAuth` services already provided (a runtime built from
