@@ -4,6 +4,8 @@
  *
  * The device id is a random UUID created once, stored as `device_id` (mode
  * 0600) in the storage folder, and reused by every later call and process.
+ * It is stored by the first save of tokens, never by building the layer:
+ * read-only commands (`status`) write nothing.
  * Header values are made ASCII, stripped of control characters and trimmed:
  * a non-ASCII host name or the trailing newline of an OS version string has
  * broken real logins.
@@ -16,7 +18,9 @@ import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Path from "effect/Path"
 import * as crypto from "node:crypto"
+import * as nodeFs from "node:fs"
 import * as os from "node:os"
+import * as nodePath from "node:path"
 import { TokenStoreError } from "./Errors.js"
 import { KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
 
@@ -25,6 +29,11 @@ export interface DeviceIdentityShape {
   readonly deviceId: string
   /** `X-Msh-Platform`, `-Version`, `-Device-Name`, `-Device-Model`, `-Os-Version`, `-Device-Id`, and `User-Agent`. */
   readonly headers: Readonly<Record<string, string>>
+  /**
+   * The device id if it exists already, without creating it (`undefined`
+   * when none was stored yet). For read-only callers such as `status`.
+   */
+  readonly peekDeviceId?: (() => string | undefined) | undefined
 }
 
 /** Facts about the machine that go into the headers. */
@@ -137,11 +146,57 @@ export const loadOrCreateDeviceId = Effect.fn("DeviceIdentity.loadOrCreateDevice
   return winner ?? id
 })
 
+/** Reads `device_id` (sync); `undefined` when absent or not a UUID. Other errors are thrown. */
+const readDeviceIdSync = (file: string): string | undefined => {
+  try {
+    const s = nodeFs.readFileSync(file, "utf8").trim()
+    return UUID.test(s) ? s : undefined
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
+    throw e
+  }
+}
+
+/**
+ * The sync twin of {@link loadOrCreateDeviceId}, for the first save, from a
+ * getter: exclusive link, so concurrent first saves agree on one id. When the
+ * folder cannot be written, an in-memory id serves this process (the next one
+ * tries again); a device id is an identifier, not a secret.
+ */
+const createDeviceIdSync = (
+  settings: Pick<KimiAuthSettings, "storageDir" | "deviceIdPath">,
+  id: string = crypto.randomUUID()
+): string => {
+  try {
+    const existing = readDeviceIdSync(settings.deviceIdPath)
+    if (existing !== undefined) return existing
+    nodeFs.mkdirSync(settings.storageDir, { recursive: true, mode: 0o700 })
+    const tmp = nodePath.join(settings.storageDir, `.device_id.${process.pid}.${crypto.randomBytes(4).toString("hex")}`)
+    nodeFs.writeFileSync(tmp, `${id}\n`, { mode: 0o600, flag: "wx" })
+    try {
+      nodeFs.linkSync(tmp, settings.deviceIdPath)
+      return id
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") nodeFs.renameSync(tmp, settings.deviceIdPath)
+      return readDeviceIdSync(settings.deviceIdPath) ?? id
+    } finally {
+      nodeFs.rmSync(tmp, { force: true })
+    }
+  } catch {
+    return id
+  }
+}
+
 /** The device identity service. */
 export class DeviceIdentity extends Context.Service<DeviceIdentity, DeviceIdentityShape>()(
   "opencode-kimi-auth/DeviceIdentity"
 ) {
-  /** Reads or creates the device id in the storage folder. */
+  /**
+   * Reads the device id from the storage folder. When there is none yet,
+   * requests carry a planned id and the first save (`deviceId`, read by the
+   * token store) stores it, so building this layer for a read-only command
+   * writes nothing.
+   */
   static readonly layer: Layer.Layer<
     DeviceIdentity,
     TokenStoreError,
@@ -150,8 +205,35 @@ export class DeviceIdentity extends Context.Service<DeviceIdentity, DeviceIdenti
     DeviceIdentity,
     Effect.gen(function*() {
       const settings = yield* KimiAuthConfig
-      const deviceId = yield* loadOrCreateDeviceId(settings)
-      return { deviceId, headers: identityHeaders(settings, deviceId) }
+      const existing = yield* Effect.try({
+        try: () => readDeviceIdSync(settings.deviceIdPath),
+        catch: (cause) =>
+          new TokenStoreError({
+            path: settings.deviceIdPath,
+            message: `Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`,
+            cause
+          })
+      })
+      if (existing !== undefined) {
+        return { deviceId: existing, headers: identityHeaders(settings, existing), peekDeviceId: () => existing }
+      }
+      // None yet: requests carry a planned id; the first save stores it (or adopts the id another
+      // process stored first). Building the layer, and reading the status, write nothing.
+      const planned = crypto.randomUUID()
+      let created: string | undefined
+      let headersFor: { readonly id: string; readonly headers: Record<string, string> } | undefined
+      const current = () => created ?? planned
+      return {
+        get deviceId() {
+          return (created ??= createDeviceIdSync(settings, planned))
+        },
+        get headers() {
+          const id = current()
+          if (headersFor?.id !== id) headersFor = { id, headers: identityHeaders(settings, id) }
+          return headersFor.headers
+        },
+        peekDeviceId: () => created ?? readDeviceIdSync(settings.deviceIdPath)
+      } satisfies DeviceIdentityShape
     })
   )
 

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
+import type * as Redacted from "effect/Redacted"
 
 /**
  * The configuration cannot be used as given (for example a plain-`http:` OAuth
@@ -24,6 +25,12 @@ export class ConfigError extends Data.TaggedError("ConfigError")<{
 export class NetworkError extends Data.TaggedError("NetworkError")<{
   readonly url: string
   readonly message: string
+  /**
+   * What failed, in words (`TransportError (ECONNREFUSED)`, `timeout`). The
+   * OAuth client never keeps the underlying `HttpClientError` as `cause`: it
+   * holds the request, and the request holds the secrets it sent.
+   */
+  readonly reason?: string | undefined
   readonly cause?: unknown
 }> {}
 
@@ -49,6 +56,18 @@ export class InvalidResponseError extends Data.TaggedError("InvalidResponseError
   readonly status: number
   readonly excerpt: string
   readonly message: string
+  /**
+   * Why, for code: `too-large` (the body passed the size cap), `redirect` (a
+   * 3xx, never followed), `invalid-token` (a token that is not an RFC 6750
+   * bearer token), `malformed` (anything else). Absent means `malformed`.
+   */
+  readonly reason?: "too-large" | "redirect" | "invalid-token" | "malformed" | undefined
+  /**
+   * A refresh answer that rotated the refresh token but carried an unusable
+   * access token: the new refresh token (the sent one is spent now), so the
+   * caller can store it and keep the login. Redacted: never printed.
+   */
+  readonly rotatedRefreshToken?: Redacted.Redacted<string> | undefined
 }> {}
 
 /**
@@ -127,22 +146,70 @@ export const isTransient = (e: { readonly _tag: string }): e is TransientError =
 /** The command a person runs to log in again, quoted in every `NotLoggedInError`. */
 export const LOGIN_HINT = "run `kimi-auth login` (or `opencode auth login -p kimi` in OpenCode)"
 
-const TOKENISH = /("?(?:access_token|refresh_token|id_token|device_code)"?\s*[:=]\s*"?)([^"&,\s}]+)/gi
+const TOKENISH =
+  /("?(?:access[_-]?token|refresh[_-]?token|id[_-]?token|device[_-]?code|client[_-]?secret|password|token)"?\s*[:=]\s*"?)([^"&,\s}]+)/gi
 const BEARER = /(bearer\s+)[A-Za-z0-9._~+/=-]+/gi
 const JWT = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g
 
 /**
  * A short, single-line, token-free excerpt of a response body for error
- * messages: values of token fields, bearer credentials and JWT-shaped strings
- * are replaced with `<redacted>`.
+ * messages: values of token fields (snake_case and camelCase), bearer
+ * credentials and JWT-shaped strings are replaced with `<redacted>`, control
+ * characters with spaces.
  */
 export const excerpt = (body: string, max = 160): string => {
   const scrubbed = body
     .replace(TOKENISH, "$1<redacted>")
     .replace(BEARER, "$1<redacted>")
     .replace(JWT, "<redacted>")
-    .replace(/\s+/g, " ")
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\s\u0000-\u001f\u007f-\u009f]+/g, " ")
     .trim()
   if (scrubbed.length === 0) return "(empty body)"
   return scrubbed.length > max ? `${scrubbed.slice(0, max)}…` : scrubbed
+}
+
+const base64Cores = (secret: string): Array<string> => {
+  // base64 of a text that contains the secret at any byte offset: the part of
+  // the encoding that depends on the secret's bytes alone, for the 3 alignments.
+  const bytes = new TextEncoder().encode(secret)
+  const out: Array<string> = []
+  for (const shift of [0, 1, 2]) {
+    const padded = new Uint8Array(shift + bytes.length)
+    padded.set(bytes, shift)
+    let b64 = btoa(String.fromCharCode(...padded)).replace(/=+$/, "")
+    if ((shift + bytes.length) % 3 !== 0) b64 = b64.slice(0, -1)
+    const core = b64.slice([0, 2, 3][shift])
+    if (core.length >= 8) out.push(core, core.replace(/\+/g, "-").replace(/\//g, "_"))
+  }
+  return out
+}
+
+/**
+ * Every form in which a secret may come back inside a response body or an
+ * error: as is, URL-encoded (both `encodeURIComponent` and form encoding, in
+ * either hex case), JSON-escaped (with `\/` too), and base64 / base64url at
+ * any alignment. Longest first, so a longer form is replaced before a part of it.
+ */
+export const secretForms = (secret: string): Array<string> => {
+  if (secret.length === 0) return []
+  const forms = new Set<string>([secret])
+  const json = JSON.stringify(secret).slice(1, -1)
+  forms.add(json)
+  forms.add(json.replace(/\//g, "\\/"))
+  for (const enc of [encodeURIComponent(secret), new URLSearchParams({ s: secret }).toString().slice(2)]) {
+    forms.add(enc)
+    forms.add(enc.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()))
+  }
+  for (const core of base64Cores(secret)) forms.add(core)
+  return [...forms].filter((f) => f.length > 0).sort((a, b) => b.length - a.length)
+}
+
+/** Replaces every form ({@link secretForms}) of each secret in `text` with `<redacted>`. */
+export const redactSecrets = (text: string, secrets: ReadonlyArray<string>): string => {
+  let out = text
+  for (const secret of secrets) {
+    for (const form of secretForms(secret)) out = out.split(form).join("<redacted>")
+  }
+  return out
 }

@@ -12,10 +12,19 @@
  * - **Release** (success, failure or interruption): the file is removed only if
  *   it still holds our token; a waiter that gives up never touches the holder's
  *   file.
- * - **Stale**: a lock is stale when its holder is on this host and its pid is
- *   gone (`process.kill(pid, 0)` → `ESRCH`), or when its mtime is older than
- *   `staleAfter` (default 10 s): a holder killed with SIGKILL on another host, or
- *   a frozen one, blocks others for about `staleAfter`.
+ * - **Who holds it**: a pid is not an identity (pids are reused), so the lock
+ *   records the holder's pid, its start time (`/proc/<pid>/stat` field 22 on
+ *   Linux, `ps -o lstart=` elsewhere) and the host name.
+ * - **Stale**: a lock whose holder is on this host is stale only when that
+ *   process is gone: its pid is free, or now belongs to a process that started
+ *   at another time. A live holder on this host is never broken, however long
+ *   it holds the lock (stopped with SIGSTOP, swapping, under a debugger): the
+ *   waiter fails with {@link LockTimeoutError} instead, and the login is
+ *   intact. A holder on another host (a shared home folder) cannot be checked:
+ *   its lock is stale once its heartbeat (the file's mtime and content) has not
+ *   changed for `staleAfter` (default 10 s), measured on the waiter's own
+ *   monotonic clock from the moment it first saw that heartbeat, never by
+ *   comparing two machines' wall clocks.
  * - **Take-over**: a waiter that finds a stale lock first takes a short-lived
  *   second lock, `<path>.break` (same exclusive create), then re-reads the lock
  *   and proceeds only if it is still the very file (same inode, same content)
@@ -33,10 +42,14 @@
  *   the same lock, in the fiber that holds it, runs directly instead of waiting
  *   for itself.
  *
- * File timestamps come from the OS clock, so staleness is judged against
- * `Date.now()`; waits and timeouts use Effect's `Clock`. The pid check assumes
- * one pid namespace per host name: containers that share the folder must not
- * share a host name.
+ * - **Cannot delete**: a stale lock the waiter may not remove (`EPERM`/`EACCES`,
+ *   e.g. another user's file in a sticky folder) is waited on with the same
+ *   backoff, never in a busy loop, and the timeout says who must delete it.
+ *
+ * Waits, timeouts and staleness use Effect's `Clock` (monotonic time for
+ * staleness), so the TestClock drives them. The pid check assumes one pid
+ * namespace per host name: containers that share the folder must not share a
+ * host name.
  *
  * @since 0.1.0
  */
@@ -52,8 +65,11 @@ import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
+import * as childProcess from "node:child_process"
 import * as crypto from "node:crypto"
+import * as nodeFs from "node:fs"
 import * as os from "node:os"
+import { describeError } from "./Errno.js"
 import { LockTimeoutError, TokenStoreError } from "./Errors.js"
 
 /** What a lock file holds. */
@@ -66,13 +82,20 @@ export interface LockInfo {
   readonly acquiredAt: string
   /** Random id of this one acquisition; release removes the file only if it still matches. */
   readonly token: string
+  /**
+   * When the holder process started, as the OS reports it (see
+   * {@link processStartTime}); with the pid, it identifies the process.
+   * Absent in locks written by older versions or where it cannot be read.
+   */
+  readonly startTime?: string | undefined
 }
 
 const LockInfoJson = Schema.fromJsonString(Schema.Struct({
   pid: Schema.Number,
   hostname: Schema.String,
   acquiredAt: Schema.String,
-  token: Schema.String
+  token: Schema.String,
+  startTime: Schema.optional(Schema.String)
 }))
 const decodeLockInfo = Schema.decodeUnknownOption(LockInfoJson)
 
@@ -130,6 +153,59 @@ export const isPidAlive = (pid: number): boolean => {
   } catch (e) {
     return (e as NodeJS.ErrnoException | undefined)?.code !== "ESRCH"
   }
+}
+
+/**
+ * When process `pid` started, as an opaque string that changes when the pid is
+ * reused: field 22 of `/proc/<pid>/stat` (clock ticks since boot) on Linux,
+ * `ps -o lstart= -p <pid>` on other POSIX systems. `undefined` when it cannot
+ * be read (no such process, Windows, no `ps`).
+ */
+export const processStartTime = (pid: number): string | undefined => {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined
+  try {
+    if (process.platform === "linux") {
+      const stat = nodeFs.readFileSync(`/proc/${pid}/stat`, "utf8")
+      // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const start = fields[22 - 3]
+      return start !== undefined && /^\d+$/.test(start) ? `linux:${start}` : undefined
+    }
+    if (process.platform === "win32") return undefined
+    const out = childProcess.execFileSync("ps", ["-o", "lstart=", "-p", String(pid)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 2_000
+    }).trim()
+    return out === "" ? undefined : `ps:${out}`
+  } catch {
+    return undefined
+  }
+}
+
+let ownStartTime: string | undefined | null = null
+/** This process's start time, read once. */
+const selfStartTime = (): string | undefined => {
+  if (ownStartTime === null) ownStartTime = processStartTime(process.pid)
+  return ownStartTime
+}
+
+/** What a waiter can know about a lock's holder. */
+export type HolderState = "alive" | "gone" | "unknown"
+
+/**
+ * Whether the holder named in `info` still runs: `unknown` for another host
+ * (or no info); on this host `gone` when its pid is free or belongs to a
+ * process that started at another time than the one recorded.
+ */
+export const holderState = (info: LockInfo | undefined, hostname: string = os.hostname()): HolderState => {
+  if (info === undefined || info.hostname !== hostname) return "unknown"
+  if (!isPidAlive(info.pid)) return "gone"
+  if (info.startTime !== undefined) {
+    const now = processStartTime(info.pid)
+    if (now !== undefined && now !== info.startTime) return "gone"
+  }
+  return "alive"
 }
 
 const randomId = () => crypto.randomBytes(12).toString("hex")
@@ -229,8 +305,8 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
     const ioError = (what: string) => (e: PlatformError.PlatformError) =>
       new TokenStoreError({
         path: lockPath,
-        message: `Cannot ${what} (${e.reason._tag}). Check that ${dir} exists, is a folder you own, and is ` +
-          `writable by you.`,
+        message: `Cannot ${what} (${describeError(e)}). Check that ${dir} exists, is a folder you own, is ` +
+          `writable by you, and that the disk is not full.`,
         cause: e
       })
 
@@ -252,15 +328,35 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
         Effect.mapError(ioError(`read the lock file ${file}`))
       )
 
-    /** Why a lock is stale, or `undefined` while its holder may be alive. */
-    const staleReason = (s: Snapshot): string | undefined => {
-      if (s.info !== undefined && s.info.hostname === hostname && !isPidAlive(s.info.pid)) {
-        return `its holder, process ${s.info.pid}, is gone`
-      }
-      const age = Date.now() - s.mtimeMillis
-      if (age > staleMillis) return `it was last refreshed ${formatDuration(Math.round(age))} ago`
-      return undefined
-    }
+    /**
+     * What this waiter has seen of each lock file it watches: the heartbeat it
+     * last saw (identity and mtime) and when, on its own monotonic clock.
+     */
+    const watched = new Map<string, { readonly beat: string; readonly since: number }>()
+    const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
+
+    /** Why the lock in `s` (the file `file`) is stale, or `undefined` while its holder may be alive. */
+    const staleReason = (file: string, s: Snapshot): Effect.Effect<string | undefined> =>
+      Effect.gen(function*() {
+        const state = holderState(s.info, hostname)
+        if (state === "gone") return `its holder, process ${s.info?.pid}, is gone`
+        if (state === "alive") {
+          watched.delete(file)
+          return undefined
+        }
+        // Another host (or no readable info): stale once the heartbeat stops changing for staleAfter.
+        const now = yield* monotonicMillis
+        const beat = `${s.identity}@${s.mtimeMillis}`
+        const seen = watched.get(file)
+        if (seen === undefined || seen.beat !== beat) {
+          watched.set(file, { beat, since: now })
+          return undefined
+        }
+        const still = now - seen.since
+        return still > staleMillis
+          ? `its heartbeat has not changed for ${formatDuration(Math.round(still))}`
+          : undefined
+      })
 
     /**
      * Creates `file` exclusively with our info. `true` when created, `false`
@@ -268,7 +364,14 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
      * ours behind; a failed write removes the file it created.
      */
     const tryCreate = (file: string, token: string): Effect.Effect<boolean, TokenStoreError> => {
-      const info: LockInfo = { pid: process.pid, hostname, acquiredAt: new Date().toISOString(), token }
+      const startTime = selfStartTime()
+      const info: LockInfo = {
+        pid: process.pid,
+        hostname,
+        acquiredAt: new Date().toISOString(),
+        token,
+        ...(startTime === undefined ? {} : { startTime })
+      }
       const bytes = new TextEncoder().encode(JSON.stringify(info) + "\n")
       const create = Effect.scoped(
         Effect.flatMap(fs.open(file, { flag: "wx", mode: 0o600 }), (handle) =>
@@ -296,16 +399,16 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
      * changed in between (only if our own lock was taken over while we lived),
      * the moved file is linked back. Never fails.
      */
-    const removeIf = (file: string, isOurs: (s: Snapshot) => boolean): Effect.Effect<void> =>
+    const removeIf = (file: string, isOurs: (s: Snapshot) => boolean): Effect.Effect<string | undefined> =>
       Effect.gen(function*() {
         const before = yield* snapshot(file)
-        if (before === undefined || !isOurs(before)) return
+        if (before === undefined || !isOurs(before)) return undefined
         const grave = `${file}.gone-${process.pid}-${randomId()}`
         const moved = yield* fs.rename(file, grave).pipe(
           Effect.as(true),
           Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
         )
-        if (!moved) return
+        if (!moved) return undefined
         const s = yield* snapshot(grave)
         if (s !== undefined && !isOurs(s)) {
           const restored = yield* fs.link(grave, file).pipe(
@@ -319,8 +422,15 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
           if (!restored) yield* Effect.logWarning(`FileLock: could not put back the lock ${file} after moving it by mistake`)
         }
         yield* fs.remove(grave).pipe(Effect.catchReason("PlatformError", "NotFound", () => Effect.void))
+        return undefined
       }).pipe(
-        Effect.catchCause((cause) => Effect.logDebug(`FileLock: cleanup of ${file} failed`, cause)),
+        Effect.catch((e: PlatformError.PlatformError | TokenStoreError) =>
+          Effect.as(
+            Effect.logDebug(`FileLock: cannot remove ${file}`),
+            e._tag === "PlatformError" ? describeError(e) : e.message
+          )
+        ),
+        Effect.catchCause((cause) => Effect.as(Effect.logDebug(`FileLock: cleanup of ${file} failed`, cause), "failed")),
         Effect.uninterruptible
       )
 
@@ -329,30 +439,32 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
 
     /**
      * Takes over the stale lock seen in `seen`, holding `<path>.break` so that
-     * only one waiter breaks it. Returns when done or when another waiter is
-     * already at it; the caller then tries to create the lock again.
+     * only one waiter breaks it. Returns `undefined` when done or when another
+     * waiter is at it (the caller then tries to create the lock again), or why
+     * the stale file could not be removed (the caller backs off).
      */
-    const breakStale = (seen: Snapshot, reason: string): Effect.Effect<void, TokenStoreError> =>
+    const breakStale = (seen: Snapshot, reason: string): Effect.Effect<string | undefined, TokenStoreError> =>
       Effect.gen(function*() {
         const breakToken = randomId()
         const gotBreak = yield* tryCreate(breakPath, breakToken)
         if (!gotBreak) {
           // Someone else is breaking it; if that breaker died, clear its break lock.
           const b = yield* snapshot(breakPath)
-          if (b !== undefined && staleReason(b) !== undefined) yield* removeIf(breakPath, sameAs(b))
-          return
+          if (b !== undefined && (yield* staleReason(breakPath, b)) !== undefined) return yield* removeIf(breakPath, sameAs(b))
+          return undefined
         }
-        yield* Effect.gen(function*() {
+        return yield* Effect.gen(function*() {
           const again = yield* snapshot(lockPath)
-          if (again === undefined || again.identity !== seen.identity || staleReason(again) === undefined) return
+          if (again === undefined || again.identity !== seen.identity) return undefined
           yield* Effect.logDebug(`FileLock: taking over the stale lock ${lockPath}: ${reason}`)
-          yield* removeIf(lockPath, sameAs(seen))
+          return yield* removeIf(lockPath, sameAs(seen))
         }).pipe(Effect.ensuring(removeIf(breakPath, holds(breakToken))))
       }).pipe(Effect.uninterruptible)
 
     /** Polls until the lock file is ours. Interruptible between attempts. */
     const acquireFile = (token: string, remainingMillis: number): Effect.Effect<void, LockTimeoutError | TokenStoreError> => {
       let last: Snapshot | undefined
+      let cannotRemove: string | undefined
       const loop = Effect.gen(function*() {
         let attempt = 0
         while (true) {
@@ -360,10 +472,12 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
           const seen = yield* snapshot(lockPath)
           if (seen === undefined) continue
           last = seen
-          const reason = staleReason(seen)
+          const reason = yield* staleReason(lockPath, seen)
           if (reason !== undefined) {
-            yield* breakStale(seen, reason)
-            continue
+            const failed = yield* breakStale(seen, reason)
+            if (failed === undefined) continue
+            // A stale lock we may not delete: wait like for a live one, never spin.
+            cannotRemove = `it is stale (${reason}) but cannot be removed (${failed})`
           }
           const base = Math.min(250, 10 * Math.pow(1.5, attempt++))
           yield* Effect.sleep(Math.round(base * (yield* Random.nextBetween(0.5, 1.5))))
@@ -377,11 +491,17 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
             const who = holder
               ? `held by process ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}`
               : "held by another process"
+            const alive = holderState(holder, hostname) === "alive"
             return Effect.fail(
               new LockTimeoutError({
                 path: lockPath,
-                message: `Gave up after ${formatDuration(timeoutMillis)} waiting for the lock ${lockPath}, ${who}. ` +
-                  `If no kimi-auth or OpenCode process is running, delete ${lockPath} and try again.`
+                message: `Gave up after ${formatDuration(timeoutMillis)} waiting for the lock ${lockPath}, ${who}` +
+                  (cannotRemove !== undefined
+                    ? `: ${cannotRemove}. Delete it as its owner (or root), or use a storage folder of your own.`
+                    : alive
+                    ? `, which is still running (a live holder is never interrupted; if it is stopped, resume it ` +
+                      `with \`kill -CONT ${holder!.pid}\` or end it). Nothing was changed; try again.`
+                    : `. If no kimi-auth or OpenCode process is running, delete ${lockPath} and try again.`)
               })
             )
           }

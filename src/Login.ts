@@ -7,7 +7,14 @@
  */
 import * as Effect from "effect/Effect"
 import { DeviceFlow, type DeviceFlowError, type PollEvent } from "./DeviceFlow.js"
-import type { LockTimeoutError, TokenStoreError } from "./Errors.js"
+import {
+  isTransient,
+  type LockTimeoutError,
+  NetworkError,
+  ServerError,
+  type TokenStoreError,
+  type TransientError
+} from "./Errors.js"
 import type { DeviceAuthorization } from "./OAuthClient.js"
 import { TokenManager } from "./TokenManager.js"
 import type { TokenSet } from "./TokenSet.js"
@@ -24,8 +31,34 @@ export interface LoginHandlers<R = never> {
 export type LoginError = DeviceFlowError | TokenStoreError | LockTimeoutError
 
 /**
+ * The message of a transient fault that ended the login: the device flow has
+ * already retried it, so "it will be retried" (true of the fault while
+ * polling) is replaced by what to do now. The first sentence (what happened,
+ * with the URL or status) is kept.
+ */
+export const gaveUpMessage = (error: TransientError): string => {
+  const what = error.message.split(/(?<=\.)\s/)[0] ?? error.message
+  return error._tag === "ServerError"
+    ? `${what} The login gave up after several attempts; try again in a few minutes.`
+    : `${what} The login gave up after several attempts: check your connection and the OAuth host ` +
+      `(KIMI_CODE_OAUTH_HOST / KIMI_OAUTH_HOST, or the region), then start the login again.`
+}
+
+const gaveUp = (error: TransientError): TransientError =>
+  error._tag === "ServerError"
+    ? new ServerError({
+      url: error.url,
+      status: error.status,
+      excerpt: error.excerpt,
+      retryAfterMillis: error.retryAfterMillis,
+      message: gaveUpMessage(error)
+    })
+    : new NetworkError({ url: error.url, cause: error.cause, message: gaveUpMessage(error) })
+
+/**
  * Runs a device login end to end and stores the tokens. Interrupting it stops
- * polling at once and stores nothing.
+ * polling at once and stores nothing. A network or server fault that outlasts
+ * the device flow's retries ends the login with a message that says so.
  */
 export const login = <R = never>(
   handlers: LoginHandlers<R>
@@ -38,4 +71,7 @@ export const login = <R = never>(
     const tokens = yield* flow.awaitTokens(authorization, handlers.onEvent)
     yield* manager.setTokens(tokens)
     return tokens
-  }).pipe(Effect.withSpan("login"))
+  }).pipe(
+    Effect.mapError((e): LoginError => (isTransient(e) ? gaveUp(e) : e)),
+    Effect.withSpan("login")
+  )

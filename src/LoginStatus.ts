@@ -33,6 +33,7 @@ export interface TokenTiming {
 /** The login state. `tokens` is undefined when not logged in. */
 export interface LoginStatus {
   readonly tokens: TokenTiming | undefined
+  /** The stored device id; empty until the first login or request creates it (reading the status never does). */
   readonly deviceId: string
   readonly tokenFilePath: string
   readonly deviceIdPath: string
@@ -46,7 +47,10 @@ export interface LoginStatus {
   readonly refreshWindowSeconds: number
 }
 
-/** Reads the stored login. A corrupt file is moved aside and reported, as by every load. */
+/**
+ * Reads the stored login, writing nothing (no `device_id` is created). A
+ * corrupt file is moved aside and reported, as by every load.
+ */
 export const loginStatus: Effect.Effect<
   LoginStatus,
   TokenStoreError | CorruptTokenFileError,
@@ -66,7 +70,8 @@ export const loginStatus: Effect.Effect<
   }
   return {
     tokens,
-    deviceId: identity.deviceId,
+    // Peek, never create: a status check writes nothing.
+    deviceId: identity.peekDeviceId ? identity.peekDeviceId() ?? "" : identity.deviceId,
     tokenFilePath: settings.tokenFilePath,
     deviceIdPath: settings.deviceIdPath,
     ...issuerFor(settings, stored),

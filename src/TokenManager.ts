@@ -15,9 +15,24 @@
  * - **Rejection**: on `invalid_grant`/401 the file is re-read once (a tool that
  *   does not take our lock may have rotated it); only then does it fail with
  *   {@link NotLoggedInError}. Nothing is ever deleted for a failure.
- * - **Transient faults** (429, 5xx, network) are retried with jittered
- *   exponential backoff; while the current access token is still valid it is
- *   served instead of failing.
+ * - **Transient faults** (429, 5xx, network): a proactive refresh (the token
+ *   still valid) serves the current token at once and tries again on a later
+ *   call after a backoff (or from the background refresher). A refresh that
+ *   must succeed (expired token, or `invalidate`) retries with jittered
+ *   exponential backoff or the server's `Retry-After`, for at most
+ *   `maxRetryTime` (20 s) in all; a `Retry-After` longer than that fails at
+ *   once with a message naming the delay. The cross-process lock is released
+ *   during every wait and re-taken (and the file re-read) after it.
+ * - **Disk first**: before spending a refresh token, the space for the new
+ *   token file is written and fsynced ({@link TokenStoreShape.prepareSave}), so
+ *   a full disk fails before the request. If the save still fails after the
+ *   server answered, the call fails with `TokenStoreError` naming the errno,
+ *   and this process keeps the new tokens in memory: its next refresh uses
+ *   them, never the spent refresh token still on disk.
+ * - **Interrupted refreshes**: a marker is written right before the request
+ *   and removed by the save. A process killed in between leaves it; when the
+ *   next refresh is then rejected, the error says that an interrupted refresh
+ *   lost the login and how to log in again.
  *
  * @since 0.1.0
  */
@@ -27,6 +42,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import {
   type CorruptTokenFileError,
@@ -34,18 +50,19 @@ import {
   type InvalidResponseError,
   isTransient,
   LOGIN_HINT,
+  TokenStoreError,
+  type TransientError,
   type LockTimeoutError,
   type NetworkError,
   NotLoggedInError,
   type OAuthError,
-  type ServerError,
-  type TokenStoreError
+  type ServerError
 } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { OAuthClient } from "./OAuthClient.js"
-import { retryTransient } from "./Retry.js"
-import { TokenStore } from "./TokenStore.js"
-import type { TokenSet } from "./TokenSet.js"
+import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
+import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
+import { TokenSet } from "./TokenSet.js"
 import { isDueAt, refreshThresholdSeconds as thresholdFor } from "./TokenValidation.js"
 
 /** Every way getting a token can fail. Transient errors appear only after retries ran out. */
@@ -66,6 +83,11 @@ export interface TokenManagerOptions {
   readonly retryBaseDelay?: Duration.Input | undefined
   /** Longest backoff delay. Default 8 s. */
   readonly retryMaxDelay?: Duration.Input | undefined
+  /**
+   * Longest total time one refresh spends on transient faults, its waits
+   * included; a `Retry-After` longer than this fails at once. Default 20 s.
+   */
+  readonly maxRetryTime?: Duration.Input | undefined
   /** Longest sleep of the background refresher between checks. Default 60 s. */
   readonly backgroundCheckInterval?: Duration.Input | undefined
   /**
@@ -105,7 +127,7 @@ export interface TokenManagerShape {
  * Seconds of remaining lifetime below which a token is due for refresh: the
  * larger of the window and half the lifetime (Kimi's own rule), but never more
  * than three quarters of the lifetime, so a freshly issued short-lived token is
- * never due at once. (The pure rule is `TokenValidation.refreshThresholdSeconds`.)
+ * never due at once.
  */
 export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number): number =>
   thresholdFor(tokens.expiresIn, windowSeconds)
@@ -151,75 +173,182 @@ export const make = (options: TokenManagerOptions = {}) =>
       )
     )
 
-    /** One refresh request, retried on transient faults with jittered exponential backoff. */
-    const refreshWithRetry = (tokens: TokenSet) =>
-      retryTransient(oauth.refreshToken(tokens.refreshToken, tokens), {
-        attempts,
-        baseDelay: options.retryBaseDelay ?? "500 millis",
-        maxDelay: options.retryMaxDelay ?? "8 seconds",
-        label: "token refresh"
+    const retryPolicy = {
+      baseDelay: options.retryBaseDelay ?? "500 millis",
+      maxDelay: options.retryMaxDelay ?? "8 seconds"
+    }
+    const maxRetryMillis = Duration.toMillis(Duration.fromInputUnsafe(options.maxRetryTime ?? "20 seconds"))
+    /** Not before this time (millis) does a proactive refresh try again after a transient fault. */
+    let retryNotBefore = 0
+    /** Transient faults of proactive refreshes in a row, for the growing backoff. */
+    let proactiveFailures = 0
+    /**
+     * Tokens the server issued that could not be saved, and the refresh token
+     * they replaced. While the file still holds that spent one, these win.
+     */
+    let unsaved: { readonly tokens: TokenSet; readonly spent: Redacted.Redacted<string> } | undefined
+
+    const interruptedMessage = (i: InterruptedRefresh) =>
+      `Your Kimi login was revoked: an earlier token refresh (process ${i.pid} on ${i.hostname}, started ${i.startedAt}) ` +
+      `was interrupted after Kimi had rotated the refresh token and before the new tokens were saved, so the ` +
+      `saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
+
+    /** Space for the save, reserved before the request (or a plain save for stores without it). */
+    const prepare = (s: TokenStoreShape): Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> =>
+      s.prepareSave ?? Effect.succeed({
+        interrupted: undefined,
+        markInFlight: Effect.void,
+        abandon: Effect.void,
+        commit: s.save
       })
 
-    const persist = (tokens: TokenSet) =>
-      store.save(tokens).pipe(
-        Effect.retry({ times: 1 }),
-        Effect.catch((error) =>
-          // The server already rotated: the new tokens must not be lost even if the disk is failing.
-          Effect.logError("token refresh: the new tokens could not be written; serving them from memory").pipe(
-            Effect.annotateLogs({ error: error.message })
-          )
-        )
-      )
+    /** The outcome of one locked attempt: tokens, or a transient fault with the tokens current at the time. */
+    type Attempt =
+      | { readonly _tag: "Done"; readonly tokens: TokenSet }
+      | { readonly _tag: "Transient"; readonly error: TransientError; readonly current: TokenSet }
 
-    /** The locked part: re-read, decide, refresh, store. */
-    const refreshLocked = (rejected: Redacted.Redacted<string> | undefined, force: boolean) =>
-      store.withLock(
+    /**
+     * One request with `base.refreshToken`, between the in-flight marker and the
+     * save into the reserved space. A failed save keeps the tokens in memory.
+     */
+    const refreshOnce = (base: TokenSet, prepared: PreparedSave) =>
+      Effect.gen(function*() {
+        yield* prepared.markInFlight
+        const result = yield* Effect.result(oauth.refreshToken(base.refreshToken, base))
+        if (result._tag === "Failure") {
+          const error = result.failure
+          if (error._tag === "InvalidResponseError" && error.rotatedRefreshToken !== undefined) {
+            // The server rotated the refresh token but sent an unusable access token: the one we sent is spent,
+            // so keep the new one (beside the old access token, due at once) rather than lose the login.
+            const kept = new TokenSet({ ...base, refreshToken: error.rotatedRefreshToken })
+            const saved = yield* Effect.result(prepared.commit(kept))
+            if (saved._tag === "Failure") unsaved = { tokens: kept, spent: base.refreshToken }
+            return yield* Effect.fail(error)
+          }
+          yield* prepared.abandon
+          return yield* Effect.fail(error)
+        }
+        const refreshed = result.success
+        const saved = yield* Effect.result(prepared.commit(refreshed))
+        if (saved._tag === "Failure") {
+          unsaved = { tokens: refreshed, spent: base.refreshToken }
+          cached = refreshed
+          return yield* new TokenStoreError({
+            path: store.path,
+            cause: saved.failure,
+            message: `Kimi issued new tokens, but they could not be saved: ${saved.failure.message}. This process ` +
+              `keeps them in memory and saves them at its next refresh; until then other programs find only the ` +
+              `spent refresh token there and must log in again. Fix the disk problem and run this again.`
+          })
+        }
+        yield* Effect.logDebug(
+          sameSecret(refreshed.refreshToken, base.refreshToken)
+            ? "token refresh: done; the server sent no new refresh token, the stored one is kept"
+            : "token refresh: done; the refresh token was rotated and stored"
+        ).pipe(Effect.annotateLogs({ expiresAt: refreshed.expiresAt }))
+        return refreshed
+      })
+
+    /** The tokens to start from: the file, unless this process holds newer unsaved ones. */
+    const current: Effect.Effect<TokenSet, TokenStoreError | NotLoggedInError> = Effect.gen(function*() {
+      const pending = unsaved
+      if (pending === undefined) return yield* load
+      const fromDisk = yield* Effect.result(load)
+      if (fromDisk._tag === "Success" && !sameSecret(fromDisk.success.refreshToken, pending.spent)) {
+        // Someone wrote other tokens since (a new login): those win.
+        unsaved = undefined
+        return fromDisk.success
+      }
+      // The file still holds the refresh token we spent: ours are the live ones. Save them now if we can.
+      const saved = yield* Effect.result(store.save(pending.tokens))
+      if (saved._tag === "Success") unsaved = undefined
+      else yield* Effect.logWarning("token refresh: the tokens held in memory still cannot be saved")
+      return pending.tokens
+    })
+
+    /** The locked part of one attempt: re-read, decide, reserve the save, refresh once, store. */
+    const attemptLocked = (rejected: Redacted.Redacted<string> | undefined, force: boolean): Effect.Effect<Attempt, TokenError> =>
+      store.withLock(Effect.scoped(
         Effect.gen(function*() {
-          const onDisk = yield* load
+          const onDisk = yield* current
           const now = yield* nowSeconds
           const replacedElsewhere = rejected !== undefined && !sameSecret(onDisk.accessToken, rejected)
           if (force ? replacedElsewhere && onDisk.remainingSeconds(now) > 0 : !isDue(onDisk, now, windowSeconds)) {
             yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
-            return onDisk
+            return { _tag: "Done", tokens: onDisk } as const
           }
           yield* Effect.logDebug(
             force ? "token refresh: forced (the API rejected the access token)" : "token refresh: due, refreshing"
           ).pipe(Effect.annotateLogs({ remainingSeconds: Math.round(onDisk.remainingSeconds(now)) }))
-          const refreshed = yield* refreshWithRetry(onDisk).pipe(
+          const prepared = yield* prepare(store)
+          const revoked = (e: InvalidGrantError, detail?: string) =>
+            notLoggedIn(
+              "refresh-rejected",
+              detail ?? `Your Kimi login has expired or was revoked (${e.status})`
+            )
+          const outcome = yield* refreshOnce(onDisk, prepared).pipe(
+            Effect.map((tokens): Attempt => ({ _tag: "Done", tokens })),
             Effect.catchTag("InvalidGrantError", (e: InvalidGrantError) =>
               // Re-read once: a tool that does not use our lock may have rotated the tokens.
               load.pipe(
-                Effect.flatMap((again) =>
+                Effect.flatMap((again): Effect.Effect<Attempt, TokenError> =>
                   sameSecret(again.refreshToken, onDisk.refreshToken)
-                    ? Effect.fail(notLoggedIn("refresh-rejected", `Your Kimi login has expired or was revoked (${e.status})`))
+                    ? prepared.interrupted !== undefined
+                      ? Effect.fail(new NotLoggedInError({ reason: "refresh-rejected", message: interruptedMessage(prepared.interrupted) }))
+                      : Effect.fail(revoked(e))
                     : again.remainingSeconds(now) > 0
-                    ? Effect.succeed(again)
-                    : refreshWithRetry(again).pipe(
-                      Effect.catchTag("InvalidGrantError", () =>
-                        Effect.fail(notLoggedIn("refresh-rejected", "Your Kimi login has expired or was revoked")))
+                    ? Effect.succeed({ _tag: "Done", tokens: again })
+                    : refreshOnce(again, prepared).pipe(
+                      Effect.map((tokens): Attempt => ({ _tag: "Done", tokens })),
+                      Effect.catchTag("InvalidGrantError", (e2: InvalidGrantError) => Effect.fail(revoked(e2))),
+                      Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: again }))
                     )
                 )
               )),
-            Effect.catchIf(isTransient, (error) =>
-              // Proactive refresh failed for now: the current token still works, serve it.
-              !force && onDisk.remainingSeconds(now) > 5
-                ? Effect.logWarning("token refresh failed for now; the current token is still valid").pipe(
-                  Effect.annotateLogs({ error: error._tag }),
-                  Effect.as(onDisk)
-                )
-                : Effect.fail(error))
+            Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk }))
           )
-          if (refreshed !== onDisk) {
-            yield* persist(refreshed)
-            yield* Effect.logDebug(
-              sameSecret(refreshed.refreshToken, onDisk.refreshToken)
-                ? "token refresh: done; the server sent no new refresh token, the stored one is kept"
-                : "token refresh: done; the refresh token was rotated and stored"
-            ).pipe(Effect.annotateLogs({ expiresAt: refreshed.expiresAt }))
+          if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
+            yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")
           }
-          return refreshed
+          return outcome
         })
-      )
+      ))
+
+    /**
+     * A refresh, retried outside the lock: a proactive one serves the valid
+     * token at once on a transient fault; one that must succeed waits (the
+     * lock released) within the `maxRetryTime` budget.
+     */
+    const refreshLocked = (rejected: Redacted.Redacted<string> | undefined, force: boolean) =>
+      Effect.gen(function*() {
+        const start = yield* Clock.currentTimeMillis
+        for (let attempt = 1;; attempt++) {
+          const outcome = yield* attemptLocked(rejected, force)
+          if (outcome._tag === "Done") {
+            retryNotBefore = 0
+            proactiveFailures = 0
+            return outcome.tokens
+          }
+          const { error, current: tokens } = outcome
+          const now = yield* Clock.currentTimeMillis
+          if (!force && tokens.remainingSeconds(now / 1000) > 5) {
+            // Proactive: the current token still works. Serve it now; try again after a backoff.
+            const delay = yield* backoffDelay(error, ++proactiveFailures, retryPolicy)
+            retryNotBefore = Math.min(now + delay, (tokens.expiresAt - 5) * 1000)
+            yield* Effect.logWarning("token refresh failed for now; the current token is still valid").pipe(
+              Effect.annotateLogs({ error: error._tag, retryInMillis: Math.max(0, retryNotBefore - now) })
+            )
+            return tokens
+          }
+          if (isRetryAfterTooLong(error, maxRetryMillis)) return yield* Effect.fail(retryAfterTooLong(error, maxRetryMillis))
+          const delay = yield* backoffDelay(error, attempt, retryPolicy)
+          if (attempt >= attempts || now - start + delay > maxRetryMillis) return yield* Effect.fail(error)
+          yield* Effect.logDebug("token refresh: transient fault, retrying (the lock is released meanwhile)").pipe(
+            Effect.annotateLogs({ error: error._tag, attempt, delayMillis: delay })
+          )
+          yield* Effect.sleep(Duration.millis(delay))
+        }
+      })
 
     const serve = (rejected: Redacted.Redacted<string> | undefined, force: boolean): Effect.Effect<TokenSet, TokenError> =>
       permit.withPermit(
@@ -236,6 +365,10 @@ export const make = (options: TokenManagerOptions = {}) =>
               cached = loaded
               return loaded
             }
+          }
+          // A proactive refresh failed a moment ago: keep serving the valid token until the backoff ends.
+          if (!force && cached !== undefined && now * 1000 < retryNotBefore && cached.remainingSeconds(now) > 5) {
+            return cached
           }
           const fresh = yield* refreshLocked(rejected, force)
           cached = fresh
@@ -281,7 +414,7 @@ export const make = (options: TokenManagerOptions = {}) =>
         const after = yield* Clock.currentTimeMillis
         const untilDue = tokens === undefined
           ? checkInterval
-          : (tokens.expiresAt - refreshThresholdSeconds(tokens, windowSeconds)) * 1000 - after
+          : Math.max((tokens.expiresAt - refreshThresholdSeconds(tokens, windowSeconds)) * 1000, retryNotBefore) - after
         expectedSleep = Math.min(Math.max(untilDue, 1000), checkInterval)
         lastWake = after
         yield* sleep(Duration.millis(expectedSleep))

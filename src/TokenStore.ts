@@ -10,8 +10,12 @@
  * - **Load** returns `undefined` when there is no file. A file that does not
  *   parse is never replaced or deleted: it is moved aside to
  *   `oauth.json.corrupt-<time>` and reported as {@link CorruptTokenFileError}.
- * - **Modes**: the folder is 0700 and the file 0600; looser modes found on load
- *   or save are repaired (POSIX only; Windows has no such bits).
+ * - **Owners and modes** (`StoragePermissions`, as ssh treats `~/.ssh`): the
+ *   folder is 0700 and the file 0600; looser modes of our own folder and file
+ *   are repaired without following links; a folder or file owned by another
+ *   user, a shared or linked folder others may write, or a token file that is
+ *   a symbolic link is refused with a message saying how to fix it (POSIX
+ *   only; Windows has no such bits).
  * - **Lock**: `withLock` holds the cross-process lock `oauth.json.lock` (see
  *   `FileLock`) around a whole critical section. `load`, `save` and `clear` do
  *   not take it themselves: the token manager runs load → refresh → save inside
@@ -30,11 +34,14 @@ import * as Path from "effect/Path"
 import type * as PlatformError from "effect/PlatformError"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import * as os from "node:os"
 import * as nodePath from "node:path"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreError } from "./Errors.js"
+import { describeError } from "./Errno.js"
+import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "./FileLock.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
@@ -60,6 +67,43 @@ export interface TokenStoreShape {
    * left by a dead holder after about 10 s.
    */
   readonly withLock: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | LockTimeoutError | TokenStoreError, R>
+  /**
+   * Proves a save can succeed before a refresh token is spent: writes and
+   * fsyncs a temporary file at least as large as any token file, in the same
+   * folder, and hands back a {@link PreparedSave} that writes the new tokens
+   * into that space. A full disk fails here, before the request. The temporary
+   * file is removed when the scope closes unless it was committed. Optional in
+   * the shape for older implementations; the file and memory stores have it.
+   */
+  readonly prepareSave?: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> | undefined
+}
+
+/** Who ran a refresh that was interrupted between its request and its save (see {@link PreparedSave}). */
+export interface InterruptedRefresh {
+  readonly pid: number
+  readonly hostname: string
+  /** ISO time at which the request was about to be sent. */
+  readonly startedAt: string
+}
+
+/** Space reserved for one save, and the "refresh in flight" marker around the request. */
+export interface PreparedSave {
+  /**
+   * The marker of an earlier refresh that sent its request and never saved the
+   * answer (killed, or its save failed), found when this save was prepared.
+   * Under the lock, any marker found is such a leftover.
+   */
+  readonly interrupted: InterruptedRefresh | undefined
+  /** Writes the "refresh in flight" marker; call right before the request. Best effort, never fails. */
+  readonly markInFlight: Effect.Effect<void>
+  /** Removes the marker without saving: the request failed, nothing was rotated. Never fails. */
+  readonly abandon: Effect.Effect<void>
+  /**
+   * Writes `tokens` into the reserved space (no new allocation for any token
+   * file up to the reserved size), fsyncs, renames it over the token file and
+   * removes the marker. Uninterruptible.
+   */
+  readonly commit: (tokens: TokenSet) => Effect.Effect<void, TokenStoreError>
 }
 
 const DIR_MODE = 0o700
@@ -67,7 +111,15 @@ const FILE_MODE = 0o600
 const TEMP_MAX_AGE_MILLIS = 10 * 60 * 1000
 const hasModes = process.platform !== "win32"
 
-const describe = (e: PlatformError.PlatformError) => e.reason._tag
+/**
+ * Bytes reserved before a refresh: two tokens at the 8 KiB cap plus every
+ * other field, rounded up. Larger sets are still written, without the proof.
+ */
+export const RESERVED_BYTES = 24 * 1024
+
+const describe = describeError
+/** Re-exported: the OS error name of a platform error. */
+export { describeError }
 
 /**
  * Windows refuses to replace a file that another process has open for a
@@ -108,40 +160,37 @@ export const makeFile: Effect.Effect<
   const storeError = (message: string) => (cause: PlatformError.PlatformError) =>
     new TokenStoreError({ path: file, message: `${message} (${describe(cause)})`, cause })
 
-  /** Tightens `p` to `mode` if group or others have any access. Best effort: warns on failure. */
-  const repairMode = (p: string, mode: number) =>
-    hasModes
-      ? fs.stat(p).pipe(
-        Effect.flatMap((info) =>
-          (info.mode & 0o077) === 0
-            ? Effect.void
-            : fs.chmod(p, mode).pipe(
-              Effect.tap(() =>
-                Effect.logWarning(
-                  `opencode-kimi-auth: ${p} was accessible to other users (mode ${(info.mode & 0o777).toString(8)}); ` +
-                    `set it to ${mode.toString(8)}`
-                )
-              )
-            )
-        ),
-        Effect.catchReason("PlatformError", "NotFound", () => Effect.void),
-        Effect.catch((e) =>
-          Effect.logWarning(`opencode-kimi-auth: cannot restrict the mode of ${p} (${describe(e)}); check its owner`)
-        )
+  /** Runs a permission check: refusals fail with its message, repairs are logged as warnings. */
+  const checked = (p: string, check: () => PermissionCheck) =>
+    Effect.try({
+      try: check,
+      catch: (e) =>
+        new TokenStoreError({
+          path: p,
+          message: `Cannot check the owner and mode of ${p} (${(e as NodeJS.ErrnoException).code ?? "error"}); ` +
+            `check that it is yours and readable by you`,
+          cause: e
+        })
+    }).pipe(
+      Effect.flatMap((r) =>
+        r._tag === "Refused"
+          ? Effect.fail(new TokenStoreError({ path: p, message: r.message }))
+          : r.repaired !== undefined
+          ? Effect.logWarning(`opencode-kimi-auth: ${r.repaired}`)
+          : Effect.void
       )
-      : Effect.void
+    )
+  const checkDir = checked(dir, () => checkFolder(dir))
+  const checkTokenFile = checked(file, () => checkFile(file))
 
-  /**
-   * The folder's mode is tightened only when it is a folder of its own: a token
-   * file placed directly in the home folder (or a root) must not make us chmod
-   * the user's home.
-   */
-  const ownFolder = nodePath.resolve(dir) !== nodePath.resolve(os.homedir()) && nodePath.resolve(dir) !== nodePath.parse(nodePath.resolve(dir)).root
-  const repairDirMode = ownFolder ? repairMode(dir, DIR_MODE) : Effect.void
-
-  const ensureDir = fs.makeDirectory(dir, { recursive: true, mode: DIR_MODE }).pipe(
-    Effect.mapError(storeError(`Cannot create the storage folder ${dir}; check that its parent exists and is writable by you`)),
-    Effect.andThen(repairDirMode)
+  const ensureDir = checkDir.pipe(
+    Effect.andThen(fs.makeDirectory(dir, { recursive: true, mode: DIR_MODE })),
+    Effect.mapError((e) =>
+      e._tag === "TokenStoreError"
+        ? e
+        : storeError(`Cannot create the storage folder ${dir}; check that its parent exists and is writable by you`)(e)
+    ),
+    Effect.andThen(checkDir)
   )
 
   /** Removes temporary files of crashed writers, older than ten minutes. Never fails. */
@@ -169,26 +218,93 @@ export const makeFile: Effect.Effect<
   /** fsync of the folder, so the rename itself is durable. Some platforms refuse it: ignored. */
   const syncDir = Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(Effect.ignore)
 
+  const markerPath = `${file}.refreshing`
+  const writeError = storeError(
+    `Cannot write the token file ${file}; check that ${dir} is writable by you and the disk is not full`
+  )
+  const tempName = () => path.join(dir, `.${base}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`)
+
+  /** Removes the "refresh in flight" marker. Never fails. */
+  const removeMarker = fs.remove(markerPath).pipe(Effect.ignore)
+
+  /** Renames a finished temp file over the token file, then makes it durable and clears the marker. */
+  const install = (tmp: string) =>
+    Effect.gen(function*() {
+      if (hasModes) yield* fs.chmod(tmp, FILE_MODE).pipe(Effect.mapError(writeError))
+      yield* retryWindowsRename(fs.rename(tmp, file)).pipe(Effect.mapError(writeError))
+      yield* syncDir
+      yield* removeMarker
+      yield* sweepTemps
+    })
+
   const save = (tokens: TokenSet): Effect.Effect<void, TokenStoreError> =>
     Effect.gen(function*() {
       yield* ensureDir
-      const tmp = path.join(dir, `.${base}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`)
+      const tmp = tempName()
       const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
-      yield* Effect.gen(function*() {
-        yield* Effect.scoped(Effect.gen(function*() {
-          const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE })
-          yield* handle.writeAll(bytes)
-          yield* handle.sync
-        }))
-        if (hasModes) yield* fs.chmod(tmp, FILE_MODE)
-        yield* retryWindowsRename(fs.rename(tmp, file))
-      }).pipe(
-        Effect.mapError(storeError(`Cannot write the token file ${file}; check that ${dir} is writable by you and the disk is not full`)),
+      yield* Effect.scoped(Effect.gen(function*() {
+        const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE })
+        yield* handle.writeAll(bytes)
+        yield* handle.sync
+      })).pipe(
+        Effect.mapError(writeError),
+        Effect.andThen(install(tmp)),
         Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore))
       )
-      yield* syncDir
-      yield* sweepTemps
     }).pipe(Effect.uninterruptible)
+
+  const readMarker = fs.readFileString(markerPath).pipe(
+    Effect.map((text): InterruptedRefresh | undefined => {
+      try {
+        const u = JSON.parse(text) as Partial<InterruptedRefresh>
+        return {
+          pid: typeof u.pid === "number" ? u.pid : 0,
+          hostname: typeof u.hostname === "string" ? u.hostname : "?",
+          startedAt: typeof u.startedAt === "string" ? u.startedAt : "?"
+        }
+      } catch {
+        return { pid: 0, hostname: "?", startedAt: "?" }
+      }
+    }),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+  const prepareSave: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> = Effect.gen(function*() {
+    yield* ensureDir
+    const tmp = tempName()
+    // Removed when the scope closes; after a commit it is gone already (renamed), which is ignored.
+    yield* Effect.addFinalizer(() => fs.remove(tmp).pipe(Effect.ignore))
+    const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE }).pipe(Effect.mapError(writeError))
+    // Real bytes, synced: the blocks are allocated now, so rewriting them later needs no new space.
+    yield* handle.writeAll(new Uint8Array(RESERVED_BYTES).fill(0x20)).pipe(
+      Effect.andThen(handle.sync),
+      Effect.mapError(storeError(
+        `Cannot write the token file ${file}, so no refresh was attempted (the refresh token is unspent); ` +
+          `free space on the disk holding ${dir} or make it writable by you`
+      ))
+    )
+    const interrupted = yield* readMarker
+    const markInFlight = Effect.suspend(() =>
+      fs.writeFileString(
+        markerPath,
+        JSON.stringify({ pid: process.pid, hostname: os.hostname(), startedAt: new Date().toISOString() }) + "\n",
+        { mode: FILE_MODE }
+      )
+    ).pipe(Effect.ignore)
+    const commit = (tokens: TokenSet) =>
+      Effect.gen(function*() {
+        const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
+        yield* Effect.gen(function*() {
+          yield* handle.seek(0n, "start")
+          yield* handle.writeAll(bytes)
+          // Shrinking never needs space.
+          yield* handle.truncate(bytes.length)
+          yield* handle.sync
+        }).pipe(Effect.mapError(writeError))
+        yield* install(tmp)
+      }).pipe(Effect.uninterruptible)
+    return { interrupted, markInFlight, abandon: removeMarker, commit } satisfies PreparedSave
+  })
 
   /** A name beside the file for a corrupt copy: `oauth.json.corrupt-<ISO time>` (`:` → `-`, Windows-safe). */
   const asideName = Effect.gen(function*() {
@@ -236,13 +352,13 @@ export const makeFile: Effect.Effect<
 
   const load: Effect.Effect<TokenSet | undefined, TokenStoreError | CorruptTokenFileError> = Effect.gen(function*() {
     for (let attempt = 0; attempt < 3; attempt++) {
+      yield* checkDir
+      yield* checkTokenFile
       const text = yield* fs.readFileString(file).pipe(
         Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
         Effect.mapError(storeError(`Cannot read the token file ${file}; check that it is a file you own and can read`))
       )
       if (text === undefined) return undefined
-      yield* repairDirMode
-      yield* repairMode(file, FILE_MODE)
       const decoded = yield* Effect.result(decodeTokenFile(text))
       if (decoded._tag === "Success") return decoded.success.tokens
       const outcome = yield* moveAside(text)
@@ -267,7 +383,7 @@ export const makeFile: Effect.Effect<
     Effect.mapError(storeError(`Cannot remove the token file ${file}; check that ${dir} is writable by you`))
   )
 
-  return { path: file, load, save, clear, withLock: lock.withLock } satisfies TokenStoreShape
+  return { path: file, load, save, clear, withLock: lock.withLock, prepareSave } satisfies TokenStoreShape
 })
 
 /**
@@ -280,10 +396,19 @@ export const makeMemory = (initial?: TokenSet): Effect.Effect<TokenStoreShape> =
     const ref = yield* Ref.make<TokenSet | undefined>(initial)
     const path = "memory:oauth.json"
     const lock = yield* FileLock.makeInProcess({ path: `${path}.lock`, timeout: "30 seconds" })
+    const marker = yield* Ref.make<InterruptedRefresh | undefined>(undefined)
+    const save = (tokens: TokenSet) => Effect.andThen(Ref.set(ref, tokens), Ref.set(marker, undefined))
+    const prepareSave = Effect.map(Ref.get(marker), (interrupted): PreparedSave => ({
+      interrupted,
+      markInFlight: Ref.set(marker, { pid: process.pid, hostname: "memory", startedAt: new Date().toISOString() }),
+      abandon: Ref.set(marker, undefined),
+      commit: save
+    }))
     return {
       path,
       load: Ref.get(ref),
-      save: (tokens) => Ref.set(ref, tokens),
+      save,
+      prepareSave,
       clear: Ref.getAndSet(ref, undefined).pipe(Effect.map((previous) => previous !== undefined)),
       withLock: lock.withLock
     } satisfies TokenStoreShape

@@ -2,8 +2,10 @@
  * `npm run demo`: the whole story on the bundled emulator, offline, in a few
  * seconds. A device code appears, the login is approved, tokens land on disk,
  * a chat request goes through the OpenCode plugin's fetch with a fresh bearer
- * token, and a forced refresh rotates the tokens. No secret is ever printed:
- * tokens are shown as short fingerprints.
+ * token, a forced refresh rotates the tokens, a thinking request streams its
+ * reasoning, and the plan's quota is read, used up and refused. No secret is
+ * ever printed: tokens are shown as short fingerprints. Colour only on a
+ * terminal, and never with `NO_COLOR` (as the CLI).
  *
  * @since 0.1.0
  */
@@ -13,14 +15,17 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as Result from "effect/Result"
+import { bold } from "./cli/Output.js"
 import { start } from "./emulator/KimiEmulator.js"
 import { KimiAuthPlugin } from "./opencode/KimiPlugin.js"
+import { decodeUsage, describeReset, describeWindow } from "./Usage.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const cli = path.join(here, "cli", "main.js")
 
 const fingerprint = (secret: string) => `#${crypto.createHash("sha256").update(secret).digest("hex").slice(0, 8)}`
-const step = (n: number, title: string) => process.stdout.write(`\n\x1b[1m${n}. ${title}\x1b[0m\n`)
+const step = (n: number, title: string) => process.stdout.write(`\n${bold(`${n}. ${title}`)}\n`)
 const say = (line: string) => process.stdout.write(`   ${line}\n`)
 
 /** Runs the real `kimi-auth` CLI, echoing its output indented. */
@@ -71,14 +76,17 @@ const main = async () => {
     plugin = await KimiAuthPlugin({}, { storageDir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
     const provider: { provider?: Record<string, unknown> } = {}
     await plugin.config(provider)
-    say(`the config hook defined provider "kimi" with models: ${Object.keys((provider.provider?.["kimi"] as { models: object }).models).join(", ")}`)
+    for (const [id, p] of Object.entries(provider.provider ?? {})) {
+      say(`the config hook defined provider "${id}" with models: ${Object.keys((p as { models?: object }).models ?? {}).join(", ")}`)
+    }
     const options = await plugin.auth.loader(async () => undefined)
-    const chat = (content: string) =>
+    // What the AI SDK sends: the loader's placeholder apiKey as a bearer, which the plugin's fetch replaces.
+    const headers = { Authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" }
+    const chat = (content: string, extra: Record<string, unknown> = {}) =>
       options.fetch!(`${options.baseURL}/chat/completions`, {
         method: "POST",
-        // What the AI SDK sends: the loader's placeholder apiKey as a bearer, which the plugin's fetch replaces.
-        headers: { Authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" },
-        body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content }] })
+        headers,
+        body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content }], ...extra })
       })
     const first = await chat("Say hello")
     if (first.status !== 200) throw new Error(`the chat request failed with HTTP ${first.status}: ${await first.text()}`)
@@ -100,7 +108,40 @@ const main = async () => {
       throw new Error("the refresh did not rotate the tokens as expected")
     }
 
-    step(6, "Done")
+    step(6, "Thinking: the body asks for it, the answer streams reasoning_content first")
+    const thinking = await chat("Why is the sky blue?", { stream: true, thinking: { type: "enabled" } })
+    const deltas = (await thinking.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
+      .flatMap((e) => (JSON.parse(e.slice(6)) as { choices: Array<{ delta: Record<string, string> }> }).choices)
+      .map((c) => c.delta)
+    const reasoning = deltas.map((d) => d["reasoning_content"] ?? "").join("")
+    const content = deltas.map((d) => d["content"] ?? "").join("")
+    say(`the server received thinking ${JSON.stringify((emulator.chatBodies().at(-1) as { thinking?: unknown }).thinking)}`)
+    say(`HTTP ${thinking.status}, ${deltas.filter((d) => "reasoning_content" in d).length} reasoning chunks, then the answer`)
+    say(`reasoning: ${reasoning}`)
+    say(`answer:    ${content}`)
+    if (thinking.status !== 200 || reasoning === "" || content === "") throw new Error("the thinking request did not stream reasoning")
+
+    // TODO(lead): once `kimi-auth usage` lands (helper "compose"), show it here instead of decoding /usages by hand.
+    step(7, "The plan's quota: GET /usages, then a used-up 5-hour window")
+    const usages = async () => {
+      const r = await options.fetch!(`${options.baseURL}/usages`, { headers })
+      const decoded = decodeUsage(await r.json())
+      if (Result.isFailure(decoded)) throw new Error(decoded.failure)
+      return decoded.success
+    }
+    for (const w of (await usages()).windows) say(`${describeWindow(w)}, ${describeReset(w, emulator.now())}`)
+    emulator.exhaustQuota("fiveHour")
+    const refused = await chat("One more?")
+    const refusal = (await refused.json()) as { error?: { message?: string } }
+    say(`the emulator used up the 5-hour window; the next chat: HTTP ${refused.status}, no refresh, no retry:`)
+    say(`"${refusal.error?.message}"`)
+    const five = (await usages()).windows.find((w) => w.kind === "rolling")
+    if (five !== undefined) say(`${describeWindow(five)}, ${describeReset(five, emulator.now())}`)
+    if (refused.status !== 403 || emulator.stats().refreshes !== 1) {
+      throw new Error(`a used-up quota answered HTTP ${refused.status} (${emulator.stats().refreshes} refreshes)`)
+    }
+
+    step(8, "Done")
     say("everything ran offline against the emulator; stopping it now")
   } finally {
     await plugin?.dispose()

@@ -12,6 +12,8 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import { assert, beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as FileSystem from "effect/FileSystem"
+import * as PlatformError from "effect/PlatformError"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as fs from "node:fs"
@@ -58,6 +60,9 @@ const waitUntil = (predicate: () => boolean, what: string, timeoutMillis = 5_000
   })
 
 const lockDir = Effect.map(tempDir(), (d) => path.join(d, "store"))
+
+/** A pid no process has: above Linux's default pid_max (4194304) is never used. */
+const deadPid = 4_194_305
 
 /**
  * Records rename events (creation, removal, rename) in `dir` until the scope
@@ -186,7 +191,8 @@ describe("FileLock in one process", () => {
       let inside = 0
       let overlaps = 0
       for (let round = 0; round < 30; round++) {
-        plantLock(lockPath, {}, 60_000)
+        // Left by a dead process on this host: stale at once.
+        plantLock(lockPath, { hostname: os.hostname(), pid: deadPid }, 60_000)
         const locks = yield* Effect.forEach(Array.from({ length: 6 }), () => makeLock(lockPath))
         yield* Effect.forEach(
           locks,
@@ -217,16 +223,99 @@ describe("FileLock in one process", () => {
       assert.deepStrictEqual(fs.readdirSync(path.dirname(lockPath)), [])
     }))
 
-  it.live("with the default 10 s, a lock last refreshed 8.5 s ago is taken over about 1.5 s later", () =>
+  it.live("a lock from another host whose mtime looks an hour old is still watched for staleAfter on the waiter's own clock", () =>
     Effect.gen(function*() {
+      // The other host's clock (or ours) may be off by an hour: its wall-clock mtime proves nothing.
       const lockPath = path.join(yield* lockDir, "oauth.json.lock")
-      plantLock(lockPath, {}, 8_500)
-      const lock = yield* makeLock(lockPath, { staleAfter: "10 seconds", timeout: "5 seconds" })
+      plantLock(lockPath, {}, 3_600_000)
+      const lock = yield* makeLock(lockPath, { staleAfter: "1500 millis", timeout: "8 seconds" })
       const start = Date.now()
       yield* lock.withLock(Effect.void)
       const waited = Date.now() - start
-      assert.isAtLeast(waited, 1_300)
-      assert.isAtMost(waited, 5_000)
+      assert.isAtLeast(waited, 1_450)
+      assert.isAtMost(waited, 6_000)
+    }))
+
+  it.live("a lock from another host whose heartbeat keeps changing is never taken over", () =>
+    Effect.gen(function*() {
+      const lockPath = path.join(yield* lockDir, "oauth.json.lock")
+      plantLock(lockPath, { token: "remote" }, 3_600_000)
+      // The remote holder's heartbeat, from a clock an hour behind ours: only the change matters.
+      let beat = 0
+      const timer = setInterval(() => {
+        const t = new Date(Date.now() - 3_600_000 + ++beat * 1000)
+        fs.utimesSync(lockPath, t, t)
+      }, 300)
+      const lock = yield* makeLock(lockPath, { staleAfter: "1 second", timeout: "3 seconds" })
+      const e = yield* Effect.flip(lock.withLock(Effect.void)).pipe(Effect.ensuring(Effect.sync(() => clearInterval(timer))))
+      assert.strictEqual(e._tag, "LockTimeoutError")
+      assert.strictEqual(readInfo(lockPath)?.token, "remote")
+    }))
+
+  it.live("a live holder on this host is never broken for its age, even with a file an hour old (a waiter's clock ahead)", () =>
+    Effect.gen(function*() {
+      const lockPath = path.join(yield* lockDir, "oauth.json.lock")
+      plantLock(lockPath, { pid: process.pid, hostname: os.hostname(), token: "live", startTime: FileLock.processStartTime(process.pid) }, 3_600_000)
+      const lock = yield* makeLock(lockPath, { staleAfter: "500 millis", timeout: "2 seconds" })
+      const e = yield* Effect.flip(lock.withLock(Effect.void))
+      assert.strictEqual(e._tag, "LockTimeoutError")
+      assert.include(e.message, "still running")
+      assert.strictEqual(readInfo(lockPath)?.token, "live")
+    }))
+
+  it.live.skipIf(process.platform !== "linux")("a reused pid is not the holder: a lock whose pid now runs a process started at another time is stale at once", () =>
+    Effect.gen(function*() {
+      const lockPath = path.join(yield* lockDir, "oauth.json.lock")
+      plantLock(lockPath, { pid: process.pid, hostname: os.hostname(), token: "old", startTime: "linux:1" }, 0)
+      const lock = yield* makeLock(lockPath, { staleAfter: "10 seconds", timeout: "5 seconds" })
+      const start = Date.now()
+      yield* lock.withLock(Effect.sync(() => assert.notStrictEqual(readInfo(lockPath)?.token, "old")))
+      assert.isAtMost(Date.now() - start, 2_000)
+    }))
+
+  it.live.skipIf(process.platform !== "linux")("processStartTime reads /proc/<pid>/stat field 22, and differs between processes", () =>
+    Effect.sync(() => {
+      const mine = FileLock.processStartTime(process.pid)
+      assert.match(mine ?? "", /^linux:\d+$/)
+      assert.strictEqual(FileLock.processStartTime(process.pid), mine)
+      assert.isUndefined(FileLock.processStartTime(deadPid))
+      assert.notStrictEqual(FileLock.processStartTime(1), mine)
+    }))
+
+  it.live("a stale lock the waiter may not delete (EPERM): it backs off instead of spinning, and says who must delete it", () =>
+    Effect.gen(function*() {
+      const lockPath = path.join(yield* lockDir, "oauth.json.lock")
+      plantLock(lockPath, { hostname: os.hostname(), pid: deadPid }, 0)
+      let renames = 0
+      // As in a sticky folder: another user's file cannot be renamed or removed by us.
+      const sticky = Layer.effect(
+        FileSystem.FileSystem,
+        Effect.map(FileSystem.FileSystem, (real) =>
+          FileSystem.make({
+            ...real,
+            rename: (from, to) => {
+              if (from !== lockPath) return real.rename(from, to)
+              renames++
+              return Effect.fail(PlatformError.systemError({
+                _tag: "PermissionDenied",
+                module: "FileSystem",
+                method: "rename",
+                cause: Object.assign(new Error("EPERM: operation not permitted"), { code: "EPERM" })
+              }))
+            }
+          }))
+      ).pipe(Layer.provide(NodeFileSystem.layer))
+      const lock = yield* FileLock.make({ path: lockPath, timeout: "2 seconds", staleAfter: "10 seconds" }).pipe(
+        Effect.provide(Layer.mergeAll(sticky, NodePath.layer))
+      )
+      const e = yield* Effect.flip(lock.withLock(Effect.void))
+      assert.strictEqual(e._tag, "LockTimeoutError")
+      assert.include(e.message, "cannot be removed (EPERM")
+      assert.include(e.message, "as its owner")
+      // A backoff of up to 250 ms over 2 s: a few dozen tries, not a busy loop of thousands.
+      assert.isAtLeast(renames, 3)
+      assert.isAtMost(renames, 60)
+      assert.isTrue(fs.existsSync(lockPath))
     }))
 
   it.live("a live holder that outlasts the timeout fails the waiter with LockTimeoutError", () =>
@@ -242,7 +331,7 @@ describe("FileLock in one process", () => {
       assert.strictEqual(e.path, lockPath)
       assert.include(e.message, lockPath)
       assert.include(e.message, `process ${process.pid}`)
-      assert.include(e.message, `delete ${lockPath}`)
+      assert.include(e.message, "still running")
       assert.strictEqual(readInfo(lockPath)?.token, "live")
     }))
 })
@@ -266,7 +355,7 @@ describe("FileLock across processes", () => {
       assert.isAtLeast(Date.now() - start, 2_900)
       assert.strictEqual(e._tag, "LockTimeoutError")
       assert.include(e.message, `process ${held.split(" ")[1]}`)
-      assert.include(e.message, "If no kimi-auth or OpenCode process is running, delete")
+      assert.include(e.message, "still running")
       assert.strictEqual(readInfo(lockPath)?.pid, child.pid)
     }))
 
@@ -287,30 +376,25 @@ describe("FileLock across processes", () => {
     }))
 
   it.live.skipIf(!posix)(
-    "a frozen holder (SIGSTOP): taken over once its mtime is staleAfter old, not sooner; its late release leaves the new lock",
+    "a paused holder (SIGSTOP) longer than staleAfter is never taken over: the waiter times out, the holder resumes and releases",
     () =>
       Effect.gen(function*() {
         const dir = yield* lockDir
         const lockPath = path.join(dir, "oauth.json.lock")
-        const child = yield* spawnNode(script, [lib, dir, "hold", "1500"], { STALE_AFTER_MS: "1500" })
+        const child = yield* spawnNode(script, [lib, dir, "hold", "1500"], { STALE_AFTER_MS: "1000" })
         yield* child.waitForLine("held")
         yield* child.kill("SIGSTOP")
-        yield* Effect.sleep(50)
-        // The frozen holder's last heartbeat: the lock may be taken over 1.5 s after it, not sooner.
-        const lastBeat = fs.statSync(lockPath).mtimeMs
-        const lock = yield* makeLock(lockPath, { staleAfter: "1500 millis", timeout: "8 seconds" })
-        yield* lock.withLock(Effect.gen(function*() {
-          const sinceBeat = Date.now() - lastBeat
-          assert.isAtLeast(sinceBeat, 1_450)
-          assert.isAtMost(sinceBeat, 5_000)
-          const mine = readInfo(lockPath)
-          assert.strictEqual(mine?.pid, process.pid)
-          yield* child.kill("SIGCONT")
-          yield* child.waitForLine("released")
-          const { code } = yield* child.exited
-          assert.strictEqual(code, 0, child.output())
-          assert.deepStrictEqual(readInfo(lockPath), mine)
-        }))
+        const theirs = readInfo(lockPath)
+        const lock = yield* makeLock(lockPath, { staleAfter: "1 second", timeout: "3500 millis" })
+        const e = yield* Effect.flip(lock.withLock(Effect.void))
+        assert.strictEqual(e._tag, "LockTimeoutError")
+        assert.include(e.message, `kill -CONT ${child.pid}`)
+        assert.deepStrictEqual(readInfo(lockPath), theirs)
+        yield* child.kill("SIGCONT")
+        yield* child.waitForLine("released")
+        const { code } = yield* child.exited
+        assert.strictEqual(code, 0, child.output())
+        yield* lock.withLock(Effect.sync(() => assert.strictEqual(readInfo(lockPath)?.pid, process.pid)))
         assert.isFalse(fs.existsSync(lockPath))
       }),
     20_000
@@ -323,7 +407,7 @@ describe("FileLock across processes", () => {
       plantLock(lockPath, {}, 60_000)
       const children = yield* Effect.forEach(
         Array.from({ length: 5 }),
-        () => spawnNode(script, [lib, dir, "count", "4", "2"])
+        () => spawnNode(script, [lib, dir, "count", "4", "2"], { STALE_AFTER_MS: "1000" })
       )
       for (const child of children) {
         const { code } = yield* child.exited

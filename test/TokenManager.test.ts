@@ -193,7 +193,7 @@ describe("TokenManager", () => {
     }).pipe(Effect.provide(layer))
   })
 
-  it.effect("transient faults that outlast the retries: the still-valid token is served; an expired one fails typed", () => {
+  it.effect("transient faults: a still-valid token is served after one try; an expired one retries, then fails typed", () => {
     const { requests, layer } = setup(tokenSet(0, 900), [network])
     return Effect.gen(function*() {
       const m = yield* TokenManager
@@ -201,13 +201,13 @@ describe("TokenManager", () => {
       const fiber = yield* Effect.forkChild(m.getAccessToken)
       yield* TestClock.adjust("60 seconds")
       assert.strictEqual(Redacted.value(yield* Fiber.join(fiber)), "at-0")
-      assert.strictEqual(requests.length, 5)
+      assert.strictEqual(requests.length, 1)
       yield* TestClock.adjust("400 seconds")
       const fiber2 = yield* Effect.forkChild(Effect.flip(m.getAccessToken))
       yield* TestClock.adjust("60 seconds")
       const error = yield* Fiber.join(fiber2)
       assert.strictEqual(error._tag, "NetworkError")
-      assert.strictEqual(requests.length, 10)
+      assert.strictEqual(requests.length, 6)
       assert.strictEqual(yield* storedRefresh, "rt-0")
     }).pipe(Effect.provide(layer))
   })
@@ -244,6 +244,114 @@ describe("TokenManager", () => {
       yield* Scope.close(scope, Exit.void)
       yield* TestClock.adjust("2 hours")
       assert.strictEqual(requests.length, 2)
+    })
+  })
+})
+
+const retryAfter = (seconds: number, status = 429): Step => ({
+  status,
+  body: JSON.stringify({ error: "rate_limited" }),
+  headers: { "content-type": "application/json", "retry-after": String(seconds) }
+})
+
+/** Lets forked fibers run without moving the TestClock: anything that sleeps stays pending. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+})
+
+describe("TokenManager: Retry-After and transient faults", () => {
+  it.effect("429 Retry-After: 60 on a proactive refresh: the valid token is served at once, retried after the delay", () => {
+    const { requests, layer } = setup(tokenSet(0, 900), [retryAfter(60), refreshed(1)])
+    return Effect.gen(function*() {
+      const m = yield* TokenManager
+      yield* TestClock.adjust("451 seconds")
+      const fiber = yield* Effect.forkChild(m.getAccessToken)
+      yield* settle
+      const exit = fiber.pollUnsafe()
+      assert.isDefined(exit, "the still-valid token was not served at once")
+      assert.strictEqual(Redacted.value(yield* Fiber.join(fiber)), "at-0")
+      assert.strictEqual(requests.length, 1)
+      // Within the server's delay no call makes a request.
+      yield* TestClock.adjust("30 seconds")
+      assert.strictEqual(Redacted.value(yield* m.getAccessToken), "at-0")
+      assert.strictEqual(requests.length, 1)
+      // After it, the next call refreshes.
+      yield* TestClock.adjust("31 seconds")
+      assert.strictEqual(Redacted.value(yield* m.getAccessToken), "at-1")
+      assert.strictEqual(requests.length, 2)
+      assert.strictEqual(yield* storedRefresh, "rt-1")
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("Retry-After: 3600 on an expired token fails at once, naming the delay", () => {
+    const { requests, layer } = setup(tokenSet(0, 900), [retryAfter(3600)])
+    return Effect.gen(function*() {
+      const m = yield* TokenManager
+      yield* TestClock.adjust("1000 seconds")
+      const fiber = yield* Effect.forkChild(Effect.flip(m.getAccessToken))
+      yield* settle
+      assert.isDefined(fiber.pollUnsafe(), "it waited for the server's delay")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "ServerError")
+      assert.include(error.message, "Kimi asked to wait 3600 s")
+      assert.strictEqual(requests.length, 1)
+      assert.strictEqual(yield* storedRefresh, "rt-0")
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("the total time one refresh spends retrying is capped by maxRetryTime", () => {
+    const { requests, layer } = setup(tokenSet(0, 900), [retryAfter(7, 503)], {
+      unrefTimers: false,
+      refreshAttempts: 100,
+      maxRetryTime: "20 seconds"
+    })
+    return Effect.gen(function*() {
+      const m = yield* TokenManager
+      yield* TestClock.adjust("1000 seconds")
+      const fiber = yield* Effect.forkChild(Effect.flip(m.getAccessToken))
+      yield* TestClock.adjust("15 seconds")
+      assert.isDefined(fiber.pollUnsafe(), "still retrying past the budget")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "ServerError")
+      // at 0, 7 and 14 s; a fourth try at 21 s would end past the 20 s budget.
+      assert.deepStrictEqual(requests.map((r) => r.at - 1_000_000), [0, 7000, 14_000])
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("no wait happens while the cross-process lock is held: others take it during the backoff", () => {
+    const { requests, layer } = setup(tokenSet(0, 900), [retryAfter(5, 503), refreshed(1)])
+    return Effect.gen(function*() {
+      const m = yield* TokenManager
+      const store = yield* TokenStore
+      yield* TestClock.adjust("1000 seconds")
+      const refresher = yield* Effect.forkChild(m.getAccessToken)
+      yield* settle
+      assert.strictEqual(requests.length, 1)
+      // The refresher now waits 5 s: the lock must be free for anyone else.
+      const other = yield* Effect.forkChild(store.withLock(Effect.succeed("got it")))
+      yield* settle
+      assert.isDefined(other.pollUnsafe(), "the lock was held during the Retry-After wait")
+      assert.strictEqual(yield* Fiber.join(other), "got it")
+      yield* TestClock.adjust("5 seconds")
+      assert.strictEqual(Redacted.value(yield* Fiber.join(refresher)), "at-1")
+      assert.strictEqual(requests.length, 2)
+      // The second try re-read the file and used the refresh token stored there.
+      assert.strictEqual(requests[1]!.form["refresh_token"], "rt-0")
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("the background refresher waits out the backoff instead of polling every second", () => {
+    const { requests, layer } = setup(tokenSet(0, 900), [retryAfter(120), refreshed(1)], { unrefTimers: false }, true)
+    return Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      yield* Layer.buildWithScope(layer, scope)
+      yield* TestClock.adjust("451 seconds")
+      assert.strictEqual(requests.length, 1)
+      yield* TestClock.adjust("100 seconds")
+      assert.strictEqual(requests.length, 1)
+      yield* TestClock.adjust("25 seconds")
+      assert.strictEqual(requests.length, 2)
+      yield* Scope.close(scope, Exit.void)
     })
   })
 })

@@ -52,6 +52,17 @@ const withStore = <A, E>(f: (store: TokenStoreShape, dir: string) => Effect.Effe
     }).pipe(Effect.provide(fileLayer(dir)))
   })
 
+/** A store over `dir` with a fixed device id, so nothing but the store touches the folder. */
+const fixedIdLayer = (storageDir: string) =>
+  TokenStore.layerFile.pipe(
+    Layer.provideMerge(DeviceIdentity.layerFixed("00000000-0000-4000-8000-0000000000aa")),
+    Layer.provideMerge(KimiAuthConfig.layer({ storageDir })),
+    Layer.provideMerge(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer))
+  )
+const loadWithFixedId = (dir: string) => Effect.flatMap(TokenStore, (s) => s.load).pipe(Effect.provide(fixedIdLayer(dir)))
+const saveWithFixedId = (dir: string, t: TokenSet) =>
+  Effect.flatMap(TokenStore, (s) => s.save(t)).pipe(Effect.provide(fixedIdLayer(dir)))
+
 const modeOf = (p: string) => fs.statSync(p).mode & 0o777
 
 const refreshOf = (t: TokenSet | undefined) => (t ? Redacted.value(t.refreshToken) : undefined)
@@ -95,6 +106,66 @@ describe("TokenStore.layerFile", () => {
         assert.strictEqual(modeOf(dir), 0o700)
       })
     ))
+
+  it.live.skipIf(process.platform === "win32")("oauth.json as a symbolic link: refused, and the target's mode is not changed", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const dir = path.join(root, "store")
+      fs.mkdirSync(dir, { mode: 0o700 })
+      const target = path.join(root, "elsewhere.json")
+      fs.writeFileSync(target, JSON.stringify({ access_token: "at-x", refresh_token: "rt-x", expires_in: 900 }), { mode: 0o644 })
+      fs.chmodSync(target, 0o644)
+      fs.symlinkSync(target, path.join(dir, "oauth.json"))
+      const e = yield* Effect.flip(loadWithFixedId(dir))
+      assert.strictEqual(e._tag, "TokenStoreError")
+      assert.include(e.message, "symbolic link")
+      assert.include(e.message, "mv ")
+      assert.strictEqual(modeOf(target), 0o644)
+    }))
+
+  it.live.skipIf(process.platform === "win32")("a symbolic link to a 777 folder: never chmod-ed through the link, refused with the fix", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir()
+      const real = path.join(root, "shared")
+      fs.mkdirSync(real)
+      fs.chmodSync(real, 0o777)
+      const dir = path.join(root, "store")
+      fs.symlinkSync(real, dir)
+      const e = yield* Effect.flip(loadWithFixedId(dir))
+      assert.strictEqual(e._tag, "TokenStoreError")
+      assert.include(e.message, "can be written by other users")
+      assert.include(e.message, `chmod go-w ${real}`)
+      assert.strictEqual(modeOf(real), 0o777)
+      const e2 = yield* Effect.flip(saveWithFixedId(dir, tokens("one")))
+      assert.strictEqual(e2._tag, "TokenStoreError")
+      assert.strictEqual(modeOf(real), 0o777)
+      assert.isFalse(fs.existsSync(path.join(real, "oauth.json")))
+    }))
+
+  it.live.skipIf(process.platform === "win32")("a sticky 1777 folder keeps its mode and sticky bit, and is refused", () =>
+    Effect.gen(function*() {
+      const dir = path.join(yield* tempDir(), "tmp-like")
+      fs.mkdirSync(dir)
+      fs.chmodSync(dir, 0o1777)
+      const e = yield* Effect.flip(saveWithFixedId(dir, tokens("one")))
+      assert.strictEqual(e._tag, "TokenStoreError")
+      assert.strictEqual(fs.statSync(dir).mode & 0o7777, 0o1777)
+    }))
+
+  it.live.skipIf(process.platform === "win32" || process.getuid?.() !== 0)("a folder or token file owned by another user is refused (as root: chown)", () =>
+    Effect.gen(function*() {
+      const dir = path.join(yield* tempDir(), "store")
+      fs.mkdirSync(dir, { mode: 0o700 })
+      fs.chownSync(dir, 65534, 65534)
+      const e = yield* Effect.flip(loadWithFixedId(dir))
+      assert.include(e.message, "belongs to another user")
+      fs.chownSync(dir, 0, 0)
+      fs.writeFileSync(path.join(dir, "oauth.json"), "{}", { mode: 0o600 })
+      fs.chownSync(path.join(dir, "oauth.json"), 65534, 65534)
+      const e2 = yield* Effect.flip(loadWithFixedId(dir))
+      assert.include(e2.message, "belongs to another user")
+      assert.include(e2.message, "chmod 600")
+    }))
 
   it.live("a file written by another tool with exactly Kimi's fields loads", () =>
     withStore((store, dir) =>

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -16,7 +17,7 @@ import * as References from "effect/References"
 import { Command, Flag } from "effect/cli"
 import { renderUnicodeCompact } from "uqr"
 import { KimiAuthConfig } from "../KimiAuthConfig.js"
-import { layerNode, type KimiAuthServices } from "../KimiAuth.js"
+import { layerNode, type KimiAuthLayerOptions, type KimiAuthServices } from "../KimiAuth.js"
 import { login } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
@@ -50,8 +51,35 @@ const loggingLayer = (debug: boolean) =>
     Layer.succeed(References.MinimumLogLevel, debugEnabled({ debug }) ? "Debug" : "Warn")
   )
 
-/** An epoch-seconds instant as ISO 8601. */
-const isoSeconds = (seconds: number) => new Date(seconds * 1000).toISOString()
+/** An epoch-seconds instant as ISO 8601; a value no date can hold (say `1e308` from a hostile file) says so instead of throwing. */
+const isoSeconds = (seconds: number) => {
+  const date = new Date(seconds * 1000)
+  return Number.isNaN(date.getTime()) ? `an invalid time (${String(seconds).slice(0, 24)})` : date.toISOString()
+}
+
+/**
+ * The last resort for a defect (a bug, or a value nothing expected): one line
+ * naming its kind, exit 1, never a stack on stdout or stderr (a message may
+ * hold what it choked on, say a header value with a token in it). With
+ * `--debug`, the stack frames, without the message line.
+ */
+const reportDefect = (name: string, flags: { readonly debug: boolean; readonly json?: boolean }, cause: Cause.Cause<unknown>) =>
+  Effect.gen(function*() {
+    const defect = Cause.squash(cause)
+    const kind = defect instanceof Error ? defect.name.replace(/[^A-Za-z0-9_]/g, "").slice(0, 40) || "Error" : typeof defect
+    const message = `kimi-auth ${name} stopped on an unexpected internal error (${kind}). This is a bug: ` +
+      `please report it with the command you ran. Your stored login was not changed by this message.`
+    if (defect instanceof Error && typeof defect.stack === "string" && debugEnabled(flags)) {
+      const frames = defect.stack.split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 12).join("\n")
+      yield* err(`${frames}\n`)
+    }
+    if (flags.json) {
+      yield* out(JSON.stringify({ event: "error", error: "Defect", exit_code: ExitCode.unexpected, message }) + "\n")
+    } else {
+      yield* err(`${red("error:")} ${message}\n`)
+    }
+    process.exitCode = ExitCode.unexpected
+  })
 
 /**
  * Runs a command body with every service, and maps the outcome to an exit
@@ -61,7 +89,8 @@ const isoSeconds = (seconds: number) => new Date(seconds * 1000).toISOString()
 const run = <E extends { readonly _tag: string; readonly message: string }>(
   name: string,
   flags: { readonly debug: boolean; readonly json?: boolean },
-  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>
+  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>,
+  options: KimiAuthLayerOptions = {}
 ) =>
   Effect.gen(function*() {
     const s = yield* KimiAuthConfig
@@ -70,7 +99,7 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
     )
     return yield* body
   }).pipe(
-    Effect.provide(layerNode()),
+    Effect.provide(layerNode(options)),
     Effect.matchEffect({
       onSuccess: (code) => Effect.sync(() => void (process.exitCode = code ?? ExitCode.ok)),
       onFailure: (error) =>
@@ -85,6 +114,7 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
           process.exitCode = code
         })
     }),
+    Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : reportDefect(name, flags, cause)),
     Effect.onInterrupt(() => Effect.sync(() => void (process.exitCode = ExitCode.interrupted))),
     Effect.provide(loggingLayer(flags.debug))
   )
@@ -123,8 +153,21 @@ const showCode = (authorization: DeviceAuthorization, options: { readonly browse
       )
     }
     if (options.browser) {
-      const opened = yield* openBrowser(url)
-      if (opened && !options.json) yield* out(dim("Opened the page in your browser.\n"))
+      // Said only once the opener reported back: a missing or failing opener is not "opened".
+      const result = yield* openBrowser(url)
+      if (options.json) {
+        if (result._tag !== "Skipped") {
+          yield* out(JSON.stringify({
+            event: "browser",
+            opened: result._tag === "Opened",
+            ...(result._tag === "Failed" ? { reason: result.reason } : {})
+          }) + "\n")
+        }
+      } else if (result._tag === "Opened") {
+        yield* out(dim("Opened the page in your browser.\n"))
+      } else if (result._tag === "Failed") {
+        yield* out(dim(`Could not open a browser (${result.reason}); open the link above yourself.\n`))
+      }
     }
   })
 
@@ -149,6 +192,13 @@ const loginCommand = Command.make(
       Flag.withDefault(true),
       Flag.withDescription("Open the approval page in a browser (--no-browser to only print it)")
     ),
+    region: Flag.optional(Flag.ChoiceWithValue("region", [["mainland-cn", "mainland-cn"], ["global", "global"]] as const))
+      .pipe(
+        Flag.withDescription(
+          "Kimi region to log in to: mainland-cn (auth.kimi.com, the default) or global (auth.kimi.ai). " +
+            "KIMI_CODE_OAUTH_HOST / KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL still win"
+        )
+      ),
     json: jsonFlag,
     debug: debugFlag
   },
@@ -185,12 +235,23 @@ const loginCommand = Command.make(
           yield* out(JSON.stringify({
             event: "logged_in",
             token_file: settings.tokenFilePath,
-            expires_at: tokens.expiresAt
+            expires_at: tokens.expiresAt,
+            region: settings.region,
+            oauth_host: settings.oauthHost,
+            api_base_url: settings.apiBaseUrl
           }) + "\n")
         } else {
           yield* out(`${green("✓")} Logged in to Kimi. Tokens saved to ${settings.tokenFilePath}\n`)
         }
-      })
+      }).pipe(
+        // Ctrl-C: one line that says so (the exit code stays 130); nothing was stored.
+        Effect.onInterrupt(() =>
+          flags.json
+            ? out(JSON.stringify({ event: "cancelled", exit_code: ExitCode.interrupted }) + "\n")
+            : err("Login cancelled; nothing was stored.\n")
+        )
+      ),
+      { region: Option.getOrUndefined(flags.region) }
     )
 ).pipe(
   Command.withDescription(
@@ -200,6 +261,7 @@ const loginCommand = Command.make(
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in, opening the approval page in a browser" },
     { command: "kimi-auth login --no-browser", description: "Only print the link and the code (SSH, containers)" },
+    { command: "kimi-auth login --region global", description: "Log in to Kimi's global region (kimi.ai)" },
     { command: "kimi-auth login --json", description: "Machine-readable events, one JSON object per line" }
   ])
 )
@@ -225,7 +287,8 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
         token_file: status.tokenFilePath,
         device_id: status.deviceId,
         oauth_host: status.oauthHost,
-        api_base_url: status.apiBaseUrl
+        api_base_url: status.apiBaseUrl,
+        region: status.region
       }
       if (tokens === undefined) {
         if (flags.json) yield* out(JSON.stringify({ logged_in: false, ...base }) + "\n")
@@ -256,6 +319,7 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
           } with the stored refresh token\n`
         )
         yield* out(`  token file:   ${status.tokenFilePath}\n  device id:    ${status.deviceId}\n`)
+        yield* out(`  region:       ${status.region}\n`)
         yield* out(`  OAuth host:   ${status.oauthHost}\n  API base:     ${status.apiBaseUrl}\n`)
       }
     })
@@ -393,6 +457,18 @@ const emulatorCommand = Command.make(
     seed: optionalNumber("seed", "Seed that makes the injected faults deterministic"),
     clientId: Flag.optional(Flag.String("client-id")).pipe(
       Flag.withDescription("The accepted OAuth client id (default: Kimi's public client id)")
+    ),
+    quota5h: optionalNumber("quota-5h", "Chat completions allowed per rolling 5-hour window (default 100)"),
+    quotaWeek: optionalNumber("quota-week", "Chat completions allowed per weekly window (default 1000)"),
+    quotaRefusal: Flag.ChoiceWithValue("quota-refusal", [["403", 403 as const], ["429", 429 as const]]).pipe(
+      Flag.withDefault(403 as const),
+      Flag.withDescription(
+        "How a used-up quota is refused: 403 \"You've reached your usage limit…\" or 429 exceeded_current_quota_error"
+      )
+    ),
+    rateLimited: Flag.Boolean("rate-limited").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Answer every chat completion 429 rate_limit_reached_error (a rate limit, not the quota)")
     )
   },
   (flags) => {
@@ -414,7 +490,14 @@ const emulatorCommand = Command.make(
       interval: value(flags.interval),
       accessTokenTtlSeconds: value(flags.accessTokenTtl),
       deviceCodeTtlSeconds: value(flags.deviceCodeTtl),
-      faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined
+      faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined,
+      quota: {
+        fiveHourLimit: value(flags.quota5h),
+        weeklyLimit: value(flags.quotaWeek),
+        refusal: flags.quotaRefusal,
+        rateLimited: flags.rateLimited,
+        retryAfterSeconds: value(flags.retryAfter)
+      }
     }
     return serveEmulator(options).pipe(
       Effect.catch((error) =>
@@ -431,7 +514,8 @@ const emulatorCommand = Command.make(
   ),
   Command.withExamples([
     { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
-    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" }
+    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" },
+    { command: "kimi-auth emulator --quota-5h 3 --quota-refusal 429", description: "A plan used up after three chats" }
   ])
 )
 

@@ -27,6 +27,7 @@ import { KimiAuthConfig } from "../KimiAuthConfig.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { KimiApi } from "../KimiApi.js"
+import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
 import type { KimiUsage } from "../Usage.js"
 
@@ -43,6 +44,13 @@ export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "to
   readonly scopes?: ReadonlyArray<string> | undefined
   /** Token file; `~/.opencode-kimi-auth/oauth.json` by default (or `$OPENCODE_KIMI_AUTH_DIR/oauth.json`). */
   readonly tokenFilePath?: string | undefined
+  /**
+   * Kimi region: `mainland-cn` (auth.kimi.com, the default) or `global`
+   * (auth.kimi.ai). Picks the default OAuth host and API base; `oauthHost`,
+   * `apiBaseUrl` and the `KIMI_*` env hosts still win. A login is stored
+   * with its region, and refreshes go back to the region that issued it.
+   */
+  readonly region?: KimiRegion | undefined
 }
 
 /** Stable error codes of {@link KimiAuthError}. */
@@ -103,6 +111,10 @@ export interface KimiAuthStatus {
   readonly refreshDue: boolean
   readonly deviceId: string
   readonly tokenFilePath: string
+  /** The region of the stored login (the configured one when not logged in). */
+  readonly region: KimiRegion
+  /** The OAuth host refreshes go to. */
+  readonly oauthHost: string
   /** The Kimi API base this login's requests go to (its region's, unless pinned). */
   readonly apiBaseUrl: string
 }
@@ -242,6 +254,8 @@ export class KimiOAuthClient {
         refreshDue: s.tokens?.refreshDue ?? false,
         deviceId: s.deviceId,
         tokenFilePath: s.tokenFilePath,
+        region: s.region,
+        oauthHost: s.oauthHost,
         apiBaseUrl: s.apiBaseUrl
       })),
       options.signal

@@ -61,6 +61,27 @@ const startEmulator = (args: ReadonlyArray<string>): Promise<RunningEmulator> =>
 const models = (url: string, token?: string) =>
   fetch(`${url}/coding/v1/models`, token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } })
 
+/** Logs in against the emulator at `url` (storage in its own folder) and returns the access token `kimi-auth token` prints. */
+const tokenFrom = async (url: string, name: string) => {
+  const env = isolatedEnv(home, {
+    KIMI_OAUTH_HOST: url,
+    KIMI_CODE_BASE_URL: `${url}/coding/v1`,
+    OPENCODE_KIMI_AUTH_DIR: path.join(home, name)
+  })
+  const login = await runCli(["login", "--no-browser"], env)
+  expect(login.code, login.stderr).toBe(0)
+  const token = await runCli(["token"], env)
+  expect(token.code, token.stderr).toBe(0)
+  return token.stdout.trim()
+}
+
+const chat = (url: string, token: string) =>
+  fetch(`${url}/coding/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: "hi" }] })
+  })
+
 describe("kimi-auth emulator", () => {
   it("login, token, a call to its API, a forced refresh with rotation, then Ctrl-C stops it", async () => {
     const emulator = await startEmulator(["--port", "0", "--auto-approve", "500", "--interval", "1"])
@@ -146,6 +167,37 @@ describe("kimi-auth emulator", () => {
     expect(login.stderr).toMatch(/invalid_client/)
     emulator.child.kill("SIGINT")
     await emulator.exited
+  })
+
+  it("quota flags: /usages shows the limits, the chat past the limit gets Kimi's 429; --rate-limited refuses every chat", async () => {
+    const emulator = await startEmulator([
+      "--port", "0", "--auto-approve", "200", "--interval", "1", "--quota-5h", "2", "--quota-week", "5", "--quota-refusal", "429"
+    ])
+    for (let i = 0; i < 100 && !emulator.stdout().includes("Quota:"); i++) await new Promise((r) => setTimeout(r, 50))
+    expect(emulator.stdout()).toContain("Quota:         2 chat completions per 5 hours, 5 per week")
+    const token = await tokenFrom(emulator.url, "a")
+    expect((await chat(emulator.url, token)).status).toBe(200)
+    expect((await chat(emulator.url, token)).status).toBe(200)
+    const refused = await chat(emulator.url, token)
+    expect(refused.status).toBe(429)
+    expect(((await refused.json()) as { error: { type: string } }).error.type).toBe("exceeded_current_quota_error")
+    const usages = await fetch(`${emulator.url}/coding/v1/usages`, { headers: { authorization: `Bearer ${token}` } })
+    const body = (await usages.json()) as { usage: unknown; limits: Array<unknown> }
+    expect(body.usage).toMatchObject({ limit: "5", used: "2", remaining: "3" })
+    expect(body.limits[0]).toMatchObject({
+      window: { duration: 300, timeUnit: "TIME_UNIT_MINUTE" },
+      detail: { limit: "2", used: "2", remaining: "0" }
+    })
+    emulator.child.kill("SIGINT")
+    await emulator.exited
+
+    const limited = await startEmulator(["--port", "0", "--auto-approve", "200", "--interval", "1", "--rate-limited", "--retry-after", "4"])
+    const r = await chat(limited.url, await tokenFrom(limited.url, "b"))
+    expect(r.status).toBe(429)
+    expect(r.headers.get("retry-after")).toBe("4")
+    expect(((await r.json()) as { error: { type: string } }).error.type).toBe("rate_limit_reached_error")
+    limited.child.kill("SIGINT")
+    await limited.exited
   })
 
   it("a malformed flag: exit 2 with the parser's message", async () => {

@@ -5,11 +5,15 @@
  * hang), a valid shape on success, and no secret in any failure message.
  *
  * Secrets are canaries: the refresh token and device code the client sends,
- * and the token values a response carries in its token fields. Responses
- * embed them in token fields, in `error_description`, in HTML pages and in
- * malformed JSON. A server that echoes a secret into free text the client did
- * not send (say, an unrelated string in an error page) cannot be recognised;
- * that is not claimed.
+ * and the token values a response carries in its token fields (snake_case or
+ * camelCase). Responses embed them in token fields, in `error_description`,
+ * in HTML pages and in malformed JSON, raw, URL-encoded, base64 / base64url
+ * and JSON-escaped. Every error is deep-walked (`util.inspect` at any depth,
+ * `JSON.stringify` of it and of its cause, every own property) and searched
+ * for each secret in each of those encodings: one hit fails the run. A
+ * server that echoes into free text a secret the client never sent nor
+ * received in a token field (say, an unrelated string in an error page)
+ * cannot be recognised; that is not claimed.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -23,6 +27,7 @@ import { KimiAuthConfig } from "../../src/KimiAuthConfig.js"
 import { OAuthClient, type OAuthClientShape } from "../../src/OAuthClient.js"
 import { decodeTokenFile, TokenSet } from "../../src/TokenSet.js"
 import { makeScripted, type Step } from "../support/scripted.js"
+import { encodingsFound, reachableText } from "../support/secretReach.js"
 import { canary, record } from "./support.js"
 
 const RUNS = Number(process.env["KIMI_FUZZ_RUNS"] ?? 10_000)
@@ -80,7 +85,11 @@ const stringish = fc.oneof(
   secretish.map((s) => `token ${s} is invalid`),
   secretish.map((s) => `refresh_token=${s}&x=1`),
   secretish.map((s) => `{"refresh_token": "${s}"}`),
-  secretish.map((s) => `Bearer ${s}`)
+  secretish.map((s) => `Bearer ${s}`),
+  secretish.map((s) => `refresh_token=${encodeURIComponent(s + "/+")}`),
+  secretish.map((s) => `echo ${Buffer.from(`grant=${s}`).toString("base64")}`),
+  secretish.map((s) => Buffer.from(s).toString("base64url")),
+  secretish.map((s) => JSON.stringify({ got: `${s}/"` }).replace(/\//g, "\\/"))
 )
 const value: fc.Arbitrary<unknown> = fc.oneof(
   { weight: 4, arbitrary: stringish },
@@ -93,13 +102,29 @@ const fields = [
   "access_token", "refresh_token", "token_type", "expires_in", "scope", "device_code", "user_code", "verification_uri",
   "verification_uri_complete", "interval", "error", "error_description", "error_uri"
 ] as const
+/** A received token: valid, or poisoned (CR/LF, spaces, quotes, too long) around the canary. */
+const bodyToken = (c: string) =>
+  fc.oneof(
+    { weight: 4, arbitrary: fc.constant(c) },
+    { weight: 1, arbitrary: fc.constantFrom(`${c}\r\nX-Injected: yes`, `${c} x`, `${c}"`, `${c}${"a".repeat(9000)}`, `\u001b[31m${c}`) }
+  )
+const lifetime = fc.oneof(
+  { weight: 4, arbitrary: fc.integer({ min: 1, max: 100_000 }) },
+  { weight: 1, arbitrary: fc.constantFrom(0, -1, 1e308, Number.MAX_VALUE, 2 * 366 * 86400, 0.0001, "900", "1e400") }
+)
 const validToken = fc.record({
-  access_token: fc.constant(BODY_ACCESS),
-  refresh_token: fc.option(fc.constant(BODY_REFRESH), { nil: undefined }),
-  token_type: fc.option(fc.constant("Bearer"), { nil: undefined }),
-  expires_in: fc.option(fc.integer({ min: 1, max: 100_000 }), { nil: undefined }),
+  access_token: bodyToken(BODY_ACCESS),
+  refresh_token: fc.option(bodyToken(BODY_REFRESH), { nil: undefined }),
+  token_type: fc.option(fc.constantFrom("Bearer", "Bearer\r\nX: y"), { nil: undefined }),
+  expires_in: fc.option(lifetime, { nil: undefined }),
   scope: fc.option(fc.constant("kimi-code"), { nil: undefined })
 }, { requiredKeys: ["access_token"] })
+/** The same tokens under the camelCase keys some servers use (not OAuth: never decoded, never shown). */
+const camelToken = fc.record({
+  accessToken: fc.constant(BODY_ACCESS),
+  refreshToken: fc.constant(BODY_REFRESH),
+  expiresIn: lifetime
+})
 const validDevice = fc.record({
   device_code: fc.constant(SENT_DEVICE),
   user_code: fc.constant("ABCD-EFGH"),
@@ -116,7 +141,7 @@ const errorBody = fc.record({
 const anyObject = fc.dictionary(fc.constantFrom(...fields), value, { maxKeys: 8 })
 // A valid-looking object with one field mangled.
 const mangled = fc.tuple(fc.oneof(validToken, validDevice, errorBody), fc.constantFrom(...fields), value).map(([o, k, v]) => ({ ...o, [k]: v }))
-const jsonBody = fc.oneof(validToken, validDevice, errorBody, anyObject, mangled, value, fc.array(value, { maxLength: 3 })).map((v) => JSON.stringify(v) ?? "")
+const jsonBody = fc.oneof(validToken, camelToken, validDevice, errorBody, anyObject, mangled, value, fc.array(value, { maxLength: 3 })).map((v) => JSON.stringify(v) ?? "")
 const rawBody = fc.oneof(
   { weight: 6, arbitrary: jsonBody },
   // Truncated or broken JSON that still carries secrets.
@@ -158,8 +183,9 @@ const runCall = async <A>(effect: Effect.Effect<A, { readonly _tag: string; read
     if (Exit.isSuccess(exit)) return { kind: "success", detail: "", value: exit.value }
     const e = Cause.findErrorOption(exit.cause)
     if (e._tag === "Some" && TYPED.has(e.value._tag)) {
-      // Everything a user could see: the message and the error as printed or serialised.
-      return { kind: "typed", detail: e.value._tag, message: `${e.value.message}\n${String(e.value)}`, fields: safeJson(e.value) }
+      // Everything a user could see: the message and the error as printed or serialised; `fields` is everything
+      // reachable from the error object (util.inspect at any depth, JSON of it and of its cause, every property).
+      return { kind: "typed", detail: e.value._tag, message: `${e.value.message}\n${String(e.value)}`, fields: reachableText(e.value) }
     }
     return { kind: "defect", detail: Cause.pretty(exit.cause) }
   }, (thrown: unknown): Outcome => ({ kind: "defect", detail: `threw: ${String(thrown)}` }))
@@ -176,8 +202,10 @@ const safeJson = (v: unknown) => {
   }
 }
 
-const leaks = (text: string) => SECRETS.filter((s) => text.includes(s))
-const fieldLeaksIn = (text: string) => FIELD_SECRETS.filter((s) => text.includes(s))
+/** The secrets found in `text` in any encoding (raw, URL-encoded, JSON-escaped, base64 / base64url). */
+const leaksOf = (text: string, secrets: ReadonlyArray<string>) => secrets.filter((s) => encodingsFound(text, s).length > 0)
+const leaks = (text: string) => leaksOf(text, SECRETS)
+const fieldLeaksIn = (text: string) => leaksOf(text, FIELD_SECRETS)
 
 type Call = "requestDeviceAuthorization" | "pollDeviceToken" | "refreshToken"
 /** The secrets a call puts on the wire. */
@@ -191,9 +219,11 @@ const callOf = (call: Call): Effect.Effect<unknown, { readonly _tag: string; rea
     ? client.pollDeviceToken(Redacted.make(SENT_DEVICE))
     : client.refreshToken(Redacted.make(SENT_REFRESH))
 
+const BEARER = /^[A-Za-z0-9\-._~+/]+=*$/
 const isTokenSet = (t: unknown) =>
-  t instanceof TokenSet && Redacted.value(t.accessToken).length > 0 && Redacted.value(t.refreshToken).length > 0 &&
-  Number.isFinite(t.expiresAt) && t.expiresIn > 0
+  t instanceof TokenSet && BEARER.test(Redacted.value(t.accessToken)) && BEARER.test(Redacted.value(t.refreshToken)) &&
+  Redacted.value(t.accessToken).length <= 8192 && Number.isFinite(t.expiresAt) && t.expiresIn > 0 && t.expiresIn <= 366 * 86400 &&
+  /^[\x20-\x7e]*$/.test(t.tokenType + t.scope)
 
 const validShape = (call: Call, v: unknown): boolean => {
   if (call === "refreshToken") return isTokenSet(v)
@@ -202,8 +232,9 @@ const validShape = (call: Call, v: unknown): boolean => {
     return o._tag === "Pending" || o._tag === "SlowDown" || (o._tag === "Authorized" && isTokenSet(o.tokens))
   }
   const d = v as { userCode: unknown; verificationUri: unknown; expiresIn: unknown; interval: unknown; deviceCode: unknown }
-  return typeof d.userCode === "string" && d.userCode !== "" && typeof d.verificationUri === "string" && /^https?:/.test(d.verificationUri) &&
-    typeof d.expiresIn === "number" && d.expiresIn > 0 && typeof d.interval === "number" && d.interval > 0 && Redacted.isRedacted(d.deviceCode)
+  return typeof d.userCode === "string" && /^[\x20-\x7e]+$/.test(d.userCode) && typeof d.verificationUri === "string" &&
+    /^https?:[\x21-\x7e]+$/.test(d.verificationUri) && typeof d.expiresIn === "number" && d.expiresIn > 0 && d.expiresIn <= 3600 &&
+    typeof d.interval === "number" && d.interval >= 1 && d.interval <= 60 && Redacted.isRedacted(d.deviceCode)
 }
 
 const fuzzCall = (call: Call) =>
@@ -219,22 +250,22 @@ const fuzzCall = (call: Call) =>
         tally[o.kind === "typed" ? o.detail : o.kind] = (tally[o.kind === "typed" ? o.detail : o.kind] ?? 0) + 1
         if (o.kind === "defect" || o.kind === "hang") return false
         if (o.kind === "success") return validShape(call, o.value)
-        // Into the scanned log, with the counted echoes of sent secrets (a known gap, reported above) masked;
-        // token-field values stay unmasked, so the scan checks them a second time.
-        record("fuzz-messages", SENT_SECRETS.reduce((t, x) => t.split(x).join("<sent-secret-echo>"), o.message ?? ""))
+        // Into the scanned log, where the secret scan checks every message a second time; only canaries this call
+        // never sent (echoed in free text: unrecognisable, not claimed) are masked.
+        const unsent = SENT_SECRETS.filter((x) => !sentBy(call).includes(x))
+        record("fuzz-messages", unsent.reduce((t, x) => t.split(x).join("<unsent-canary>"), o.message ?? ""))
         const fl = leaks(o.fields ?? "")
         if (fl.length > 0) {
-          // Reported, not failed: a secret echoed into free text of a response ends up in a structured field
-          // (excerpt, errorDescription) that is never part of a message (BENCHMARKS.md).
           const k = `${o.detail}:${fl.map((x) => x.slice(10, 16)).join("+")}`
           fieldLeaks[k] = (fieldLeaks[k] ?? 0) + 1
         }
         const message = o.message ?? ""
-        const hard = fieldLeaksIn(message)
+        const hard = fieldLeaksIn(message + (o.fields ?? ""))
         // Only what this call sent is a secret of this call (a device authorization request sends none).
         const sent = sentBy(call)
-        const echo = sent.filter((x) => message.includes(x) || (o.fields ?? "").includes(x))
+        const echo = leaksOf(message + (o.fields ?? ""), sent)
         if (echo.length > 0) echoed[o.detail] = (echoed[o.detail] ?? 0) + 1
+        // A secret this call never sent, echoed into free text, cannot be recognised (counted, not failed).
         if (hard.length > 0 || (STRICT && echo.length > 0)) {
           leaked.push(`${o.detail} for HTTP ${"status" in s ? s.status : "-"}`)
           return false
@@ -249,8 +280,10 @@ const fuzzCall = (call: Call) =>
       throw new Error(`${redacted.slice(0, 4000)}\nleaks: ${leaked.join("; ")}`)
     })
     console.log(
-      `fault fuzz ${call}: ${RUNS} cases ${JSON.stringify(tally)}; token-field values in messages: 0; ` +
-        `messages echoing a sent secret from free text: ${JSON.stringify(echoed)}; in structured error fields: ${JSON.stringify(fieldLeaks)}`
+      `fault fuzz ${call}: ${RUNS} cases ${JSON.stringify(tally)}; secrets reachable from an error in any encoding ` +
+        `(raw, URL-encoded, JSON-escaped, base64/base64url; message, util.inspect, JSON, every property): ` +
+        `sent by the call ${JSON.stringify(echoed)}; token-field values 0; canaries the call never sent, echoed in free text ` +
+        `(unrecognisable, not claimed) ${JSON.stringify(fieldLeaks)}`
     )
   }, 180_000)
 
