@@ -31,6 +31,7 @@ import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { KimiApiError, type QuotaExceededError, RateLimitedError } from "./ApiErrors.js"
 import { excerpt, NetworkError } from "./Errors.js"
+import { API_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import type { KimiAuthLayerOptions, KimiAuthServices } from "./KimiAuth.js"
 import {
@@ -39,7 +40,7 @@ import {
   type KimiRequestError,
   layer as kimiHttpLayer,
   layerNode as kimiHttpLayerNode,
-  readCapped
+  readTextPrefix
 } from "./KimiHttpClient.js"
 import { retryAfterMillis } from "./KimiRequest.js"
 import { type TokenError, TokenManager } from "./TokenManager.js"
@@ -48,8 +49,8 @@ import { decodeUsage, type KimiUsage } from "./Usage.js"
 /** Every way a Kimi API call can fail. */
 export type KimiApiFailure = TokenError | QuotaExceededError | RateLimitedError | KimiApiError
 
-/** Body cap of `/models`, `/usages` and a whole (not streamed) chat answer. */
-export const API_BODY_LIMIT = 4 * 1024 * 1024
+/** Body cap of a whole (not streamed) chat answer; `/models` and `/usages` use `HttpBody.API_BODY_LIMIT_BYTES`. */
+export const CHAT_BODY_LIMIT_BYTES = 16 * 1024 * 1024
 
 // ---------------------------------------------------------------------------
 // Models
@@ -261,7 +262,7 @@ export const make = Effect.gen(function*() {
       const response = yield* client.execute(build(url)).pipe(Effect.mapError(lift(url)))
       if (response.status === 200) return { url, response }
       const now = yield* Clock.currentTimeMillis
-      const text = yield* readCapped(response, 8192).pipe(Effect.orElseSucceed(() => ""))
+      const text = yield* readTextPrefix(response, 8192).pipe(Effect.orElseSucceed(() => ""))
       if (response.status === 429) {
         return yield* new RateLimitedError({
           url,
@@ -277,9 +278,13 @@ export const make = Effect.gen(function*() {
       })
     })
 
-  const readJson = (url: string, response: HttpClientResponse.HttpClientResponse) =>
-    readCapped(response, API_BODY_LIMIT).pipe(
-      Effect.mapError(lift(url)),
+  const readJson = (url: string, response: HttpClientResponse.HttpClientResponse, limitBytes = API_BODY_LIMIT_BYTES) =>
+    readTextCapped(response, limitBytes).pipe(
+      Effect.mapError((e) =>
+        e._tag === "BodyTooLargeError"
+          ? new KimiApiError({ url, status: response.status, excerpt: "", message: `${e.message} (${url})` })
+          : lift(url)(e)
+      ),
       Effect.flatMap((text) =>
         Effect.try({
           try: () => JSON.parse(text) as unknown,
@@ -317,7 +322,7 @@ export const make = Effect.gen(function*() {
   const chat = (request: ChatRequest) =>
     Effect.gen(function*() {
       const { url, response } = yield* post(request, false)
-      const decoded = Schema.decodeUnknownOption(CompletionJson)(yield* readJson(url, response))
+      const decoded = Schema.decodeUnknownOption(CompletionJson)(yield* readJson(url, response, CHAT_BODY_LIMIT_BYTES))
       if (Option.isNone(decoded) || decoded.value.choices.length === 0) return yield* undecodable(url, "chat completion")
       const c = decoded.value
       const first = c.choices[0]!

@@ -40,6 +40,7 @@ import { DeviceIdentity } from "./DeviceIdentity.js"
 import { isTransient, NotLoggedInError } from "./Errors.js"
 import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "./KimiAuth.js"
+import { API_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
 import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./KimiRequest.js"
 import { type TokenError, TokenManager } from "./TokenManager.js"
 import type { TokenSet } from "./TokenSet.js"
@@ -49,8 +50,6 @@ import { blockingWindow, decodeUsage, type KimiUsage } from "./Usage.js"
 /** The typed failures of a Kimi request besides the HTTP client's own. */
 export type KimiRequestError = TokenError | QuotaExceededError
 
-/** The body cap of a `/usages` read made for a quota refusal. */
-const USAGES_BODY_LIMIT = 1024 * 1024
 
 /** True when `url` is the API base or below it. */
 export const isUnder = (url: string, base: string): boolean =>
@@ -63,8 +62,12 @@ export const isUnder = (url: string, base: string): boolean =>
 export const apiBaseFor = (settings: KimiAuthSettings, tokens: TokenSet | undefined): string =>
   issuerFor(settings, tokens).apiBaseUrl
 
-/** Reads at most `maxBytes` of a response body as text. */
-export const readCapped = (response: HttpClientResponse.HttpClientResponse, maxBytes: number) =>
+/**
+ * The first `maxBytes` of a response body as text, the rest not read: enough
+ * to classify an error answer (unlike `HttpBody.readTextCapped`, which fails
+ * past its cap, a longer body is cut, not refused).
+ */
+export const readTextPrefix = (response: HttpClientResponse.HttpClientResponse, maxBytes: number) =>
   Effect.suspend(() => {
     let size = 0
     return response.stream.pipe(
@@ -212,7 +215,7 @@ const usagesWith = (
 ): Effect.Effect<KimiUsage | undefined> =>
   underlying.execute(authorized(HttpClientRequest.acceptJson(HttpClientRequest.get(`${base}/usages`)))).pipe(
     Effect.flatMap((r): Effect.Effect<string, unknown> =>
-      r.status === 200 ? readCapped(r, USAGES_BODY_LIMIT) : Effect.fail(r.status)
+      r.status === 200 ? readTextCapped(r, API_BODY_LIMIT_BYTES) : Effect.fail(r.status)
     ),
     Effect.flatMap((text) => Effect.try(() => decodeUsage(JSON.parse(text)))),
     Effect.map((decoded) => (decoded._tag === "Success" ? decoded.success : undefined)),
@@ -289,7 +292,7 @@ export const make = Effect.gen(function*() {
           send: (token) => promise(underlying.execute(authorized(token)(sendable)), signal),
           status: (r) => r.status,
           header: (r, name) => r.headers[name],
-          readText: (r, max) => promise(readCapped(r, max), signal),
+          readText: (r, max) => promise(readTextPrefix(r, max), signal),
           withText: (r, text) => rebuild(request, r, text),
           discard: (r) => promise(Effect.ignore(Stream.runDrain(r.stream)), signal)
         }, {

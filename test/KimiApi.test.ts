@@ -195,6 +195,22 @@ describe("KimiApi against a scripted server", () => {
   })
 })
 
+describe("KimiApi reads capped bodies", () => {
+  it("a /models answer past the cap (4 MiB) is a KimiApiError, not a process that grows", async () => {
+    server = await startScriptedServer(() => ({ status: 200, body: { data: [{ id: "x".repeat(5 * 1024 * 1024) }] } }))
+    const result = await run(
+      { oauthHost: server.url, apiBaseUrl: `${server.url}/coding/v1` },
+      { accessToken: "at-1", refreshToken: "rt-1" },
+      Effect.flatMap(api, (k) => k.models)
+    )
+    expect(result._tag).toBe("Failure")
+    if (result._tag === "Failure") {
+      expect(result.failure._tag).toBe("KimiApiError")
+      expect(result.failure.message).toMatch(/(larger|more) than the 4194304 bytes allowed/)
+    }
+  })
+})
+
 describe("pure pieces", () => {
   it("chatBody sends Kimi's thinking format and the usage option when streaming", () => {
     expect(chatBody({ model: "k3", messages: [], thinking: false, maxTokens: 5 }, true)).toEqual({
