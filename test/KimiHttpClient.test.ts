@@ -139,6 +139,15 @@ describe("KimiHttpClient layer", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("an error status made a failure by filterStatusOk shows no bearer in the error", () => {
+    const { layer } = setup(tokenSet(0, 900), () => json(500, { error: { message: "down" } }))
+    return Effect.gen(function*() {
+      const client = (yield* HttpClient.HttpClient).pipe(HttpClient.filterStatusOk)
+      const e = yield* Effect.flip(client.get(`${API}/models`))
+      assert.notMatch([String(e), e.message, JSON.stringify(e), inspect(e, { depth: 10 })].join("\n"), /at-0|rt-0/)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a second 401 is answered as is: no loop", () => {
     const { requests, layer } = setup(tokenSet(0, 900), (req) => (api(req) ? json(401, {}) : refreshed(1)))
     return Effect.gen(function*() {
@@ -208,6 +217,11 @@ describe("KimiHttpClient layer", () => {
       assert.strictEqual(plain.response?.headers["x-kimi-upstream-status"], "429")
       assert.strictEqual(kimiErrorOf(plain)?._tag, "QuotaExceededError")
       assert.deepStrictEqual(requests.map((r) => r.url.slice(API.length)), ["/chat/completions", "/usages"])
+      // The response and request inside the error are the caller's, without the bearer that was sent.
+      for (const e of [error, plain]) {
+        assert.notMatch([String(e), e.message, JSON.stringify(e), inspect(e, { depth: 10 })].join("\n"), /at-0|rt-0/)
+      }
+      assert.isUndefined(plain.request.headers["authorization"])
       assert.strictEqual(oauthCalls(requests).length, 0)
     }).pipe(Effect.provide(layer))
   })
