@@ -13,10 +13,11 @@ export const runLoad = async ({ rounds = 30 } = {}) => {
   const cases = [
     { name: "empty", args: [path.join(loadDir, "empty.mjs")] },
     { name: "anthropic", args: [path.join(loadDir, "anthropic.mjs"), anthropicEntry] },
-    { name: "kimi", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth", "server"] },
-    { name: "kimi-import", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth", "import"] },
-    { name: "kimi-config", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth", "config"] },
-    { name: "kimi-unbundled", args: [path.join(loadDir, "kimi.mjs"), path.join(repoRoot, "dist", "index.js"), "server"] }
+    // exports["./server"], the entry OpenCode loads (package self-reference).
+    { name: "kimi", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "server"] },
+    { name: "kimi-import", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "import"] },
+    { name: "kimi-config", args: [path.join(loadDir, "kimi.mjs"), "opencode-kimi-auth/server", "config"] },
+    { name: "kimi-unbundled", args: [path.join(loadDir, "kimi.mjs"), path.join(repoRoot, "dist", "opencode", "server.js"), "server"] }
   ]
   const times = Object.fromEntries(cases.map((c) => [c.name, []]))
   const rss = Object.fromEntries(cases.map((c) => [c.name, []]))
@@ -55,10 +56,15 @@ export const runLoad = async ({ rounds = 30 } = {}) => {
         `(median of ${rounds} interleaved rounds; ${fmt(summary[name].medianMillis, 0)} ms vs ${fmt(summary.anthropic.medianMillis, 0)} ms; ` +
         `peak RSS ${fmt(summary[name].medianMaxRssMiB, 1)} MiB vs ${fmt(summary.anthropic.medianMaxRssMiB, 1)} MiB)`
     )
+  console.log(
+    `startup (import + server() + config): ratio to opencode-anthropic-auth (import + plugin()) ${fmt(result.ratioToAnchor["kimi-config"])}x ` +
+      `(median of ${rounds} interleaved rounds; ${fmt(summary["kimi-config"].medianMillis, 0)} ms vs ${fmt(summary.anthropic.medianMillis, 0)} ms; ` +
+      `peak RSS ${fmt(summary["kimi-config"].medianMaxRssMiB, 1)} MiB, ${result.rssDeltaMiB["kimi-config"] >= 0 ? "+" : ""}${fmt(result.rssDeltaMiB["kimi-config"], 1)} MiB over the anchor); goal <= 1.30x and <= +8 MiB`
+  )
   line("kimi", "(import + server(), bundle)")
   line("kimi-import", "(import only, bundle)")
   line("kimi-config", "(import + server() + config hook, bundle)")
-  line("kimi-unbundled", "(import + server(), unbundled dist/index.js)")
+  line("kimi-unbundled", "(import + server(), unbundled tsc output dist/opencode/KimiPlugin.js)")
   console.log(
     `load empty script: ratio ${fmt(result.ratioToAnchor.empty)}x (${fmt(summary.empty.medianMillis, 0)} ms, ${fmt(summary.empty.medianMaxRssMiB, 1)} MiB); ` +
       `goal: load ratio <= 2.00x, peak memory within 10 MiB of the anchor (kimi: ${fmt(result.rssDeltaMiB.kimi, 1)} MiB)`

@@ -7,7 +7,9 @@ const N = Number(nArg)
 const RUNS = Number(runsArg)
 const BLOCK = Number(blockArg)
 const m = await import(spec)
-const hooks = await m.default.server({ client: {} }, {})
+// The first plugin the module exports (a default `{ id, server }`, else the first export of that shape).
+const plugin = typeof m.default?.server === "function" ? m.default : Object.values(m).find((p) => typeof p?.server === "function")
+const hooks = await plugin.server({ client: {} }, {})
 const provider = await hooks.auth.loader(async () => undefined, {})
 const pluginFetch = provider.fetch
 const body = JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: "hi" }] })

@@ -1,19 +1,20 @@
 #!/usr/bin/env node
 // npm run bench: every benchmark of issue #6, side by side in one run.
-// Usage: node bench/run.mjs [load] [overhead] [storm] [polling] [--quick]
+// Usage: node bench/run.mjs [install] [cli] [load] [overhead] [storm] [polling] [--quick]
 // Writes bench/results/latest.json; BENCHMARKS.md quotes it.
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { benchDir, ensureFixture, machine, repoRoot } from "./lib.mjs"
 
 const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const wanted = args.filter((a) => !a.startsWith("--"))
-const all = ["load", "overhead", "storm", "polling"]
+const all = ["install", "cli", "load", "overhead", "storm", "polling"]
 const sections = wanted.length > 0 ? wanted : all
 
-if (!fs.existsSync(path.join(repoRoot, "dist", "bundle", "index.js"))) {
-  console.error("dist/bundle/index.js is missing: run `npm run build` first (npm run bench does).")
+if (!fs.existsSync(path.join(repoRoot, "dist", "bundle", "server.js"))) {
+  console.error("dist/bundle/server.js is missing: run `npm run build` first (npm run bench does).")
   process.exit(2)
 }
 ensureFixture()
@@ -21,15 +22,22 @@ const m = machine()
 console.log(`machine: ${m.nproc} cores, ${m.cpu}, ${m.memGiB} GiB, node ${m.node}, bun ${m.bun}, ${m.platform}`)
 const results = { date: new Date().toISOString(), command: `node bench/run.mjs ${args.join(" ")}`.trim(), machine: m }
 const started = Date.now()
+// The machine is shared: every section says how busy it was (1-minute load average / cores) before and after.
+const loadAverage = () => `${os.loadavg()[0].toFixed(2)} on ${m.nproc} cores`
+results.loadAverage = {}
 for (const s of sections) {
-  console.log(`\n== ${s} ==`)
+  console.log(`\n== ${s} == (load average ${loadAverage()})`)
   const t = Date.now()
-  if (s === "load") results.load = await (await import("./load.mjs")).runLoad(quick ? { rounds: 8 } : {})
+  const before = os.loadavg()[0]
+  if (s === "install") results.install = await (await import("./install.mjs")).runInstall()
+  else if (s === "cli") results.cli = await (await import("./cli.mjs")).runCli(quick ? { rounds: 8 } : {})
+  else if (s === "load") results.load = await (await import("./load.mjs")).runLoad(quick ? { rounds: 8 } : {})
   else if (s === "overhead") results.overhead = await (await import("./overhead.mjs")).runOverhead(quick ? { runs: 3 } : {})
   else if (s === "storm") results.storm = await (await import("./storm.mjs")).runStorm(quick ? { runs: 2 } : {})
   else if (s === "polling") results.polling = await (await import("./polling.mjs")).runPolling(quick ? { quick } : {})
   else throw new Error(`unknown section ${s}; choose from ${all.join(", ")}`)
-  console.log(`(${s}: ${((Date.now() - t) / 1000).toFixed(1)} s)`)
+  results.loadAverage[s] = { before, after: os.loadavg()[0] }
+  console.log(`(${s}: ${((Date.now() - t) / 1000).toFixed(1)} s; load average ${loadAverage()})`)
 }
 console.log(`\nall done in ${((Date.now() - started) / 1000).toFixed(1)} s`)
 // Only a full run replaces the figures BENCHMARKS.md quotes; partial runs print only.

@@ -1,7 +1,7 @@
 // One process of the cross-process refresh storm: loads the library, says
 // "ready", waits for "go" on stdin, then runs N concurrent getValidAccessToken
-// callers and prints what they got. argv: <callers> <storageDir> <oauthHost>
-import { KimiOAuthClient } from "opencode-kimi-auth"
+// callers (the facade bundle, as a Node user imports it) and prints what they got. argv: <callers> <storageDir> <oauthHost>
+import { KimiOAuthClient } from "opencode-kimi-auth/client"
 
 const [n, storageDir, oauthHost] = process.argv.slice(2)
 const client = new KimiOAuthClient({ storageDir, oauthHost })

@@ -1,13 +1,20 @@
 #!/usr/bin/env node
-// Builds dist/bundle/index.js: the package root (src/index.ts) as one
-// tree-shaken, minified ES module with Effect bundled in, for Bun (OpenCode's
-// runtime) through the "bun" export condition. OpenCode cannot share its own
-// copy of effect with a plugin, and a cold Bun start that resolves and
-// evaluates ~200 unbundled Effect modules costs several times what a plugin
-// should (BENCHMARKS.md, "Plugin load").
+// Builds the self-contained entries of the package, after tsc has written
+// dist/ (the Effect API, with types). One esbuild run over every entry with
+// `splitting: true`, so the entries share chunks (one copy of the Effect core
+// in the tarball) and every dynamic import becomes a chunk loaded only when
+// reached:
 //
-// Node and TypeScript users keep dist/index.js (tsc output, with types), which
-// shares `effect` with their own application.
+//   dist/bundle/server.js    exports["./server"]: the OpenCode plugin (Bun runs it)
+//   dist/bundle/client.js    exports["./client"]: the promise facade, KimiOAuthClient
+//   dist/bundle/emulator.js  exports["./emulator"]: the local Kimi emulator
+//   dist/bundle/ai-sdk.js    exports["./ai-sdk"]: createKimi (its AI SDK peers stay external)
+//   dist/cli/main.js         bin kimi-auth (replaces tsc's file of that name)
+//   dist/bundle/chunks/*.js  shared code (effect, the core) and lazy parts
+//
+// These need no package at run time: `effect` and the platform code are
+// inside. The package root (dist/index.js, tsc output) is the Effect API for
+// applications that bring their own `effect` (a peer dependency).
 //
 // Usage: node scripts/build-bundle.mjs [--analyze]
 import * as esbuild from "esbuild"
@@ -16,37 +23,57 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const outfile = path.join(root, "dist", "bundle", "index.js")
+const dist = path.join(root, "dist")
+const src = (...p) => path.join(root, "src", ...p)
+
+fs.rmSync(path.join(dist, "bundle"), { recursive: true, force: true })
 
 const result = await esbuild.build({
   absWorkingDir: root,
-  entryPoints: [path.join(root, "src", "index.ts")],
-  outfile,
+  entryPoints: [
+    { in: src("opencode", "server.ts"), out: "bundle/server" },
+    { in: src("promise", "KimiOAuthClient.ts"), out: "bundle/client" },
+    { in: src("emulator", "KimiEmulator.ts"), out: "bundle/emulator" },
+    { in: src("ai-sdk", "index.ts"), out: "bundle/ai-sdk" },
+    { in: src("cli", "main.ts"), out: "cli/main" }
+  ],
+  outdir: dist,
+  // The AI SDK entry's peers: the application's own copies, never bundled.
+  external: ["@ai-sdk/openai-compatible", "ai"],
+  chunkNames: "bundle/chunks/[name]-[hash]",
   bundle: true,
+  splitting: true,
   platform: "node",
   format: "esm",
+  // Node 20.19 and Bun; esbuild keeps the entry's `#!/usr/bin/env node` line.
   target: "node20",
   minify: true,
   treeShaking: true,
-  // Every export of the root stays (the full API); only unreachable code goes.
   legalComments: "none",
+  // `ws` (pulled in by the emulator's HTTP server) is CommonJS and calls require(): give ESM output one.
+  banner: { js: 'import { createRequire as __kimiCreateRequire } from "node:module"; const require = __kimiCreateRequire(import.meta.url);' },
   sourcemap: false,
   metafile: true,
-  logLevel: "warning",
-  banner: { js: "// opencode-kimi-auth: bundled build of src/index.ts (effect included). Types: dist/index.d.ts." }
+  logLevel: "warning"
 })
 
-const output = result.metafile.outputs[path.relative(root, outfile)]
-const bytes = output?.bytes ?? fs.statSync(outfile).size
-fs.writeFileSync(path.join(root, "dist", "bundle", "package.json"), JSON.stringify({ type: "module" }, null, 2) + "\n")
-
-if (process.argv.includes("--analyze") && output) {
-  const byPackage = new Map()
-  for (const [input, info] of Object.entries(output.inputs)) {
-    const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input)
-    const key = m ? m[1] : "src"
-    byPackage.set(key, (byPackage.get(key) ?? 0) + info.bytesInOutput)
-  }
-  for (const [k, v] of [...byPackage].sort((a, b) => b[1] - a[1])) console.log(`  ${k.padEnd(36)} ${(v / 1024).toFixed(1)} KiB`)
+// tsc's maps point at ../src, which is not shipped, and the bundles have none: drop them all.
+for (const file of fs.readdirSync(dist, { recursive: true })) {
+  if (String(file).endsWith(".js.map") || String(file).endsWith(".d.ts.map")) fs.rmSync(path.join(dist, String(file)))
 }
-console.log(`dist/bundle/index.js: ${(bytes / 1024).toFixed(1)} KiB (minified, effect bundled, target node20)`)
+
+const outputs = Object.entries(result.metafile.outputs)
+const total = outputs.reduce((n, [, o]) => n + o.bytes, 0)
+if (process.argv.includes("--analyze")) {
+  for (const [file, o] of outputs.sort((a, b) => b[1].bytes - a[1].bytes)) {
+    const byPackage = new Map()
+    for (const [input, info] of Object.entries(o.inputs)) {
+      const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input)
+      const key = m ? m[1] : "src"
+      byPackage.set(key, (byPackage.get(key) ?? 0) + info.bytesInOutput)
+    }
+    const parts = [...byPackage].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / 1024).toFixed(1)}`)
+    console.log(`  ${file.padEnd(44)} ${(o.bytes / 1024).toFixed(1).padStart(7)} KiB  ${parts.join(", ")}`)
+  }
+}
+console.log(`bundles: ${outputs.length} files, ${(total / 1024).toFixed(1)} KiB (minified, effect included, target node20)`)

@@ -76,9 +76,8 @@ const main = async () => {
     plugin = await KimiAuthPlugin({}, { storageDir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
     const provider: { provider?: Record<string, unknown> } = {}
     await plugin.config(provider)
-    for (const [id, p] of Object.entries(provider.provider ?? {})) {
-      say(`the config hook defined provider "${id}" with models: ${Object.keys((p as { models?: object }).models ?? {}).join(", ")}`)
-    }
+    const block = provider.provider?.[plugin.auth.provider] as { options: Record<string, unknown> }
+    say(`the config hook gave OpenCode's provider "${plugin.auth.provider}" the options: ${Object.keys(block.options).join(", ")}`)
     const options = await plugin.auth.loader(async () => undefined)
     // What the AI SDK sends: the loader's placeholder apiKey as a bearer, which the plugin's fetch replaces.
     const headers = { Authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" }

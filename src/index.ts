@@ -2,21 +2,20 @@
  * opencode-kimi-auth: log in to Kimi (Kimi For Coding) with the OAuth device
  * flow and keep the tokens fresh, safely across processes.
  *
- * The package root is three things at once:
- * - **an OpenCode plugin**: the default export is OpenCode's plugin-module form
- *   `{ id, server }`, so `"plugin": ["opencode-kimi-auth"]` loads it (OpenCode
- *   accepts named exports next to a default `{ id, server }`);
- * - **a promise API**: {@link KimiOAuthClient} for plain TypeScript;
- * - **an Effect API**: the services, layers and typed errors to compose into
- *   an Effect 4 application.
+ * The package root is the Effect API, for applications that share their own
+ * `effect` (a peer dependency): the services, layers and typed errors to
+ * compose into an Effect 4 application, and the promise facade
+ * {@link KimiOAuthClient} on the same modules.
+ *
+ * The OpenCode plugin is `opencode-kimi-auth/server` (what OpenCode loads), the
+ * self-contained facade `opencode-kimi-auth/client`. The plugin is not
+ * re-exported here: it loads the core with a dynamic `import()`, and a
+ * bundler that meets one under the root wraps the whole core in lazy
+ * initialisers it can no longer tree-shake (`"sideEffects": false` would then
+ * keep everything for an application importing only `Errors`).
  *
  * @since 0.1.0
  */
-import { pluginModule } from "./opencode/KimiPlugin.js"
-
-export default pluginModule
-
-export { DEFAULT_PROVIDER_ID, DEVICE_LOGIN_LABEL, KimiAuthPlugin, type KimiPluginOptions } from "./opencode/KimiPlugin.js"
 export {
   type AuthorizationSession,
   type CallOptions,

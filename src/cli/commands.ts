@@ -24,7 +24,7 @@ import type { DeviceAuthorization } from "../OAuthClient.js"
 import { TokenManager } from "../TokenManager.js"
 import type { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
-import { type EmulatorOptions, serve as serveEmulator } from "../emulator/KimiEmulator.js"
+import type { EmulatorOptions } from "../emulator/KimiEmulator.js"
 import * as Option from "effect/Option"
 import { KimiApi } from "../KimiApi.js"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
@@ -499,7 +499,9 @@ const emulatorCommand = Command.make(
         retryAfterSeconds: value(flags.retryAfter)
       }
     }
-    return serveEmulator(options).pipe(
+    // Loaded here only: --help, status and token never load the emulator or an HTTP server.
+    return Effect.promise(() => import("../emulator/KimiEmulator.js")).pipe(
+      Effect.flatMap((emulator) => emulator.serve(options)),
       Effect.catch((error) =>
         err(`${red("error:")} the emulator could not start: ${String((error as { message?: string }).message ?? error)}\n`).pipe(
           Effect.andThen(Effect.sync(() => void (process.exitCode = ExitCode.usage)))

@@ -1,45 +1,102 @@
 /**
- * The OpenCode plugin: Kimi device login inside `opencode auth login`, and a
- * `fetch` that keeps every Kimi request authorized.
+ * The OpenCode plugin: Kimi device login on OpenCode's own Kimi providers,
+ * and a `fetch` that keeps every Kimi request authorized.
  *
- * A thin edge over the core: one managed runtime per plugin instance (built
- * on first use, disposed by the `dispose` hook), the project's token store as
- * the source of truth, OpenCode's `auth.json` only mirrored (it has no lock
- * and drops the device id). Nothing here throws into OpenCode: failures are
- * logged (when DEBUG asks) and turned into `{ type: "failed" }` or an error
- * `Response` whose message says to run `opencode auth login -p kimi`.
+ * One plugin instance serves one catalog provider: `kimi-code-plan-cn`
+ * (region `mainland-cn`, logs in at auth.kimi.com) or
+ * `kimi-code-plan-global` (region `global`, auth.kimi.ai). OpenCode 1.18.33
+ * takes one `auth` hook per instance, so the package's OpenCode entry
+ * (`server.ts`) exports one instance per region (test/opencode/NOTES.md,
+ * "Serving both Kimi providers").
+ *
+ * This module is the light half: it imports nothing from `effect`. Start-up
+ * (`server()` and the `config` hook) costs a settings check and one small
+ * file read; the Effect core (`PluginCore.ts`) is imported the first time a
+ * request, a login or the model list needs it.
  *
  * @since 0.1.0
  */
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Cause from "effect/Cause"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
-import * as References from "effect/References"
-import { DeviceFlow } from "../DeviceFlow.js"
-import { DeviceIdentity } from "../DeviceIdentity.js"
-import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
-import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
-import type { DeviceAuthorization } from "../OAuthClient.js"
-import { isDue, TokenManager } from "../TokenManager.js"
-import { TokenSet } from "../TokenSet.js"
-import { TokenStore } from "../TokenStore.js"
-import { makeKimiFetch, type TokenResult } from "./KimiFetch.js"
-import { modelsFromApi, providerBlock } from "./ProviderConfig.js"
+import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS, regionOfProvider } from "../Region.js"
+import type { KimiAuthOptions } from "../KimiAuthConfig.js"
+import { resolveSettings } from "../ResolveSettings.js"
+import { parseTokenFileText } from "../TokenValidation.js"
+import * as fs from "node:fs"
+import type { OAuthEntry, PluginCore } from "./PluginCore.js"
+import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels } from "./ProviderConfig.js"
+import { toKimiThinking } from "./Thinking.js"
 
-/** The provider id used when the plugin options name none. */
-export const DEFAULT_PROVIDER_ID = "kimi"
+/** The plugin's id (OpenCode's plugin-module form). */
+export const PLUGIN_ID = "opencode-kimi-auth"
 
-/** The label of the device login method; `opencode auth login -p kimi -m "Kimi device login"`. */
+/** The provider id served when the options name no region: OpenCode's `kimi-code-plan-cn`. */
+export const DEFAULT_PROVIDER_ID = REGIONS[DEFAULT_REGION].providerId
+
+/** The label of the device login method; `opencode auth login -p kimi-code-plan-cn -m "Kimi device login"`. */
 export const DEVICE_LOGIN_LABEL = "Kimi device login"
+
+/** The label of the API-key method beside it. */
+export const API_KEY_LABEL = "Kimi API key"
 
 /** The `apiKey` the loader hands the AI SDK for OAuth logins; the fetch replaces it with the real token. */
 const OAUTH_PLACEHOLDER = "kimi-oauth"
+
+/** How long the model list may hold up OpenCode's start. */
+const MODELS_BUDGET_MS = 1500
+
+/** Options from `"plugin": [["opencode-kimi-auth", { ... }]]` in `opencode.json` (they reach both regions). */
+export interface KimiPluginOptions extends KimiAuthOptions {
+  /**
+   * For {@link KimiAuthPlugin} alone: the OpenCode provider to serve, one of
+   * the catalog ids (`kimi-code-plan-cn`, `kimi-code-plan-global`); `region`
+   * does the same. The package's OpenCode entry serves both and ignores it.
+   */
+  readonly provider?: string | undefined
+}
+
+/** The structural subset of OpenCode's plugin input this plugin uses (assignable from `PluginInput`). */
+export interface PluginInputLike {
+  readonly client?: {
+    readonly auth?: {
+      set?(args: { path: { id: string }; body: OAuthEntry }): Promise<unknown>
+    }
+  }
+}
+
+/** OpenCode's stored credential for the provider, as `getAuth()` returns it. */
+export type OpenCodeAuth =
+  | { readonly type: "oauth"; readonly refresh: string; readonly access: string; readonly expires: number }
+  | { readonly type: "api"; readonly key: string }
+  | { readonly type: string }
+  | undefined
+
+/** The loader's answer: the AI SDK provider options. */
+export interface LoaderResult {
+  readonly apiKey: string
+  readonly fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>
+  readonly baseURL?: string
+}
+
+/** The hooks one instance returns (assignable to `@opencode-ai/plugin`'s `Hooks`). */
+export interface KimiHooks {
+  readonly config: (config: { provider?: Record<string, unknown> }) => Promise<void>
+  readonly auth: {
+    readonly provider: string
+    readonly loader: (getAuth: () => Promise<OpenCodeAuth>) => Promise<LoaderResult>
+    readonly methods: [
+      {
+        readonly type: "oauth"
+        readonly label: string
+        readonly authorize: () => Promise<Awaited<ReturnType<PluginCore["startLogin"]>>>
+      },
+      { readonly type: "api"; readonly label: string }
+    ]
+  }
+  readonly provider: {
+    readonly id: string
+    readonly models: (provider: { models?: Record<string, unknown> }, ctx?: { auth?: unknown }) => Promise<Record<string, any>>
+  }
+  readonly dispose: () => Promise<void>
+}
 
 /** The Authorization header of a RequestInit's headers, without building a `Headers` for the common plain object. */
 const authorizationOf = (headers: RequestInit["headers"]): string | undefined => {
@@ -49,304 +106,155 @@ const authorizationOf = (headers: RequestInit["headers"]): string | undefined =>
   return record["authorization"] ?? record["Authorization"]
 }
 
-/** Options from `"plugin": [["opencode-kimi-auth", { ... }]]` in `opencode.json`. */
-export interface KimiPluginOptions extends KimiAuthOptions {
-  /** Provider id; `kimi` by default. */
-  readonly provider?: string | undefined
-}
+/** The core module, imported once per process on first need. */
+let coreModule: Promise<typeof import("./PluginCore.js")> | undefined
+const loadCoreModule = () => (coreModule ??= import("./PluginCore.js"))
 
-/** The structural subset of OpenCode's plugin input this plugin uses. */
-export interface PluginInputLike {
-  readonly client?: {
-    readonly auth?: {
-      readonly set?: (args: { path: { id: string }; body: Record<string, unknown> }) => Promise<unknown>
-    }
+/** What the token file says, read cheaply (no Effect): no login, or a login with its region (if recorded). */
+type StoredLogin = { readonly kind: "none" } | { readonly kind: "login"; readonly region: KimiRegion | undefined }
+
+const readStoredLogin = (tokenFilePath: string): StoredLogin => {
+  try {
+    const parsed = parseTokenFileText(fs.readFileSync(tokenFilePath, "utf8"))
+    return parsed.ok ? { kind: "login", region: parsed.value.region } : { kind: "login", region: undefined }
+  } catch {
+    return { kind: "none" }
   }
 }
 
-/** OpenCode's stored credential for the provider, as `getAuth()` returns it. */
-type OpenCodeAuth =
-  | { readonly type: "oauth"; readonly refresh: string; readonly access: string; readonly expires: number }
-  | { readonly type: "api"; readonly key: string }
-  | { readonly type: string }
-  | undefined
-
-type OAuthCallbackResult =
-  | { type: "success"; refresh: string; access: string; expires: number }
-  | { type: "failed" }
-
-const debugEnabled = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
-
-/** Silent inside OpenCode's UI unless `DEBUG=opencode-kimi-auth:*`; then debug logs on stderr. */
-const loggingLayer = () =>
-  debugEnabled()
-    ? Layer.mergeAll(Layer.succeed(Logger.LogToStderr, true), Layer.succeed(References.MinimumLogLevel, "Debug"))
-    : Logger.layer([])
-
-const failureOf = (cause: Cause.Cause<unknown>): { readonly _tag: string; readonly message: string } => {
-  const e = Cause.findErrorOption(cause)
-  if (Option.isSome(e)) {
-    const v = e.value as { _tag?: string; message?: string }
-    return { _tag: v._tag ?? "Unknown", message: v.message ?? String(v) }
+const regionFrom = (options: KimiPluginOptions): KimiRegion => {
+  if (typeof options.provider === "string") {
+    const r = regionOfProvider(options.provider)
+    if (r !== undefined) return r
   }
-  if (Cause.hasInterruptsOnly(cause)) return { _tag: "Interrupted", message: "The request was cancelled." }
-  const d = Cause.squash(cause)
-  return { _tag: "Defect", message: d instanceof Error ? d.message : String(d) }
-}
-
-const LOGIN = "run `opencode auth login -p kimi` (or `kimi-auth login`)"
-
-/** Maps a token failure to an HTTP-ish status and a message for the AI SDK to show. */
-const tokenFailure = (cause: Cause.Cause<unknown>): TokenResult => {
-  const f = failureOf(cause)
-  switch (f._tag) {
-    case "NotLoggedInError":
-    case "CorruptTokenFileError":
-      return { ok: false, status: 401, code: "kimi_login_required", message: `Kimi login required: ${f.message}` }
-    case "NetworkError":
-    case "ServerError":
-      return { ok: false, status: 503, code: "kimi_auth_unavailable", message: `Could not refresh the Kimi token: ${f.message}` }
-    case "TokenStoreError":
-    case "LockTimeoutError":
-      return { ok: false, status: 500, code: "kimi_token_storage", message: f.message }
-    case "ConfigError":
-      return { ok: false, status: 500, code: "kimi_config", message: f.message }
-    default:
-      return { ok: false, status: 502, code: "kimi_auth_error", message: `${f.message} If it persists, ${LOGIN}.` }
-  }
+  return isRegion(options.region) ? options.region : DEFAULT_REGION
 }
 
 /**
- * The plugin. `input.client.auth.set` is used to mirror refreshed tokens into
- * OpenCode's auth store.
+ * One plugin instance for one region's catalog provider. `server.ts` binds
+ * it to each region; `KimiAuthPlugin` picks the region from its options.
  */
-export const KimiAuthPlugin = async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>) => {
-  const options = (rawOptions ?? {}) as KimiPluginOptions
-  const providerId = typeof options.provider === "string" && options.provider !== "" ? options.provider : DEFAULT_PROVIDER_ID
-  const { provider: _provider, ...authOptions } = options
+export const regionPlugin = (region: KimiRegion) =>
+async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promise<KimiHooks> => {
+  const { provider: _provider, region: _region, ...options } = (rawOptions ?? {}) as KimiPluginOptions
+  const providerId = REGIONS[region].providerId
+  const resolved = resolveSettings({ ...options, region }, process.env)
+  const settings = resolved.ok ? resolved.value : undefined
+  const pinnedBase = settings?.apiBaseUrlPinned ? settings.apiBaseUrl : undefined
 
-  // Resolve the configuration now; a bad setting must not crash OpenCode, only disable the plugin's calls.
-  const settingsExit = Effect.runSyncExit(resolve(authOptions))
-  const settings: KimiAuthSettings | undefined = Exit.isSuccess(settingsExit) ? settingsExit.value : undefined
-  const configProblem = Exit.isFailure(settingsExit) ? failureOf(settingsExit.cause).message : undefined
-
-  let runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown> | undefined
-  const getRuntime = () =>
-    (runtime ??= ManagedRuntime.make(
-      layerNode({ ...authOptions, backgroundRefresh: true }).pipe(Layer.provideMerge(loggingLayer()))
-    ))
-  const run = <A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
-    getRuntime().runPromiseExit(effect, signal ? { signal } : undefined)
-
-  // Fast path of the request `fetch`: the last token set the manager handed out, served without
-  // entering the Effect runtime while it is not due. The manager itself serves its cached set under
-  // the same rule (`isDue` with the same window), so this skips only the runtime's per-call cost
-  // (a fiber, a span: ~50 µs, about half a loopback request in Bun; BENCHMARKS.md, "Request overhead").
-  // Every slow-path success (refresh, 401 invalidation, login, adoption) replaces it.
-  const windowSeconds = settings ? Duration.toSeconds(settings.refreshWindow) : 300
-  let fast: { readonly tokens: TokenSet; readonly access: string } | undefined
-
-  let mirrored: string | undefined
-  /** Mirrors a token set into OpenCode's auth store, best effort, at most once per access token. */
-  const mirror = (tokens: TokenSet) => {
-    const access = Redacted.value(tokens.accessToken)
-    if (access === mirrored || !input.client?.auth?.set) return
-    mirrored = access
-    const forget = () => {
-      mirrored = undefined
-    }
-    try {
-      Promise.resolve(
-        input.client.auth.set({
-          path: { id: providerId },
-          body: { type: "oauth", refresh: Redacted.value(tokens.refreshToken), access, expires: tokens.expiresAt * 1000 }
-        })
-      ).catch(forget)
-    } catch {
-      forget() // a synchronous throw from the host's client must not reach the request
-    }
-  }
-
-  const tokenResult = async (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal) => {
-    if (configProblem) return { ok: false, status: 500, code: "kimi_config", message: configProblem } as const
-    try {
-      const exit = await run(effect, signal)
-      if (Exit.isFailure(exit)) return tokenFailure(exit.cause)
-      mirror(exit.value)
-      const access = Redacted.value(exit.value.accessToken)
-      fast = { tokens: exit.value, access }
-      return { ok: true, token: access } as const
-    } catch (e) {
-      return { ok: false, status: 500, code: "kimi_auth_error", message: String(e) } as const
-    }
-  }
-
-  /** Imports OpenCode's stored login into our store when ours is empty (e.g. a new storage folder). */
-  const adoptOpenCodeLogin = (auth: OpenCodeAuth) =>
-    Effect.gen(function*() {
-      if (!auth || auth.type !== "oauth") return
-      const a = auth as { refresh: string; access: string; expires: number }
-      if (typeof a.refresh !== "string" || a.refresh === "" || typeof a.access !== "string") return
-      const store = yield* TokenStore
-      if ((yield* store.load) !== undefined) return
-      const expiresAt = Math.floor(a.expires / 1000)
-      const manager = yield* TokenManager
-      yield* manager.setTokens(
-        new TokenSet({
-          accessToken: Redacted.make(a.access),
-          refreshToken: Redacted.make(a.refresh),
-          tokenType: "Bearer",
-          expiresIn: Math.max(0, expiresAt - Math.floor(Date.now() / 1000)),
-          scope: "",
-          expiresAt
-        })
-      )
-    })
-
-  /**
-   * The device login method. Failures throw an `Error` whose message says what
-   * happened and what to do: OpenCode 1.18.33 prints it as `Failed to authorize:
-   * <message>` and exits 1, where `{ type: "failed" }` would print only
-   * "Failed to authorize" and exit 0 (test/opencode/NOTES.md).
-   */
-  const startLogin = async (): Promise<
-    { url: string; instructions: string; method: "auto"; callback: () => Promise<OAuthCallbackResult> }
-  > => {
-    if (configProblem) throw new Error(`Kimi login could not start: ${configProblem}`)
-    const started = await run(Effect.flatMap(DeviceFlow, (f) => f.start)).catch((e) => Exit.die(e))
-    if (Exit.isFailure(started)) throw new Error(`Kimi login could not start: ${failureOf(started.cause).message}`)
-    const authorization: DeviceAuthorization = started.value
-    const minutes = Math.max(1, Math.round(authorization.expiresIn / 60))
-    return {
-      url: authorization.verificationUriComplete ?? authorization.verificationUri,
-      instructions: `Enter code: ${authorization.userCode} (confirm it matches the page; it expires in ${minutes} min)`,
-      method: "auto",
-      callback: async () => {
-        const exit = await run(
-          Effect.gen(function*() {
-            const flow = yield* DeviceFlow
-            const manager = yield* TokenManager
-            const tokens = yield* flow.awaitTokens(authorization)
-            yield* manager.setTokens(tokens)
-            return tokens
-          })
-        ).catch((e) => Exit.die(e))
-        if (Exit.isFailure(exit)) {
-          const f = failureOf(exit.cause)
-          await run(Effect.logWarning(`Kimi login failed: ${f.message}`)).catch(() => {})
-          throw new Error(f.message.replace(/`kimi-auth login`/g, "`opencode auth login -p kimi`"))
-        }
-        const tokens = exit.value
-        mirrored = Redacted.value(tokens.accessToken)
-        fast = { tokens, access: mirrored }
-        return {
-          type: "success",
-          refresh: Redacted.value(tokens.refreshToken),
-          access: Redacted.value(tokens.accessToken),
-          expires: tokens.expiresAt * 1000
-        }
-      }
-    }
-  }
-
-  /**
-   * Models from the API when logged in (1.5 s budget), else the static list.
-   * Goes through the same request fetch as the chat calls (token, headers, 401 retry).
-   */
-  const fetchModels = async () => {
-    if (!settings) return {}
-    try {
-      const stored = await run(Effect.flatMap(TokenStore, (s) => s.load))
-      if (Exit.isFailure(stored) || stored.value === undefined) return {}
-      const response = await requestFetch(`${settings.apiBaseUrl}/models`, {
-        headers: { accept: "application/json" },
-        signal: AbortSignal.timeout(1500)
+  let core: Promise<PluginCore> | undefined
+  let coreReady: PluginCore | undefined
+  const getCore = () =>
+    (core ??= loadCoreModule().then((m) => {
+      const set = input.client?.auth?.set
+      coreReady = m.makePluginCore({
+        options,
+        region,
+        providerId,
+        setAuth: set ? (args) => set.call(input.client?.auth, args) : undefined
       })
-      return response.ok ? modelsFromApi(await response.json()) : {}
-    } catch {
-      return {}
-    }
-  }
+      return coreReady
+    }))
 
-  /** The OAuth request fetch, built once on first use (the identity headers need the device id). */
-  let oauthFetch: Promise<ReturnType<typeof makeKimiFetch>> | undefined
-  const buildOAuthFetch = async () => {
-    const identity = configProblem ? undefined : await run(DeviceIdentity.use(Effect.succeed)).catch(() => undefined)
-    identityHeaders = identity && Exit.isSuccess(identity) ? identity.value.headers : {}
-    return makeKimiFetch({
-      headers: identityHeaders,
-      getAccessToken: (signal) => {
-        const f = fast
-        if (f !== undefined && !signal?.aborted && !isDue(f.tokens, Date.now() / 1000, windowSeconds)) {
-          return Promise.resolve({ ok: true, token: f.access } as const)
-        }
-        return tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal)
-      },
-      refreshAfterRejection: (rejected, signal) =>
-        tokenResult(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
-    })
-  }
-  let identityHeaders: Readonly<Record<string, string>> = {}
-  let oauthFetchReady: ReturnType<typeof makeKimiFetch> | undefined
+  // Models that think unless told otherwise: the catalog's, then what OpenCode and /models report.
+  const thinking = new Set(CATALOG_MODELS)
+  const thinksByDefault = (model: string) => thinking.has(model)
+  let pendingAdoption: OAuthEntry | undefined
 
   /**
-   * The `fetch` every Kimi request goes through. A request that carries a
-   * bearer other than our placeholder comes from an API-key login: it is sent
-   * with the identity headers and its own key. Everything else gets OAuth.
+   * The `fetch` every Kimi request goes through: the thinking switch in
+   * Kimi's form, then OAuth. A request that carries a bearer other than our
+   * placeholder comes from an API-key login: it keeps its key and gets the
+   * identity headers.
    */
-  const requestFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-    // Once built, used without an extra await: every request passes here (BENCHMARKS.md, "Request overhead").
-    const f = oauthFetchReady ?? (oauthFetchReady = await (oauthFetch ??= buildOAuthFetch()))
-    const given = authorizationOf(init?.headers)
-    if (given !== undefined && given !== `Bearer ${OAUTH_PLACEHOLDER}`) {
-      const headers = new Headers(init?.headers)
-      for (const [k, v] of Object.entries(identityHeaders)) headers.set(k, v)
-      return fetch(input, { ...init, headers })
+  const requestFetch = async (request: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    const c = coreReady ?? (await getCore())
+    let sent = init
+    if (typeof init?.body === "string") {
+      const body = toKimiThinking(init.body, { thinksByDefault })
+      if (body !== init.body) sent = { ...init, body }
     }
-    return f(input, init)
+    const given = authorizationOf(sent?.headers)
+    if (given !== undefined && given !== `Bearer ${OAUTH_PLACEHOLDER}`) return c.apiKeyFetch(request, sent)
+    if (pendingAdoption !== undefined) {
+      const entry = pendingAdoption
+      pendingAdoption = undefined
+      await c.adopt(entry).catch(() => {})
+    }
+    return c.fetch(request, sent)
   }
 
   return {
-    /** Defines the provider unless the user already did (theirs wins). */
-    config: async (config: { provider?: Record<string, unknown> }) => {
+    /**
+     * When a login is on disk, puts the request `fetch` into the catalog
+     * provider's options (so a `kimi-auth login` alone is enough: OpenCode uses
+     * a config `fetch` with no `auth.json` entry) and the `off` variant on the
+     * toggle models. Anything the user set in their own block wins. Reads the
+     * token file; never builds the runtime, never throws.
+     */
+    config: async (config) => {
       try {
-        if (!settings) return
+        if (!settings || readStoredLogin(settings.tokenFilePath).kind === "none") return
         config.provider ??= {}
-        if (config.provider[providerId] !== undefined) return
-        const block = providerBlock(settings.apiBaseUrl, await fetchModels())
-        // OpenCode uses a config `fetch` even when auth.json has no entry (no loader runs then), so a
-        // login made with `kimi-auth login` alone is enough; it also beats the loader's (the same function).
-        config.provider[providerId] = { ...block, options: { ...block.options, fetch: requestFetch } }
+        config.provider[providerId] = providerBlock(config.provider[providerId], requestFetch, pinnedBase)
       } catch {
         // never break OpenCode's configuration
       }
     },
     auth: {
       provider: providerId,
-      loader: async (getAuth: () => Promise<OpenCodeAuth>) => {
+      loader: async (getAuth) => {
         const auth = await getAuth().catch(() => undefined)
-        const baseURL = settings?.apiBaseUrl ?? "https://api.kimi.com/coding/v1"
+        const base = pinnedBase !== undefined ? { baseURL: pinnedBase } : {}
         if (auth && auth.type === "api" && typeof (auth as { key?: unknown }).key === "string") {
           // An API key login: the SDK sends the key; `requestFetch` adds the identity headers and leaves it alone.
-          return { apiKey: (auth as { key: string }).key, baseURL, fetch: requestFetch }
+          return { apiKey: (auth as { key: string }).key, fetch: requestFetch, ...base }
         }
-        if (!configProblem) await run(adoptOpenCodeLogin(auth)).catch(() => {})
-        return { apiKey: OAUTH_PLACEHOLDER, baseURL, fetch: requestFetch }
+        // An OAuth login in auth.json only (e.g. a new storage folder): imported on the first request.
+        if (auth && auth.type === "oauth") pendingAdoption = auth as OAuthEntry
+        return { apiKey: OAUTH_PLACEHOLDER, fetch: requestFetch, ...base }
       },
       methods: [
-        { type: "oauth" as const, label: DEVICE_LOGIN_LABEL, authorize: startLogin },
-        { type: "api" as const, label: "Kimi API key" }
+        { type: "oauth", label: DEVICE_LOGIN_LABEL, authorize: async () => (await getCore()).startLogin() },
+        { type: "api", label: API_KEY_LABEL }
       ]
     },
+    /** OpenCode's catalog models, plus the account's own (`GET /models`) where it lists more. */
+    provider: {
+      id: providerId,
+      models: async (provider, ctx) => {
+        const catalog = (provider?.models ?? {}) as Record<string, unknown>
+        for (const id of thinkingModels(catalog)) thinking.add(id)
+        try {
+          if (!settings) return catalog
+          const oauth = (ctx?.auth as { type?: unknown } | undefined)?.type === "oauth"
+          const stored = readStoredLogin(settings.tokenFilePath)
+          if (stored.kind === "none" ? !oauth : stored.region !== undefined && stored.region !== region) return catalog
+          const base = pinnedBase ?? settings.apiBaseUrl
+          const account = await (await getCore()).listModels(base, MODELS_BUDGET_MS)
+          for (const m of account) if (m.reasoning) thinking.add(m.id)
+          return withAccountModels(catalog, account)
+        } catch {
+          return catalog
+        }
+      }
+    },
     dispose: async () => {
-      const rt = runtime
-      runtime = undefined
-      fast = undefined
-      await rt?.dispose().catch(() => {})
+      const c = coreReady
+      core = undefined
+      coreReady = undefined
+      await c?.dispose()
     }
   }
 }
 
-/** The OpenCode plugin module form: `export default { id, server }`. */
-export const pluginModule = { id: "opencode-kimi-auth", server: KimiAuthPlugin } as const
+/**
+ * The plugin as one function (OpenCode's `Plugin`): serves the catalog
+ * provider named by the `provider` option (or the `region` option), by
+ * default `kimi-code-plan-cn`.
+ */
+export const KimiAuthPlugin = async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promise<KimiHooks> =>
+  regionPlugin(regionFrom((rawOptions ?? {}) as KimiPluginOptions))(input, rawOptions)
 
+/** The OpenCode plugin module form: `export default { id, server }`, one region (see {@link KimiAuthPlugin}). */
+export const pluginModule = { id: PLUGIN_ID, server: KimiAuthPlugin } as const

@@ -1,78 +1,108 @@
 /**
- * The OpenCode provider block for Kimi For Coding, and the model list.
+ * What the plugin adds to OpenCode's own Kimi providers.
  *
- * The plugin's `config` hook adds this block when the user has not defined
- * the provider: an `@ai-sdk/openai-compatible` provider at the configured API
- * base, with `kimi-for-coding` always present. When logged in, the model list
- * comes from `GET {base}/models`; when that fails, the static list stands.
+ * OpenCode's bundled catalog already defines `kimi-code-plan-cn` and
+ * `kimi-code-plan-global` with their models, limits and reasoning variants;
+ * the plugin keeps all of that and adds only:
+ *
+ * - the request `fetch` (and, when an option or the environment pins it, the
+ *   API base) in the provider options, under anything the user set there;
+ * - an `off` variant (`thinking: { type: "disabled" }`) on the models whose
+ *   catalog entry says thinking can be toggled: OpenCode 1.18.33 makes effort
+ *   variants only, so without it thinking could not be turned off;
+ * - the models the account's `GET /models` lists beyond the catalog's,
+ *   through the `provider.models` hook, shaped like the catalog's own.
+ *
+ * Effect-free: the plugin's thin entry uses it at start.
  *
  * @since 0.1.0
  */
 
-/** One model entry of an OpenCode provider block. */
-export interface ModelConfig {
-  readonly name: string
-  readonly limit: { readonly context: number; readonly output: number }
-  readonly tool_call: boolean
-  readonly reasoning: boolean
-  readonly attachment: boolean
-  readonly temperature: boolean
-  readonly modalities: { readonly input: Array<"text" | "image">; readonly output: Array<"text"> }
-}
-
-/** The provider block. */
-export interface ProviderBlock {
-  readonly npm: string
-  readonly name: string
-  readonly options: { readonly baseURL: string }
-  readonly models: Record<string, ModelConfig>
-}
-
 /** The model every Kimi For Coding subscription has. */
 export const DEFAULT_MODEL_ID = "kimi-for-coding"
 
-const model = (name: string, context = 262_144, reasoning = true, image = true): ModelConfig => ({
-  name,
-  limit: { context, output: 32_768 },
-  tool_call: true,
-  reasoning,
-  attachment: image,
-  temperature: true,
-  modalities: { input: image ? ["text", "image"] : ["text"], output: ["text"] }
-})
+/**
+ * Models whose catalog entry (opencode 1.18.33) offers a thinking `toggle`
+ * beside its efforts. They get the `off` variant.
+ */
+export const TOGGLE_MODELS: ReadonlyArray<string> = ["kimi-for-coding", "k3"]
 
-/** The static model list, used when the API cannot be asked. */
-export const staticModels = (): Record<string, ModelConfig> => ({
-  [DEFAULT_MODEL_ID]: model("Kimi For Coding")
-})
+/** The variant that turns thinking off, as Kimi reads it. */
+export const OFF_VARIANT = { thinking: { type: "disabled" } } as const
 
-/** The provider block for an API base and a model list. */
-export const providerBlock = (baseURL: string, models: Record<string, ModelConfig> = staticModels()): ProviderBlock => ({
-  npm: "@ai-sdk/openai-compatible",
-  name: "Kimi For Coding",
-  options: { baseURL },
-  models: { ...staticModels(), ...models }
-})
+/** The catalog's Kimi models (opencode 1.18.33), all of which think. */
+export const CATALOG_MODELS: ReadonlyArray<string> = ["kimi-for-coding", "kimi-for-coding-highspeed", "k3", "k3-256k"]
+
+type Rec = Record<string, unknown>
+const isRecord = (u: unknown): u is Rec => typeof u === "object" && u !== null && !Array.isArray(u)
 
 /**
- * Turns a `GET /models` answer into model entries. Unknown or malformed
- * entries are skipped; never throws.
+ * The provider block the `config` hook writes for one catalog provider:
+ * `own` (the user's block, possibly undefined) with our `fetch` (and
+ * `baseURL` when given) under the user's own options, and the `off` variant
+ * on the toggle models unless the user defined one.
  */
-export const modelsFromApi = (body: unknown): Record<string, ModelConfig> => {
-  const out: Record<string, ModelConfig> = {}
-  const data = (body as { data?: unknown } | null)?.data
-  if (!Array.isArray(data)) return out
-  for (const m of data) {
-    if (typeof m !== "object" || m === null) continue
-    const r = m as Record<string, unknown>
-    if (typeof r["id"] !== "string" || r["id"] === "") continue
-    const context = typeof r["context_length"] === "number" && r["context_length"] > 0 ? r["context_length"] : 262_144
-    out[r["id"]] = model(
-      typeof r["display_name"] === "string" && r["display_name"] !== "" ? r["display_name"] : r["id"],
-      context,
-      r["supports_reasoning"] !== false,
-      r["supports_image_in"] === true
-    )
+export const providerBlock = (own: unknown, fetch: unknown, baseURL: string | undefined): Rec => {
+  const block: Rec = isRecord(own) ? own : {}
+  const options: Rec = isRecord(block["options"]) ? block["options"] : {}
+  const models: Rec = isRecord(block["models"]) ? block["models"] : {}
+  const withVariants: Rec = { ...models }
+  for (const id of TOGGLE_MODELS) {
+    const model: Rec = isRecord(models[id]) ? models[id] : {}
+    const variants: Rec = isRecord(model["variants"]) ? model["variants"] : {}
+    if (variants["off"] !== undefined) continue
+    withVariants[id] = { ...model, variants: { ...variants, off: OFF_VARIANT } }
+  }
+  return {
+    ...block,
+    options: { ...(baseURL !== undefined ? { baseURL } : {}), fetch, ...options },
+    models: withVariants
+  }
+}
+
+/** One model of the account, as `GET /models` describes it. */
+export interface AccountModel {
+  readonly id: string
+  readonly displayName: string | undefined
+  readonly contextLength: number | undefined
+  readonly reasoning: boolean
+  readonly image: boolean
+}
+
+/**
+ * The `provider.models` answer: the catalog's models unchanged, plus each
+ * account model the catalog lacks, shaped after a catalog model (the default
+ * one when present) with its own id, name, context and capabilities, and no
+ * variants (its efforts are unknown). Never throws.
+ */
+export const withAccountModels = (catalog: Rec, account: ReadonlyArray<AccountModel>): Rec => {
+  const template = catalog[DEFAULT_MODEL_ID] ?? Object.values(catalog)[0]
+  if (!isRecord(template)) return catalog
+  const out: Rec = { ...catalog }
+  for (const m of account) {
+    if (out[m.id] !== undefined) continue
+    const api = isRecord(template["api"]) ? template["api"] : {}
+    const limit = isRecord(template["limit"]) ? template["limit"] : {}
+    const capabilities = isRecord(template["capabilities"]) ? template["capabilities"] : {}
+    const input = isRecord(capabilities["input"]) ? capabilities["input"] : {}
+    out[m.id] = {
+      ...template,
+      id: m.id,
+      name: m.displayName ?? m.id,
+      api: { ...api, id: m.id },
+      limit: { ...limit, ...(m.contextLength !== undefined ? { context: m.contextLength } : {}) },
+      capabilities: { ...capabilities, reasoning: m.reasoning, attachment: m.image, input: { ...input, image: m.image } },
+      variants: {}
+    }
   }
   return out
 }
+
+/** The ids of the models in a `provider.models` record that think (`capabilities.reasoning`). */
+export const thinkingModels = (models: Rec): Array<string> =>
+  Object.entries(models).flatMap(([id, m]) => {
+    const caps = isRecord(m) && isRecord(m["capabilities"]) ? m["capabilities"] : undefined
+    if (caps?.["reasoning"] !== true) return []
+    const api = isRecord(m) && isRecord(m["api"]) && typeof m["api"]["id"] === "string" ? m["api"]["id"] : id
+    return api === id ? [id] : [id, api]
+  })

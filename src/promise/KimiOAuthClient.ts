@@ -91,14 +91,39 @@ const CODES: Record<string, KimiAuthErrorCode> = {
 }
 
 /**
+ * The brand every {@link KimiAuthError} carries, registered globally with
+ * `Symbol.for`: the same symbol in every copy of this package (the bundles and
+ * the tsc build each have their own class).
+ */
+const KimiAuthErrorBrand: unique symbol = Symbol.for("opencode-kimi-auth/KimiAuthError") as never
+
+/**
  * Every failure of the facade. `code` is stable across versions; `cause` is
  * the typed Effect error (for `ABORTED`, the abort reason). The message says
  * what to do next and never holds a token.
+ *
+ * The package ships more than one build (the self-contained `./client` and
+ * `./server` bundles, the tsc output behind the root), each with its own copy
+ * of this class. Recognise an error from any of them with
+ * {@link KimiAuthError.is}; `instanceof KimiAuthError` answers the same (it
+ * checks the brand, not the prototype chain).
  */
 export class KimiAuthError extends Error {
   override readonly name = "KimiAuthError"
+  /** The cross-build brand; see {@link KimiAuthError.is}. */
+  readonly [KimiAuthErrorBrand] = true
   constructor(readonly code: KimiAuthErrorCode, message: string, options?: { readonly cause?: unknown }) {
     super(message, options)
+  }
+
+  /** Whether `u` is a `KimiAuthError` from any build or copy of this package. */
+  static is(u: unknown): u is KimiAuthError {
+    return typeof u === "object" && u !== null && (u as { readonly [KimiAuthErrorBrand]?: unknown })[KimiAuthErrorBrand] === true
+  }
+
+  /** `e instanceof KimiAuthError` checks the brand, so it holds across builds too. */
+  static override [Symbol.hasInstance](u: unknown): boolean {
+    return KimiAuthError.is(u)
   }
 }
 

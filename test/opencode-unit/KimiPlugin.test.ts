@@ -1,10 +1,25 @@
-/** The plugin's hooks in process, against the emulator: provider definition, fetch, host faults, bad config. */
+/**
+ * The plugin's hooks in process, against the emulator: what the config hook
+ * adds to OpenCode's catalog providers, the provider.models hook, the fetch
+ * (thinking, region, host faults), bad config, and the types OpenCode's own
+ * package declares (`Plugin`, `PluginModule`), checked by `npm run typecheck`.
+ */
+import type { Hooks, Plugin, PluginModule } from "@opencode-ai/plugin"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
-import { KimiAuthPlugin } from "../../src/opencode/KimiPlugin.js"
+import { ACCOUNT_ONLY_MODEL_ID } from "../../src/emulator/Models.js"
+import { KimiAuthPlugin, pluginModule, regionPlugin } from "../../src/opencode/KimiPlugin.js"
+import * as server from "../../src/opencode/server.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
+
+// The types OpenCode 1.18.33 publishes accept ours (a compile error here fails `npm run typecheck`).
+const asPlugin: Plugin = KimiAuthPlugin
+const asModule: PluginModule = pluginModule
+const asModules: ReadonlyArray<PluginModule> = [server.kimiCodePlanCn, server.kimiCodePlanGlobal]
+const asHooks = async (): Promise<Hooks> => KimiAuthPlugin({})
+void [asPlugin, asModule, asModules, asHooks]
 
 let emulator: StartedEmulator
 let dir: string
@@ -24,11 +39,17 @@ afterEach(async () => {
   rmTemp(dir)
 })
 
-const seed = () => {
+const seed = (extra: Record<string, unknown> = {}) => {
   const issued = emulator.issueTokens()
   fs.writeFileSync(
     path.join(dir, "oauth.json"),
-    JSON.stringify({ access_token: issued.accessToken, refresh_token: issued.refreshToken, expires_in: 900, expires_at: Math.floor(Date.now() / 1000) + 800 }),
+    JSON.stringify({
+      access_token: issued.accessToken,
+      refresh_token: issued.refreshToken,
+      expires_in: 900,
+      expires_at: Math.floor(Date.now() / 1000) + 800,
+      ...extra
+    }),
     { mode: 0o600 }
   )
   return issued
@@ -40,50 +61,153 @@ const plugin = async (client: unknown, options: Record<string, unknown> = {}) =>
   return hooks
 }
 
-const chat = (f: typeof fetch, base: string, auth = "Bearer kimi-oauth") =>
+const chat = (f: typeof fetch, base: string | undefined, extra: Record<string, unknown> = {}, auth = "Bearer kimi-oauth") =>
   f(`${base}/chat/completions`, {
     method: "POST",
     headers: { authorization: auth, "content-type": "application/json" },
-    body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: "hi" }] })
+    body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: "hi" }], ...extra })
   })
 
 describe("KimiAuthPlugin", () => {
-  it("defines the provider with the account's models when logged in, and leaves a user's block alone", async () => {
-    const issued = seed()
+  it("the OpenCode entry serves both catalog providers, one instance each, with the device login and the API key", async () => {
+    const cn = await server.kimiCodePlanCn.server({}, { storageDir: dir })
+    const global = await server.kimiCodePlanGlobal.server({}, { storageDir: dir })
+    disposers.push(cn.dispose, global.dispose)
+    expect([cn.auth.provider, global.auth.provider]).toEqual(["kimi-code-plan-cn", "kimi-code-plan-global"])
+    for (const h of [cn, global]) {
+      expect(h.auth.methods.map((m) => [m.type, m.label])).toEqual([["oauth", "Kimi device login"], ["api", "Kimi API key"]])
+      expect(h.provider.id).toBe(h.auth.provider)
+    }
+    expect(Object.keys(server)).toEqual(["kimiCodePlanCn", "kimiCodePlanGlobal"]) // OpenCode calls every export
+    expect((await KimiAuthPlugin({}, { provider: "kimi-code-plan-global" })).auth.provider).toBe("kimi-code-plan-global")
+  })
+
+  it("config: with a login on disk, the catalog provider gets the fetch and the off variant; the user's own options win", async () => {
+    seed()
     const hooks = await plugin({})
     const config: { provider?: Record<string, any> } = {}
     await hooks.config(config)
-    const asked = emulator.requests("/coding/v1/models").at(-1)!
-    expect(asked.bearer).toBe(issued.accessToken)
-    expect(asked.msh.platform).toBe("kimi_cli")
-    expect(asked.status).toBe(200)
-    expect(config.provider!["kimi"]).toMatchObject({ npm: "@ai-sdk/openai-compatible", options: { baseURL: emulator.apiBaseUrl } })
-    expect(Object.keys(config.provider!["kimi"].models)).toContain("kimi-for-coding")
-    expect(typeof config.provider!["kimi"].options.fetch).toBe("function")
-    const mine = { provider: { kimi: { npm: "custom", options: { baseURL: "https://example.test" } } } }
+    const block = config.provider!["kimi-code-plan-cn"]
+    expect(Object.keys(block).sort()).toEqual(["models", "options"]) // no npm, no name: the catalog's stand
+    expect(typeof block.options.fetch).toBe("function")
+    expect(block.options.baseURL).toBe(emulator.apiBaseUrl) // pinned by the option
+    expect(block.models["kimi-for-coding"]).toEqual({ variants: { off: { thinking: { type: "disabled" } } } })
+    expect(block.models["k3"].variants.off).toEqual({ thinking: { type: "disabled" } })
+
+    const mine = { provider: { "kimi-code-plan-cn": { options: { baseURL: "https://proxy.example", fetch: "theirs" }, models: { k3: { variants: { off: { x: 1 } } } } } } }
     await hooks.config(mine)
-    expect(mine.provider.kimi).toEqual({ npm: "custom", options: { baseURL: "https://example.test" } })
+    const merged = mine.provider["kimi-code-plan-cn"] as Record<string, any>
+    expect(merged.options).toEqual({ baseURL: "https://proxy.example", fetch: "theirs" })
+    expect(merged.models.k3.variants.off).toEqual({ x: 1 })
+  })
+
+  it("config: without a login on disk it adds nothing, and never loads the runtime to find out", async () => {
+    const hooks = await plugin({})
+    const config: { provider?: Record<string, unknown> } = {}
+    const before = emulator.requests().length
+    await hooks.config(config)
+    expect(config.provider).toBeUndefined()
+    expect(emulator.requests().length).toBe(before)
+  })
+
+  it("provider.models: the catalog's models stay, the account's others are added in the catalog's shape", async () => {
+    seed()
+    const hooks = await plugin({})
+    const template = {
+      id: "kimi-for-coding",
+      name: "kimi-for-coding",
+      api: { id: "kimi-for-coding", url: "https://api.kimi.com/coding/v1", npm: "@ai-sdk/openai-compatible" },
+      limit: { context: 1048576, output: 32768 },
+      capabilities: { reasoning: true, attachment: true, input: { text: true, image: true } },
+      variants: { low: { reasoningEffort: "low" } }
+    }
+    const catalog = { "kimi-for-coding": template, k3: { ...template, id: "k3" } }
+    const out = await hooks.provider.models({ models: catalog }, { auth: undefined })
+    expect(emulator.requests("/coding/v1/models").at(-1)!.status).toBe(200)
+    // the emulator lists these too: the catalog's entries stay as they are
+    expect(out["kimi-for-coding"]).toBe(template)
+    expect(out["k3"]).toBe(catalog.k3)
+    // the account's others are added, shaped like the catalog's, with their own id, name, context and capabilities
+    expect(Object.keys(out)).toEqual(["kimi-for-coding", "k3", "kimi-for-coding-highspeed", "k3-256k", ACCOUNT_ONLY_MODEL_ID])
+    expect(out[ACCOUNT_ONLY_MODEL_ID]).toMatchObject({
+      id: ACCOUNT_ONLY_MODEL_ID,
+      name: "Kimi K2 Thinking (emulator, account only)",
+      api: { id: ACCOUNT_ONLY_MODEL_ID, url: template.api.url, npm: template.api.npm },
+      limit: { context: 262_144, output: 32768 },
+      capabilities: { reasoning: true, attachment: false, input: { text: true, image: false } },
+      variants: {}
+    })
+  })
+
+  it("fetch: each thinking variant reaches Kimi as thinking { type, effort }, never as reasoning_effort", async () => {
+    seed()
+    const hooks = await plugin({})
+    const options = await hooks.auth.loader(async () => undefined)
+    const sent = async (extra: Record<string, unknown>) => {
+      expect((await chat(options.fetch, options.baseURL, extra)).status).toBe(200)
+      return emulator.requests("/coding/v1/chat/completions").at(-1)!.json as Record<string, unknown>
+    }
+    for (const effort of ["low", "high", "max"]) {
+      const body = await sent({ reasoning_effort: effort })
+      expect(body["thinking"]).toEqual({ type: "enabled", effort })
+      expect(body).not.toHaveProperty("reasoning_effort")
+    }
+    expect((await sent({ thinking: { type: "disabled" } }))["thinking"]).toEqual({ type: "disabled" })
+    expect((await sent({}))["thinking"]).toEqual({ type: "enabled" }) // a catalog model that thinks, no variant chosen
+  })
+
+  it("a login from the other region gets a message naming the right login, and its token is never sent", async () => {
+    const issued = seed({ region: "mainland-cn" })
+    const hooks = await plugin({}, { provider: "kimi-code-plan-global" })
+    const options = await hooks.auth.loader(async () => undefined)
+    const before = emulator.requests("/coding/v1/chat/completions").length
+    const res = await chat(options.fetch, options.baseURL)
+    expect(res.status).toBe(401)
+    const message = (await res.json()).error.message as string
+    expect(message).toMatch(/other region/)
+    expect(message).toContain("opencode auth login -p kimi-code-plan-global")
+    expect(message).not.toContain(issued.accessToken)
+    expect(emulator.requests("/coding/v1/chat/completions").length).toBe(before)
+  })
+
+  it("not logged in: the message names `opencode auth login -p <provider>` first", async () => {
+    const hooks = await plugin({}, { provider: "kimi-code-plan-global" })
+    const options = await hooks.auth.loader(async () => undefined)
+    const res = await chat(options.fetch, options.baseURL)
+    expect(res.status).toBe(401)
+    const message = (await res.json()).error.message as string
+    expect(message).toMatch(/Kimi login required/)
+    const opencode = message.indexOf("opencode auth login -p kimi-code-plan-global")
+    expect(opencode).toBeGreaterThanOrEqual(0)
+    const cli = message.indexOf("kimi-auth login")
+    expect(cli === -1 || cli > opencode).toBe(true)
+    expect(message).not.toMatch(/-p kimi`/) // the old provider id is gone
+    expect(message).toContain("kimi-auth login --region global")
   })
 
   it("a host whose auth.set throws synchronously does not break requests", async () => {
     const issued = seed()
     const hooks = await plugin({ client: { auth: { set: () => { throw new Error("host exploded") } } } })
     const options = await hooks.auth.loader(async () => undefined)
-    const res = await chat(options.fetch!, options.baseURL)
+    const res = await chat(options.fetch, options.baseURL)
     expect(res.status).toBe(200)
     expect(emulator.requests("/coding/v1/chat/completions").at(-1)!.bearer).toBe(issued.accessToken)
   })
 
-  it("mirrors a refreshed login into OpenCode's store", async () => {
+  it("mirrors a refreshed login into OpenCode's store under the provider's id", async () => {
     seed()
     emulator.expireAccessTokens()
     const sets: Array<{ path: { id: string }; body: Record<string, unknown> }> = []
-    const hooks = await plugin({ client: { auth: { set: async (a: (typeof sets)[number]) => void sets.push(a) } } }, { provider: "kimi-custom" })
+    const hooks = await regionPlugin("global")(
+      { client: { auth: { set: async (a: (typeof sets)[number]) => void sets.push(a) } } } as never,
+      { storageDir: dir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl }
+    )
+    disposers.push(hooks.dispose)
     const options = await hooks.auth.loader(async () => undefined)
-    expect((await chat(options.fetch!, options.baseURL)).status).toBe(200)
+    expect((await chat(options.fetch, options.baseURL)).status).toBe(200)
     const stored = JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8"))
     expect(sets.at(-1)).toEqual({
-      path: { id: "kimi-custom" },
+      path: { id: "kimi-code-plan-global" },
       body: { type: "oauth", refresh: stored.refresh_token, access: stored.access_token, expires: stored.expires_at * 1000 }
     })
   })
@@ -94,9 +218,9 @@ describe("KimiAuthPlugin", () => {
     await hooks.config(config)
     expect(config.provider).toBeUndefined()
     const options = await hooks.auth.loader(async () => undefined)
-    const res = await chat(options.fetch!, options.baseURL)
+    const res = await chat(options.fetch, "https://api.kimi.com/coding/v1")
     expect(res.status).toBe(500)
     expect((await res.json()).error.message).toMatch(/plain http/)
-    await expect(hooks.auth.methods[0]!.authorize!()).rejects.toThrow(/plain http/)
+    await expect(hooks.auth.methods[0].authorize()).rejects.toThrow(/plain http/)
   })
 })

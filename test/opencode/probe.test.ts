@@ -152,4 +152,45 @@ describe.skipIf(skipOpencode)("OpenCode 1.18.33 hosts the probe auth plugin", ()
     },
     RUN_TIMEOUT
   )
+
+  it(
+    "bundled catalog: one module with two named { id, server } exports serves both Kimi providers; config blocks and variants merge into the catalog's",
+    async () => {
+      const e = await makeOpencodeEnv({ plugin: path.join(here, "probe", "regions.mjs"), catalog: "bundled" })
+      envs.push(e)
+      const log = path.join(e.root, "regions.jsonl")
+      const env = { PROBE_LOG: log, PROBE_BASE_URL: server.baseURL, PROBE_CONFIG_FETCH: "1", PROBE_VARIANTS: "1" }
+      for (const provider of ["kimi-code-plan-cn", "kimi-code-plan-global"]) {
+        const r = await e.login(provider, "Kimi device login", { env })
+        expect(r.code, r.stdout + r.stderr).toBe(0)
+        expect(r.stdout).toContain(`Go to: http://127.0.0.1:9/${provider}`)
+      }
+      const auth = (await e.readAuth()) as Record<string, { access: string }>
+      expect(auth["kimi-code-plan-cn"]?.access).toBe("a-kimi-code-plan-cn")
+      expect(auth["kimi-code-plan-global"]?.access).toBe("a-kimi-code-plan-global")
+
+      const models = await e.run(["models", "kimi-code-plan-cn", "--verbose"], { env })
+      expect(models.code, models.stderr).toBe(0)
+      for (const id of ["k3", "k3-256k", "kimi-for-coding", "kimi-for-coding-highspeed", "probe-extra"]) {
+        expect(models.stdout).toContain(`kimi-code-plan-cn/${id}\n`)
+      }
+      expect(models.stdout).toMatch(/"off": \{\s*"thinking": \{\s*"type": "disabled"/)
+
+      const run = await e.run(["run", "-m", "kimi-code-plan-global/kimi-for-coding", "--variant", "off", "hi"], { env, timeoutMs: RUN_TIMEOUT })
+      expect(run.code, run.stderr).toBe(0)
+      const events = readProbeLog(log)
+      const servers = events.filter((x) => x.event === "server").map((x) => x["provider"])
+      expect(servers.filter((p) => p === "kimi-code-plan-cn").length).toBe(servers.filter((p) => p === "kimi-code-plan-global").length)
+      const fetches = events.filter((x) => x.event === "fetch" && x["provider"] === "kimi-code-plan-global")
+      expect(fetches.length).toBeGreaterThanOrEqual(1)
+      expect(fetches.every((x) => x["where"] === "config")).toBe(true) // the config-hook fetch beats the loader's
+      expect(fetches.map((x) => String(x["url"]))).toContain("https://api.kimi.ai/coding/v1/chat/completions")
+      const bodies = fetches.map((x) => x["body"] as Record<string, unknown>)
+      expect(bodies.find((b) => b["title"] === false)?.["thinking"]).toEqual({ type: "disabled" })
+      expect(bodies.find((b) => b["title"] === true)?.["reasoning_effort"]).toBe("low")
+      const loader = events.find((x) => x.event === "loader" && x["provider"] === "kimi-code-plan-global")
+      expect(loader?.["models"]).toEqual(["k3", "k3-256k", "kimi-for-coding", "kimi-for-coding-highspeed", "probe-extra"])
+    },
+    RUN_TIMEOUT * 2
+  )
 })

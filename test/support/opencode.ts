@@ -257,6 +257,12 @@ export interface OpencodeEnvOptions {
   readonly seedConfigDeps?: boolean
   /** Parent folder of the temp root (default `os.tmpdir()`). */
   readonly tmpDir?: string
+  /**
+   * The model catalog: `"empty"` (default; only config providers exist, each start
+   * ~1.5 s faster) or `"bundled"`, the models.dev snapshot inside the binary that
+   * every user gets (with `kimi-code-plan-cn` and `kimi-code-plan-global`).
+   */
+  readonly catalog?: "empty" | "bundled"
 }
 
 /** Options of one run. */
@@ -418,7 +424,8 @@ function spawnOpencode(binary: string, args: ReadonlyArray<string>, env: Record<
  * `OPENCODE_DISABLE_DEFAULT_PLUGINS` are set, `OPENCODE_MODELS_URL` points at a
  * dead loopback port, `OPENCODE_MODELS_PATH` at an empty catalog (pass
  * `env: { OPENCODE_MODELS_PATH: undefined }` for the bundled one) and
- * `OPENCODE_TEST_MANAGED_CONFIG_DIR` at an empty folder, so nothing leaves the
+ * `OPENCODE_TEST_MANAGED_CONFIG_DIR` at an empty folder (`catalog: "bundled"` keeps
+ * the binary's own catalog instead of the empty one), so nothing leaves the
  * machine and no machine-wide config leaks in. Only PATH and the locale are
  * inherited from the test process.
  *
@@ -465,7 +472,7 @@ export async function makeOpencodeEnv(options: OpencodeEnvOptions = {}): Promise
       OPENCODE_MODELS_URL: DEAD_URL,
       // An empty model catalog instead of the bundled models.dev snapshot: only
       // providers from the config exist, and each start is ~1.5 s faster.
-      OPENCODE_MODELS_PATH: path.join(root, "models.json"),
+      ...(options.catalog === "bundled" ? {} : { OPENCODE_MODELS_PATH: path.join(root, "models.json") }),
       OPENCODE_TEST_MANAGED_CONFIG_DIR: dir("managed-config"),
       NO_COLOR: "1"
     },

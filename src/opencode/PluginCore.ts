@@ -1,0 +1,384 @@
+/**
+ * The heavy half of the OpenCode plugin: everything that needs the Effect
+ * core. `KimiPlugin.ts` imports this module with a dynamic `import()` the
+ * first time a request, a login or the model list needs it, so OpenCode's
+ * start (import, `server()`, the `config` hook) never loads Effect.
+ *
+ * One core per provider (region): a managed runtime built on first use and
+ * disposed by the `dispose` hook, the project's token store as the source of
+ * truth, OpenCode's `auth.json` only mirrored (it has no lock and drops the
+ * device id). Nothing here throws into OpenCode: failures become an error
+ * `Response` or an `Error` whose message says what to do.
+ *
+ * @since 0.2.0
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as References from "effect/References"
+import { DeviceFlow } from "../DeviceFlow.js"
+import { LOGIN_HINT } from "../Errors.js"
+import { DeviceIdentity } from "../DeviceIdentity.js"
+import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
+import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import type { DeviceAuthorization } from "../OAuthClient.js"
+import { type KimiRegion, REGIONS } from "../Region.js"
+import { isDue, TokenManager } from "../TokenManager.js"
+import { TokenSet } from "../TokenSet.js"
+import { TokenStore } from "../TokenStore.js"
+import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
+
+/** What the thin plugin hands its core. */
+export interface PluginCoreConfig {
+  /** The plugin options (storage, hosts, identity), without `region`. */
+  readonly options: KimiAuthOptions
+  /** The region this provider serves. */
+  readonly region: KimiRegion
+  /** The OpenCode provider id (`kimi-code-plan-cn`, `kimi-code-plan-global`). */
+  readonly providerId: string
+  /** OpenCode's `client.auth.set`, to mirror refreshed tokens into `auth.json`. */
+  readonly setAuth?: ((args: { path: { id: string }; body: OAuthEntry }) => unknown) | undefined
+}
+
+/** An `auth.json` OAuth entry as OpenCode keeps it. */
+export interface OAuthEntry {
+  readonly type: "oauth"
+  readonly refresh: string
+  readonly access: string
+  /** Epoch milliseconds. */
+  readonly expires: number
+}
+
+/** What `authorize()` of the device login method returns to OpenCode. */
+export interface DeviceLoginStart {
+  readonly url: string
+  readonly instructions: string
+  readonly method: "auto"
+  readonly callback: () => Promise<{ type: "success"; refresh: string; access: string; expires: number }>
+}
+
+/** One entry of `GET {base}/models`, as far as the plugin reads it. */
+export interface ApiModel {
+  readonly id: string
+  readonly displayName: string | undefined
+  readonly contextLength: number | undefined
+  readonly reasoning: boolean
+  readonly image: boolean
+}
+
+/** The core's services to the thin plugin. */
+export interface PluginCore {
+  /** The OAuth request fetch: token, identity headers, one refresh and one retry on a 401. */
+  readonly fetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>
+  /** A request that carries its own key (an API-key login): sent with the identity headers added. */
+  readonly apiKeyFetch: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>
+  /** Starts the device login; throws an `Error` with the reason. */
+  readonly startLogin: () => Promise<DeviceLoginStart>
+  /** Imports OpenCode's stored OAuth login into our store when ours is empty. */
+  readonly adopt: (entry: OAuthEntry) => Promise<void>
+  /** The account's models (`GET {base}/models`), or none; waits at most `budgetMillis`, never throws. */
+  readonly listModels: (apiBaseUrl: string, budgetMillis: number) => Promise<ReadonlyArray<ApiModel>>
+  readonly dispose: () => Promise<void>
+}
+
+const debugEnabled = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
+
+/** Silent inside OpenCode's UI unless `DEBUG=opencode-kimi-auth:*`; then debug logs on stderr. */
+const loggingLayer = () =>
+  debugEnabled()
+    ? Layer.mergeAll(Layer.succeed(Logger.LogToStderr, true), Layer.succeed(References.MinimumLogLevel, "Debug"))
+    : Logger.layer([])
+
+const failureOf = (cause: Cause.Cause<unknown>): { readonly _tag: string; readonly message: string } => {
+  const e = Cause.findErrorOption(cause)
+  if (Option.isSome(e)) {
+    const v = e.value as { _tag?: string; message?: string }
+    return { _tag: v._tag ?? "Unknown", message: v.message ?? String(v) }
+  }
+  if (Cause.hasInterruptsOnly(cause)) return { _tag: "Interrupted", message: "The request was cancelled." }
+  const d = Cause.squash(cause)
+  return { _tag: "Defect", message: d instanceof Error ? d.message : String(d) }
+}
+
+/** The login command to name inside OpenCode: OpenCode's own first (a plugin user may have no `kimi-auth`). */
+export const loginHint = (providerId: string, region: KimiRegion): string =>
+  `run \`opencode auth login -p ${providerId}\` (or \`kimi-auth login${region === "mainland-cn" ? "" : ` --region ${region}`}\`)`
+
+/**
+ * Rewrites a core message that names `kimi-auth login` (the CLI's wording,
+ * `LOGIN_HINT`) so that OpenCode's own command, with this provider, comes first.
+ */
+export const openCodeFirst = (message: string, providerId: string, region: KimiRegion): string =>
+  message
+    .split(LOGIN_HINT).join(loginHint(providerId, region))
+    .replace(/`opencode auth login -p kimi`/g, `\`opencode auth login -p ${providerId}\``)
+    .replace(/(?<!or )[Rr]un `kimi-auth login[^`]*`/g, loginHint(providerId, region))
+
+/** The message for a login made at the other region. */
+export const regionMismatch = (stored: KimiRegion, providerId: string, region: KimiRegion): string =>
+  `Kimi login is for the other region: you are logged in at ${REGIONS[stored].label} (${stored}), ` +
+  `but ${providerId} is ${REGIONS[region].label} (${region}), which would refuse that token. ` +
+  `To use ${providerId}, ${loginHint(providerId, region)}; or pick ${REGIONS[stored].providerId}'s models.`
+
+/** Builds the core for one provider. */
+export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
+  const { providerId, region } = config
+  const authOptions: KimiAuthOptions = { ...config.options, region }
+  const login = loginHint(providerId, region)
+
+  const settingsExit = Effect.runSyncExit(resolve(authOptions))
+  const settings: KimiAuthSettings | undefined = Exit.isSuccess(settingsExit) ? settingsExit.value : undefined
+  const configProblem = Exit.isFailure(settingsExit) ? failureOf(settingsExit.cause).message : undefined
+
+  let runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown> | undefined
+  const getRuntime = () =>
+    (runtime ??= ManagedRuntime.make(
+      layerNode({ ...authOptions, backgroundRefresh: true }).pipe(Layer.provideMerge(loggingLayer()))
+    ))
+  const run = <A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
+    getRuntime().runPromiseExit(effect, signal ? { signal } : undefined).catch((e) => Exit.die(e))
+
+  /** Maps a token failure to an HTTP-ish status and a message for the AI SDK to show. */
+  const tokenFailure = (cause: Cause.Cause<unknown>): TokenResult => {
+    const f = failureOf(cause)
+    const message = openCodeFirst(f.message, providerId, region)
+    switch (f._tag) {
+      case "NotLoggedInError":
+      case "CorruptTokenFileError":
+        return { ok: false, status: 401, code: "kimi_login_required", message: `Kimi login required: ${message}` }
+      case "NetworkError":
+      case "ServerError":
+        return { ok: false, status: 503, code: "kimi_auth_unavailable", message: `Could not refresh the Kimi token: ${message}` }
+      case "TokenStoreError":
+      case "LockTimeoutError":
+        return { ok: false, status: 500, code: "kimi_token_storage", message }
+      case "ConfigError":
+        return { ok: false, status: 500, code: "kimi_config", message }
+      default:
+        return { ok: false, status: 502, code: "kimi_auth_error", message: `${message} If it persists, ${login}.` }
+    }
+  }
+
+  // Fast path of the request `fetch`: the last token set the manager handed out, served without
+  // entering the Effect runtime while it is not due (BENCHMARKS.md, "Request overhead"). Every
+  // slow-path success replaces it; a token the server rejected is dropped from it at once, so a
+  // refresh that did not finish (a cancelled request) never leaves a rejected token to be served again.
+  const windowSeconds = settings ? Duration.toSeconds(settings.refreshWindow) : 300
+  let fast: { readonly tokens: TokenSet; readonly access: string } | undefined
+
+  let mirrored: string | undefined
+  /** Mirrors a token set into OpenCode's auth store, best effort, at most once per access token. */
+  const mirror = (tokens: TokenSet) => {
+    const access = Redacted.value(tokens.accessToken)
+    if (access === mirrored || !config.setAuth) return
+    mirrored = access
+    const forget = () => {
+      mirrored = undefined
+    }
+    try {
+      Promise.resolve(
+        config.setAuth({
+          path: { id: providerId },
+          body: { type: "oauth", refresh: Redacted.value(tokens.refreshToken), access, expires: tokens.expiresAt * 1000 }
+        })
+      ).catch(forget)
+    } catch {
+      forget() // a synchronous throw from the host's client must not reach the request
+    }
+  }
+
+  const tokenResult = async (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<TokenResult> => {
+    if (configProblem) return { ok: false, status: 500, code: "kimi_config", message: configProblem }
+    const exit = await run(effect, signal)
+    if (Exit.isFailure(exit)) return tokenFailure(exit.cause)
+    const tokens = exit.value
+    if (tokens.region !== undefined && tokens.region !== region) {
+      return { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region) }
+    }
+    mirror(tokens)
+    const access = Redacted.value(tokens.accessToken)
+    fast = { tokens, access }
+    return { ok: true, token: access }
+  }
+
+  let identityHeaders: Readonly<Record<string, string>> = {}
+  const buildOAuthFetch = async () => {
+    const identity = configProblem ? undefined : await run(DeviceIdentity.use(Effect.succeed))
+    identityHeaders = identity && Exit.isSuccess(identity) ? identity.value.headers : {}
+    return makeKimiFetch({
+      headers: identityHeaders,
+      // Only requests below the provider's API base are authorized; a quota refusal reads its /usages.
+      ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
+      getAccessToken: (signal) => {
+        const f = fast
+        if (f !== undefined && !signal?.aborted && !isDue(f.tokens, Date.now() / 1000, windowSeconds)) {
+          return Promise.resolve({ ok: true, token: f.access } as const)
+        }
+        return tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal)
+      },
+      refreshAfterRejection: (rejected, signal) => {
+        if (fast?.access === rejected) fast = undefined
+        return tokenResult(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
+      }
+    })
+  }
+  let oauthFetch: Promise<ReturnType<typeof makeKimiFetch>> | undefined
+  let oauthFetchReady: ReturnType<typeof makeKimiFetch> | undefined
+
+  const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    // Once built, used without an extra await: every request passes here.
+    const f = oauthFetchReady ?? (oauthFetchReady = await (oauthFetch ??= buildOAuthFetch()))
+    const response = await f(input, init)
+    if (response.status === 401 && response.headers.get(ERROR_HEADER) === "invalid_authentication_error") {
+      // The core's "log in again" names OpenCode's command without the provider: name this one.
+      await response.body?.cancel().catch(() => {})
+      return errorResponse(
+        401,
+        "invalid_authentication_error",
+        `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`
+      )
+    }
+    return response
+  }
+
+  const apiKeyFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    if (oauthFetchReady === undefined) oauthFetchReady = await (oauthFetch ??= buildOAuthFetch())
+    const headers = new Headers(init?.headers)
+    for (const [k, v] of Object.entries(identityHeaders)) headers.set(k, v)
+    return globalThis.fetch(input, { ...init, headers })
+  }
+
+  const adopt = async (entry: OAuthEntry) => {
+    if (configProblem) return
+    if (typeof entry.refresh !== "string" || entry.refresh === "" || typeof entry.access !== "string") return
+    await run(
+      Effect.gen(function*() {
+        const store = yield* TokenStore
+        if ((yield* store.load) !== undefined) return
+        const expiresAt = Math.floor(entry.expires / 1000)
+        const manager = yield* TokenManager
+        yield* manager.setTokens(
+          new TokenSet({
+            accessToken: Redacted.make(entry.access),
+            refreshToken: Redacted.make(entry.refresh),
+            tokenType: "Bearer",
+            expiresIn: Math.max(0, expiresAt - Math.floor(Date.now() / 1000)),
+            scope: "",
+            expiresAt,
+            region
+          })
+        )
+      })
+    )
+  }
+
+  /**
+   * The device login method. Failures throw an `Error` whose message says what
+   * happened and what to do: OpenCode 1.18.33 prints it as `Failed to authorize:
+   * <message>` and exits 1, where `{ type: "failed" }` would print only
+   * "Failed to authorize" and exit 0 (test/opencode/NOTES.md).
+   */
+  const startLogin = async (): Promise<DeviceLoginStart> => {
+    if (configProblem) throw new Error(`Kimi login could not start: ${configProblem}`)
+    const started = await run(Effect.flatMap(DeviceFlow, (f) => f.start))
+    if (Exit.isFailure(started)) {
+      throw new Error(`Kimi login could not start: ${openCodeFirst(failureOf(started.cause).message, providerId, region)}`)
+    }
+    const authorization: DeviceAuthorization = started.value
+    const minutes = Math.max(1, Math.round(authorization.expiresIn / 60))
+    return {
+      url: authorization.verificationUriComplete ?? authorization.verificationUri,
+      instructions: `Enter code: ${authorization.userCode} (confirm it matches the page; it expires in ${minutes} min)`,
+      method: "auto",
+      callback: async () => {
+        const exit = await run(
+          Effect.gen(function*() {
+            const flow = yield* DeviceFlow
+            const manager = yield* TokenManager
+            const tokens = yield* flow.awaitTokens(authorization)
+            yield* manager.setTokens(tokens)
+            return tokens
+          })
+        )
+        if (Exit.isFailure(exit)) {
+          const f = failureOf(exit.cause)
+          await run(Effect.logWarning(`Kimi login failed: ${f.message}`))
+          throw new Error(openCodeFirst(f.message, providerId, region))
+        }
+        const tokens = exit.value
+        mirrored = Redacted.value(tokens.accessToken)
+        fast = { tokens, access: mirrored }
+        return {
+          type: "success",
+          refresh: Redacted.value(tokens.refreshToken),
+          access: Redacted.value(tokens.accessToken),
+          expires: tokens.expiresAt * 1000
+        }
+      }
+    }
+  }
+
+  const listModels = async (apiBaseUrl: string, budgetMillis: number): Promise<ReadonlyArray<ApiModel>> => {
+    if (configProblem) return []
+    // The request is not cancelled when the budget runs out: a refresh it started (a 401 on a
+    // token we believed valid) finishes and serves the chat requests that follow.
+    const request = (async () => {
+      const response = await fetch(`${apiBaseUrl}/models`, { headers: { accept: "application/json" } })
+      return response.ok ? modelsFromApi(await response.json()) : []
+    })().catch(() => [] as Array<ApiModel>)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const budget = new Promise<Array<ApiModel>>((resolve) => {
+      timer = setTimeout(() => resolve([]), budgetMillis)
+    })
+    try {
+      return await Promise.race([request, budget])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  return {
+    fetch,
+    apiKeyFetch,
+    startLogin,
+    adopt,
+    listModels,
+    dispose: async () => {
+      const rt = runtime
+      runtime = undefined
+      fast = undefined
+      await rt?.dispose().catch(() => {})
+    }
+  }
+}
+
+/** Reads a `GET /models` answer leniently: unknown or malformed entries are skipped; never throws. */
+export const modelsFromApi = (body: unknown): Array<ApiModel> => {
+  const data = (body as { data?: unknown } | null)?.data
+  if (!Array.isArray(data)) return []
+  const out: Array<ApiModel> = []
+  for (const m of data) {
+    if (typeof m !== "object" || m === null) continue
+    const r = m as Record<string, unknown>
+    const id = r["id"]
+    if (typeof id !== "string" || id === "") continue
+    const context = r["context_length"]
+    const name = r["display_name"]
+    out.push({
+      id,
+      displayName: typeof name === "string" && name !== "" ? name : undefined,
+      contextLength: typeof context === "number" && Number.isFinite(context) && context > 0 ? context : undefined,
+      reasoning: r["supports_reasoning"] !== false,
+      image: r["supports_image_in"] === true
+    })
+  }
+  return out
+}
+
+export { errorResponse }

@@ -1,0 +1,59 @@
+/**
+ * OpenCode's entry stays light: nothing that `src/opencode/server.ts` imports
+ * statically (followed through every relative import) reaches `effect` or the
+ * Effect core; `PluginCore.ts` is only loaded by a dynamic `import()`. This is
+ * what keeps OpenCode's start-up (import, `server()`, `config`) free of Effect
+ * (BENCHMARKS.md, "Plugin load"). The bundle is checked the same way.
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { repoRoot } from "../support/cli.js"
+
+/** Static value imports of a TypeScript module (type-only imports and dynamic `import()` excluded). */
+const staticImports = (source: string): Array<string> =>
+  [...source.matchAll(/^\s*(?:import|export)\s+(?!type\b)(?:[^"';]*?\sfrom\s+)?["']([^"']+)["']/gm)].map((m) => m[1]!)
+
+const reachable = (entry: string): Map<string, Array<string>> => {
+  const seen = new Map<string, Array<string>>()
+  const visit = (file: string) => {
+    if (seen.has(file)) return
+    const specs = staticImports(fs.readFileSync(file, "utf8"))
+    seen.set(file, specs)
+    for (const s of specs) if (s.startsWith(".")) visit(path.resolve(path.dirname(file), s.replace(/\.js$/, ".ts")))
+  }
+  visit(entry)
+  return seen
+}
+
+describe("the OpenCode entry", () => {
+  it("imports no effect and not the core, statically, in the sources", () => {
+    const graph = reachable(path.join(repoRoot, "src", "opencode", "server.ts"))
+    const files = [...graph.keys()].map((f) => path.relative(repoRoot, f))
+    expect(files).toContain("src/opencode/KimiPlugin.ts")
+    expect(files).not.toContain("src/opencode/PluginCore.ts")
+    for (const [file, specs] of graph) {
+      for (const s of specs) expect(s.startsWith("effect") || s.startsWith("@effect/"), `${path.relative(repoRoot, file)} imports ${s}`).toBe(false)
+    }
+    expect(fs.readFileSync(path.join(repoRoot, "src", "opencode", "KimiPlugin.ts"), "utf8")).toMatch(/import\("\.\/PluginCore\.js"\)/)
+  })
+
+  it("in the bundle, server.js and its static chunks are small and the Effect chunk is loaded only by import()", () => {
+    const dir = path.join(repoRoot, "dist", "bundle")
+    const entry = path.join(dir, "server.js")
+    expect(fs.existsSync(entry), "run `npm run build` first").toBe(true)
+    let bytes = 0
+    const seen = new Set<string>()
+    const visit = (file: string) => {
+      if (seen.has(file)) return
+      seen.add(file)
+      const text = fs.readFileSync(file, "utf8")
+      bytes += text.length
+      for (const m of text.matchAll(/(?:^|[;\s}])import\s*(?:[^"'();]*?from\s*)?["'](\.[^"']+)["']/g)) visit(path.resolve(path.dirname(file), m[1]!))
+    }
+    visit(entry)
+    expect(bytes).toBeLessThan(40 * 1024) // the Effect chunk alone is ~200 KiB
+    const dynamic = [...seen].flatMap((f) => [...fs.readFileSync(f, "utf8").matchAll(/import\(["'](\.[^"']+)["']\)/g)].map((m) => m[1]!))
+    expect(dynamic.some((d) => /PluginCore/.test(d))).toBe(true)
+  })
+})

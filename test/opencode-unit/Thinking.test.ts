@@ -1,0 +1,49 @@
+/** Kimi's thinking switch from OpenCode's bodies: each variant OpenCode 1.18.33 sends (test/opencode/NOTES.md). */
+import { describe, expect, it } from "vitest"
+import { thinkingOf, toKimiThinking } from "../../src/opencode/Thinking.js"
+
+const body = (extra: Record<string, unknown>) => JSON.stringify({ model: "kimi-for-coding", messages: [], stream: true, ...extra })
+const parsed = (s: string) => JSON.parse(s) as Record<string, unknown>
+
+describe("toKimiThinking", () => {
+  it("an effort variant (reasoning_effort low/high/max) becomes thinking enabled with that effort, and reasoning_effort is gone", () => {
+    for (const effort of ["low", "high", "max"]) {
+      const out = parsed(toKimiThinking(body({ reasoning_effort: effort })))
+      expect(out["thinking"]).toEqual({ type: "enabled", effort })
+      expect(out).not.toHaveProperty("reasoning_effort")
+      expect(out["messages"]).toEqual([])
+      expect(out["stream"]).toBe(true)
+    }
+  })
+
+  it("reasoning_effort none/off becomes thinking disabled", () => {
+    for (const effort of ["none", "off", "disabled"]) {
+      expect(parsed(toKimiThinking(body({ reasoning_effort: effort })))["thinking"]).toEqual({ type: "disabled" })
+    }
+  })
+
+  it("a thinking field already there (the plugin's off variant, a user's variant) wins; a leftover reasoning_effort goes", () => {
+    const off = body({ thinking: { type: "disabled" } })
+    expect(toKimiThinking(off)).toBe(off)
+    const both = parsed(toKimiThinking(body({ thinking: { type: "enabled", effort: "max" }, reasoning_effort: "low" })))
+    expect(both["thinking"]).toEqual({ type: "enabled", effort: "max" })
+    expect(both).not.toHaveProperty("reasoning_effort")
+  })
+
+  it("no reasoning field: enabled for a model that thinks by default, untouched otherwise", () => {
+    const plain = body({})
+    expect(toKimiThinking(plain)).toBe(plain)
+    const thinks = (m: string) => m === "kimi-for-coding"
+    expect(parsed(toKimiThinking(plain, { thinksByDefault: thinks }))["thinking"]).toEqual({ type: "enabled" })
+    const other = JSON.stringify({ model: "something-else", messages: [] })
+    expect(toKimiThinking(other, { thinksByDefault: thinks })).toBe(other)
+  })
+
+  it("anything that is not a JSON object comes back as it was, without a throw", () => {
+    for (const s of ["", "not json", "[1,2]", "null", "\"reasoning_effort\""]) {
+      expect(toKimiThinking(s, { thinksByDefault: () => true })).toBe(s)
+    }
+    expect(thinkingOf(undefined)).toBeUndefined()
+    expect(thinkingOf({ model: "m", reasoning_effort: 3 })).toEqual({ model: "m" })
+  })
+})
