@@ -336,8 +336,7 @@ export const layer: Layer.Layer<HttpClient.HttpClient | KimiHttpClient, never, R
  * Batteries included for Node and Bun: every `KimiAuth` service plus the
  * authorizing `HttpClient.HttpClient` and {@link KimiHttpClient}.
  */
-export const layerNode = (options: KimiAuthLayerOptions = {}) =>
-  layer.pipe(Layer.provideMerge(kimiAuthLayer(options)), Layer.provideMerge(platformLayer)) as Layer.Layer<
-    HttpClient.HttpClient | KimiHttpClient | KimiAuthServices,
-    Layer.Error<ReturnType<typeof kimiAuthLayer>>
-  >
+export const layerNode = (
+  options: KimiAuthLayerOptions = {}
+): Layer.Layer<HttpClient.HttpClient | KimiHttpClient | KimiAuthServices, Layer.Error<ReturnType<typeof kimiAuthLayer>>> =>
+  layer.pipe(Layer.provideMerge(kimiAuthLayer(options)), Layer.provideMerge(platformLayer))
