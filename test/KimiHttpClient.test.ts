@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
@@ -17,7 +18,7 @@ import { OAuthClient } from "../src/OAuthClient.js"
 import { TokenManager } from "../src/TokenManager.js"
 import { TokenSet } from "../src/TokenSet.js"
 import { TokenStore } from "../src/TokenStore.js"
-import { json, makeScripted, oauthError, type Recorded, type Step } from "./support/scripted.js"
+import { hang, json, makeScripted, oauthError, type Recorded, type Step } from "./support/scripted.js"
 import { identityLayer } from "./support/settings.js"
 
 const API = "https://api.test/coding/v1"
@@ -223,6 +224,25 @@ describe("KimiHttpClient layer", () => {
       }
       assert.isUndefined(plain.request.headers["authorization"])
       assert.strictEqual(oauthCalls(requests).length, 0)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("a /usages that never answers holds the quota error back 5 s (TestClock), then it comes without a window", () => {
+    const { requests, layer } = setup(tokenSet(0, 900), (req) =>
+      req.url.endsWith("/usages") ? hang : json(429, { error: { message: "quota", type: "exceeded_current_quota_error" } }))
+    return Effect.gen(function*() {
+      const typed = yield* KimiHttpClient
+      const fiber = yield* Effect.forkChild(Effect.flip(typed.post(`${API}/chat/completions`)))
+      // The request crosses a promise bridge: wait (in real time) until /usages was sent, so its 5 s timer runs.
+      yield* Effect.promise(async () => {
+        while (!requests.some((r) => r.url.endsWith("/usages"))) await new Promise((resolve) => setTimeout(resolve, 2))
+      })
+      yield* TestClock.adjust("4999 millis")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "QuotaExceededError")
+      if (error._tag === "QuotaExceededError") assert.isUndefined(error.window)
     }).pipe(Effect.provide(layer))
   })
 
