@@ -312,8 +312,10 @@ export class KimiOAuthClient {
    * one refresh and one retry, and a used-up quota is answered `403` with a
    * message naming the window and its reset. Other URLs pass through
    * untouched. No login is a `401` error response, never an exception.
+   * Waits for a login started by {@link authorize} on this client to finish first.
    */
   readonly fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    if (this.#login) await this.#login.catch(() => {})
     const f = await (this.#fetch ??= this.#buildFetch())
     return f(input, init)
   }
