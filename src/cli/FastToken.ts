@@ -7,12 +7,9 @@
  *
  * It answers only when the full command would print the same token without a
  * request, a write or a message; anything else (a configuration error, no
- * file, a file it cannot parse, a token that is due, a token file or folder
- * the store would repair or refuse: loose modes, another owner, a token file
- * that is a symbolic link or not a regular file; a missing device id, debug
- * logging) returns `undefined` and the caller runs the full command, which
- * says what is wrong. The permission rules are `StoragePermissions.ts`'s; this
- * only reads, so it asks for strictly more (mode 0700/0600 and our own uid).
+ * file, a file it cannot parse, a token that is due, a link, a file or folder
+ * of another user, loose modes the store would repair or refuse, a missing device id, debug logging) returns
+ * `undefined` and the caller runs the full command, which says what is wrong.
  *
  * @since 0.2.0
  */
@@ -25,14 +22,15 @@ import { isBearerToken, isDueAt, parseTokenFileText } from "../TokenValidation.j
 export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
 
 const posix = process.platform !== "win32"
+const myUid = () => (typeof process.getuid === "function" ? process.getuid() : -1)
 
 /**
- * What the token store accepts as is, without a repair or a refusal (see
- * `StoragePermissions.ts`): ours, and no access for group or others. On
- * Windows there are no such bits and the store checks nothing.
+ * Whether the full command would take `st` as it is, without a repair, a
+ * warning or a refusal (StoragePermissions.ts): not a link, ours, and no
+ * group or other access. Anything else falls through, so the store decides.
  */
-const privateAndOurs = (st: fs.Stats) =>
-  !posix || ((st.mode & 0o077) === 0 && (typeof process.getuid !== "function" || st.uid === process.getuid()))
+const plainAndOurs = (st: fs.Stats, directory: boolean) =>
+  (directory ? st.isDirectory() : st.isFile()) && (!posix || (st.uid === myUid() && (st.mode & 0o077) === 0))
 
 /**
  * The stored access token when it is valid and not due at `nowMillis`, read
@@ -45,11 +43,11 @@ export const fastToken = (env: Env, nowMillis: number): string | undefined => {
   if (!settings.ok) return undefined
   const { tokenFilePath, deviceIdPath } = settings.value
   try {
-    // lstat: a token file that is a symbolic link is refused by the store, never read through.
-    const file = fs.lstatSync(tokenFilePath)
-    const dir = fs.statSync(path.dirname(tokenFilePath))
-    if (!file.isFile() || !privateAndOurs(file) || !dir.isDirectory() || !privateAndOurs(dir)) return undefined
-    if (!fs.statSync(deviceIdPath).isFile()) return undefined
+    // lstat: a link is never followed here; the full command explains what it refuses.
+    if (!plainAndOurs(fs.lstatSync(tokenFilePath), false) || !plainAndOurs(fs.lstatSync(path.dirname(tokenFilePath)), true)) {
+      return undefined
+    }
+    if (!fs.lstatSync(deviceIdPath).isFile()) return undefined
     const parsed = parseTokenFileText(fs.readFileSync(tokenFilePath, "utf8"))
     if (!parsed.ok || !isBearerToken(parsed.value.accessToken)) return undefined
     const { accessToken, expiresAt, expiresIn } = parsed.value
