@@ -89,15 +89,6 @@ describe("fastToken (in process, real files)", () => {
     expect(fastToken({ ...env, OPENCODE_KIMI_AUTH_DIR: "relative/dir" }, now())).toBeUndefined()
     expect(fastToken({ ...env, KIMI_OAUTH_HOST: "http://example.com" }, now())).toBeUndefined()
 
-    // A token file that is a symbolic link: the store refuses it, so the fast path never reads through it.
-    const real = path.join(home, "elsewhere.json")
-    fs.renameSync(path.join(storage, "oauth.json"), real)
-    fs.symlinkSync(real, path.join(storage, "oauth.json"))
-    expect(fastToken(env, now())).toBeUndefined()
-    fs.rmSync(path.join(storage, "oauth.json"))
-    fs.renameSync(real, path.join(storage, "oauth.json"))
-    expect(fastToken(env, now())).toBe(TOKEN)
-
     fs.rmSync(path.join(storage, "device_id"))
     expect(fastToken(env, now())).toBeUndefined()
     fs.writeFileSync(path.join(storage, "device_id"), "11111111-2222-4333-8444-555555555555", { mode: 0o600 })
