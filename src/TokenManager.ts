@@ -305,7 +305,14 @@ export const make = (options: TokenManagerOptions = {}) =>
                     )
                 )
               )),
-            Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk }))
+            Effect.catchIf(isTransient, (error) => Effect.succeed<Attempt>({ _tag: "Transient", error, current: onDisk })),
+            // A proactive refresh whose answer rotated the refresh token but held an unusable access token: the new
+            // refresh token is stored (refreshOnce), and the current access token still works, so serve it; the set
+            // stays due, so the next call refreshes with the new refresh token.
+            Effect.catchTag("InvalidResponseError", (error: InvalidResponseError) =>
+              error.rotatedRefreshToken !== undefined && !force && onDisk.remainingSeconds(now) > 5
+                ? Effect.succeed<Attempt>({ _tag: "Done", tokens: new TokenSet({ ...onDisk, refreshToken: error.rotatedRefreshToken }) })
+                : Effect.fail(error))
           )
           if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
             yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")

@@ -147,3 +147,18 @@ describe("every command prints a message, never a stack, for any value on disk",
     })
   }
 })
+
+describe("a defect (a bug) in a command", () => {
+  it("prints one line naming its kind, exits 1, and shows neither a stack nor the defect's message", async () => {
+    seed({ expires_at: now() + 3600 })
+    const preload = `--require ${path.join(repoRoot, "test", "fixtures", "defect-in-date.cjs")}`
+    for (const args of [["status"], ["status", "--json"]]) {
+      const r = await runCli(args, isolatedEnv(home, { KIMI_OAUTH_HOST: "http://127.0.0.1:9", NODE_OPTIONS: preload }))
+      expect(r.code, args.join(" ")).toBe(1)
+      expect(r.stderr + r.stdout).toMatch(/unexpected internal error \(TypeError\)/)
+      expect(r.stderr + r.stdout).not.toMatch(/at-defect-secret|^\s+at /m)
+      if (args.includes("--json")) expect(JSON.parse(r.stdout.trim().split("\n").pop()!)).toMatchObject({ event: "error", exit_code: 1 })
+      else expect(r.stderr.trim().split("\n")).toHaveLength(1)
+    }
+  })
+})

@@ -285,7 +285,7 @@ const fuzzCall = (call: Call) =>
         `sent by the call ${JSON.stringify(echoed)}; token-field values 0; canaries the call never sent, echoed in free text ` +
         `(unrecognisable, not claimed) ${JSON.stringify(fieldLeaks)}`
     )
-  }, 180_000)
+  }, 600_000)
 
 describe("OAuth response decoders under fuzzing (fast-check)", () => {
   fuzzCall("requestDeviceAuthorization")

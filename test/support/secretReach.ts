@@ -65,7 +65,18 @@ export const reachableText = (value: unknown): string => {
   return parts.join("\n")
 }
 
-const decodedRuns = (text: string): Array<string> =>
+let lastText: string | undefined
+let lastRuns: Array<string> = []
+/** Every base64-looking run of `text`, decoded at every alignment (memoised for the last text: callers check several secrets). */
+const decodedRuns = (text: string): Array<string> => {
+  if (text !== lastText) {
+    lastText = text
+    lastRuns = decodeRuns(text)
+  }
+  return lastRuns
+}
+
+const decodeRuns = (text: string): Array<string> =>
   [...text.matchAll(/[A-Za-z0-9+/_-]{16,}={0,2}/g)].flatMap((m) => {
     const run = m[0]
     // Every alignment, both alphabets.
