@@ -26,6 +26,9 @@ export interface ThinkingOptions {
   readonly thinksByDefault?: ((model: string) => boolean) | undefined
 }
 
+/** A body that opens with a plain `"model": "<id>"` member (what `@ai-sdk/openai-compatible` sends). */
+const LEADING_MODEL = /^\{\s*"model"\s*:\s*"([A-Za-z0-9._:\/-]+)"\s*,/
+
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 /**
@@ -44,7 +47,13 @@ const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "obj
  */
 export const toKimiThinking = (body: string, options: ThinkingOptions = {}): string => {
   const mentions = body.includes("\"reasoning_effort\"") || body.includes("\"thinking\"")
-  if (!mentions && options.thinksByDefault === undefined) return body
+  if (!mentions) {
+    if (options.thinksByDefault === undefined) return body
+    // The common case on every request (no variant chosen): the AI SDK's body starts with its model.
+    // Splice the field in without parsing and re-serializing the whole conversation.
+    const head = LEADING_MODEL.exec(body)
+    if (head !== null) return options.thinksByDefault(head[1]!) ? `{"thinking":{"type":"enabled"},${body.slice(1)}` : body
+  }
   let parsed: unknown
   try {
     parsed = JSON.parse(body)

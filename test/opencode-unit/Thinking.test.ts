@@ -39,6 +39,22 @@ describe("toKimiThinking", () => {
     expect(toKimiThinking(other, { thinksByDefault: thinks })).toBe(other)
   })
 
+  it("the no-variant fast path (no parse) gives the same object as the parsing path, and valid JSON", () => {
+    const thinks = () => true
+    for (const b of [
+      body({}),
+      JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: "{\"model\":\"x\"}" }] }),
+      `{ "model" : "k3" , "stream": true}`
+    ]) {
+      const fast = toKimiThinking(b, { thinksByDefault: thinks })
+      expect(JSON.parse(fast)).toEqual({ ...JSON.parse(b), thinking: { type: "enabled" } })
+    }
+    const other = JSON.stringify({ messages: [], model: "kimi-for-coding" }) // model not first: the parsing path
+    expect(parsed(toKimiThinking(other, { thinksByDefault: thinks }))["thinking"]).toEqual({ type: "enabled" })
+    const notThinking = body({})
+    expect(toKimiThinking(notThinking, { thinksByDefault: () => false })).toBe(notThinking)
+  })
+
   it("anything that is not a JSON object comes back as it was, without a throw", () => {
     for (const s of ["", "not json", "[1,2]", "null", "\"reasoning_effort\""]) {
       expect(toKimiThinking(s, { thinksByDefault: () => true })).toBe(s)
