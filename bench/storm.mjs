@@ -11,6 +11,11 @@ import { benchDir, cleanEnv, fmt, median, nowSeconds, repoRoot, tempDir, writeTo
 
 const { start } = await import(path.join(repoRoot, "dist", "emulator", "KimiEmulator.js"))
 const lib = await import(path.join(repoRoot, "dist", "index.js"))
+// OpenCode's entry (exports["./server"]): a default `{ id, server }`, else the first export of that shape.
+const serverEntry = await import(path.join(repoRoot, "dist", "bundle", "server.js"))
+const plugin = typeof serverEntry.default?.server === "function"
+  ? serverEntry.default
+  : Object.values(serverEntry).find((p) => typeof p?.server === "function")
 
 const refreshCount = (emu) => emu.stats().refreshes
 const seedExpired = (emu, storage) => {
@@ -49,7 +54,7 @@ const viaPlugin = async (callers) => {
   const storage = path.join(home, "store")
   try {
     seedExpired(emu, storage)
-    const hooks = await lib.default.server({ client: {} }, { storageDir: storage, oauthHost: emu.url, apiBaseUrl: emu.apiBaseUrl })
+    const hooks = await plugin.server({ client: {} }, { storageDir: storage, oauthHost: emu.url, apiBaseUrl: emu.apiBaseUrl })
     const provider = await hooks.auth.loader(async () => undefined, {})
     const t = performance.now()
     const responses = await Promise.all(Array.from({ length: callers }, () =>

@@ -1,4 +1,5 @@
-// The promise facade: log in if needed (device flow), then a valid token, then one chat call with it.
+// The promise facade: log in if needed (device flow), then a valid token, then one chat call through
+// client.fetch (the bearer and Kimi's identity headers added, a 401 healed once).
 // Run: npm run build && node examples/facade.mjs [--region global]
 import { KimiOAuthClient } from "opencode-kimi-auth"
 import { options, prompt } from "./options.mjs"
@@ -11,15 +12,16 @@ try {
     await session.waitForCompletion()
     console.log("Logged in.")
   }
-  const token = await client.getValidAccessToken() // refreshed first when due; never print it
+  const token = await client.getValidAccessToken() // for your own HTTP client; never print it
+  console.error(`(a valid access token of ${token.length} characters)`)
   const { apiBaseUrl } = await client.status()
-  const response = await fetch(`${apiBaseUrl}/chat/completions`, {
+  const response = await client.fetch(`${apiBaseUrl}/chat/completions`, {
     method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content: prompt }] })
   })
-  if (!response.ok) throw new Error(`Kimi answered ${response.status}`)
   const answer = await response.json()
+  if (!response.ok) throw new Error(answer.error?.message ?? `Kimi answered ${response.status}`)
   console.log(answer.choices[0].message.content)
 } finally {
   await client.dispose()

@@ -9,8 +9,11 @@
 //   dist/bundle/client.js    exports["./client"]: the promise facade, KimiOAuthClient
 //   dist/bundle/emulator.js  exports["./emulator"]: the local Kimi emulator
 //   dist/bundle/ai-sdk.js    exports["./ai-sdk"]: createKimi (its AI SDK peers stay external)
-//   dist/cli/main.js         bin kimi-auth (replaces tsc's file of that name)
+//   dist/bundle/cli.js       the Effect command line (src/cli/run.ts)
 //   dist/bundle/chunks/*.js  shared code (effect, the core) and lazy parts
+//   dist/cli/main.js         bin kimi-auth (replaces tsc's file of that name): one
+//                            file of its own, the effect-free fast path of `token`
+//                            inlined, loading dist/bundle/cli.js only when needed
 //
 // These need no package at run time: `effect` and the platform code are
 // inside. The package root (dist/index.js, tsc output) is the Effect API for
@@ -28,21 +31,12 @@ const src = (...p) => path.join(root, "src", ...p)
 
 fs.rmSync(path.join(dist, "bundle"), { recursive: true, force: true })
 
-const result = await esbuild.build({
+const common = {
   absWorkingDir: root,
-  entryPoints: [
-    { in: src("opencode", "server.ts"), out: "bundle/server" },
-    { in: src("promise", "KimiOAuthClient.ts"), out: "bundle/client" },
-    { in: src("emulator", "KimiEmulator.ts"), out: "bundle/emulator" },
-    { in: src("ai-sdk", "index.ts"), out: "bundle/ai-sdk" },
-    { in: src("cli", "main.ts"), out: "cli/main" }
-  ],
   outdir: dist,
   // The AI SDK entry's peers: the application's own copies, never bundled.
   external: ["@ai-sdk/openai-compatible", "ai"],
-  chunkNames: "bundle/chunks/[name]-[hash]",
   bundle: true,
-  splitting: true,
   platform: "node",
   format: "esm",
   // Node 20.19 and Bun; esbuild keeps the entry's `#!/usr/bin/env node` line.
@@ -55,7 +49,32 @@ const result = await esbuild.build({
   sourcemap: false,
   metafile: true,
   logLevel: "warning"
+}
+
+const shared = await esbuild.build({
+  ...common,
+  entryPoints: [
+    { in: src("opencode", "server.ts"), out: "bundle/server" },
+    { in: src("promise", "KimiOAuthClient.ts"), out: "bundle/client" },
+    { in: src("emulator", "KimiEmulator.ts"), out: "bundle/emulator" },
+    { in: src("ai-sdk", "index.ts"), out: "bundle/ai-sdk" },
+    { in: src("cli", "run.ts"), out: "bundle/cli" }
+  ],
+  chunkNames: "bundle/chunks/[name]-[hash]",
+  splitting: true
 })
+
+// The bin on its own, so `kimi-auth token` reads one small file before it can answer; its
+// `import("./run.js")` becomes the shared build's dist/bundle/cli.js.
+const bin = await esbuild.build({
+  ...common,
+  entryPoints: [{ in: src("cli", "main.ts"), out: "cli/main" }],
+  plugins: [{
+    name: "cli-run-external",
+    setup: (build) => build.onResolve({ filter: /^\.\/run\.js$/ }, () => ({ path: "../bundle/cli.js", external: true }))
+  }]
+})
+const result = { metafile: { outputs: { ...shared.metafile.outputs, ...bin.metafile.outputs } } }
 
 // tsc's maps point at ../src, which is not shipped, and the bundles have none: drop them all.
 for (const file of fs.readdirSync(dist, { recursive: true })) {

@@ -3,9 +3,11 @@
  * critical section around rotating refresh tokens.
  *
  * How it works:
- * - **Acquire**: create the lock file exclusively (`wx`, mode 0600) holding
- *   `{ pid, hostname, acquiredAt, token }`. The random `token` identifies this
- *   one acquisition.
+ * - **Acquire**: write `{ pid, startTime, hostname, acquiredAt, token }` to a
+ *   draft file (mode 0600) and hard-link it to the lock path, which fails if
+ *   the lock exists: the lock appears whole, never empty or half written
+ *   (filesystems without hard links fall back to an exclusive create). The
+ *   random `token` identifies this one acquisition.
  * - **Hold**: a heartbeat fiber touches the file's mtime every `staleAfter / 3`
  *   while the lock is held. If the file vanished or is no longer ours it logs at
  *   debug level and stops; it never fails the critical section.
@@ -373,10 +375,27 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
         ...(startTime === undefined ? {} : { startTime })
       }
       const bytes = new TextEncoder().encode(JSON.stringify(info) + "\n")
-      const create = Effect.scoped(
+      /** Exclusive create, then write: the file is briefly empty (filesystems without hard links only). */
+      const createInPlace = Effect.scoped(
         Effect.flatMap(fs.open(file, { flag: "wx", mode: 0o600 }), (handle) =>
           handle.writeAll(bytes).pipe(Effect.onError(() => fs.remove(file).pipe(Effect.ignore))))
       )
+      // The whole content first, then one atomic link(): nobody ever sees the lock empty or half
+      // written (a holder paused between create and write would look unidentifiable, hence stale).
+      const create = Effect.suspend(() => {
+        const draft = `${file}.${process.pid}-${randomId()}.new`
+        return fs.writeFile(draft, bytes, { flag: "wx", mode: 0o600 }).pipe(
+          Effect.andThen(
+            fs.link(draft, file).pipe(
+              Effect.catchIf(
+                (e) => e.reason._tag !== "AlreadyExists" && e.reason._tag !== "NotFound",
+                () => createInPlace
+              )
+            )
+          ),
+          Effect.ensuring(fs.remove(draft).pipe(Effect.ignore))
+        )
+      })
       return create.pipe(
         Effect.as(true),
         Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),

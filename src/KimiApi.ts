@@ -31,6 +31,7 @@ import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { KimiApiError, type QuotaExceededError, RateLimitedError } from "./ApiErrors.js"
 import { excerpt, NetworkError } from "./Errors.js"
+import { API_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import type { KimiAuthLayerOptions, KimiAuthServices } from "./KimiAuth.js"
 import {
@@ -39,18 +40,17 @@ import {
   type KimiRequestError,
   layer as kimiHttpLayer,
   layerNode as kimiHttpLayerNode,
-  readCapped
+  readTextPrefix
 } from "./KimiHttpClient.js"
 import { retryAfterMillis } from "./KimiRequest.js"
-import type { TokenError } from "./TokenManager.js"
-import { TokenStore } from "./TokenStore.js"
+import { type TokenError, TokenManager } from "./TokenManager.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
 
 /** Every way a Kimi API call can fail. */
 export type KimiApiFailure = TokenError | QuotaExceededError | RateLimitedError | KimiApiError
 
-/** Body cap of `/models`, `/usages` and a whole (not streamed) chat answer. */
-export const API_BODY_LIMIT = 4 * 1024 * 1024
+/** Body cap of a whole (not streamed) chat answer; `/models` and `/usages` use `HttpBody.API_BODY_LIMIT_BYTES`. */
+export const CHAT_BODY_LIMIT_BYTES = 16 * 1024 * 1024
 
 // ---------------------------------------------------------------------------
 // Models
@@ -245,11 +245,10 @@ export interface KimiApiShape {
 export const make = Effect.gen(function*() {
   const client = yield* KimiHttpClient
   const settings = yield* KimiAuthConfig
-  const store = yield* TokenStore
-  const base = store.load.pipe(
-    Effect.map((tokens) => apiBaseFor(settings, tokens)),
-    Effect.orElseSucceed(() => apiBaseFor(settings, undefined))
-  )
+  const manager = yield* TokenManager
+  // The login's region decides the base (unless pinned): the manager's token set, cached in memory, says which.
+  // Without a usable login this already fails with the typed error the request would have met.
+  const base = Effect.map(manager.getTokens, (tokens) => apiBaseFor(settings, tokens))
 
   const lift = (url: string) => (e: HttpClientError.HttpClientError | KimiRequestError): KimiApiFailure =>
     e._tag === "HttpClientError"
@@ -263,7 +262,7 @@ export const make = Effect.gen(function*() {
       const response = yield* client.execute(build(url)).pipe(Effect.mapError(lift(url)))
       if (response.status === 200) return { url, response }
       const now = yield* Clock.currentTimeMillis
-      const text = yield* readCapped(response, 8192).pipe(Effect.orElseSucceed(() => ""))
+      const text = yield* readTextPrefix(response, 8192).pipe(Effect.orElseSucceed(() => ""))
       if (response.status === 429) {
         return yield* new RateLimitedError({
           url,
@@ -279,9 +278,13 @@ export const make = Effect.gen(function*() {
       })
     })
 
-  const readJson = (url: string, response: HttpClientResponse.HttpClientResponse) =>
-    readCapped(response, API_BODY_LIMIT).pipe(
-      Effect.mapError(lift(url)),
+  const readJson = (url: string, response: HttpClientResponse.HttpClientResponse, limitBytes = API_BODY_LIMIT_BYTES) =>
+    readTextCapped(response, limitBytes).pipe(
+      Effect.mapError((e) =>
+        e._tag === "BodyTooLargeError"
+          ? new KimiApiError({ url, status: response.status, excerpt: "", message: `${e.message} (${url})` })
+          : lift(url)(e)
+      ),
       Effect.flatMap((text) =>
         Effect.try({
           try: () => JSON.parse(text) as unknown,
@@ -319,7 +322,7 @@ export const make = Effect.gen(function*() {
   const chat = (request: ChatRequest) =>
     Effect.gen(function*() {
       const { url, response } = yield* post(request, false)
-      const decoded = Schema.decodeUnknownOption(CompletionJson)(yield* readJson(url, response))
+      const decoded = Schema.decodeUnknownOption(CompletionJson)(yield* readJson(url, response, CHAT_BODY_LIMIT_BYTES))
       if (Option.isNone(decoded) || decoded.value.choices.length === 0) return yield* undecodable(url, "chat completion")
       const c = decoded.value
       const first = c.choices[0]!
@@ -350,7 +353,10 @@ export const make = Effect.gen(function*() {
 /** The Kimi API service. */
 export class KimiApi extends Context.Service<KimiApi, KimiApiShape>()("opencode-kimi-auth/KimiApi") {
   /** Over {@link KimiHttpClient} and the configuration. */
-  static readonly layer: Layer.Layer<KimiApi, never, KimiHttpClient | KimiAuthConfig | TokenStore> = Layer.effect(KimiApi, make)
+  static readonly layer: Layer.Layer<KimiApi, never, KimiHttpClient | KimiAuthConfig | TokenManager> = Layer.effect(
+    KimiApi,
+    make
+  )
 
   /**
    * Over the `KimiAuth` services already provided (a runtime built from

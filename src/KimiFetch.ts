@@ -18,6 +18,7 @@
  *
  * @since 0.1.0
  */
+import { API_BODY_LIMIT_BYTES, readWebTextCapped } from "./HttpBody.js"
 import { authorize, type Outcome, quotaMessage, type TokenResult, type TokenSource, type Transport } from "./KimiRequest.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
 
@@ -60,8 +61,12 @@ const replayable = async (body: RequestInit["body"]): Promise<Body | undefined> 
 const isPlainRecord = (h: unknown): h is Record<string, string> =>
   typeof h === "object" && h !== null && !Array.isArray(h) && Object.getPrototypeOf(h) === Object.prototype
 
-/** Reads at most `maxBytes` of a body as text, then cancels the rest. */
-export const readTextCapped = async (response: Response, maxBytes: number): Promise<string> => {
+/**
+ * The first `maxBytes` of a body as text, then the rest cancelled: enough to
+ * classify an error answer (unlike `HttpBody.readWebTextCapped`, which fails
+ * past its cap, a longer body is cut, not refused).
+ */
+export const readTextPrefix = async (response: Response, maxBytes: number): Promise<string> => {
   if (response.body === null) return ""
   const reader = response.body.getReader()
   const chunks: Array<Uint8Array> = []
@@ -86,8 +91,6 @@ export const readTextCapped = async (response: Response, maxBytes: number): Prom
   return new TextDecoder().decode(all.subarray(0, Math.min(size, maxBytes)))
 }
 
-/** The body cap of a `/usages` read. */
-const USAGES_BODY_LIMIT = 1024 * 1024
 /** How long a quota refusal waits for `/usages` before answering without it. */
 const USAGES_TIMEOUT_MS = 5000
 
@@ -133,7 +136,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
       await response.body?.cancel().catch(() => {})
       return undefined
     }
-    const decoded = decodeUsage(JSON.parse(await readTextCapped(response, USAGES_BODY_LIMIT)))
+    const decoded = decodeUsage(JSON.parse(await readWebTextCapped(response, API_BODY_LIMIT_BYTES)))
     return decoded._tag === "Success" ? decoded.success : undefined
   }
 
@@ -145,7 +148,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     },
     status: (r) => r.status,
     header: (r, name) => r.headers.get(name) ?? undefined,
-    readText: readTextCapped,
+    readText: readTextPrefix,
     withText: (r, text) => new Response(text, { status: r.status, statusText: r.statusText, headers: r.headers }),
     discard: async (r) => {
       await r.body?.cancel().catch(() => {})

@@ -40,7 +40,8 @@ import { DeviceIdentity } from "./DeviceIdentity.js"
 import { isTransient, NotLoggedInError } from "./Errors.js"
 import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "./KimiAuth.js"
-import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult, type Transport } from "./KimiRequest.js"
+import { API_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
+import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./KimiRequest.js"
 import { type TokenError, TokenManager } from "./TokenManager.js"
 import type { TokenSet } from "./TokenSet.js"
 import { TokenStore } from "./TokenStore.js"
@@ -49,8 +50,6 @@ import { blockingWindow, decodeUsage, type KimiUsage } from "./Usage.js"
 /** The typed failures of a Kimi request besides the HTTP client's own. */
 export type KimiRequestError = TokenError | QuotaExceededError
 
-/** The body cap of a `/usages` read made for a quota refusal. */
-const USAGES_BODY_LIMIT = 1024 * 1024
 
 /** True when `url` is the API base or below it. */
 export const isUnder = (url: string, base: string): boolean =>
@@ -63,8 +62,12 @@ export const isUnder = (url: string, base: string): boolean =>
 export const apiBaseFor = (settings: KimiAuthSettings, tokens: TokenSet | undefined): string =>
   issuerFor(settings, tokens).apiBaseUrl
 
-/** Reads at most `maxBytes` of a response body as text. */
-export const readCapped = (response: HttpClientResponse.HttpClientResponse, maxBytes: number) =>
+/**
+ * The first `maxBytes` of a response body as text, the rest not read: enough
+ * to classify an error answer (unlike `HttpBody.readTextCapped`, which fails
+ * past its cap, a longer body is cut, not refused).
+ */
+export const readTextPrefix = (response: HttpClientResponse.HttpClientResponse, maxBytes: number) =>
   Effect.suspend(() => {
     let size = 0
     return response.stream.pipe(
@@ -193,6 +196,54 @@ export const withKimiErrors = (
   HttpClient.transformResponse(client, (effect) =>
     Effect.mapError(effect, (e): HttpClientError.HttpClientError | KimiRequestError => kimiErrorOf(e) ?? e))
 
+/** Runs effects as promises in one fiber's context (its clock, its services), rejecting with their error. */
+const promiseRunner = (context: Context.Context<never>) => {
+  const run = Effect.runPromiseExitWith(context)
+  return <A, E>(effect: Effect.Effect<A, E>, signal?: AbortSignal): Promise<A> =>
+    run(effect, signal ? { signal } : undefined).then((exit) => {
+      if (Exit.isSuccess(exit)) return exit.value
+      const e = Cause.findErrorOption(exit.cause)
+      throw Option.isSome(e) ? e.value : Cause.squash(exit.cause)
+    })
+}
+
+/** The account's `/usages` with a token, through the platform client; `undefined` on any failure (5 s budget). */
+const usagesWith = (
+  underlying: HttpClient.HttpClient,
+  authorized: (request: HttpClientRequest.HttpClientRequest) => HttpClientRequest.HttpClientRequest,
+  base: string
+): Effect.Effect<KimiUsage | undefined> =>
+  underlying.execute(authorized(HttpClientRequest.acceptJson(HttpClientRequest.get(`${base}/usages`)))).pipe(
+    Effect.flatMap((r): Effect.Effect<string, unknown> =>
+      r.status === 200 ? readTextCapped(r, API_BODY_LIMIT_BYTES) : Effect.fail(r.status)
+    ),
+    Effect.flatMap((text) => Effect.try(() => decodeUsage(JSON.parse(text)))),
+    Effect.map((decoded) => (decoded._tag === "Success" ? decoded.success : undefined)),
+    Effect.timeout("5 seconds"),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+/** What becomes of an outcome on `HttpClient.HttpClient`: the response, or the failure that carries the typed error. */
+const settle = (
+  request: HttpClientRequest.HttpClientRequest,
+  outcome: Outcome<HttpClientResponse.HttpClientResponse>,
+  nowMillis: number
+): Effect.Effect<HttpClientResponse.HttpClientResponse, HttpClientError.HttpClientError> => {
+  switch (outcome._tag) {
+    case "Answered":
+      return Effect.succeed(outcome.response)
+    case "Refused":
+      return outcome.refusal._tag === "RateLimited"
+        ? Effect.succeed(outcome.response)
+        : Effect.fail(toHttpClientError(request, outcome, nowMillis))
+    case "NoToken":
+    case "Rejected":
+      return Effect.fail(toHttpClientError(request, outcome, nowMillis))
+    case "SendFailed":
+      return HttpClientError.isHttpClientError(outcome.cause) ? Effect.fail(outcome.cause) : Effect.die(outcome.cause)
+  }
+}
+
 /**
  * Builds the authorizing client over the `HttpClient` in context (the
  * platform's), the token manager and the device identity.
@@ -211,13 +262,16 @@ export const make = Effect.gen(function*() {
       ? Effect.succeed(apiBaseFor(settings, latest))
       : Effect.map(stored, (t) => apiBaseFor(settings, t))
   )
+  const keep = (effect: Effect.Effect<TokenSet, TokenError>) => Effect.tap(effect, (t) => Effect.sync(() => (latest = t)))
+  const tokens = {
+    get: keep(manager.getTokens),
+    refresh: (rejected: string) => keep(manager.invalidate(Redacted.make(rejected)))
+  }
 
   return HttpClient.make((request, url) =>
     Effect.gen(function*() {
-    const base = yield* currentBase
-    if (!isUnder(url.href, base)) return yield* underlying.execute(request)
-      const context = yield* Effect.context<never>()
-      const run = Effect.runPromiseExitWith(context)
+      const base = yield* currentBase
+      if (!isUnder(url.href, base)) return yield* underlying.execute(request)
       const sendable = yield* replayable(request).pipe(
         Effect.mapError((cause) =>
           new HttpClientError.HttpClientError({
@@ -225,74 +279,34 @@ export const make = Effect.gen(function*() {
           })
         )
       )
-      /** Runs an effect as a promise in this fiber's context (its clock, its services), rejecting with its error. */
-      const promise = <A, E>(effect: Effect.Effect<A, E>, signal: AbortSignal) =>
-        run(effect, { signal }).then((exit) => {
-          if (Exit.isSuccess(exit)) return exit.value
-          const e = Cause.findErrorOption(exit.cause)
-          throw Option.isSome(e) ? e.value : Cause.squash(exit.cause)
-        })
-      const tokenResult = (effect: Effect.Effect<TokenSet, TokenError>, signal?: AbortSignal): Promise<TokenResult> =>
-        run(effect, signal ? { signal } : undefined).then((exit) => {
-          if (Exit.isSuccess(exit)) {
-            latest = exit.value
-            return { ok: true, token: Redacted.value(exit.value.accessToken) }
-          }
-          const e = Cause.findErrorOption(exit.cause)
-          if (Option.isSome(e)) return tokenFailure(e.value)
-          throw Cause.squash(exit.cause)
-        })
-      const withToken = (req: HttpClientRequest.HttpClientRequest, token: string) =>
+      const promise = promiseRunner(yield* Effect.context<never>())
+      const authorized = (token: string) => (req: HttpClientRequest.HttpClientRequest) =>
         HttpClientRequest.setHeaders(req, kimiHeaders(identity.headers, token))
+      const tokenResult = (effect: Effect.Effect<TokenSet, TokenError>, signal?: AbortSignal): Promise<TokenResult> =>
+        promise(Effect.result(effect), signal).then((r) =>
+          r._tag === "Success" ? { ok: true, token: Redacted.value(r.success.accessToken) } : tokenFailure(r.failure)
+        )
 
-      const outcome = yield* Effect.promise((signal) => {
-        const transport: Transport<HttpClientResponse.HttpClientResponse> = {
-          send: (token) => promise(underlying.execute(withToken(sendable, token)), signal),
+      const outcome = yield* Effect.promise((signal) =>
+        authorize<HttpClientResponse.HttpClientResponse>({
+          send: (token) => promise(underlying.execute(authorized(token)(sendable)), signal),
           status: (r) => r.status,
           header: (r, name) => r.headers[name],
-          readText: (r, max) => promise(readCapped(r, max), signal),
+          readText: (r, max) => promise(readTextPrefix(r, max), signal),
           withText: (r, text) => rebuild(request, r, text),
           discard: (r) => promise(Effect.ignore(Stream.runDrain(r.stream)), signal)
-        }
-        const readUsage = (token: string, s?: AbortSignal): Promise<KimiUsage | undefined> =>
-          promise(
-            underlying.execute(withToken(HttpClientRequest.acceptJson(HttpClientRequest.get(`${base}/usages`)), token)).pipe(
-              Effect.flatMap((r) => (r.status === 200 ? readCapped(r, USAGES_BODY_LIMIT) : Effect.succeed(undefined))),
-              Effect.map((text) => {
-                if (text === undefined) return undefined
-                const decoded = decodeUsage(JSON.parse(text))
-                return decoded._tag === "Success" ? decoded.success : undefined
-              }),
-              Effect.timeout("5 seconds"),
-              Effect.orElseSucceed(() => undefined)
-            ),
-            s ?? signal
-          )
-        return authorize(transport, {
+        }, {
           tokens: {
-            getAccessToken: (s) => tokenResult(manager.getTokens, s),
-            refreshAfterRejection: (rejected, s) => tokenResult(manager.invalidate(Redacted.make(rejected)), s)
+            getAccessToken: (s) => tokenResult(tokens.get, s),
+            refreshAfterRejection: (rejected, s) => tokenResult(tokens.refresh(rejected), s)
           },
           signal,
-          readUsage
+          readUsage: (token, s) => promise(usagesWith(underlying, authorized(token), base), s ?? signal)
         })
-      })
-      const now = yield* Clock.currentTimeMillis
-      switch (outcome._tag) {
-        case "Answered":
-          return outcome.response
-        case "Refused":
-          if (outcome.refusal._tag === "RateLimited") return outcome.response
-          return yield* Effect.fail(toHttpClientError(request, outcome, now))
-        case "NoToken":
-        case "Rejected":
-          return yield* Effect.fail(toHttpClientError(request, outcome, now))
-        case "SendFailed":
-          return yield* (HttpClientError.isHttpClientError(outcome.cause)
-            ? Effect.fail(outcome.cause)
-            : Effect.die(outcome.cause))
-      }
-    }))
+      )
+      return yield* settle(request, outcome, yield* Clock.currentTimeMillis)
+    })
+  )
 })
 
 /**
@@ -322,8 +336,7 @@ export const layer: Layer.Layer<HttpClient.HttpClient | KimiHttpClient, never, R
  * Batteries included for Node and Bun: every `KimiAuth` service plus the
  * authorizing `HttpClient.HttpClient` and {@link KimiHttpClient}.
  */
-export const layerNode = (options: KimiAuthLayerOptions = {}) =>
-  layer.pipe(Layer.provideMerge(kimiAuthLayer(options)), Layer.provideMerge(platformLayer)) as Layer.Layer<
-    HttpClient.HttpClient | KimiHttpClient | KimiAuthServices,
-    Layer.Error<ReturnType<typeof kimiAuthLayer>>
-  >
+export const layerNode = (
+  options: KimiAuthLayerOptions = {}
+): Layer.Layer<HttpClient.HttpClient | KimiHttpClient | KimiAuthServices, Layer.Error<ReturnType<typeof kimiAuthLayer>>> =>
+  layer.pipe(Layer.provideMerge(kimiAuthLayer(options)), Layer.provideMerge(platformLayer))

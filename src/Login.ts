@@ -44,7 +44,8 @@ export const gaveUpMessage = (error: TransientError): string => {
       `(KIMI_CODE_OAUTH_HOST / KIMI_OAUTH_HOST, or the region), then start the login again.`
 }
 
-const gaveUp = (error: TransientError): TransientError =>
+/** The same fault with {@link gaveUpMessage} as its message (for edges that drive the device flow themselves). */
+export const gaveUp = (error: TransientError): TransientError =>
   error._tag === "ServerError"
     ? new ServerError({
       url: error.url,

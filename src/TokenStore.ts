@@ -63,8 +63,10 @@ export interface TokenStoreShape {
   readonly clear: Effect.Effect<boolean, TokenStoreError>
   /**
    * Runs `self` while holding the cross-process lock (`oauth.json.lock`), serialized
-   * in process too. Waits at most the configured lock timeout; recovers a stale lock
-   * left by a dead holder after about 10 s.
+   * in process too. Waits at most the configured lock timeout. A lock whose holder
+   * on this host is gone is recovered at once; one from another host once its
+   * heartbeat stood still for `staleLockAfter` (10 s); a live local holder is
+   * never broken (see `FileLock`).
    */
   readonly withLock: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | LockTimeoutError | TokenStoreError, R>
   /**

@@ -15,11 +15,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Result from "effect/Result"
 import { bold } from "./cli/Output.js"
 import { start } from "./emulator/KimiEmulator.js"
 import { KimiAuthPlugin } from "./opencode/KimiPlugin.js"
-import { decodeUsage, describeReset, describeWindow } from "./Usage.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const cli = path.join(here, "cli", "main.js")
@@ -120,22 +118,15 @@ const main = async () => {
     say(`answer:    ${content}`)
     if (thinking.status !== 200 || reasoning === "" || content === "") throw new Error("the thinking request did not stream reasoning")
 
-    // TODO(lead): once `kimi-auth usage` lands (helper "compose"), show it here instead of decoding /usages by hand.
-    step(7, "The plan's quota: GET /usages, then a used-up 5-hour window")
-    const usages = async () => {
-      const r = await options.fetch!(`${options.baseURL}/usages`, { headers })
-      const decoded = decodeUsage(await r.json())
-      if (Result.isFailure(decoded)) throw new Error(decoded.failure)
-      return decoded.success
-    }
-    for (const w of (await usages()).windows) say(`${describeWindow(w)}, ${describeReset(w, emulator.now())}`)
+    step(7, "The plan's quota: the emulator uses up the 5-hour window")
     emulator.exhaustQuota("fiveHour")
     const refused = await chat("One more?")
     const refusal = (await refused.json()) as { error?: { message?: string } }
-    say(`the emulator used up the 5-hour window; the next chat: HTTP ${refused.status}, no refresh, no retry:`)
+    say(`the next chat: HTTP ${refused.status}, no refresh, no retry; OpenCode would show:`)
     say(`"${refusal.error?.message}"`)
-    const five = (await usages()).windows.find((w) => w.kind === "rolling")
-    if (five !== undefined) say(`${describeWindow(five)}, ${describeReset(five, emulator.now())}`)
+    say("kimi-auth usage:")
+    const usageCode = await kimiAuth(["usage"], env)
+    if (usageCode !== 0) throw new Error(`kimi-auth usage exited ${usageCode}`)
     if (refused.status !== 403 || emulator.stats().refreshes !== 1) {
       throw new Error(`a used-up quota answered HTTP ${refused.status} (${emulator.stats().refreshes} refreshes)`)
     }

@@ -3,10 +3,12 @@
  * processes (the fixture takes the lock through `TokenStore.withLock`).
  *
  * Covers serialization in process, re-entrancy, release on success, failure and
- * interruption, a lock file that vanishes while held, a live holder outlasting
- * the waiter's timeout, a holder killed with SIGKILL (pid check), a frozen
- * holder (SIGSTOP: only the mtime ages), a lock from another host, and several
- * waiters breaking one stale lock at once.
+ * interruption, a lock file that vanishes while held, a lock that appears
+ * whole, a live holder outlasting the waiter's timeout (never broken for its
+ * age, even under a skewed clock or SIGSTOP), a holder killed with SIGKILL
+ * (pid + start time), a reused pid, a lock from another host (judged by its
+ * heartbeat on the waiter's monotonic clock), a stale lock the waiter may not
+ * delete (EPERM: backs off), and several waiters breaking one stale lock.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
@@ -156,7 +158,8 @@ describe("FileLock in one process", () => {
       assert.strictEqual(timedOut._tag, "LockTimeoutError")
       yield* Effect.sleep(50)
       assert.strictEqual(readInfo(lockPath)?.token, token)
-      assert.deepStrictEqual(renames, [])
+      // The waiters' own drafts (`*.new`, written whole and then linked) come and go; the lock itself never moves.
+      assert.deepStrictEqual(renames.filter((n) => !n.endsWith(".new")), [])
       yield* Fiber.interrupt(held)
       assert.isFalse(fs.existsSync(lockPath))
     }))
@@ -280,6 +283,59 @@ describe("FileLock in one process", () => {
       assert.strictEqual(FileLock.processStartTime(process.pid), mine)
       assert.isUndefined(FileLock.processStartTime(deadPid))
       assert.notStrictEqual(FileLock.processStartTime(1), mine)
+    }))
+
+  it.live("the lock appears whole: never empty or half written, even when writing it is slow (a holder paused mid-create)", () =>
+    Effect.gen(function*() {
+      const lockPath = path.join(yield* lockDir, "oauth.json.lock")
+      fs.mkdirSync(path.dirname(lockPath), { recursive: true })
+      // Every write takes 300 ms, as for a process stopped between creating the file and filling it.
+      const slow = Layer.effect(
+        FileSystem.FileSystem,
+        Effect.map(FileSystem.FileSystem, (real) =>
+          FileSystem.make({
+            ...real,
+            writeFile: (p, data, options) => Effect.andThen(Effect.sleep(300), real.writeFile(p, data, options)),
+            open: (p, options) =>
+              Effect.map(real.open(p, options), (h) => ({
+                [FileSystem.FileTypeId]: FileSystem.FileTypeId,
+                get stat() {
+                  return h.stat
+                },
+                seek: (o, f) => h.seek(o, f),
+                get sync() {
+                  return h.sync
+                },
+                read: (b, o) => h.read(b, o),
+                readAlloc: (n, o) => h.readAlloc(n, o),
+                truncate: (l) => h.truncate(l),
+                write: (b) => Effect.andThen(Effect.sleep(300), h.write(b)),
+                writeAll: (b) => Effect.andThen(Effect.sleep(300), h.writeAll(b))
+              }))
+          }))
+      ).pipe(Layer.provide(NodeFileSystem.layer))
+      const lock = yield* FileLock.make({ path: lockPath, timeout: "5 seconds", staleAfter: "10 seconds" }).pipe(
+        Effect.provide(Layer.mergeAll(slow, NodePath.layer))
+      )
+      let seen = 0
+      let partial = 0
+      const timer = setInterval(() => {
+        let text: string
+        try {
+          text = fs.readFileSync(lockPath, "utf8")
+        } catch {
+          return
+        }
+        seen++
+        try {
+          JSON.parse(text)
+        } catch {
+          partial++
+        }
+      }, 1)
+      yield* lock.withLock(Effect.sleep(100)).pipe(Effect.ensuring(Effect.sync(() => clearInterval(timer))))
+      assert.isAbove(seen, 0)
+      assert.strictEqual(partial, 0, "a reader saw the lock file empty or half written")
     }))
 
   it.live("a stale lock the waiter may not delete (EPERM): it backs off instead of spinning, and says who must delete it", () =>

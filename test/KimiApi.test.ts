@@ -9,7 +9,9 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import * as KimiEmulator from "../src/emulator/KimiEmulator.js"
+import * as HttpClient from "effect/http/HttpClient"
 import { chatBody, deltasOfLine, KimiApi } from "../src/KimiApi.js"
+import * as KimiHttpClient from "../src/KimiHttpClient.js"
 import { TokenManager } from "../src/TokenManager.js"
 import { TokenSet } from "../src/TokenSet.js"
 import { makeTemp, rmTemp } from "./support/cli.js"
@@ -192,6 +194,40 @@ describe("KimiApi against a scripted server", () => {
     expect(limited).toMatchObject({ _tag: "RateLimitedError", retryAfterMillis: 4000 })
     expect(garbled).toMatchObject({ _tag: "KimiApiError", status: 200 })
     for (const e of [quota, limited, garbled]) expect(JSON.stringify(e) + String(e)).not.toMatch(/at-1|rt-1/)
+  })
+})
+
+describe("KimiHttpClient.layerNode", () => {
+  it("the HttpClient.HttpClient it provides is the authorizing one (not the platform's underneath)", async () => {
+    emu = await KimiEmulator.start()
+    const { accessToken, refreshToken } = emu.issueTokens()
+    const status = await Effect.runPromise(
+      Effect.gen(function*() {
+        const now = Math.floor(Date.now() / 1000)
+        yield* Effect.flatMap(TokenManager, (m) =>
+          m.setTokens(new TokenSet({ accessToken: Redacted.make(accessToken), refreshToken: Redacted.make(refreshToken), tokenType: "Bearer", expiresIn: 900, scope: "kimi-code", expiresAt: now + 900 })))
+        const response = yield* HttpClient.get(`${emu!.apiBaseUrl}/models`)
+        return response.status
+      }).pipe(Effect.provide(KimiHttpClient.layerNode({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir }).pipe(Layer.orDie)))
+    )
+    expect(status).toBe(200)
+    expect(emu.requests("/coding/v1/models").map((r) => r.bearer)).toEqual([accessToken])
+  })
+})
+
+describe("KimiApi reads capped bodies", () => {
+  it("a /models answer past the cap (4 MiB) is a KimiApiError, not a process that grows", async () => {
+    server = await startScriptedServer(() => ({ status: 200, body: { data: [{ id: "x".repeat(5 * 1024 * 1024) }] } }))
+    const result = await run(
+      { oauthHost: server.url, apiBaseUrl: `${server.url}/coding/v1` },
+      { accessToken: "at-1", refreshToken: "rt-1" },
+      Effect.flatMap(api, (k) => k.models)
+    )
+    expect(result._tag).toBe("Failure")
+    if (result._tag === "Failure") {
+      expect(result.failure._tag).toBe("KimiApiError")
+      expect(result.failure.message).toMatch(/(larger|more) than the 4194304 bytes allowed/)
+    }
   })
 })
 

@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
@@ -17,7 +18,7 @@ import { OAuthClient } from "../src/OAuthClient.js"
 import { TokenManager } from "../src/TokenManager.js"
 import { TokenSet } from "../src/TokenSet.js"
 import { TokenStore } from "../src/TokenStore.js"
-import { json, makeScripted, oauthError, type Recorded, type Step } from "./support/scripted.js"
+import { hang, json, makeScripted, oauthError, type Recorded, type Step } from "./support/scripted.js"
 import { identityLayer } from "./support/settings.js"
 
 const API = "https://api.test/coding/v1"
@@ -139,6 +140,15 @@ describe("KimiHttpClient layer", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("an error status made a failure by filterStatusOk shows no bearer in the error", () => {
+    const { layer } = setup(tokenSet(0, 900), () => json(500, { error: { message: "down" } }))
+    return Effect.gen(function*() {
+      const client = (yield* HttpClient.HttpClient).pipe(HttpClient.filterStatusOk)
+      const e = yield* Effect.flip(client.get(`${API}/models`))
+      assert.notMatch([String(e), e.message, JSON.stringify(e), inspect(e, { depth: 10 })].join("\n"), /at-0|rt-0/)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a second 401 is answered as is: no loop", () => {
     const { requests, layer } = setup(tokenSet(0, 900), (req) => (api(req) ? json(401, {}) : refreshed(1)))
     return Effect.gen(function*() {
@@ -208,7 +218,31 @@ describe("KimiHttpClient layer", () => {
       assert.strictEqual(plain.response?.headers["x-kimi-upstream-status"], "429")
       assert.strictEqual(kimiErrorOf(plain)?._tag, "QuotaExceededError")
       assert.deepStrictEqual(requests.map((r) => r.url.slice(API.length)), ["/chat/completions", "/usages"])
+      // The response and request inside the error are the caller's, without the bearer that was sent.
+      for (const e of [error, plain]) {
+        assert.notMatch([String(e), e.message, JSON.stringify(e), inspect(e, { depth: 10 })].join("\n"), /at-0|rt-0/)
+      }
+      assert.isUndefined(plain.request.headers["authorization"])
       assert.strictEqual(oauthCalls(requests).length, 0)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("a /usages that never answers holds the quota error back 5 s (TestClock), then it comes without a window", () => {
+    const { requests, layer } = setup(tokenSet(0, 900), (req) =>
+      req.url.endsWith("/usages") ? hang : json(429, { error: { message: "quota", type: "exceeded_current_quota_error" } }))
+    return Effect.gen(function*() {
+      const typed = yield* KimiHttpClient
+      const fiber = yield* Effect.forkChild(Effect.flip(typed.post(`${API}/chat/completions`)))
+      // The request crosses a promise bridge: wait (in real time) until /usages was sent, so its 5 s timer runs.
+      yield* Effect.promise(async () => {
+        while (!requests.some((r) => r.url.endsWith("/usages"))) await new Promise((resolve) => setTimeout(resolve, 2))
+      })
+      yield* TestClock.adjust("4999 millis")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust("1 millis")
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "QuotaExceededError")
+      if (error._tag === "QuotaExceededError") assert.isUndefined(error.window)
     }).pipe(Effect.provide(layer))
   })
 

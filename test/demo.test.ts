@@ -35,11 +35,12 @@ describe("npm run demo", () => {
     expect(r.stdout).toContain(`the server received thinking {"type":"enabled"}`)
     expect(r.stdout).toMatch(/HTTP 200, \d+ reasoning chunks, then the answer/)
     expect(r.stdout).toMatch(/reasoning: Thinking: the user said "Why is the sky blue\?"/)
-    // the quota
-    expect(r.stdout).toMatch(/^ {3}weekly window: \d+ of 1000 used, resets at /m)
-    expect(r.stdout).toMatch(/^ {3}5-hour window: 100 of 100 used, resets at .* \(in (?:5 h 00|4 h [0-5]\d) min\)$/m)
+    // the quota: Kimi's refusal, shown with its reset, then `kimi-auth usage`
     expect(r.stdout).toMatch(/the next chat: HTTP 403, no refresh, no retry/)
+    expect(r.stdout).toMatch(/usage limit is used up \(5-hour window: 100 of 100 used\); it resets at /)
     expect(r.stdout).toMatch(/You've reached your usage limit/)
+    expect(r.stdout).toMatch(/^ {3}│ weekly +░+ +0% +3\/1000 +resets /m)
+    expect(r.stdout).toMatch(/^ {3}│ 5-hour +█+ 100% +100\/100 +resets .* used up$/m)
     expect(r.stdout + r.stderr).not.toMatch(/emu_(at|rt|dc)_/)
     // Piped: plain text, as the CLI prints it.
     expect(r.stdout).not.toMatch(/\x1b/)

@@ -7,8 +7,8 @@
  *
  * It answers only when the full command would print the same token without a
  * request, a write or a message; anything else (a configuration error, no
- * file, a file it cannot parse, a token that is due, loose file modes the
- * store would repair, a missing device id, debug logging) returns
+ * file, a file it cannot parse, a token that is due, a link, a file or folder
+ * of another user, loose modes the store would repair or refuse, a missing device id, debug logging) returns
  * `undefined` and the caller runs the full command, which says what is wrong.
  *
  * @since 0.2.0
@@ -21,8 +21,16 @@ import { isBearerToken, isDueAt, parseTokenFileText } from "../TokenValidation.j
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
 export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
 
-/** Group or other access: the token store would tighten such a mode (and warn), so the full command must run. */
-const loose = (mode: number) => process.platform !== "win32" && (mode & 0o077) !== 0
+const posix = process.platform !== "win32"
+const myUid = () => (typeof process.getuid === "function" ? process.getuid() : -1)
+
+/**
+ * Whether the full command would take `st` as it is, without a repair, a
+ * warning or a refusal (StoragePermissions.ts): not a link, ours, and no
+ * group or other access. Anything else falls through, so the store decides.
+ */
+const plainAndOurs = (st: fs.Stats, directory: boolean) =>
+  (directory ? st.isDirectory() : st.isFile()) && (!posix || (st.uid === myUid() && (st.mode & 0o077) === 0))
 
 /**
  * The stored access token when it is valid and not due at `nowMillis`, read
@@ -35,9 +43,11 @@ export const fastToken = (env: Env, nowMillis: number): string | undefined => {
   if (!settings.ok) return undefined
   const { tokenFilePath, deviceIdPath } = settings.value
   try {
-    const file = fs.statSync(tokenFilePath)
-    if (!file.isFile() || loose(file.mode) || loose(fs.statSync(path.dirname(tokenFilePath)).mode)) return undefined
-    if (!fs.statSync(deviceIdPath).isFile()) return undefined
+    // lstat: a link is never followed here; the full command explains what it refuses.
+    if (!plainAndOurs(fs.lstatSync(tokenFilePath), false) || !plainAndOurs(fs.lstatSync(path.dirname(tokenFilePath)), true)) {
+      return undefined
+    }
+    if (!fs.lstatSync(deviceIdPath).isFile()) return undefined
     const parsed = parseTokenFileText(fs.readFileSync(tokenFilePath, "utf8"))
     if (!parsed.ok || !isBearerToken(parsed.value.accessToken)) return undefined
     const { accessToken, expiresAt, expiresIn } = parsed.value

@@ -23,12 +23,19 @@ import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { DeviceFlow } from "../DeviceFlow.js"
-import { KimiAuthConfig } from "../KimiAuthConfig.js"
+import { DeviceIdentity } from "../DeviceIdentity.js"
+import { isTransient } from "../Errors.js"
+import { issuerFor, KimiAuthConfig } from "../KimiAuthConfig.js"
+import { makeKimiFetch } from "../KimiFetch.js"
+import type { TokenResult } from "../KimiRequest.js"
+import { gaveUp } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { KimiApi } from "../KimiApi.js"
 import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
+import type { TokenSet } from "../TokenSet.js"
+import { TokenStore } from "../TokenStore.js"
 import type { KimiUsage } from "../Usage.js"
 
 /** Options of {@link KimiOAuthClient}; every field is optional. */
@@ -219,7 +226,10 @@ export class KimiOAuthClient {
    * `waitForCompletion()`. Aborting `signal` stops the whole login.
    */
   async authorize(options: CallOptions = {}): Promise<AuthorizationSession> {
-    const authorization = await this.#run(Effect.flatMap(DeviceFlow, (f) => f.start), options.signal)
+    // A fault that outlasted the device flow's retries: its message must not promise another retry.
+    const final = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.mapError(effect, (e) => (isTransient(e) ? gaveUp(e) : e))
+    const authorization = await this.#run(final(Effect.flatMap(DeviceFlow, (f) => f.start)), options.signal)
     const startedAt = Date.now()
     const controller = new AbortController()
     const forward = () => controller.abort(options.signal?.reason)
@@ -229,7 +239,7 @@ export class KimiOAuthClient {
         const flow = yield* DeviceFlow
         const manager = yield* TokenManager
         const settings = yield* KimiAuthConfig
-        const tokens = yield* flow.awaitTokens(authorization)
+        const tokens = yield* final(flow.awaitTokens(authorization))
         yield* manager.setTokens(tokens)
         return { expiresAt: new Date(tokens.expiresAt * 1000), tokenFilePath: settings.tokenFilePath }
       }),
@@ -296,6 +306,52 @@ export class KimiOAuthClient {
   async usage(options: CallOptions = {}): Promise<KimiUsage> {
     if (this.#login) await this.#login.catch(() => {})
     return this.#run(Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth)), options.signal)
+  }
+
+  #fetch: Promise<(input: RequestInfo | URL, init?: RequestInit) => Promise<Response>> | undefined
+
+  /**
+   * A `fetch` for the Kimi API, authorized by the same core as the OpenCode
+   * plugin: requests below the login's API base (`status().apiBaseUrl`) get a
+   * valid bearer and the identity headers Kimi expects, a `401` is healed by
+   * one refresh and one retry, and a used-up quota is answered `403` with a
+   * message naming the window and its reset. Other URLs pass through
+   * untouched. No login is a `401` error response, never an exception.
+   * Waits for a login started by {@link authorize} on this client to finish first.
+   */
+  readonly fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    if (this.#login) await this.#login.catch(() => {})
+    const f = await (this.#fetch ??= this.#buildFetch())
+    return f(input, init)
+  }
+
+  async #buildFetch() {
+    const settings = await this.#run(KimiAuthConfig.use(Effect.succeed)).catch(() => undefined)
+    const stored = await this.#run(Effect.flatMap(TokenStore, (s) => s.load)).catch(() => undefined)
+    const identity = await this.#run(DeviceIdentity.use(Effect.succeed)).catch(() => undefined)
+    // The login's issuer decides the API base (unless pinned); it follows every token handed out.
+    let apiBaseUrl = settings === undefined ? undefined : issuerFor(settings, stored).apiBaseUrl
+    const token = (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal) =>
+      this.#run(effect, signal).then(
+        (t): TokenResult => {
+          if (settings !== undefined) apiBaseUrl = issuerFor(settings, t).apiBaseUrl
+          return { ok: true, token: Redacted.value(t.accessToken) }
+        },
+        (e: KimiAuthError): TokenResult => ({
+          ok: false,
+          status: e.code === "NOT_LOGGED_IN" ? 401 : e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" ? 503 : 500,
+          code: e.code === "NOT_LOGGED_IN" ? "kimi_login_required" : "kimi_auth_error",
+          message: e.message,
+          error: e
+        })
+      )
+    return makeKimiFetch({
+      headers: identity?.headers ?? {},
+      ...(apiBaseUrl === undefined ? {} : { apiBaseUrl: () => apiBaseUrl! }),
+      getAccessToken: (signal) => token(Effect.flatMap(TokenManager, (m) => m.getTokens), signal),
+      refreshAfterRejection: (rejected, signal) =>
+        token(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
+    })
   }
 
   /** Removes the stored tokens (the device id is kept). Resolves `false` when there were none. */

@@ -67,6 +67,34 @@ describe("createKimi against the emulator", () => {
     expect(kimi.apiBaseUrl()).toBe(emu.apiBaseUrl)
   })
 
+  it("without pinned hosts, requests follow the API base stored with the login (its issuer), not the region default", async () => {
+    emu = await KimiEmulator.start()
+    const tokens = emu.issueTokens()
+    fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
+      access_token: tokens.accessToken,
+      refresh_token: tokens.refreshToken,
+      token_type: "Bearer",
+      expires_in: 900,
+      scope: "kimi-code",
+      expires_at: Math.floor(Date.now() / 1000) + 800,
+      oauth_host: emu.oauthHost,
+      api_base_url: emu.apiBaseUrl,
+      region: "global"
+    }), { mode: 0o600 })
+    const saved = { ...process.env }
+    for (const k of ["KIMI_OAUTH_HOST", "KIMI_CODE_OAUTH_HOST", "KIMI_CODE_BASE_URL"]) delete process.env[k]
+    try {
+      kimi = createKimi({ region: "global", storageDir: dir })
+      expect(kimi.apiBaseUrl()).toBe("https://api.kimi.ai/coding/v1")
+      const result = await generateText({ model: kimi("kimi-for-coding"), prompt: "issuer", maxRetries: 0 })
+      expect(result.text).toBe(`${KimiEmulator.GREETING}. You said: issuer`)
+      expect(kimi.apiBaseUrl()).toBe(emu.apiBaseUrl)
+      expect(emu.requests("/coding/v1/chat/completions")).toHaveLength(1)
+    } finally {
+      process.env = saved
+    }
+  })
+
   it("no login: the AI SDK reports Kimi's login message, and nothing reaches the API", async () => {
     emu = await KimiEmulator.start()
     kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })

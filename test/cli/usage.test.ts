@@ -6,7 +6,12 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
+import * as KimiApi from "../../src/KimiApi.js"
+import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
+import type { KimiUsage } from "../../src/Usage.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { type Reply, type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
 
@@ -68,6 +73,20 @@ describe("kimi-auth usage against the emulator", () => {
     ])
     expect(Date.parse(out.windows[1].resets_at)).toBe(q.fiveHour.resetAt)
     expect(emu.requests("/coding/v1/usages").every((r) => r.bearer === tokens.accessToken && r.msh.deviceId !== undefined)).toBe(true)
+
+    // The facade's usage() and the Effect service give the same windows as the CLI.
+    const client = new KimiOAuthClient({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: storage() })
+    const viaFacade = await client.usage().finally(() => client.dispose())
+    const viaEffect = await Effect.runPromise(
+      Effect.flatMap(KimiApi.KimiApi.use(Effect.succeed), (api) => api.usage).pipe(
+        Effect.provide(KimiApi.KimiApi.layerNode({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: storage() }).pipe(Layer.orDie))
+      )
+    )
+    const shape = (u: KimiUsage) => u.windows.map((w) => [w.label, w.used, w.limit, w.remaining, w.resetsAt?.toISOString() ?? null])
+    const fromCli = out.windows.map((w: { label: string; used: number; limit: number; remaining: number; resets_at: string }) =>
+      [w.label, w.used, w.limit, w.remaining, w.resets_at])
+    expect(shape(viaFacade)).toEqual(fromCli)
+    expect(shape(viaEffect)).toEqual(fromCli)
   })
 })
 

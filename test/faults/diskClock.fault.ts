@@ -86,7 +86,7 @@ const setup = async (storageDir?: string, expiresAt = now() - 60): Promise<Setup
   const seeded = seed(storage, expiresAt)
   return {
     storage,
-    env: isolatedEnv(home, { KIMI_OAUTH_HOST: emu.url, OPENCODE_KIMI_AUTH_DIR: storage }),
+    env: isolatedEnv(home, { KIMI_OAUTH_HOST: emu.url, OPENCODE_KIMI_AUTH_DIR: storage, ...(process.env["KIMI_FAULTS_DEBUG"] ? { DEBUG: "opencode-kimi-auth" } : {}) }),
     tokenFile: path.join(storage, "oauth.json"),
     lockFile: path.join(storage, "oauth.json.lock"),
     seeded

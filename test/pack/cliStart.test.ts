@@ -76,7 +76,7 @@ describe("fastToken (in process, real files)", () => {
     }
   })
 
-  it("leaves to the full command: loose modes, a missing device id, a missing or torn file, DEBUG, a bad setting", () => {
+  it("leaves to the full command: loose modes, links, a missing device id, a missing or torn file, DEBUG, a bad setting", () => {
     writeTokens({}, 0o644)
     expect(fastToken(env, now())).toBeUndefined()
     writeTokens()
@@ -92,6 +92,21 @@ describe("fastToken (in process, real files)", () => {
     fs.rmSync(path.join(storage, "device_id"))
     expect(fastToken(env, now())).toBeUndefined()
     fs.writeFileSync(path.join(storage, "device_id"), "11111111-2222-4333-8444-555555555555", { mode: 0o600 })
+
+    // A token file that is a link (the store refuses it) is never read here either.
+    const real = path.join(home, "elsewhere.json")
+    fs.renameSync(path.join(storage, "oauth.json"), real)
+    fs.symlinkSync(real, path.join(storage, "oauth.json"))
+    expect(fastToken(env, now())).toBeUndefined()
+    fs.rmSync(path.join(storage, "oauth.json"))
+    fs.renameSync(real, path.join(storage, "oauth.json"))
+    expect(fastToken(env, now())).toBe(TOKEN)
+    // A symlinked storage folder is left to the store too.
+    fs.renameSync(storage, `${storage}-real`)
+    fs.symlinkSync(`${storage}-real`, storage)
+    expect(fastToken(env, now())).toBeUndefined()
+    fs.rmSync(storage)
+    fs.renameSync(`${storage}-real`, storage)
 
     fs.writeFileSync(path.join(storage, "oauth.json"), '{"access_token":', { mode: 0o600 })
     expect(fastToken(env, now())).toBeUndefined()

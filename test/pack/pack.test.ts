@@ -53,19 +53,27 @@ const cleanEnv = (): NodeJS.ProcessEnv => {
 
 const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").pop() ?? "null") as Record<string, unknown>
 
-/** A fenced ```ts block of README.md, found by the heading it follows. */
-const readmeBlock = (heading: string): string => {
+/** Every fenced ```ts block of README.md's section under `heading` (up to the next `## `), as modules. */
+const readmeBlocks = (heading: string): Array<string> => {
   const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8")
   const at = readme.indexOf(heading)
   expect(at, `README heading ${heading}`).toBeGreaterThanOrEqual(0)
-  const block = /```ts\n([\s\S]*?)```/.exec(readme.slice(at))
-  expect(block, `a ts block under ${heading}`).not.toBeNull()
-  return block![1]!
+  const end = readme.indexOf("\n## ", at + heading.length)
+  const section = readme.slice(at, end === -1 ? undefined : end)
+  const blocks = [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!)
+  expect(blocks.length, `ts blocks under ${heading}`).toBeGreaterThan(0)
+  return blocks
 }
 
-/** Type-checks `source` as an application module in `folder` (strict, NodeNext, the folder's node_modules only). */
-const typecheck = (folder: string, source: string) => {
-  fs.writeFileSync(path.join(folder, "app.ts"), source)
+/**
+ * Type-checks `sources` as the modules of an application in `folder` (strict,
+ * NodeNext, the folder's node_modules, Node's types as a Node application has them).
+ */
+const typecheck = (folder: string, sources: ReadonlyArray<string>) => {
+  const files = sources.map((source, i) => {
+    fs.writeFileSync(path.join(folder, `app${i}.ts`), source)
+    return `app${i}.ts`
+  })
   fs.writeFileSync(
     path.join(folder, "tsconfig.json"),
     JSON.stringify({
@@ -74,12 +82,13 @@ const typecheck = (folder: string, source: string) => {
         module: "NodeNext",
         moduleResolution: "NodeNext",
         lib: ["ES2022", "DOM"],
-        types: [],
+        typeRoots: [path.join(repoRoot, "node_modules", "@types")],
+        types: ["node"],
         strict: true,
         noEmit: true,
         skipLibCheck: true
       },
-      files: ["app.ts"]
+      files
     })
   )
   return spawnSync(process.execPath, [tsc, "-p", folder], { cwd: folder, encoding: "utf8", timeout: 120_000 })
@@ -136,7 +145,7 @@ describe("installed from the tarball, nothing else", () => {
   }, 120_000)
 
   it("README's facade example type-checks without effect installed", () => {
-    const res = typecheck(folder, readmeBlock("## From TypeScript"))
+    const res = typecheck(folder, readmeBlocks("## From TypeScript"))
     expect(res.status, res.stdout + res.stderr).toBe(0)
   }, 120_000)
 })
@@ -194,8 +203,8 @@ describe("an Effect application with its own effect", () => {
     expect(result.outputFiles[0]!.contents.length).toBeLessThan(40_000)
   })
 
-  it("README's Effect example type-checks", () => {
-    const res = typecheck(folder, readmeBlock("## From Effect"))
+  it("README's Effect examples type-check", () => {
+    const res = typecheck(folder, readmeBlocks("## From Effect"))
     expect(res.status, res.stdout + res.stderr).toBe(0)
   }, 120_000)
 })

@@ -1,0 +1,99 @@
+/**
+ * The facade's Kimi API side over real HTTP and files: usage() (the same
+ * typed data as the CLI and the Effect service) and fetch (the same request
+ * core as the plugin).
+ */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
+import { KimiAuthError, KimiOAuthClient } from "../../src/index.js"
+import { makeTemp, rmTemp } from "../support/cli.js"
+import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+
+let dir: string
+let server: ScriptedServer | undefined
+let client: KimiOAuthClient | undefined
+let emu: KimiEmulator.StartedEmulator | undefined
+beforeEach(() => {
+  dir = makeTemp("kimi-facade-usage-")
+})
+afterEach(async () => {
+  await client?.dispose()
+  client = undefined
+  await server?.close()
+  server = undefined
+  await emu?.close()
+  emu = undefined
+  rmTemp(dir)
+})
+
+const seed = (access = "at-0", refresh = "rt-0") =>
+  fs.writeFileSync(
+    path.join(dir, "oauth.json"),
+    JSON.stringify({ access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 800 }),
+    { mode: 0o600 }
+  )
+
+describe("KimiOAuthClient.usage", () => {
+  it("resolves the windows, typed (numbers, Dates)", async () => {
+    server = await startScriptedServer(() => ({
+      status: 200,
+      body: { usage: { limit: "100", used: "7", remaining: "93", resetTime: "2030-01-01T00:00:00Z" }, limits: [{ window: { duration: 5, timeUnit: "TIME_UNIT_HOUR" }, detail: { limit: "10", used: "1" } }] }
+    }))
+    seed()
+    client = new KimiOAuthClient({ oauthHost: server.url, apiBaseUrl: `${server.url}/coding/v1`, storageDir: dir })
+    const usage = await client.usage()
+    expect(usage.windows.map((w) => [w.label, w.used, w.limit, w.remaining])).toEqual([["weekly", 7, 100, 93], ["5-hour", 1, 10, 9]])
+    expect(usage.windows[0]!.resetsAt).toEqual(new Date("2030-01-01T00:00:00Z"))
+    expect(server.requests[0]!.headers["authorization"]).toBe("Bearer at-0")
+  })
+
+  it("rejects with NOT_LOGGED_IN without a login, and API_ERROR on an error status", async () => {
+    server = await startScriptedServer(() => ({ status: 500, body: { error: { message: "down" } } }))
+    client = new KimiOAuthClient({ oauthHost: server.url, apiBaseUrl: `${server.url}/coding/v1`, storageDir: dir })
+    await expect(client.usage()).rejects.toMatchObject({ name: "KimiAuthError", code: "NOT_LOGGED_IN" })
+    seed()
+    const e = await client.usage().catch((x: unknown) => x)
+    expect(e).toBeInstanceOf(KimiAuthError)
+    expect(e).toMatchObject({ code: "API_ERROR" })
+  })
+})
+
+describe("KimiOAuthClient.fetch", () => {
+  const chat = (c: KimiOAuthClient, base: string, content: string) =>
+    c.fetch(`${base}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content }] })
+    })
+
+  it("authorizes Kimi requests (bearer, identity headers), heals a 401 once, and leaves other URLs alone", async () => {
+    emu = await KimiEmulator.start()
+    const tokens = emu.issueTokens()
+    seed(tokens.accessToken, tokens.refreshToken)
+    client = new KimiOAuthClient({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+    const first = await chat(client, emu.apiBaseUrl, "one")
+    expect(first.status).toBe(200)
+    expect((await first.json()).choices[0].message.content).toBe(`${KimiEmulator.GREETING}. You said: one`)
+    emu.expireAccessTokens()
+    expect((await chat(client, emu.apiBaseUrl, "two")).status).toBe(200)
+    const chats = emu.requests("/coding/v1/chat/completions")
+    expect(chats.map((r) => r.status)).toEqual([200, 401, 200])
+    expect(chats.every((r) => r.msh.platform === "kimi_cli" && r.msh.deviceId !== undefined)).toBe(true)
+    expect(emu.requests("/api/oauth/token")).toHaveLength(1)
+    // The emulator's root is not below the API base: sent as given, without a bearer.
+    const other = await client.fetch(`${emu.url}/`)
+    expect(other.status).toBe(200)
+    expect(emu.requests("/").at(-1)?.bearer).toBeUndefined()
+  })
+
+  it("no login: a 401 error response naming the login command, and nothing sent", async () => {
+    emu = await KimiEmulator.start()
+    client = new KimiOAuthClient({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
+    const r = await chat(client, emu.apiBaseUrl, "x")
+    expect(r.status).toBe(401)
+    expect((await r.json()).error.message).toMatch(/kimi-auth login/)
+    expect(emu.requests("/coding/v1/chat/completions")).toHaveLength(0)
+  })
+})
