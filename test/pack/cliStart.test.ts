@@ -129,6 +129,18 @@ const traced = (args: ReadonlyArray<string>, extra: NodeJS.ProcessEnv = {}) => {
   return { ...res, loaded, files, effectCode }
 }
 
+it.skipIf(typeof process.getuid !== "function" || process.getuid() !== 0)("leaves a token file or folder of another user to the full command (run as root)", () => {
+  writeTokens()
+  expect(fastToken(env, now())).toBe(TOKEN)
+  fs.chownSync(path.join(storage, "oauth.json"), 12345, 12345)
+  expect(fastToken(env, now())).toBeUndefined()
+  fs.chownSync(path.join(storage, "oauth.json"), 0, 0)
+  fs.chownSync(storage, 12345, 12345)
+  expect(fastToken(env, now())).toBeUndefined()
+  fs.chownSync(storage, 0, 0)
+  expect(fastToken(env, now())).toBe(TOKEN)
+})
+
 describe("the built CLI (child processes, module-load trace)", () => {
   it("token with a fresh token prints it and loads no Effect code", () => {
     writeTokens()
@@ -138,6 +150,17 @@ describe("the built CLI (child processes, module-load trace)", () => {
     expect(res.stderr).toBe("")
     expect(res.files.length).toBeGreaterThan(0)
     expect(res.effectCode).toEqual([])
+  })
+
+  it("token with a token file that is a symbolic link prints nothing: the store refuses it", () => {
+    writeTokens()
+    const real = path.join(home, "elsewhere.json")
+    fs.renameSync(path.join(storage, "oauth.json"), real)
+    fs.symlinkSync(real, path.join(storage, "oauth.json"))
+    const res = traced(["token"])
+    expect(res.status).not.toBe(0)
+    expect(res.stdout).toBe("")
+    expect(res.stderr).toContain("symbolic link")
   })
 
   it("token with a token that is not a valid bearer token prints nothing on stdout", () => {
