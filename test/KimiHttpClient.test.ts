@@ -6,7 +6,6 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
 import { TestClock } from "effect/testing"
 import * as HttpClient from "effect/http/HttpClient"
@@ -19,23 +18,13 @@ import { TokenManager } from "../src/TokenManager.js"
 import { TokenSet } from "../src/TokenSet.js"
 import { TokenStore } from "../src/TokenStore.js"
 import { hang, json, makeScripted, oauthError, type Recorded, type Step } from "./support/scripted.js"
+import { refreshed, tokenSet } from "./support/tokens.js"
 import { identityLayer } from "./support/settings.js"
 
 const API = "https://api.test/coding/v1"
 const DEVICE_ID = "00000000-0000-4000-8000-000000000001"
 
-const tokenSet = (n: number, expiresAt: number) =>
-  new TokenSet({
-    accessToken: Redacted.make(`at-${n}`),
-    refreshToken: Redacted.make(`rt-${n}`),
-    tokenType: "Bearer",
-    expiresIn: 900,
-    scope: "kimi-code",
-    expiresAt
-  })
 
-const refreshed = (n: number): Step =>
-  json(200, { access_token: `at-${n}`, refresh_token: `rt-${n}`, expires_in: 900, token_type: "Bearer", scope: "kimi-code" })
 
 const usages = {
   usage: { limit: "100", used: "100", remaining: "0", resetTime: "1970-01-08T00:00:00Z" },

@@ -29,23 +29,13 @@ import { TokenManager } from "../src/TokenManager.js"
 import { decodeTokenFile, encodeTokenFile, TokenSet } from "../src/TokenSet.js"
 import { TokenStore } from "../src/TokenStore.js"
 import { json, makeScripted, oauthError, type Recorded, type Step } from "./support/scripted.js"
+import { refreshed, tokenSet } from "./support/tokens.js"
 import { identityLayer } from "./support/settings.js"
 import { tempDir } from "./support/tmp.js"
 
 const DEVICE = "00000000-0000-4000-8000-000000000001"
 
-const tokenSet = (n: number, expiresAt: number) =>
-  new TokenSet({
-    accessToken: Redacted.make(`at-${n}`),
-    refreshToken: Redacted.make(`rt-${n}`),
-    tokenType: "Bearer",
-    expiresIn: 900,
-    scope: "kimi-code",
-    expiresAt
-  })
 
-const refreshed = (n: number): Step =>
-  json(200, { access_token: `at-${n}`, refresh_token: `rt-${n}`, expires_in: 900, token_type: "Bearer", scope: "kimi-code" })
 
 /** A switch that makes every write of the wrapped FileSystem fail with ENOSPC. */
 interface Disk {

@@ -9,23 +9,13 @@ import * as Scope from "effect/Scope"
 import { TestClock } from "effect/testing"
 import { OAuthClient } from "../src/OAuthClient.js"
 import { isDue, refreshThresholdSeconds, TokenManager, type TokenManagerOptions } from "../src/TokenManager.js"
-import { TokenSet } from "../src/TokenSet.js"
+import type { TokenSet } from "../src/TokenSet.js"
 import { TokenStore } from "../src/TokenStore.js"
 import { json, makeScripted, network, oauthError, type Recorded, type Step } from "./support/scripted.js"
+import { refreshed, tokenSet } from "./support/tokens.js"
 import { identityLayer } from "./support/settings.js"
 
-const tokenSet = (n: number, expiresAt: number, expiresIn = 900) =>
-  new TokenSet({
-    accessToken: Redacted.make(`at-${n}`),
-    refreshToken: Redacted.make(`rt-${n}`),
-    tokenType: "Bearer",
-    expiresIn,
-    scope: "kimi-code",
-    expiresAt
-  })
 
-const refreshed = (n: number, extra: Record<string, unknown> = {}): Step =>
-  json(200, { access_token: `at-${n}`, refresh_token: `rt-${n}`, expires_in: 900, token_type: "Bearer", scope: "kimi-code", ...extra })
 
 const setup = (
   initial: TokenSet | undefined,

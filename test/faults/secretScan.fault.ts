@@ -4,17 +4,33 @@
  * that scripts/test-faults.mjs runs over all outputs at the end (the
  * emulator's token values and the fault suite's canaries; none may appear).
  * This file checks it here too, so a hit points at the default suite.
- * KIMI_FAULTS_SKIP_DEFAULT_SUITE=1 skips it (e.g. when CI has just run it).
+ * KIMI_FAULTS_SKIP_DEFAULT_SUITE=1 skips it. KIMI_FAULTS_DEFAULT_SUITE_LOG=<file>
+ * scans that file instead of running the suite again: `.ci/run` saves the
+ * output of the `npm test` it has just run (and failed on) there, so CI runs
+ * the default suite once per Node version, not once more for the scan.
  */
 import { spawn } from "node:child_process"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { repoRoot } from "../support/tmp.js"
 import { findSecrets, record } from "./support.js"
 
 const skip = process.env["KIMI_FAULTS_SKIP_DEFAULT_SUITE"] === "1"
+const savedLog = process.env["KIMI_FAULTS_DEFAULT_SUITE_LOG"]
 
-describe("secret scan", () => {
+describe.runIf(savedLog !== undefined && !skip)("secret scan of a saved run", () => {
+  it("the default test suite's saved output holds no token value", () => {
+    const output = fs.readFileSync(savedLog!, "utf8")
+    expect(output.length, `the saved output ${savedLog} is empty`).toBeGreaterThan(0)
+    record("default-suite", output)
+    const hits = findSecrets(output)
+    console.log(`fault secret scan: the saved default-suite run (${(output.length / 1024).toFixed(0)} KiB of output): ${hits.length} token values`)
+    expect(hits.length, "token values in the default suite's output (see the scan report)").toBe(0)
+  })
+})
+
+describe.runIf(savedLog === undefined)("secret scan", () => {
   it.skipIf(skip)("the whole default test suite prints no token value", async () => {
     const env: NodeJS.ProcessEnv = { ...process.env }
     delete env["KIMI_FAULTS_LOG_DIR"]
