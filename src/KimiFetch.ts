@@ -37,6 +37,8 @@ export interface KimiFetchDeps extends TokenSource {
    * when the quota resets. Unset: every request is authorized.
    */
   readonly apiBaseUrl?: string | (() => string) | undefined
+  /** The message of the `401` answered when Kimi rejects the token and no other one can be had. */
+  readonly rejectedMessage?: string | undefined
 }
 
 /** Marks the error responses this package makes (the value is the error code). */
@@ -165,7 +167,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
       case "NoToken":
         return errorResponse(outcome.failure.status, outcome.failure.code, outcome.failure.message)
       case "Rejected":
-        return errorResponse(401, "invalid_authentication_error", outcome.message)
+        return errorResponse(401, "invalid_authentication_error", deps.rejectedMessage ?? outcome.message)
       case "SendFailed":
         throw outcome.cause
     }

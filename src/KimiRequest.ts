@@ -188,12 +188,13 @@ const safely = async <A>(f: () => Promise<A>): Promise<{ ok: true; value: A } | 
   }
 }
 
-const tokenOf = async (f: () => Promise<TokenResult>): Promise<TokenResult> => {
-  const r = await safely(f)
-  return r.ok
-    ? r.value
-    : { ok: false, status: 500, code: "kimi_auth_error", message: `Getting a Kimi token failed: ${String(r.cause)}`, error: r.cause }
-}
+const tokenFailure = (cause: unknown): TokenResult => ({
+  ok: false,
+  status: 500,
+  code: "kimi_auth_error",
+  message: `Getting a Kimi token failed: ${String(cause)}`,
+  error: cause
+})
 
 /**
  * Authorizes and sends one Kimi API request (see the module comment for the
@@ -216,17 +217,35 @@ export const authorize = async <Res>(transport: Transport<Res>, options: Authori
     return { _tag: "Refused", response: kept, refusal, usage }
   }
 
-  const first = await tokenOf(() => tokens.getAccessToken(signal))
+  // The common path (a token at hand, an ordinary answer) stays in this one frame: every request passes
+  // here (BENCHMARKS.md, "Request overhead"), so no helper wraps the two awaits.
+  let first: TokenResult
+  try {
+    first = await tokens.getAccessToken(signal)
+  } catch (cause) {
+    first = tokenFailure(cause)
+  }
   if (!first.ok) return { _tag: "NoToken", failure: first }
-  const sent = await safely(() => transport.send(first.token))
-  if (!sent.ok) return { _tag: "SendFailed", cause: sent.cause }
-  if (transport.status(sent.value) !== 401) return judge(sent.value, first.token)
+  let response: Res
+  try {
+    response = await transport.send(first.token)
+  } catch (cause) {
+    return { _tag: "SendFailed", cause }
+  }
+  const status = transport.status(response)
+  if (status !== 401) return status === 403 || status === 429 ? judge(response, first.token) : { _tag: "Answered", response }
 
   // The server refused a token we believed valid (revoked, clock skew, rotated elsewhere): one refresh, one retry.
-  await safely(() => transport.discard(sent.value))
-  const second = await tokenOf(() => tokens.refreshAfterRejection(first.token, signal))
+  await safely(() => transport.discard(response))
+  const rejected = first.token
+  let second: TokenResult
+  try {
+    second = await tokens.refreshAfterRejection(rejected, signal)
+  } catch (cause) {
+    second = tokenFailure(cause)
+  }
   if (!second.ok) return { _tag: "NoToken", failure: second }
-  if (second.token === first.token) return { _tag: "Rejected", message: REJECTED_MESSAGE }
+  if (second.token === rejected) return { _tag: "Rejected", message: REJECTED_MESSAGE }
   const retried = await safely(() => transport.send(second.token))
   if (!retried.ok) return { _tag: "SendFailed", cause: retried.cause }
   return transport.status(retried.value) === 401 ? { _tag: "Answered", response: retried.value } : judge(retried.value, second.token)

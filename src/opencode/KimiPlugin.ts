@@ -167,8 +167,7 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
    * placeholder comes from an API-key login: it keeps its key and gets the
    * identity headers.
    */
-  const requestFetch = async (request: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-    const c = coreReady ?? (await getCore())
+  const send = (c: PluginCore, request: RequestInfo | URL, init: RequestInit | undefined): Promise<Response> => {
     let sent = init
     if (typeof init?.body === "string") {
       const body = toKimiThinking(init.body, { thinksByDefault })
@@ -176,12 +175,28 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
     }
     const given = authorizationOf(sent?.headers)
     if (given !== undefined && given !== `Bearer ${OAUTH_PLACEHOLDER}`) return c.apiKeyFetch(request, sent)
+    return c.fetch(request, sent)
+  }
+  /** First requests: wait for the core, and adopt OpenCode's stored login first when the loader found one. */
+  const sendAfterSetup = async (request: RequestInfo | URL, init: RequestInit | undefined): Promise<Response> => {
+    const c = coreReady ?? (await getCore())
     if (pendingAdoption !== undefined) {
       const entry = pendingAdoption
       pendingAdoption = undefined
       await c.adopt(entry).catch(() => {})
     }
-    return c.fetch(request, sent)
+    return send(c, request, init)
+  }
+  // Not `async`: every request passes here (BENCHMARKS.md, "Request overhead"), and each async layer
+  // that awaits the response adds microtask turns; the common case hands on the core's promise as is.
+  const requestFetch = (request: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    const c = coreReady
+    if (c === undefined || pendingAdoption !== undefined) return sendAfterSetup(request, init)
+    try {
+      return send(c, request, init)
+    } catch (e) {
+      return Promise.reject(e) // e.g. headers `new Headers` refuses: a rejection, as from any fetch
+    }
   }
 
   return {

@@ -32,7 +32,7 @@ import { type KimiRegion, REGIONS } from "../Region.js"
 import { isDue, TokenManager } from "../TokenManager.js"
 import { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
-import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
+import { errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
 
 /** What the thin plugin hands its core. */
 export interface PluginCoreConfig {
@@ -213,6 +213,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     identityHeaders = identity && Exit.isSuccess(identity) ? identity.value.headers : {}
     return makeKimiFetch({
       headers: identityHeaders,
+      // The core's "log in again" names OpenCode's command without the provider: name this one.
+      rejectedMessage: `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`,
       // Only requests below the provider's API base are authorized; a quota refusal reads its /usages.
       ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
       getAccessToken: (signal) => {
@@ -231,21 +233,14 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   let oauthFetch: Promise<ReturnType<typeof makeKimiFetch>> | undefined
   let oauthFetchReady: ReturnType<typeof makeKimiFetch> | undefined
 
-  const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-    // Once built, used without an extra await: every request passes here.
-    const f = oauthFetchReady ?? (oauthFetchReady = await (oauthFetch ??= buildOAuthFetch()))
-    const response = await f(input, init)
-    if (response.status === 401 && response.headers.get(ERROR_HEADER) === "invalid_authentication_error") {
-      // The core's "log in again" names OpenCode's command without the provider: name this one.
-      await response.body?.cancel().catch(() => {})
-      return errorResponse(
-        401,
-        "invalid_authentication_error",
-        `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`
-      )
-    }
-    return response
+  const fetchAfterBuild = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    oauthFetchReady ??= await (oauthFetch ??= buildOAuthFetch())
+    return oauthFetchReady(input, init)
   }
+  // Once built, the core's fetch is handed on as is: every request passes here, and a wrapper that
+  // awaits the response costs microtask turns (BENCHMARKS.md, "Request overhead").
+  const fetch = (input: RequestInfo | URL, init?: RequestInit): Promise<Response> =>
+    oauthFetchReady !== undefined ? oauthFetchReady(input, init) : fetchAfterBuild(input, init)
 
   const apiKeyFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
     if (oauthFetchReady === undefined) oauthFetchReady = await (oauthFetch ??= buildOAuthFetch())
