@@ -117,13 +117,21 @@ export const kimiHeaders = (
   token: string
 ): Record<string, string> => ({ ...identity, authorization: `Bearer ${token}` })
 
-/** `Retry-After` as milliseconds: delta-seconds or an HTTP date; `undefined` when absent or unusable. */
-export const retryAfterMillis = (value: string | undefined, nowMillis: number = Date.now()): number | undefined => {
+/**
+ * `Retry-After` (RFC 9110 10.2.3) as milliseconds: delta-seconds or an HTTP
+ * date, at most `capMillis` (a day by default); `undefined` when absent or
+ * unusable. The OAuth client and the API clients read it with this one rule.
+ */
+export const retryAfterMillis = (
+  value: string | undefined,
+  nowMillis: number = Date.now(),
+  capMillis: number = 86_400_000
+): number | undefined => {
   if (value === undefined || value.trim() === "") return undefined
   const seconds = Number(value)
-  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.min(seconds, 86400) * 1000 : undefined
+  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.min(seconds * 1000, capMillis) : undefined
   const at = Date.parse(value)
-  return Number.isNaN(at) ? undefined : Math.min(Math.max(0, at - nowMillis), 86400 * 1000)
+  return Number.isNaN(at) ? undefined : Math.min(Math.max(0, at - nowMillis), capMillis)
 }
 
 const errorFields = (text: string): { type?: string; code?: string; message?: string } => {

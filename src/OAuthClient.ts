@@ -52,6 +52,7 @@ import {
 } from "./Errors.js"
 import { OAUTH_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { retryAfterMillis } from "./KimiRequest.js"
 import type { KimiRegion } from "./Region.js"
 import { type Issuer, issuerFor } from "./ResolveSettings.js"
 import { TokenSet } from "./TokenSet.js"
@@ -199,13 +200,8 @@ const invalidAt = (
 const invalid = (raw: RawResponse, what: string, reason: InvalidReason = "malformed", rotated?: Redacted.Redacted<string>) =>
   invalidAt(raw.url, raw.status, describeBody(raw), what, reason, rotated)
 
-const parseRetryAfter = (value: string | undefined, nowMillis: number): number | undefined => {
-  if (value === undefined) return undefined
-  const seconds = Number(value)
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1000, 3_600_000)
-  const date = Date.parse(value)
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.min(date - nowMillis, 3_600_000))
-}
+/** The longest `Retry-After` an OAuth answer is taken at (the token manager fails fast past its own, shorter budget). */
+const OAUTH_RETRY_AFTER_CAP_MILLIS = 3_600_000
 
 /** Parses a 2xx body as a JSON object, or explains why it is not one. */
 const jsonObject = (raw: RawResponse, what: string): Effect.Effect<Record<string, unknown>, InvalidResponseError> => {
@@ -225,7 +221,7 @@ const decodeFailure = (raw: RawResponse, nowMillis: number): Effect.Effect<Error
         url: raw.url,
         status: raw.status,
         excerpt: excerpt(raw.safeBody),
-        retryAfterMillis: parseRetryAfter(raw.retryAfter, nowMillis),
+        retryAfterMillis: retryAfterMillis(raw.retryAfter, nowMillis, OAUTH_RETRY_AFTER_CAP_MILLIS),
         message: `The Kimi OAuth server is unavailable (HTTP ${raw.status} from ${raw.url}). It will be retried; ` +
           `if it persists, try again in a few minutes.`
       })

@@ -37,6 +37,7 @@ import { DeviceIdentity } from "../DeviceIdentity.js"
 import { issuerFor, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { makeKimiFetch } from "../KimiFetch.js"
+import { thinkingOf } from "../opencode/Thinking.js"
 import type { TokenResult } from "../KimiRequest.js"
 import { type TokenError, TokenManager } from "../TokenManager.js"
 import type { TokenSet } from "../TokenSet.js"
@@ -70,15 +71,12 @@ const EFFORT_MODELS: ReadonlySet<string> = new Set(["k3-256k"])
  * `reasoning_effort` (from the `reasoning` call option) becomes
  * `thinking: { type: "enabled" | "disabled" }`, with `effort` for models that
  * take one; Moonshot's own clients stopped sending `reasoning_effort`. A
- * `thinking` already in the body (from `providerOptions.kimi`) wins. Pure.
+ * `thinking` already in the body (from `providerOptions.kimi`) wins. Pure:
+ * the OpenCode plugin's rule (`opencode/Thinking.ts`), told which models take
+ * an effort.
  */
-export const toKimiThinking = (body: Record<string, unknown>): Record<string, unknown> => {
-  const { reasoning_effort: effort, ...rest } = body
-  if (effort === undefined || rest["thinking"] !== undefined) return effort === undefined ? body : rest
-  const off = effort === "none" || effort === "disabled"
-  const withEffort = !off && typeof effort === "string" && EFFORT_MODELS.has(String(rest["model"]))
-  return { ...rest, thinking: off ? { type: "disabled" } : withEffort ? { type: "enabled", effort } : { type: "enabled" } }
-}
+export const toKimiThinking = (body: Record<string, unknown>): Record<string, unknown> =>
+  thinkingOf(body, { takesEffort: (model) => EFFORT_MODELS.has(model) }) as Record<string, unknown>
 
 const messageOf = (cause: Cause.Cause<unknown>): string => {
   const e = Cause.findErrorOption(cause)

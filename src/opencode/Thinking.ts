@@ -24,6 +24,12 @@ export interface ThinkingOptions {
    * model it is left as it is (the server's default applies).
    */
   readonly thinksByDefault?: ((model: string) => boolean) | undefined
+  /**
+   * Whether a model's thinking takes an effort. An effort for a model that
+   * takes none becomes a plain `thinking: { type: "enabled" }`. Unset: every
+   * model takes one (OpenCode only sends the efforts a model's variants offer).
+   */
+  readonly takesEffort?: ((model: string) => boolean) | undefined
 }
 
 /** A body that opens with a plain `"model": "<id>"` member (what `@ai-sdk/openai-compatible` sends). */
@@ -74,7 +80,10 @@ export const thinkingOf = (body: unknown, options: ThinkingOptions = {}): unknow
   if (isRecord(body["thinking"])) return effort === undefined ? body : rest
   if (typeof effort === "string" && effort !== "") {
     const e = effort.toLowerCase()
-    return { ...rest, thinking: OFF.has(e) ? { type: "disabled" } : { type: "enabled", effort: e } }
+    if (OFF.has(e)) return { ...rest, thinking: { type: "disabled" } }
+    const model = rest["model"]
+    const withEffort = options.takesEffort === undefined || (typeof model === "string" && options.takesEffort(model))
+    return { ...rest, thinking: withEffort ? { type: "enabled", effort: e } : { type: "enabled" } }
   }
   if (effort !== undefined) return rest
   const model = body["model"]

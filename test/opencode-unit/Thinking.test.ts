@@ -55,6 +55,13 @@ describe("toKimiThinking", () => {
     expect(toKimiThinking(notThinking, { thinksByDefault: () => false })).toBe(notThinking)
   })
 
+  it("takesEffort: an effort for a model that takes none becomes plain enabled; off stays off", () => {
+    const takesEffort = (m: string) => m === "k3-256k"
+    expect(thinkingOf({ model: "k3-256k", reasoning_effort: "high" }, { takesEffort })).toEqual({ model: "k3-256k", thinking: { type: "enabled", effort: "high" } })
+    expect(thinkingOf({ model: "kimi-for-coding-highspeed", reasoning_effort: "high" }, { takesEffort })).toEqual({ model: "kimi-for-coding-highspeed", thinking: { type: "enabled" } })
+    expect(thinkingOf({ model: "kimi-for-coding-highspeed", reasoning_effort: "none" }, { takesEffort })).toEqual({ model: "kimi-for-coding-highspeed", thinking: { type: "disabled" } })
+  })
+
   it("anything that is not a JSON object comes back as it was, without a throw", () => {
     for (const s of ["", "not json", "[1,2]", "null", "\"reasoning_effort\""]) {
       expect(toKimiThinking(s, { thinksByDefault: () => true })).toBe(s)
