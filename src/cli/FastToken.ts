@@ -16,7 +16,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { type Env, resolveSettings } from "../ResolveSettings.js"
-import { isBearerToken, isDueAt, parseTokenFileText } from "../TokenValidation.js"
+import { isDueAt, parseTokenFileText } from "../TokenValidation.js"
 
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
 export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
@@ -48,8 +48,9 @@ export const fastToken = (env: Env, nowMillis: number): string | undefined => {
       return undefined
     }
     if (!fs.lstatSync(deviceIdPath).isFile()) return undefined
+    // The parser refuses any token that is not an RFC 6750 bearer token: nothing invalid is ever printed.
     const parsed = parseTokenFileText(fs.readFileSync(tokenFilePath, "utf8"))
-    if (!parsed.ok || !isBearerToken(parsed.value.accessToken)) return undefined
+    if (!parsed.ok) return undefined
     const { accessToken, expiresAt, expiresIn } = parsed.value
     return isDueAt(expiresAt, expiresIn, nowMillis / 1000, DEFAULT_REFRESH_WINDOW_SECONDS) ? undefined : accessToken
   } catch {
