@@ -51,15 +51,23 @@ export const declaredLength = (value: string | null | undefined): number | undef
   return Number.isSafeInteger(n) ? n : Number.MAX_SAFE_INTEGER
 }
 
-const decodeUtf8 = (chunks: ReadonlyArray<Uint8Array>, total: number): string => {
+/** The chunks joined into one array of `total` bytes. */
+export const concatBytes = (chunks: ReadonlyArray<Uint8Array>, total: number): Uint8Array => {
   const all = new Uint8Array(total)
   let at = 0
   for (const c of chunks) {
     all.set(c, at)
     at += c.length
   }
-  return new TextDecoder().decode(all)
+  return all
 }
+
+const decodeUtf8 = (chunks: ReadonlyArray<Uint8Array>, total: number): string =>
+  new TextDecoder().decode(concatBytes(chunks, total))
+
+/** The first `maxBytes` of the chunks as UTF-8 text. */
+const decodePrefix = (chunks: ReadonlyArray<Uint8Array>, total: number, maxBytes: number): string =>
+  new TextDecoder().decode(concatBytes(chunks, total).subarray(0, Math.min(total, maxBytes)))
 
 /**
  * Reads the body of an Effect `HttpClientResponse` as UTF-8 text, at most
@@ -124,4 +132,46 @@ export const readWebTextCapped = async (response: Response, limitBytes: number):
     reader.releaseLock()
   }
   return decodeUtf8(chunks, total)
+}
+
+/**
+ * The first `maxBytes` of an Effect `HttpClientResponse` body as text, the
+ * rest not read: enough to classify an error answer. Unlike
+ * {@link readTextCapped}, which fails past its cap, a longer body is cut,
+ * not refused.
+ */
+export const readTextPrefix = (
+  response: HttpClientResponse.HttpClientResponse,
+  maxBytes: number
+): Effect.Effect<string, HttpClientError.HttpClientError> =>
+  Effect.suspend(() => {
+    let size = 0
+    return response.stream.pipe(
+      Stream.takeUntil((chunk) => (size += chunk.byteLength) >= maxBytes),
+      Stream.runCollect,
+      Effect.map((chunks) => decodePrefix(chunks, chunks.reduce((n, c) => n + c.byteLength, 0), maxBytes))
+    )
+  })
+
+/**
+ * The first `maxBytes` of a web `Response` body as text, then the rest
+ * cancelled: the web counterpart of {@link readTextPrefix}.
+ */
+export const readWebTextPrefix = async (response: Response, maxBytes: number): Promise<string> => {
+  if (response.body === null) return ""
+  const reader = response.body.getReader()
+  const chunks: Array<Uint8Array> = []
+  let size = 0
+  try {
+    while (size < maxBytes) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+      size += value.byteLength
+    }
+  } finally {
+    if (size >= maxBytes) await reader.cancel().catch(() => {})
+    reader.releaseLock()
+  }
+  return decodePrefix(chunks, size, maxBytes)
 }

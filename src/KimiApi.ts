@@ -31,7 +31,7 @@ import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { KimiApiError, type QuotaExceededError, RateLimitedError } from "./ApiErrors.js"
 import { excerpt, NetworkError } from "./Errors.js"
-import { API_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
+import { API_BODY_LIMIT_BYTES, readTextCapped, readTextPrefix } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import type { KimiAuthLayerOptions, KimiAuthServices } from "./KimiAuth.js"
 import {
@@ -39,8 +39,7 @@ import {
   KimiHttpClient,
   type KimiRequestError,
   layer as kimiHttpLayer,
-  layerNode as kimiHttpLayerNode,
-  readTextPrefix
+  layerNode as kimiHttpLayerNode
 } from "./KimiHttpClient.js"
 import { retryAfterMillis } from "./KimiRequest.js"
 import { type TokenError, TokenManager } from "./TokenManager.js"

@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { API_BODY_LIMIT_BYTES, readWebTextCapped } from "./HttpBody.js"
+import { API_BODY_LIMIT_BYTES, readWebTextCapped, readWebTextPrefix } from "./HttpBody.js"
 import { authorize, type Outcome, quotaMessage, type TokenResult, type TokenSource, type Transport } from "./KimiRequest.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
 
@@ -62,36 +62,6 @@ const replayable = async (body: RequestInit["body"]): Promise<Body | undefined> 
 
 const isPlainRecord = (h: unknown): h is Record<string, string> =>
   typeof h === "object" && h !== null && !Array.isArray(h) && Object.getPrototypeOf(h) === Object.prototype
-
-/**
- * The first `maxBytes` of a body as text, then the rest cancelled: enough to
- * classify an error answer (unlike `HttpBody.readWebTextCapped`, which fails
- * past its cap, a longer body is cut, not refused).
- */
-export const readTextPrefix = async (response: Response, maxBytes: number): Promise<string> => {
-  if (response.body === null) return ""
-  const reader = response.body.getReader()
-  const chunks: Array<Uint8Array> = []
-  let size = 0
-  try {
-    while (size < maxBytes) {
-      const { done, value } = await reader.read()
-      if (done) break
-      chunks.push(value)
-      size += value.byteLength
-    }
-  } finally {
-    if (size >= maxBytes) await reader.cancel().catch(() => {})
-    reader.releaseLock()
-  }
-  const all = new Uint8Array(size)
-  let at = 0
-  for (const c of chunks) {
-    all.set(c, at)
-    at += c.byteLength
-  }
-  return new TextDecoder().decode(all.subarray(0, Math.min(size, maxBytes)))
-}
 
 /** How long a quota refusal waits for `/usages` before answering without it. */
 const USAGES_TIMEOUT_MS = 5000
@@ -150,7 +120,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     },
     status: (r) => r.status,
     header: (r, name) => r.headers.get(name) ?? undefined,
-    readText: readTextPrefix,
+    readText: readWebTextPrefix,
     withText: (r, text) => new Response(text, { status: r.status, statusText: r.statusText, headers: r.headers }),
     discard: async (r) => {
       await r.body?.cancel().catch(() => {})

@@ -40,7 +40,7 @@ import { DeviceIdentity } from "./DeviceIdentity.js"
 import { isTransient, NotLoggedInError } from "./Errors.js"
 import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "./KimiAuth.js"
-import { API_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
+import { API_BODY_LIMIT_BYTES, concatBytes, readTextCapped, readTextPrefix } from "./HttpBody.js"
 import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./KimiRequest.js"
 import { type TokenError, TokenManager } from "./TokenManager.js"
 import type { TokenSet } from "./TokenSet.js"
@@ -62,29 +62,6 @@ export const isUnder = (url: string, base: string): boolean =>
 export const apiBaseFor = (settings: KimiAuthSettings, tokens: TokenSet | undefined): string =>
   issuerFor(settings, tokens).apiBaseUrl
 
-/**
- * The first `maxBytes` of a response body as text, the rest not read: enough
- * to classify an error answer (unlike `HttpBody.readTextCapped`, which fails
- * past its cap, a longer body is cut, not refused).
- */
-export const readTextPrefix = (response: HttpClientResponse.HttpClientResponse, maxBytes: number) =>
-  Effect.suspend(() => {
-    let size = 0
-    return response.stream.pipe(
-      Stream.takeUntil((chunk) => (size += chunk.byteLength) >= maxBytes),
-      Stream.runCollect,
-      Effect.map((chunks) => {
-        const all = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
-        let at = 0
-        for (const c of chunks) {
-          all.set(c, at)
-          at += c.byteLength
-        }
-        return new TextDecoder().decode(all.subarray(0, Math.min(all.byteLength, maxBytes)))
-      })
-    )
-  })
-
 /** A request whose body can be sent twice (a stream body is read into memory once). */
 const replayable = (request: HttpClientRequest.HttpClientRequest) =>
   request.body._tag !== "Stream"
@@ -92,12 +69,7 @@ const replayable = (request: HttpClientRequest.HttpClientRequest) =>
     : Effect.gen(function*() {
       const body = request.body as Extract<HttpClientRequest.HttpClientRequest["body"], { _tag: "Stream" }>
       const chunks = yield* Stream.runCollect(body.stream)
-      const all = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0))
-      let at = 0
-      for (const c of chunks) {
-        all.set(c, at)
-        at += c.byteLength
-      }
+      const all = concatBytes(chunks, chunks.reduce((n, c) => n + c.byteLength, 0))
       return HttpClientRequest.bodyUint8Array(request, all, body.contentType)
     })
 
