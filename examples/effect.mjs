@@ -2,7 +2,7 @@
 // KimiApi (authorized by the KimiHttpClient layer: bearer, identity headers, one 401 refresh).
 // Run: npm run build && node examples/effect.mjs [--region global]
 import { Console, Effect, Stream } from "effect"
-import { KimiApi } from "opencode-kimi-auth"
+import { KimiApi } from "opencode-kimi-auth/effect"
 import { options, prompt } from "./options.mjs"
 
 const program = Effect.gen(function*() {

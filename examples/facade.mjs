@@ -1,7 +1,7 @@
 // The promise facade: log in if needed (device flow), then a valid token, then one chat call through
 // client.fetch (the bearer and Kimi's identity headers added, a 401 healed once).
 // Run: npm run build && node examples/facade.mjs [--region global]
-import { KimiOAuthClient } from "opencode-kimi-auth/client"
+import { KimiOAuthClient } from "opencode-kimi-auth"
 import { options, prompt } from "./options.mjs"
 
 const client = new KimiOAuthClient(options)

@@ -16,6 +16,7 @@
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
+import type { KimiUsage, QuotaWindow } from "./UsageModel.js"
 
 // ---------------------------------------------------------------------------
 // The wire shape
@@ -60,31 +61,8 @@ export type UsagesJson = typeof UsagesJson.Type
 // ---------------------------------------------------------------------------
 // The model the edges use
 
-/** One quota window with its counters. Every counter may be missing. */
-export interface QuotaWindow {
-  /** `"weekly"` for the plan's window, else the rolling window's length (`"5-hour"`). */
-  readonly label: string
-  /** `plan`: the `usage` block (weekly); `rolling`: an entry of `limits[]`. */
-  readonly kind: "plan" | "rolling"
-  /** The rolling window's length in minutes, when Kimi says it. */
-  readonly durationMinutes: number | undefined
-  readonly limit: number | undefined
-  readonly used: number | undefined
-  readonly remaining: number | undefined
-  /** When the window resets; `undefined` when absent or not a date. */
-  readonly resetsAt: Date | undefined
-}
-
-/** The account's quota: the plan's window first, then the rolling windows. */
-export interface KimiUsage {
-  readonly windows: ReadonlyArray<QuotaWindow>
-  /** The account, when Kimi sends it (holds no secret). */
-  readonly user: { readonly userId?: string; readonly region?: string; readonly membershipLevel?: string } | undefined
-  /** How many requests may run at once, when Kimi says it. */
-  readonly parallelLimit: number | undefined
-  /** The booster wallet as sent (its shape is not documented). */
-  readonly boosterWallet: Readonly<Record<string, unknown>> | undefined
-}
+// The model: its types live in UsageModel.ts (effect-free, for the facade's declarations).
+export type { KimiUsage, QuotaWindow } from "./UsageModel.js"
 
 const MINUTES: Readonly<Record<string, number>> = {
   TIME_UNIT_SECOND: 1 / 60,

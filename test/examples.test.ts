@@ -46,6 +46,14 @@ describe("examples/", () => {
     expect(examples.sort()).toEqual(["ai-sdk.mjs", "effect.mjs", "facade.mjs"])
   })
 
+  it("each imports the entry README documents for it: the facade from the root, Effect from ./effect", () => {
+    const imports = (name: string) =>
+      [...fs.readFileSync(path.join(repoRoot, "examples", name), "utf8").matchAll(/from "(opencode-kimi-auth[^"]*)"/g)].map((m) => m[1])
+    expect(imports("facade.mjs")).toEqual(["opencode-kimi-auth"])
+    expect(imports("effect.mjs")).toEqual(["opencode-kimi-auth/effect"])
+    expect(imports("ai-sdk.mjs")).toEqual(["opencode-kimi-auth/ai-sdk"])
+  })
+
   it("facade.mjs logs in through the device flow (auto-approved), gets a token and prints the answer", async () => {
     emu = await KimiEmulator.start({ autoApproveAfterMillis: 200, interval: 1 })
     const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emu.oauthHost, KIMI_CODE_BASE_URL: emu.apiBaseUrl, KIMI_EXAMPLE_PROMPT: "facade" })

@@ -30,35 +30,16 @@ import { makeKimiFetch } from "../KimiFetch.js"
 import type { TokenResult } from "../KimiRequest.js"
 import { gaveUp } from "../Login.js"
 import { loginStatus } from "../LoginStatus.js"
-import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { KimiApi } from "../KimiApi.js"
 import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
 import type { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
-import type { KimiUsage } from "../Usage.js"
+import type { KimiUsage } from "../UsageModel.js"
+import type { OAuthConfig } from "./Options.js"
 
-/** Options of {@link KimiOAuthClient}; every field is optional. */
-export interface OAuthConfig extends Omit<KimiAuthLayerOptions, "clientId" | "tokenFilePath"> {
-  /** OAuth client id; Kimi's public client by default. */
-  readonly clientId?: string | undefined
-  /**
-   * Accepted for compatibility and ignored: Kimi's device-flow client is a
-   * public client (RFC 8628 section 3.1), it has no secret.
-   */
-  readonly clientSecret?: string | undefined
-  /** Accepted for compatibility and ignored: Kimi's server takes no scope parameter. */
-  readonly scopes?: ReadonlyArray<string> | undefined
-  /** Token file; `~/.opencode-kimi-auth/oauth.json` by default (or `$OPENCODE_KIMI_AUTH_DIR/oauth.json`). */
-  readonly tokenFilePath?: string | undefined
-  /**
-   * Kimi region: `mainland-cn` (auth.kimi.com, the default) or `global`
-   * (auth.kimi.ai). Picks the default OAuth host and API base; `oauthHost`,
-   * `apiBaseUrl` and the `KIMI_*` env hosts still win. A login is stored
-   * with its region, and refreshes go back to the region that issued it.
-   */
-  readonly region?: KimiRegion | undefined
-}
+export type { DurationInput, DurationUnit, OAuthConfig } from "./Options.js"
 
 /** Stable error codes of {@link KimiAuthError}. */
 export type KimiAuthErrorCode =

@@ -1,8 +1,8 @@
 /**
  * `ai` and `@ai-sdk/openai-compatible` are optional peers: with them made
  * unresolvable (module hooks, as for a user who never installed them), the
- * package root, the plugin bundle and the CLI load and work; only the
- * `opencode-kimi-auth/ai-sdk` subpath needs them.
+ * package root (the facade), the Effect API, the plugin bundle and the CLI
+ * load and work; only the `opencode-kimi-auth/ai-sdk` subpath needs them.
  */
 import { spawnSync } from "node:child_process"
 import * as path from "node:path"
@@ -14,10 +14,13 @@ const node = (code: string) =>
   spawnSync(process.execPath, ["--import", hide, "--input-type=module", "-e", code], { cwd: repoRoot, encoding: "utf8", timeout: 30_000 })
 
 describe("optional AI SDK peers", () => {
-  it("the root, the OpenCode bundle and the CLI load without them; the subpath says what is missing", () => {
-    const root = node(`const m = await import("opencode-kimi-auth"); console.log(typeof m.KimiOAuthClient, typeof m.KimiApi.KimiApi)`)
+  it("the root, the Effect API, the OpenCode bundle and the CLI load without them; the subpath says what is missing", () => {
+    const root = node(`const m = await import("opencode-kimi-auth"); console.log(typeof m.KimiOAuthClient, typeof m.KimiAuthError)`)
     expect(root.stderr).toBe("")
     expect(root.stdout).toBe("function function\n")
+    const effect = node(`const m = await import("opencode-kimi-auth/effect"); console.log(typeof m.KimiOAuthClient, typeof m.KimiApi.KimiApi)`)
+    expect(effect.stderr).toBe("")
+    expect(effect.stdout).toBe("function function\n")
     const bundle = node(`const m = await import("opencode-kimi-auth/server"); console.log(typeof m.kimiCodePlanCn.server)`)
     expect(bundle.stdout).toBe("function\n")
     const client = node(`const m = await import("opencode-kimi-auth/client"); console.log(typeof m.KimiOAuthClient)`)

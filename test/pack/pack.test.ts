@@ -5,20 +5,26 @@
  * - A bundle user: nothing but the package. The footprint stays within the
  *   goal, no runtime dependency is installed, and the facade, the CLI and the
  *   OpenCode entry work (a real device login against the packaged emulator).
+ *   The seed's own snippet (`import { KimiOAuthClient } from "opencode-kimi-auth"`,
+ *   its constructor options, `authorize()`, `getValidAccessToken()`) runs as
+ *   written and type-checks without `skipLibCheck`: the root is the facade.
  * - An Effect user: the package with `effect` and `@effect/platform-node-shared`.
- *   One copy of `effect` (`npm ls effect`), the layers compose with the
- *   application's effect, errors are recognised across the bundle and the tsc
- *   build, and README's examples type-check.
+ *   One copy of `effect` (`npm ls effect`), the layers of
+ *   `opencode-kimi-auth/effect` compose with the application's effect, errors
+ *   are recognised across the bundle and the tsc build, and README's examples
+ *   type-check.
  *
  * Needs `npm run build` first (`npm test` does it).
  */
-import { execFileSync, spawnSync } from "node:child_process"
+import { execFile, execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { createHash } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { footprint, installInto, megabytes, packTarball } from "../../bench/footprint.mjs"
+import { start } from "../../src/emulator/KimiEmulator.js"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 const consumers = path.join(repoRoot, "test", "pack", "consumers")
@@ -68,8 +74,10 @@ const readmeBlocks = (heading: string): Array<string> => {
 /**
  * Type-checks `sources` as the modules of an application in `folder` (strict,
  * NodeNext, the folder's node_modules, Node's types as a Node application has them).
+ * `skipLibCheck: false` also checks the package's declarations: an import they
+ * make of a package that is not installed is then an error, not a silent `any`.
  */
-const typecheck = (folder: string, sources: ReadonlyArray<string>) => {
+const typecheck = (folder: string, sources: ReadonlyArray<string>, { skipLibCheck = true } = {}) => {
   const files = sources.map((source, i) => {
     fs.writeFileSync(path.join(folder, `app${i}.ts`), source)
     return `app${i}.ts`
@@ -86,7 +94,7 @@ const typecheck = (folder: string, sources: ReadonlyArray<string>) => {
         types: ["node"],
         strict: true,
         noEmit: true,
-        skipLibCheck: true
+        skipLibCheck
       },
       files
     })
@@ -144,10 +152,50 @@ describe("installed from the tarball, nothing else", () => {
     expect(token.stdout.trim()).toBe(JSON.parse(fs.readFileSync(path.join(storage, "oauth.json"), "utf8")).access_token)
   }, 120_000)
 
-  it("README's facade example type-checks without effect installed", () => {
-    const res = typecheck(folder, readmeBlocks("## From TypeScript"))
+  it("the seed's snippet runs as written: import from the root, its options, authorize(), getValidAccessToken(), and it exits", async () => {
+    const emulator = await start({ autoApproveAfterMillis: 200, interval: 1, clientId: "your-client-id" })
+    try {
+      const tokenFile = path.join(folder, "seed", "oauth.json")
+      fs.copyFileSync(path.join(consumers, "seed-user.ts"), path.join(folder, "seed-user.mjs"))
+      // Asynchronous: the emulator answers from this process.
+      const res = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = execFile(process.execPath, ["seed-user.mjs", tokenFile], {
+          cwd: folder,
+          encoding: "utf8",
+          timeout: 90_000,
+          env: { ...cleanEnv(), HOME: folder, KIMI_OAUTH_HOST: emulator.oauthHost }
+        }, (error, stdout, stderr) => resolve({ status: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr }))
+        child.stdin?.end()
+      })
+      expect(res.stderr, res.stderr.slice(-3000)).toBe("")
+      expect(res.status).toBe(0)
+      const [visit, code] = res.stdout.split("\n")
+      expect(visit).toBe(`Visit: ${emulator.oauthHost}/device`)
+      expect(code).toMatch(/^Enter code: [A-Z0-9]{4}-[A-Z0-9]{4}$/)
+      const stored = JSON.parse(fs.readFileSync(tokenFile, "utf8")) as { readonly access_token: string }
+      expect(lastJson(res.stdout)["sha256"]).toBe(createHash("sha256").update(stored.access_token).digest("hex"))
+      // The seed's client id reached Kimi; its secret and scopes are accepted and not sent (a public client, no scope).
+      const grants = emulator.requests("/api/oauth/device_authorization")
+      expect(grants).toHaveLength(1)
+      expect(grants[0]!.form).toMatchObject({ client_id: "your-client-id" })
+      expect(grants[0]!.form).not.toHaveProperty("client_secret")
+    } finally {
+      await emulator.close()
+    }
+  }, 120_000)
+
+  it("the seed's snippet, its OAuthConfig and README's facade example type-check without effect, declarations included", () => {
+    const seed = fs.readFileSync(path.join(consumers, "seed-user.ts"), "utf8")
+    const types = fs.readFileSync(path.join(consumers, "seed-types.ts"), "utf8")
+    const res = typecheck(folder, [seed, types, ...readmeBlocks("## From TypeScript")], { skipLibCheck: false })
     expect(res.status, res.stdout + res.stderr).toBe(0)
   }, 120_000)
+
+  it("the Effect API is a subpath that says it needs effect", () => {
+    const res = node(folder, ["--input-type=module", "-e", 'await import("opencode-kimi-auth/effect")'])
+    expect(res.status).not.toBe(0)
+    expect(res.stderr).toMatch(/Cannot find package 'effect'/)
+  })
 })
 
 describe("an Effect application with its own effect", () => {
@@ -171,7 +219,7 @@ describe("an Effect application with its own effect", () => {
     expect(copies).toEqual([path.join(fs.realpathSync(folder), "node_modules", "effect")])
   })
 
-  it("composes the layers with the application's effect; errors are recognised across the bundle and the tsc build", () => {
+  it("opencode-kimi-auth/effect composes with the application's effect; errors are recognised across the root bundle and the tsc build", () => {
     fs.copyFileSync(path.join(consumers, "effect-user.mjs"), path.join(folder, "effect-user.mjs"))
     const res = node(folder, ["effect-user.mjs", path.join(folder, "store")])
     expect(res.status, res.stderr.slice(-3000)).toBe(0)
@@ -180,15 +228,16 @@ describe("an Effect application with its own effect", () => {
     expect(out).toMatchObject({
       layerIsApps: true,
       classesDiffer: true,
-      bundleErrorSeenByRoot: { is: true, instanceOf: true, code: "NOT_LOGGED_IN" },
-      rootErrorSeenByBundle: { is: true, instanceOf: true, code: "NOT_LOGGED_IN" },
+      rootIsClient: true,
+      bundleErrorSeenByEffectApi: { is: true, instanceOf: true, code: "NOT_LOGGED_IN" },
+      effectApiErrorSeenByBundle: { is: true, instanceOf: true, code: "NOT_LOGGED_IN" },
       plainErrorIsNot: false
     })
   }, 120_000)
 
   it("is tree-shakable (sideEffects: false): a bundle importing only Errors stays small", async () => {
     const esbuild = await import("esbuild")
-    fs.writeFileSync(path.join(folder, "errors-only.mjs"), 'import { Errors } from "opencode-kimi-auth"\nconsole.log(Object.keys(Errors))\n')
+    fs.writeFileSync(path.join(folder, "errors-only.mjs"), 'import { Errors } from "opencode-kimi-auth/effect"\nconsole.log(Object.keys(Errors))\n')
     const result = await esbuild.build({
       absWorkingDir: folder,
       entryPoints: ["errors-only.mjs"],

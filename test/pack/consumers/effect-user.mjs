@@ -1,12 +1,14 @@
 // Runs inside a folder with the packed opencode-kimi-auth, `effect` and
 // `@effect/platform-node-shared` installed: an Effect application composing the
-// package's layers with its own copy of effect, and errors recognised across
-// the tsc build (the root) and the bundle (./client). Prints one JSON line.
+// layers of `opencode-kimi-auth/effect` with its own copy of effect, and errors
+// recognised across the tsc build (./effect) and the bundle (the root, the
+// facade). Prints one JSON line.
 // argv[2] = a storage folder for the login.
 import { Effect, Layer, Redacted } from "effect"
 import * as path from "node:path"
-import { KimiAuth, KimiAuthError, KimiOAuthClient, Login, TokenManager } from "opencode-kimi-auth"
-import * as Bundled from "opencode-kimi-auth/client"
+import * as Bundled from "opencode-kimi-auth"
+import * as Client from "opencode-kimi-auth/client"
+import { KimiAuth, KimiAuthError, KimiOAuthClient, Login, TokenManager } from "opencode-kimi-auth/effect"
 import { start } from "opencode-kimi-auth/emulator"
 
 const storageDir = process.argv[2]
@@ -23,17 +25,18 @@ try {
   out.tokenLength = await Effect.runPromise(program.pipe(Effect.provide(KimiAuth.layerNode({ ...endpoints, storageDir }))))
   out.layerIsApps = Layer.isLayer(KimiAuth.layerNode({ ...endpoints, storageDir }))
 
-  // The bundle's error, seen through the root's class, and the other way round.
+  // The root bundle's error, seen through the Effect API's class, and the other way round.
   const none = { ...endpoints, storageDir: path.join(storageDir, "none") }
   const bundled = new Bundled.KimiOAuthClient(none)
   const fromBundle = await bundled.getValidAccessToken().then(() => undefined, (e) => e)
   await bundled.dispose()
-  const root = new KimiOAuthClient(none)
-  const fromRoot = await root.getValidAccessToken().then(() => undefined, (e) => e)
-  await root.dispose()
+  const effectApi = new KimiOAuthClient(none)
+  const fromEffectApi = await effectApi.getValidAccessToken().then(() => undefined, (e) => e)
+  await effectApi.dispose()
   out.classesDiffer = Bundled.KimiAuthError !== KimiAuthError
-  out.bundleErrorSeenByRoot = { is: KimiAuthError.is(fromBundle), instanceOf: fromBundle instanceof KimiAuthError, code: fromBundle?.code }
-  out.rootErrorSeenByBundle = { is: Bundled.KimiAuthError.is(fromRoot), instanceOf: fromRoot instanceof Bundled.KimiAuthError, code: fromRoot?.code }
+  out.rootIsClient = Bundled.KimiOAuthClient === Client.KimiOAuthClient
+  out.bundleErrorSeenByEffectApi = { is: KimiAuthError.is(fromBundle), instanceOf: fromBundle instanceof KimiAuthError, code: fromBundle?.code }
+  out.effectApiErrorSeenByBundle = { is: Bundled.KimiAuthError.is(fromEffectApi), instanceOf: fromEffectApi instanceof Bundled.KimiAuthError, code: fromEffectApi?.code }
   out.plainErrorIsNot = KimiAuthError.is(new Error("x")) || new Error("x") instanceof KimiAuthError
 } finally {
   await emulator.close()
