@@ -6,7 +6,7 @@
 // reached:
 //
 //   dist/bundle/server.js    exports["./server"]: the OpenCode plugin (Bun runs it)
-//   dist/bundle/client.js    exports["./client"]: the promise facade, KimiOAuthClient
+//   dist/bundle/client.js    exports["."] (and "./client"): the promise facade, KimiOAuthClient
 //   dist/bundle/emulator.js  exports["./emulator"]: the local Kimi emulator
 //   dist/bundle/ai-sdk.js    exports["./ai-sdk"]: createKimi (its AI SDK peers stay external)
 //   dist/bundle/cli.js       the Effect command line (src/cli/run.ts)
@@ -16,8 +16,10 @@
 //                            inlined, loading dist/bundle/cli.js only when needed
 //
 // These need no package at run time: `effect` and the platform code are
-// inside. The package root (dist/index.js, tsc output) is the Effect API for
-// applications that bring their own `effect` (a peer dependency).
+// inside, so the package root works after a plain `npm install` (optional
+// peers are not installed). The Effect API is exports["./effect"]
+// (dist/index.js, tsc output) for applications that bring their own `effect`
+// (a peer dependency): one copy of it, theirs.
 //
 // Usage: node scripts/build-bundle.mjs [--analyze]
 import * as esbuild from "esbuild"

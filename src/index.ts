@@ -1,16 +1,18 @@
 /**
- * opencode-kimi-auth: log in to Kimi (Kimi For Coding) with the OAuth device
- * flow and keep the tokens fresh, safely across processes.
+ * opencode-kimi-auth/effect: log in to Kimi (Kimi For Coding) with the OAuth
+ * device flow and keep the tokens fresh, safely across processes.
  *
- * The package root is the Effect API, for applications that share their own
- * `effect` (a peer dependency): the services, layers and typed errors to
- * compose into an Effect 4 application, and the promise facade
- * {@link KimiOAuthClient} on the same modules.
+ * This is the Effect API, for applications that share their own `effect` (a
+ * peer dependency): the services, layers and typed errors to compose into an
+ * Effect 4 application, and the promise facade {@link KimiOAuthClient} on the
+ * same modules. It is the subpath `opencode-kimi-auth/effect`; the package
+ * root is the self-contained facade bundle (`dist/bundle/client.js`), so that
+ * `import { KimiOAuthClient } from "opencode-kimi-auth"` works after a plain
+ * install with no `effect` in sight.
  *
- * The OpenCode plugin is `opencode-kimi-auth/server` (what OpenCode loads), the
- * self-contained facade `opencode-kimi-auth/client`. The plugin is not
- * re-exported here: it loads the core with a dynamic `import()`, and a
- * bundler that meets one under the root wraps the whole core in lazy
+ * The OpenCode plugin is `opencode-kimi-auth/server` (what OpenCode loads). The
+ * plugin is not re-exported here: it loads the core with a dynamic `import()`,
+ * and a bundler that meets one under this entry wraps the whole core in lazy
  * initialisers it can no longer tree-shake (`"sideEffects": false` would then
  * keep everything for an application importing only `Errors`).
  *

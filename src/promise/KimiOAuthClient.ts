@@ -81,7 +81,7 @@ const CODES: Record<string, KimiAuthErrorCode> = {
 /**
  * The brand every {@link KimiAuthError} carries, registered globally with
  * `Symbol.for`: the same symbol in every copy of this package (the bundles and
- * the tsc build each have their own class).
+ * the tsc build behind `./effect` each have their own class).
  */
 const KimiAuthErrorBrand: unique symbol = Symbol.for("opencode-kimi-auth/KimiAuthError") as never
 
@@ -90,8 +90,8 @@ const KimiAuthErrorBrand: unique symbol = Symbol.for("opencode-kimi-auth/KimiAut
  * the typed Effect error (for `ABORTED`, the abort reason). The message says
  * what to do next and never holds a token.
  *
- * The package ships more than one build (the self-contained `./client` and
- * `./server` bundles, the tsc output behind the root), each with its own copy
+ * The package ships more than one build (the self-contained bundles behind the
+ * root and `./server`, the tsc output behind `./effect`), each with its own copy
  * of this class. Recognise an error from any of them with
  * {@link KimiAuthError.is}; `instanceof KimiAuthError` answers the same (it
  * checks the brand, not the prototype chain).
