@@ -255,6 +255,23 @@ export const makeFile: Effect.Effect<
       )
     }).pipe(Effect.uninterruptible)
 
+  /**
+   * Overwrites the reserved file from its first byte, then cuts it to `bytes`
+   * (shrinking never needs space) and fsyncs it. It opens the file anew rather
+   * than seeking an open handle back to 0: the handle's write passes its
+   * position to `fs.write` with offset and length undefined, and Bun ignores a
+   * position given that way, so the tokens landed after the reserved spaces
+   * and the truncate left only spaces. A fresh descriptor writes from 0 under
+   * any runtime, its cursor and the kernel's offset agreeing.
+   */
+  const rewrite = (p: string, bytes: Uint8Array) =>
+    Effect.scoped(Effect.gen(function*() {
+      const handle = yield* fs.open(p, { flag: "r+", noFollow: hasModes })
+      yield* handle.writeAll(bytes)
+      yield* handle.truncate(bytes.length)
+      yield* handle.sync
+    }))
+
   const readMarker = fs.readFileString(markerPath).pipe(
     Effect.map((text): InterruptedRefresh | undefined => {
       try {
@@ -276,15 +293,18 @@ export const makeFile: Effect.Effect<
     const tmp = tempName()
     // Removed when the scope closes; after a commit it is gone already (renamed), which is ignored.
     yield* Effect.addFinalizer(() => fs.remove(tmp).pipe(Effect.ignore))
-    const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE }).pipe(Effect.mapError(writeError))
     // Real bytes, synced: the blocks are allocated now, so rewriting them later needs no new space.
-    yield* handle.writeAll(new Uint8Array(RESERVED_BYTES).fill(0x20)).pipe(
-      Effect.andThen(handle.sync),
-      Effect.mapError(storeError(
-        `Cannot write the token file ${file}, so no refresh was attempted (the refresh token is unspent); ` +
-          `free space on the disk holding ${dir} or make it writable by you`
-      ))
-    )
+    // Written from a fresh descriptor and closed at once; `commit` rewrites them through another (see `rewrite`).
+    yield* Effect.scoped(Effect.gen(function*() {
+      const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE }).pipe(Effect.mapError(writeError))
+      yield* handle.writeAll(new Uint8Array(RESERVED_BYTES).fill(0x20)).pipe(
+        Effect.andThen(handle.sync),
+        Effect.mapError(storeError(
+          `Cannot write the token file ${file}, so no refresh was attempted (the refresh token is unspent); ` +
+            `free space on the disk holding ${dir} or make it writable by you`
+        ))
+      )
+    }))
     const interrupted = yield* readMarker
     const markInFlight = Effect.suspend(() =>
       fs.writeFileString(
@@ -296,13 +316,7 @@ export const makeFile: Effect.Effect<
     const commit = (tokens: TokenSet) =>
       Effect.gen(function*() {
         const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
-        yield* Effect.gen(function*() {
-          yield* handle.seek(0n, "start")
-          yield* handle.writeAll(bytes)
-          // Shrinking never needs space.
-          yield* handle.truncate(bytes.length)
-          yield* handle.sync
-        }).pipe(Effect.mapError(writeError))
+        yield* rewrite(tmp, bytes).pipe(Effect.mapError(writeError))
         yield* install(tmp)
       }).pipe(Effect.uninterruptible)
     return { interrupted, markInFlight, abandon: removeMarker, commit } satisfies PreparedSave

@@ -14,6 +14,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { TestClock } from "effect/testing"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { DeviceIdentity } from "../src/DeviceIdentity.js"
@@ -88,6 +89,30 @@ describe("TokenStore.layerFile", () => {
       })
     ))
 
+  // The save of every refresh. Under Bun (OpenCode's runtime) it once wrote the file as spaces: the
+  // reserved space was rewritten through a write whose position Bun ignores. Run under Bun by the Bun lane.
+  it.live("a refresh's save (prepareSave, then commit) writes exactly the new file, under Node and Bun alike", () =>
+    withStore((store, dir) =>
+      Effect.gen(function*() {
+        yield* store.save(tokens("old"))
+        const longName = "x".repeat(3000)
+        for (const name of ["one", longName, "two"]) {
+          yield* Effect.scoped(Effect.gen(function*() {
+            const prepared = yield* store.prepareSave!
+            assert.strictEqual(prepared.interrupted, undefined)
+            yield* prepared.markInFlight
+            yield* prepared.commit(tokens(name))
+          }))
+          const text = fs.readFileSync(store.path, "utf8")
+          assert.notMatch(text, /^ *$/, "the token file was written as spaces")
+          assert.strictEqual(JSON.parse(text).refresh_token, `rt-${name}`)
+          assert.strictEqual(fs.statSync(store.path).size, Buffer.byteLength(text))
+          assert.strictEqual(refreshOf(yield* store.load), `rt-${name}`)
+          assert.deepStrictEqual(fs.readdirSync(dir).sort(), ["device_id", "oauth.json"], "a marker or temporary file was left")
+        }
+      })
+    ))
+
   it.live.skipIf(process.platform === "win32")("file 0600 in a 0700 folder; looser modes repaired on load and save", () =>
     withStore((store, dir) =>
       Effect.gen(function*() {
@@ -146,7 +171,9 @@ describe("TokenStore.layerFile", () => {
     Effect.gen(function*() {
       const dir = path.join(yield* tempDir(), "tmp-like")
       fs.mkdirSync(dir)
-      fs.chmodSync(dir, 0o1777)
+      // chmod(1), not fs.chmodSync: OpenCode's Bun (1.3.14) drops the sticky bit there.
+      execFileSync("chmod", ["1777", dir])
+      assert.strictEqual(fs.statSync(dir).mode & 0o7777, 0o1777, "the test could not make a sticky folder")
       const e = yield* Effect.flip(saveWithFixedId(dir, tokens("one")))
       assert.strictEqual(e._tag, "TokenStoreError")
       assert.strictEqual(fs.statSync(dir).mode & 0o7777, 0o1777)

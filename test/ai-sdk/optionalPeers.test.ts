@@ -8,10 +8,14 @@ import { spawnSync } from "node:child_process"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { repoRoot } from "../support/cli.js"
+import { isBun } from "../support/runtime.js"
 
-const hide = path.join(repoRoot, "test", "fixtures", "no-ai-sdk.mjs")
+// Node: module hooks (`--import`); Bun, which has none: a Bun.plugin preload that refuses to load them.
+const hide = isBun
+  ? ["--preload", path.join(repoRoot, "test", "fixtures", "no-ai-sdk.bun.mjs")]
+  : ["--import", path.join(repoRoot, "test", "fixtures", "no-ai-sdk.mjs")]
 const node = (code: string) =>
-  spawnSync(process.execPath, ["--import", hide, "--input-type=module", "-e", code], { cwd: repoRoot, encoding: "utf8", timeout: 30_000 })
+  spawnSync(process.execPath, [...hide, "--input-type=module", "-e", code], { cwd: repoRoot, encoding: "utf8", timeout: 30_000 })
 
 describe("optional AI SDK peers", () => {
   it("the root, the Effect API, the OpenCode bundle and the CLI load without them; the subpath says what is missing", () => {
@@ -25,7 +29,7 @@ describe("optional AI SDK peers", () => {
     expect(bundle.stdout).toBe("function\n")
     const client = node(`const m = await import("opencode-kimi-auth/client"); console.log(typeof m.KimiOAuthClient)`)
     expect(client.stdout).toBe("function\n")
-    const cli = spawnSync(process.execPath, ["--import", hide, path.join(repoRoot, "dist", "cli", "main.js"), "usage", "--help"], { encoding: "utf8", timeout: 30_000 })
+    const cli = spawnSync(process.execPath, [...hide, path.join(repoRoot, "dist", "cli", "main.js"), "usage", "--help"], { encoding: "utf8", timeout: 30_000 })
     expect(cli.status).toBe(0)
     expect(cli.stdout).toMatch(/usage/)
     const subpath = node(`await import("opencode-kimi-auth/ai-sdk")`)

@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
 import { type Hostile, type HostileServer, startHostileServer } from "../support/hostileServer.js"
+import { preloadEnv } from "../support/runtime.js"
 
 let home: string
 let servers: Array<HostileServer> = []
@@ -47,7 +48,7 @@ const runMeasured = async (args: ReadonlyArray<string>, extra: Record<string, st
   const r = await runCli(args, isolatedEnv(home, {
     ...extra,
     KIMI_RSS_REPORT: report,
-    NODE_OPTIONS: `--require ${path.join(repoRoot, "test", "fixtures", "report-rss.cjs")}`
+    ...preloadEnv(path.join(repoRoot, "test", "fixtures", "report-rss.cjs"))
   }), { timeoutMs: 60_000 })
   const maxRssKiB = fs.existsSync(report) ? Number(fs.readFileSync(report, "utf8")) : Number.NaN
   return { ...r, maxRssKiB, millis: Date.now() - started }
@@ -151,9 +152,9 @@ describe("every command prints a message, never a stack, for any value on disk",
 describe("a defect (a bug) in a command", () => {
   it("prints one line naming its kind, exits 1, and shows neither a stack nor the defect's message", async () => {
     seed({ expires_at: now() + 3600 })
-    const preload = `--require ${path.join(repoRoot, "test", "fixtures", "defect-in-date.cjs")}`
+    const preload = preloadEnv(path.join(repoRoot, "test", "fixtures", "defect-in-date.cjs"))
     for (const args of [["status"], ["status", "--json"]]) {
-      const r = await runCli(args, isolatedEnv(home, { KIMI_OAUTH_HOST: "http://127.0.0.1:9", NODE_OPTIONS: preload }))
+      const r = await runCli(args, isolatedEnv(home, { KIMI_OAUTH_HOST: "http://127.0.0.1:9", ...preload }))
       expect(r.code, args.join(" ")).toBe(1)
       expect(r.stderr + r.stdout).toMatch(/unexpected internal error \(TypeError\)/)
       expect(r.stderr + r.stdout).not.toMatch(/at-defect-secret|^\s+at /m)

@@ -56,7 +56,16 @@ export const compiledLibrary = (): string => {
   }
   const cacheRoot = path.join(repoRoot, "node_modules", ".cache", "opencode-kimi-auth-test")
   const outDir = path.join(cacheRoot, hash.digest("hex").slice(0, 16))
-  if (fs.existsSync(path.join(outDir, "TokenStore.js"))) return outDir
+  if (fs.existsSync(path.join(outDir, "TokenStore.js"))) {
+    // Marked as used: the sweep below (in any checkout sharing node_modules) drops builds unused for ten minutes.
+    const now = new Date()
+    try {
+      fs.utimesSync(outDir, now, now)
+    } catch {
+      // Dropped meanwhile: built again below.
+    }
+    if (fs.existsSync(path.join(outDir, "TokenStore.js"))) return outDir
+  }
   fs.mkdirSync(cacheRoot, { recursive: true })
   const work = fs.mkdtempSync(path.join(cacheRoot, "build-"))
   const tsconfig = path.join(work, "tsconfig.json")
