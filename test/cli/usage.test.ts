@@ -118,6 +118,16 @@ describe("kimi-auth usage against a scripted server", () => {
     expect(server!.requests.map((q) => [q.path, q.headers["authorization"]])).toEqual([["/coding/v1/usages", "Bearer at-0"]])
   })
 
+  it("the reset time names its zone (TZ=Asia/Kolkata: UTC+5:30, TZ=UTC: UTC)", async () => {
+    seed()
+    const env = await start(() => ({ status: 200, body: usages() }))
+    const kolkata = await runCli(["usage"], { ...env, TZ: "Asia/Kolkata" })
+    expect(kolkata.code, kolkata.stderr).toBe(0)
+    expect(kolkata.stdout.split("\n")[0]).toMatch(/resets \d{4}-\d\d-\d\d \d\d:\d\d UTC\+5:30 \(in/)
+    const utc = await runCli(["usage"], { ...env, TZ: "UTC" })
+    expect(utc.stdout.split("\n")[0]).toMatch(/resets \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in/)
+  })
+
   it("--json: the same windows for scripts", async () => {
     seed()
     const env = await start(() => ({ status: 200, body: usages() }))
