@@ -12,7 +12,7 @@ import * as net from "node:net"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
-import { cliPath, isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
+import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
 import { hasScript, runInPty, stripAnsi } from "../support/pty.js"
 import { type RotatingServer, startRotatingServer } from "../support/rotatingServer.js"
 
@@ -255,7 +255,7 @@ describe("help", () => {
     expect(r.code).toBe(0)
     expect(r.stdout.match(/exit codes:/g)).toHaveLength(1)
     expect(r.stdout).not.toMatch(/--wizard|--log-level/)
-    for (const sub of ["login", "token", "status", "emulator"]) {
+    for (const sub of ["login", "status", "token", "usage", "logout", "emulator"]) {
       const h = await runCli([sub, "--help"], isolatedEnv(home))
       expect(h.stdout).not.toMatch(/--wizard|--log-level/)
       expect(h.stdout).toMatch(/--debug/)
@@ -264,6 +264,15 @@ describe("help", () => {
       const bad = await runCli(args, isolatedEnv(home))
       expect(bad.code).toBe(2)
     }
+  })
+
+  it("README's exit codes are the ones the help lists", async () => {
+    const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8")
+    const line = /^Exit codes: (.*)$/m.exec(readme)![1]!
+    const help = (await runCli(["--help"], isolatedEnv(home))).stdout.replace(/\s+/g, " ")
+    const codes = (text: string) => [...text.matchAll(/\b(\d+) ([a-z]+)/g)].map((m) => `${m[1]} ${m[2]}`)
+    expect(codes(line).length).toBeGreaterThanOrEqual(10)
+    expect(codes(/exit codes: (.*?interrupted)/.exec(help)![1]!)).toEqual(codes(line))
   })
 
   it("kimi-auth emulator --debug starts and logs each request on stderr, no secret", async () => {
