@@ -32,20 +32,26 @@ export interface LoginProgress {
 /** The progress display for this process's stderr (`tty`: redraw in place; default: whether stderr is a terminal). */
 export const makeLoginProgress = (tty: boolean = isStderrTty()): LoginProgress => {
   let shown = false
+  // A redrawn line must fit the terminal: `\x1b[2K` clears one row, not the rows a long line wrapped onto.
+  const fit = (text: string) => {
+    const columns = process.stderr.columns ?? 0
+    return columns > 1 && [...text].length > columns - 1 ? `${[...text].slice(0, columns - 2).join("")}…` : text
+  }
   const line = (text: string) =>
-    tty ? Effect.andThen(err(`\r\x1b[2K${text}`), Effect.sync(() => void (shown = true))) : err(`${text}\n`)
+    tty ? Effect.andThen(err(`\r\x1b[2K${fit(text)}`), Effect.sync(() => void (shown = true))) : err(`${text}\n`)
   return {
     asking: (host) => (tty ? line(`Asking ${host} for a login code…`) : Effect.void),
     startRetry: (r) =>
+      // The wait first: on a narrow terminal the line is cut at its end.
       line(
-        `${what(r.error.message)}; trying again in ${inSeconds(r.delayMillis)} ` +
-          `(attempt ${r.attempt + 1} of ${r.attempts}, Ctrl-C to stop)…`
+        `Trying again in ${inSeconds(r.delayMillis)} (attempt ${r.attempt + 1} of ${r.attempts}, Ctrl-C to stop): ` +
+          `${what(r.error.message)}.`
       ),
     // During polling the countdown owns the terminal's last line: this one is printed above it, for good.
     pollRetry: (message, delayMillis) =>
       tty
-        ? err(`\r\x1b[2K${what(message)}; polling again in ${inSeconds(delayMillis)}.\n`)
-        : err(`${what(message)}; polling again in ${inSeconds(delayMillis)}.\n`),
+        ? err(`\r\x1b[2KPolling again in ${inSeconds(delayMillis)}: ${what(message)}.\n`)
+        : err(`Polling again in ${inSeconds(delayMillis)}: ${what(message)}.\n`),
     clear: Effect.suspend(() => (shown ? Effect.andThen(err("\r\x1b[2K"), Effect.sync(() => void (shown = false))) : Effect.void))
   }
 }

@@ -189,7 +189,7 @@ describe("login against an unreachable host shows what it does", () => {
       onSpawn: (child) =>
         child.stderr!.on("data", (c: Buffer) => {
           stderr += c.toString("utf8")
-          if (sawRetryAt === 0 && /trying again in \d+ s/.test(stderr)) {
+          if (sawRetryAt === 0 && /Trying again in \d+ s/.test(stderr)) {
             sawRetryAt = Date.now()
             child.kill("SIGINT")
           }
@@ -197,8 +197,24 @@ describe("login against an unreachable host shows what it does", () => {
     })
     expect(sawRetryAt, r.stderr).toBeGreaterThan(0)
     expect(sawRetryAt - startedAt).toBeLessThan(8000)
-    expect(r.stderr).toMatch(new RegExp(`Cannot reach .*${url.replace(/[.:/]/g, "\\$&")}.*; trying again in 1 s \\(attempt 2 of 5`))
+    expect(r.stderr).toMatch(new RegExp(`^Trying again in 1 s \\(attempt 2 of 5, Ctrl-C to stop\\): Cannot reach .*${url.replace(/[.:/]/g, "\\$&")}`))
     expect(r.stderr).not.toMatch(NO_TRACE)
+    expect(r.code).toBe(130)
+  })
+
+  it("piped, while polling: each failed poll is one stderr line with the wait; stdout keeps only the code", async () => {
+    emulator = await start({ interval: 1, faults: { serverErrorRate: 1, paths: ["/api/oauth/token"], seed: 1 } })
+    let stderr = ""
+    const r = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.oauthHost }), {
+      timeoutMs: 20_000,
+      onSpawn: (child) =>
+        child.stderr!.on("data", (c: Buffer) => {
+          stderr += c.toString("utf8")
+          if (/Polling again in \d+ s/.test(stderr)) child.kill("SIGINT")
+        })
+    })
+    expect(r.stderr).toMatch(/^Polling again in 2 s: .*HTTP 5\d\d/m)
+    expect(r.stdout).not.toMatch(/Polling again/)
     expect(r.code).toBe(130)
   })
 
@@ -208,9 +224,9 @@ describe("login against an unreachable host shows what it does", () => {
     delete env["NO_COLOR"]
     const run = runInPty(["login", "--no-browser"], env, { timeoutMs: 20_000 })
     await run.waitFor((o) => o.includes(`Asking ${url} for a login code…`), 8000)
-    const output = await run.waitFor((o) => /trying again in 1 s/.test(o), 8000)
+    const output = await run.waitFor((o) => /Trying again in 1 s/.test(o), 8000)
     expect(stripAnsi(output)).not.toMatch(NO_TRACE)
-    expect(output).toMatch(/\r\x1b\[2KCannot reach/)
+    expect(output).toMatch(/\r\x1b\[2KTrying again in 1 s \(attempt 2 of 5, Ctrl-C to stop\): Cannot reach/)
     run.type("\x03")
     const { code } = await run.exited
     expect(code).toBe(130)
