@@ -27,6 +27,9 @@ export interface RefreshRefusal {
   readonly detail: string
 }
 
+/** The largest note read; a real one is about 150 bytes. */
+const MAX_NOTE_BYTES = 4096
+
 /** The note's path for a token file. */
 export const refusalPath = (tokenFilePath: string): string => `${tokenFilePath}.refused`
 
@@ -34,21 +37,28 @@ export const refusalPath = (tokenFilePath: string): string => `${tokenFilePath}.
 export const fingerprint = (tokens: TokenSet): string =>
   crypto.createHash("sha256").update(Redacted.value(tokens.refreshToken)).digest("hex").slice(0, 16)
 
-/** Writes the note for `refused` (0600). Best effort: a note that cannot be written is logged, never an error. */
+/**
+ * Writes the note for `refused` (0600): a new file renamed over the old, so a
+ * link planted at the note's path is replaced, never written through. Best
+ * effort: a note that cannot be written is logged, never an error.
+ */
 export const recordRefusal = (
   fs: FileSystem.FileSystem,
   tokenFilePath: string,
   refused: TokenSet,
   detail: string
-): Effect.Effect<void> =>
-  fs.writeFileString(
-    refusalPath(tokenFilePath),
+): Effect.Effect<void> => {
+  const target = refusalPath(tokenFilePath)
+  const tmp = `${target}.${process.pid}.${crypto.randomBytes(4).toString("hex")}.tmp`
+  const text =
     JSON.stringify({ at: new Date().toISOString(), detail: detail.slice(0, 200), refresh_token_sha256: fingerprint(refused) }) +
-      "\n",
-    { mode: 0o600 }
-  ).pipe(
+    "\n"
+  return fs.writeFileString(tmp, text, { flag: "wx", mode: 0o600 }).pipe(
+    Effect.andThen(fs.rename(tmp, target)),
+    Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore)),
     Effect.catch((e) => Effect.logDebug(`token refresh: could not note the refusal beside the token file (${e.message})`))
   )
+}
 
 /** The note, when it concerns the refresh token in `stored`; `undefined` otherwise (none, stale, unreadable, damaged). */
 export const readRefusal = (
@@ -56,9 +66,13 @@ export const readRefusal = (
   tokenFilePath: string,
   stored: TokenSet
 ): Effect.Effect<RefreshRefusal | undefined> =>
-  fs.readFileString(refusalPath(tokenFilePath)).pipe(
+  // A note is ~150 bytes: anything larger is not ours, and is not read into memory.
+  fs.stat(refusalPath(tokenFilePath)).pipe(
+    Effect.flatMap((info) =>
+      info.type === "File" && info.size <= MAX_NOTE_BYTES ? fs.readFileString(refusalPath(tokenFilePath)) : Effect.succeed("")
+    ),
     Effect.map((text): RefreshRefusal | undefined => {
-      if (text.length > 4096) return undefined
+      if (text === "") return undefined
       try {
         const u = JSON.parse(text) as Record<string, unknown>
         return u["refresh_token_sha256"] === fingerprint(stored) && typeof u["at"] === "string"

@@ -160,6 +160,15 @@ describe("status after Kimi refused the refresh", () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ logged_in: false, refresh_refused: true })
     expect(server.requests.length).toBe(requests) // status never asks the server
     expect(status.stdout + json.stdout).not.toContain("rt-0")
+    // The note beside the file: 0600, and no token in it (a fingerprint only).
+    const note = `${tokenFile()}.refused`
+    expect(fs.statSync(note).mode & 0o777).toBe(0o600)
+    expect(fs.readFileSync(note, "utf8")).not.toMatch(/rt-0|at-0/)
+    // A note of another size or shape than ours is ignored, not read into memory.
+    fs.writeFileSync(note, "x".repeat(1 << 20))
+    expect((await runCli(["status"], env)).code).toBe(0)
+    seed(now() + 240)
+    expect((await runCli(["token"], env)).code).toBe(7)
 
     // Another login (new tokens on disk): the note no longer applies.
     seed(now() + 800, "rt-new")
