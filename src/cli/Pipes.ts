@@ -5,13 +5,10 @@
  * @since 0.2.0
  */
 
-/** The standard streams whose reader went away (EPIPE) or that failed: nothing more is written to them. */
-const gone = new Set<NodeJS.WriteStream>()
-
 /**
  * Makes a reader that leaves early (`kimi-auth status | head -1`) a non-event:
- * the first failed write (EPIPE, or any other stream error) marks the stream
- * gone, the rest of its output is dropped quietly, and the command goes on to
+ * after the first failed write (EPIPE, or any other stream error) Node has
+ * destroyed the stream, the rest of its output is dropped quietly, and the command goes on to
  * its end and exits with its own code, as if the output had been read. Node
  * ignores SIGPIPE, so without this the failed write is an uncaught error: a
  * stack and exit 1. Finishing instead of exiting at once (as a process killed
@@ -20,17 +17,19 @@ const gone = new Set<NodeJS.WriteStream>()
  */
 export const quietBrokenPipes = (): void => {
   for (const stream of [process.stdout, process.stderr]) {
-    stream.on("error", () => void gone.add(stream))
+    // Node destroys the stream after the failed write; `write` below then skips it. (No shared state: the
+    // executable and the bundled command line each inline this module.)
+    stream.on("error", () => {})
   }
 }
 
 /** Writes `text` to `stream` unless its reader has gone; never throws. */
-export const write = (stream: NodeJS.WriteStream, text: string) => {
-  if (gone.has(stream)) return
+export const write = (stream: NodeJS.WriteStream, text: string): void => {
+  if (stream.destroyed || !stream.writable) return
   try {
     stream.write(text)
   } catch {
-    gone.add(stream)
+    // A stream that throws instead of emitting: the same as gone.
   }
 }
 
