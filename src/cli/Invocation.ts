@@ -14,7 +14,7 @@ import { write } from "./Pipes.js"
 // eslint-disable-next-line no-control-regex
 const printable = (s: string) => s.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "?")
 
-/** One line (two with a suggestion) for one parse error. */
+/** One line for one parse error, with the likely command or flag when the parser has one. */
 export const usageErrorLine = (error: CliError.CliError): string => {
   switch (error._tag) {
     case "UnknownSubcommand":
