@@ -20,7 +20,7 @@ import * as Layer from "effect/Layer"
 import type * as Path from "effect/Path"
 import { DeviceFlow, type DeviceFlowOptions } from "./DeviceFlow.js"
 import { DeviceIdentity } from "./DeviceIdentity.js"
-import { lazyProxyFetch, needsProxyFetch } from "./EnvFetch.js"
+import { proxyAwareFetch } from "./EnvFetch.js"
 import type { ConfigError, TokenStoreError } from "./Errors.js"
 import { KimiAuthConfig, type KimiAuthOptions } from "./KimiAuthConfig.js"
 import { OAuthClient } from "./OAuthClient.js"
@@ -57,16 +57,17 @@ export const layer = (
 
 /**
  * `FetchHttpClient.layer`, with its `Fetch` set to the proxy-honouring one
- * when a proxy variable is set on Node (decided when the layer is built,
+ * when a proxy variable is set (decided when the layer is built,
  * `EnvFetch.ts`); otherwise exactly `FetchHttpClient.layer`.
  */
 export const layerFetchHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.unwrap(
-  Effect.sync(() =>
-    needsProxyFetch()
-      // Provided to the client's layer, so its captured context carries it (a `Fetch` the caller provides still wins).
-      ? Layer.provide(FetchHttpClient.layer, Layer.succeed(FetchHttpClient.Fetch, lazyProxyFetch))
-      : FetchHttpClient.layer
-  )
+  Effect.sync(() => {
+    const fetch = proxyAwareFetch()
+    // Provided to the client's layer, so its captured context carries it (a `Fetch` the caller provides still wins).
+    return fetch === undefined
+      ? FetchHttpClient.layer
+      : Layer.provide(FetchHttpClient.layer, Layer.succeed(FetchHttpClient.Fetch, fetch))
+  })
 )
 
 /** The platform services for Node and Bun (the fetch client honours `HTTPS_PROXY` / `NO_PROXY`: `EnvFetch.ts`). */

@@ -69,6 +69,9 @@ export const isLoopbackHost = (rawHost: string): boolean => {
   const host = normalHost(rawHost)
   if (host === "localhost" || host.endsWith(".localhost")) return true
   if (host === "::1" || host === "0:0:0:0:0:0:0:1") return true
+  // An IPv4-mapped address as `URL` writes it: `::ffff:7f00:1` is 127.0.0.1.
+  const mapped = /^::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}$/.exec(host)
+  if (mapped !== null) return parseInt(mapped[1]!, 16) >>> 8 === 127
   const v4 = ipv4(host.startsWith("::ffff:") ? host.slice(7) : host)
   return v4 !== undefined && v4 >>> 24 === 127
 }

@@ -111,11 +111,26 @@ const tunnel = (route: ProxyRoute, target: URL, signal: AbortSignal | undefined)
     req.end()
   })
 
-/** TLS to the target over the tunnel, the certificate checked against the target's name. */
-const secure = (socket: net.Socket, target: URL, route: ProxyRoute, signal: AbortSignal | undefined): Promise<tls.TLSSocket> =>
+/** A failure of a request sent direct: what `fetch` rejects with (the code in `cause`). */
+const directFailure = (e: unknown) => new TypeError("fetch failed", { cause: e })
+
+const portOf = (url: URL) => (url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port))
+
+/** TLS to the target, over the tunnel (or direct without a route), the certificate checked against the target's name. */
+const secure = (
+  socket: net.Socket | undefined,
+  target: URL,
+  route: ProxyRoute | undefined,
+  signal: AbortSignal | undefined
+): Promise<tls.TLSSocket> =>
   new Promise((resolve, reject) => {
     const host = target.hostname.replace(/^\[|\]$/g, "")
-    const s = tls.connect({ socket, host, ...(net.isIP(host) === 0 ? { servername: host } : {}), ALPNProtocols: ["http/1.1"] })
+    const s = tls.connect({
+      ...(socket === undefined ? { port: portOf(target) } : { socket }),
+      host,
+      ...(net.isIP(host) === 0 ? { servername: host } : {}),
+      ALPNProtocols: ["http/1.1"]
+    })
     const stop = onAbort(signal, (reason) => {
       s.destroy()
       reject(reason)
@@ -127,12 +142,19 @@ const secure = (socket: net.Socket, target: URL, route: ProxyRoute, signal: Abor
     s.once("error", (e) => {
       stop()
       s.destroy()
-      reject(new ProxyError(route.label, codeOf(e), `TLS with ${authorityOf(target)} over the tunnel failed (${codeOf(e)})`, route.variable))
+      reject(
+        route === undefined
+          ? directFailure(e)
+          : new ProxyError(route.label, codeOf(e), `TLS with ${authorityOf(target)} over the tunnel failed (${codeOf(e)})`, route.variable)
+      )
     })
   })
 
-/** Sends one request through the proxy; the answer's head and its body stream. */
-const exchange = async (out: Outgoing, route: ProxyRoute, signal: AbortSignal | undefined): Promise<http.IncomingMessage> => {
+/**
+ * Sends one request through the proxy (or, without a route, direct with an
+ * agent of its own); the answer's head and its body stream.
+ */
+const exchange = async (out: Outgoing, route: ProxyRoute | undefined, signal: AbortSignal | undefined): Promise<http.IncomingMessage> => {
   const headers: Record<string, string> = {}
   out.headers.forEach((v, k) => (headers[k] = v))
   headers["host"] = out.url.host
@@ -141,9 +163,15 @@ const exchange = async (out: Outgoing, route: ProxyRoute, signal: AbortSignal | 
   if (out.body !== undefined) headers["content-length"] = String(out.body.byteLength)
   else if (out.method !== "GET" && out.method !== "HEAD") headers["content-length"] = "0"
   let options: http.RequestOptions
-  if (out.url.protocol === "https:") {
+  const path = `${out.url.pathname}${out.url.search}`
+  if (route === undefined && out.url.protocol === "https:") {
+    const socket = await secure(undefined, out.url, undefined, signal)
+    options = { method: out.method, path, headers, createConnection: () => socket }
+  } else if (route === undefined) {
+    options = { host: out.url.hostname.replace(/^\[|\]$/g, ""), port: portOf(out.url), method: out.method, path, headers, agent: false }
+  } else if (out.url.protocol === "https:") {
     const socket = await secure(await tunnel(route, out.url, signal), out.url, route, signal)
-    options = { method: out.method, path: `${out.url.pathname}${out.url.search}`, headers, createConnection: () => socket }
+    options = { method: out.method, path, headers, createConnection: () => socket }
   } else {
     // Plain http: the absolute-form request line (RFC 9112 section 3.2.2) to the proxy itself.
     if (route.authorization !== undefined) headers["proxy-authorization"] = route.authorization
@@ -164,6 +192,8 @@ const exchange = async (out: Outgoing, route: ProxyRoute, signal: AbortSignal | 
       reject(
         e instanceof ProxyError
           ? e
+          : route === undefined
+          ? directFailure(e)
           : new ProxyError(route.label, codeOf(e), `the request to ${out.url.host} failed (${codeOf(e)})`, route.variable)
       )
     })
@@ -240,6 +270,16 @@ const redirected = (out: Outgoing, status: number, location: URL): Outgoing => {
 }
 
 /**
+ * Whether Node's own `fetch` sends through the proxy variables itself
+ * (`NODE_USE_ENV_PROXY`, Node 22.21+ and 24): it proxies loopback and has its
+ * own `NO_PROXY` rules, so what goes direct is sent here with an agent of its own.
+ */
+const nodeProxiesItself = (env: ProxyEnv) => {
+  const v = (env["NODE_USE_ENV_PROXY"] ?? "").trim()
+  return v !== "" && v !== "0" && v.toLowerCase() !== "false"
+}
+
+/**
  * Builds the proxy-honouring `fetch` over `env` (read at each request) and
  * `direct`, the `fetch` for requests that go direct (`globalThis.fetch`).
  */
@@ -249,12 +289,12 @@ export const makeProxyFetch = (
 ): typeof globalThis.fetch => {
   const send = async (out: Outgoing, redirect: RequestRedirect, signal: AbortSignal | undefined, hops: number): Promise<Response> => {
     const decision = proxyFor(out.url, env)
-    if (decision._tag === "Direct") {
+    if (decision._tag === "Direct" && !nodeProxiesItself(env)) {
       return direct()(out.url, { method: out.method, headers: out.headers, body: out.body ?? null, redirect, signal: signal ?? null })
     }
     if (decision._tag === "Invalid") throw new ProxyError("(unusable)", "ERR_PROXY_INVALID", decision.message, decision.variable)
     signal?.throwIfAborted()
-    const res = await exchange(out, decision.route, signal)
+    const res = await exchange(out, decision._tag === "Proxy" ? decision.route : undefined, signal)
     const status = res.statusCode ?? 0
     const location = res.headers["location"]
     if (status >= 300 && status < 400 && status !== 304 && location !== undefined && redirect !== "manual") {
@@ -279,7 +319,7 @@ export const makeProxyFetch = (
     const href = typeof input === "string" ? input : input instanceof URL ? input.href : input.url
     const url = new URL(href)
     // The common case, no proxy for this URL: exactly what the caller asked, to the platform's fetch.
-    if (proxyFor(url, env)._tag === "Direct") return direct()(input, init)
+    if (proxyFor(url, env)._tag === "Direct" && !nodeProxiesItself(env)) return direct()(input, init)
     const request = new Request(input, init)
     const body = request.body === null ? undefined : new Uint8Array(await request.arrayBuffer())
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined

@@ -42,6 +42,8 @@ const opencodeBin = [
 const runtimes: Array<{ name: string; bin: string; env: Record<string, string>; bun: boolean }> = [
   { name: `node ${process.versions.node}`, bin: process.execPath, env: {}, bun: false },
   ...(node24 && !process.versions.node.startsWith("24.") ? [{ name: "node 24", bin: node24, env: {}, bun: false }] : []),
+  // Node's own env proxy on as well: it must neither proxy loopback nor tunnel twice.
+  ...(node24 ? [{ name: "node 24 with NODE_USE_ENV_PROXY=1", bin: node24, env: { NODE_USE_ENV_PROXY: "1" }, bun: false }] : []),
   ...(opencodeBin ? [{ name: "OpenCode's Bun", bin: opencodeBin, env: { BUN_BE_BUN: "1" }, bun: true }] : [])
 ]
 
@@ -196,6 +198,21 @@ describe.each(runtimes)("through HTTPS_PROXY under $name", ({ bin, env: runtimeE
     expect(r.message).toContain(`127.0.0.1:${dead}`)
     expect(JSON.stringify(r)).not.toContain(PASSWORD)
   })
+
+  it.each(["127.0.0.1", "localhost"])("loopback (%s) is never proxied, whatever the variables say", async (host) => {
+    const direct = `http://${host}:${emu.port}`
+    const { env } = homeWith({
+      ...runtimeEnv,
+      KIMI_OAUTH_HOST: direct,
+      KIMI_CODE_BASE_URL: `${direct}/coding/v1`,
+      HTTPS_PROXY: `http://127.0.0.1:${dead}`,
+      HTTP_PROXY: `http://127.0.0.1:${dead}`
+    })
+    const login = await run(bin, [cli, "login", "--no-browser", "--json"], env)
+    expect(login.code, login.stderr).toBe(0)
+    const usage = await run(bin, [cli, "usage"], env)
+    expect(usage.code, usage.stderr).toBe(0)
+  })
 })
 
 describe("the proxy variables under Node", () => {
@@ -228,19 +245,5 @@ describe("the proxy variables under Node", () => {
     const token = await run(process.execPath, [cli, "token"], env)
     expect(token.code, token.stderr).toBe(0)
     expect(tunnelsSince(seen).length).toBe(1)
-  })
-
-  it.each(["127.0.0.1", "localhost"])("loopback (%s) is never proxied, whatever the variables say", async (host) => {
-    const direct = `http://${host}:${emu.port}`
-    const { env } = homeWith({
-      KIMI_OAUTH_HOST: direct,
-      KIMI_CODE_BASE_URL: `${direct}/coding/v1`,
-      HTTPS_PROXY: `http://127.0.0.1:${dead}`,
-      HTTP_PROXY: `http://127.0.0.1:${dead}`
-    })
-    const login = await run(process.execPath, [cli, "login", "--no-browser", "--json"], env)
-    expect(login.code, login.stderr).toBe(0)
-    const usage = await run(process.execPath, [cli, "usage"], env)
-    expect(usage.code, usage.stderr).toBe(0)
   })
 })

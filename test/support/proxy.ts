@@ -157,6 +157,8 @@ export const startProxy = async (
       }
     )
     upstream.once("error", () => res.destroy())
+    // The client went away (a cancelled body): so does the upstream connection.
+    res.once("close", () => upstream.destroy())
     req.pipe(upstream)
   })
   server.on("connect", (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
