@@ -53,6 +53,8 @@ interface Outgoing {
 }
 
 const MAX_REDIRECTS = 20
+/** How long the proxy may take to answer a `CONNECT` (the caller's own deadline usually ends it first). */
+const TUNNEL_TIMEOUT_MS = 30_000
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304])
 
 const codeOf = (e: unknown): string => {
@@ -77,6 +79,8 @@ const tunnel = (route: ProxyRoute, target: URL, signal: AbortSignal | undefined)
     const headers: Record<string, string> = { host: authority }
     if (route.authorization !== undefined) headers["proxy-authorization"] = route.authorization
     const req = http.request({ host: route.host, port: route.port, method: "CONNECT", path: authority, headers, agent: false })
+    // A proxy that takes the connection and never answers: give up as a connect timeout would.
+    req.setTimeout(TUNNEL_TIMEOUT_MS, () => req.destroy(Object.assign(new Error("the proxy did not answer"), { code: "ETIMEDOUT" })))
     const stop = onAbort(signal, (reason) => {
       req.destroy()
       reject(reason)
@@ -92,6 +96,8 @@ const tunnel = (route: ProxyRoute, target: URL, signal: AbortSignal | undefined)
       )
     req.once("connect", (res, socket, head) => {
       stop()
+      // The tunnel is ours now: no idle timeout on it (a streamed answer may pause for long).
+      socket.setTimeout(0)
       if (res.statusCode !== 200) {
         socket.destroy()
         return reject(refused(res.statusCode))
