@@ -50,6 +50,7 @@ import {
   redactSecrets,
   ServerError
 } from "./Errors.js"
+import { proxyNote } from "./EnvFetch.js"
 import { OAUTH_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { retryAfterMillis } from "./KimiRequest.js"
@@ -325,13 +326,18 @@ export const make = Effect.gen(function*() {
       HttpClientRequest.acceptJson,
       HttpClientRequest.bodyUrlParams(form)
     )
-    const networkError = (reason: string, detail: string) =>
-      new NetworkError({
+    const networkError = (reason: string, detail: string, cause?: unknown) => {
+      const proxy = proxyNote(cause, url)
+      return new NetworkError({
         url,
         reason,
-        message: `Cannot reach the Kimi OAuth server at ${url} (${detail}). ` +
-          `Check your connection and the OAuth host setting (KIMI_OAUTH_HOST); it will be retried.`
+        message: proxy === ""
+          ? `Cannot reach the Kimi OAuth server at ${url} (${detail}). ` +
+            `Check your connection and the OAuth host setting (KIMI_OAUTH_HOST); it will be retried.`
+          : `Cannot reach the Kimi OAuth server at ${url}${proxy}. ` +
+            `Check the proxy settings (HTTPS_PROXY, NO_PROXY) and your connection; it will be retried.`
       })
+    }
     return Effect.gen(function*() {
       const response = yield* noRedirects(http.execute(request))
       if (response.status >= 300 && response.status < 400) {
@@ -392,14 +398,14 @@ export const make = Effect.gen(function*() {
             new NetworkError({
               url,
               reason: "timeout",
-              message: `The Kimi OAuth server at ${url} did not answer within ${
+              message: `The Kimi OAuth server at ${url}${proxyNote(undefined, url)} did not answer within ${
                 Math.round(timeoutMillis / 1000)
               } s. Check your connection; it will be retried.`
             })
           )
       }),
       // Never keep the HttpClientError: it holds the request, and the request its body (the secrets).
-      Effect.catchTag("HttpClientError", (cause) => Effect.fail(networkError(transportReason(cause), cause.reason._tag)))
+      Effect.catchTag("HttpClientError", (cause) => Effect.fail(networkError(transportReason(cause), cause.reason._tag, cause.reason.cause)))
     )
   }
 
