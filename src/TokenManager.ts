@@ -29,8 +29,10 @@
  *   server answered, the call fails with `TokenStoreError` naming the errno,
  *   and this process keeps the new tokens in memory: its next refresh uses
  *   them, never the spent refresh token still on disk.
- * - **Interrupted refreshes**: a marker is written right before the request
- *   and removed by the save. A process killed in between leaves it; when the
+ * - **Interrupted refreshes**: the request and its save are one
+ *   uninterruptible step: interrupting the caller waits (at most the request
+ *   deadline) for the answer to be saved. A marker is written right before the
+ *   request and removed by the save. A process killed in between leaves it; when the
  *   next refresh is then rejected, the error says that an interrupted refresh
  *   lost the login and how to log in again.
  *
@@ -210,6 +212,13 @@ export const make = (options: TokenManagerOptions = {}) =>
     /**
      * One request with `base.refreshToken`, between the in-flight marker and the
      * save into the reserved space. A failed save keeps the tokens in memory.
+     *
+     * Uninterruptible from the marker to the save: once the request is sent the
+     * server may have rotated (spent) the refresh token, so an interruption
+     * (Ctrl-C, SIGTERM, an aborted facade call, a disposed runtime) waits for
+     * the answer and its save instead of dropping the only live refresh token.
+     * The wait is bounded by the request's own deadline (`requestTimeout`),
+     * which still applies inside: the timeout races on interruptible fibers.
      */
     const refreshOnce = (base: TokenSet, prepared: PreparedSave) =>
       Effect.gen(function*() {
@@ -247,7 +256,7 @@ export const make = (options: TokenManagerOptions = {}) =>
             : "token refresh: done; the refresh token was rotated and stored"
         ).pipe(Effect.annotateLogs({ expiresAt: refreshed.expiresAt }))
         return refreshed
-      })
+      }).pipe(Effect.uninterruptible)
 
     /** The tokens to start from: the file, unless this process holds newer unsaved ones. */
     const current: Effect.Effect<TokenSet, TokenStoreError | NotLoggedInError> = Effect.gen(function*() {

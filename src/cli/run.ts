@@ -7,7 +7,6 @@
 import * as NodeChildProcessSpawner from "@effect/platform-node-shared/NodeChildProcessSpawner"
 import * as NodeFileSystem from "@effect/platform-node-shared/NodeFileSystem"
 import * as NodePath from "@effect/platform-node-shared/NodePath"
-import * as NodeRuntime from "@effect/platform-node-shared/NodeRuntime"
 import * as NodeStdio from "@effect/platform-node-shared/NodeStdio"
 import * as NodeTerminal from "@effect/platform-node-shared/NodeTerminal"
 import * as Cause from "effect/Cause"
@@ -16,6 +15,7 @@ import * as Layer from "effect/Layer"
 import { CliError, Command } from "effect/cli"
 import { rootCommand } from "./commands.js"
 import { ExitCode } from "./ExitCode.js"
+import { runMain } from "./Signals.js"
 
 const VERSION = "0.1.0"
 
@@ -38,5 +38,5 @@ export const runCli = (): void =>
       })
     ),
     Effect.provide(nodeServices),
-    NodeRuntime.runMain
+    runMain
   )
