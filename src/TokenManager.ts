@@ -263,6 +263,11 @@ export const make = (options: TokenManagerOptions = {}) =>
       const pending = unsaved
       if (pending === undefined) return yield* load
       const fromDisk = yield* Effect.result(load)
+      if (fromDisk._tag === "Failure" && fromDisk.failure._tag === "NotLoggedInError" && fromDisk.failure.reason === "no-tokens") {
+        // The file is gone: a logout. The tokens held in memory belong to that login and are never saved back.
+        unsaved = undefined
+        return yield* Effect.fail(fromDisk.failure)
+      }
       if (fromDisk._tag === "Success" && !sameSecret(fromDisk.success.refreshToken, pending.spent)) {
         // Someone wrote other tokens since (a new login): those win.
         unsaved = undefined

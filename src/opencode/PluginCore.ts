@@ -7,7 +7,8 @@
  * One core per provider (region): a managed runtime built on first use and
  * disposed by the `dispose` hook, the project's token store as the source of
  * truth, OpenCode's `auth.json` only mirrored (it has no lock and drops the
- * device id). Nothing here throws into OpenCode: failures become an error
+ * device id), and a copy of a login the user logged out of is never adopted
+ * back (`LogoutMarker`). Nothing here throws into OpenCode: failures become an error
  * `Response` or an `Error` whose message says what to do.
  *
  * @since 0.2.0
@@ -25,6 +26,7 @@ import * as References from "effect/References"
 import { DeviceFlow } from "../DeviceFlow.js"
 import { LOGIN_HINT } from "../Errors.js"
 import { DeviceIdentity } from "../DeviceIdentity.js"
+import { isLoggedOut } from "../LogoutMarker.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
@@ -250,24 +252,37 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   }
 
   const adopt = async (entry: OAuthEntry) => {
-    if (configProblem) return
+    if (configProblem || !settings) return
     if (typeof entry.refresh !== "string" || entry.refresh === "" || typeof entry.access !== "string") return
+    const storageDir = settings.storageDir
     await run(
       Effect.gen(function*() {
         const store = yield* TokenStore
-        if ((yield* store.load) !== undefined) return
-        const expiresAt = Math.floor(entry.expires / 1000)
-        const manager = yield* TokenManager
-        yield* manager.setTokens(
-          new TokenSet({
-            accessToken: Redacted.make(entry.access),
-            refreshToken: Redacted.make(entry.refresh),
-            tokenType: "Bearer",
-            expiresIn: Math.max(0, expiresAt - Math.floor(Date.now() / 1000)),
-            scope: "",
-            expiresAt,
-            region
-          })
+        // Under the lock, so a logout in another process cannot slip between the checks and the save.
+        const adopted = yield* store.withLock(Effect.gen(function*() {
+          if ((yield* store.load) !== undefined) return "kept"
+          // A copy of a login the user logged out of (`kimi-auth logout`) is never brought back; a new login is.
+          if (isLoggedOut(storageDir, [entry.refresh, entry.access])) return "logged-out"
+          const expiresAt = Math.floor(entry.expires / 1000)
+          yield* store.save(
+            new TokenSet({
+              accessToken: Redacted.make(entry.access),
+              refreshToken: Redacted.make(entry.refresh),
+              tokenType: "Bearer",
+              expiresIn: Math.max(0, expiresAt - Math.floor(Date.now() / 1000)),
+              scope: "",
+              expiresAt,
+              region
+            })
+          )
+          return "adopted"
+        }))
+        yield* Effect.logDebug(
+          adopted === "logged-out"
+            ? `plugin: OpenCode's stored login for ${providerId} is one the user logged out of; not adopted`
+            : adopted === "adopted"
+            ? `plugin: adopted OpenCode's stored login for ${providerId} into ${store.path}`
+            : `plugin: a login is already stored; OpenCode's copy for ${providerId} is not needed`
         )
       })
     )
