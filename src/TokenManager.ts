@@ -138,6 +138,9 @@ export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number)
 export const isDue = (tokens: TokenSet, nowSeconds: number, windowSeconds: number): boolean =>
   isDueAt(tokens.expiresAt, tokens.expiresIn, nowSeconds, windowSeconds)
 
+/** A token served from memory is checked to still be stored (not logged out elsewhere) at most this often. */
+export const PRESENCE_CHECK_MILLIS = 2000
+
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => ms / 1000)
@@ -397,9 +400,30 @@ export const make = (options: TokenManagerOptions = {}) =>
         })
       )
 
+    /** When a token served from memory was last seen still stored (millis). */
+    let presenceCheckedAt = 0
+    /**
+     * The cached set, if the token file is still there: a logout in another
+     * process removes it, and from then on this process serves nothing of that
+     * login. Read at most every {@link PRESENCE_CHECK_MILLIS}; a file that
+     * cannot be read right now keeps the cached set (only "gone" is a logout).
+     */
+    const servedFromMemory = (tokens: TokenSet, nowMillis: number): Effect.Effect<TokenSet, TokenError> => {
+      if (nowMillis - presenceCheckedAt < PRESENCE_CHECK_MILLIS) return Effect.succeed(tokens)
+      presenceCheckedAt = nowMillis
+      return Effect.flatMap(Effect.result(store.load), (r) => {
+        if (r._tag === "Failure" || r.success !== undefined) return Effect.succeed(tokens)
+        if (cached === tokens) cached = undefined
+        unsaved = undefined
+        return Effect.fail(notLoggedIn("no-tokens", `You were logged out of Kimi (no tokens at ${store.path} any more)`))
+      })
+    }
+
     const getTokens: Effect.Effect<TokenSet, TokenError> = Effect.suspend(() =>
-      Effect.flatMap(nowSeconds, (now) =>
-        cached !== undefined && !isDue(cached, now, windowSeconds) ? Effect.succeed(cached) : serve(undefined, false))
+      Effect.flatMap(Clock.currentTimeMillis, (ms) => {
+        const c = cached
+        return c !== undefined && !isDue(c, ms / 1000, windowSeconds) ? servedFromMemory(c, ms) : serve(undefined, false)
+      })
     ).pipe(Effect.withSpan("TokenManager.getTokens"))
 
     const invalidate = (rejected?: Redacted.Redacted<string>) =>

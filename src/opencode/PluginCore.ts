@@ -14,6 +14,7 @@
  * @since 0.2.0
  */
 import * as Cause from "effect/Cause"
+import * as nodeFs from "node:fs"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -31,7 +32,7 @@ import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAut
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
 import { type KimiRegion, REGIONS } from "../Region.js"
-import { isDue, TokenManager } from "../TokenManager.js"
+import { isDue, PRESENCE_CHECK_MILLIS, TokenManager } from "../TokenManager.js"
 import { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
 import { errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
@@ -173,6 +174,16 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   // refresh that did not finish (a cancelled request) never leaves a rejected token to be served again.
   const windowSeconds = settings ? Duration.toSeconds(settings.refreshWindow) : 300
   let fast: { readonly tokens: TokenSet; readonly access: string } | undefined
+  let fastCheckedAt = 0
+  /** Whether the token file is still there (a logout removes it); notes the time of the check. */
+  const stillStored = (): boolean => {
+    fastCheckedAt = Date.now()
+    try {
+      return settings === undefined || nodeFs.existsSync(settings.tokenFilePath)
+    } catch {
+      return true
+    }
+  }
 
   let mirrored: string | undefined
   /** Mirrors a token set into OpenCode's auth store, best effort, at most once per access token. */
@@ -221,8 +232,13 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
       ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
       getAccessToken: (signal) => {
         const f = fast
-        if (f !== undefined && !signal?.aborted && !isDue(f.tokens, Date.now() / 1000, windowSeconds)) {
-          return Promise.resolve({ ok: true, token: f.access } as const)
+        const now = Date.now()
+        if (f !== undefined && !signal?.aborted && !isDue(f.tokens, now / 1000, windowSeconds)) {
+          // A logout elsewhere removes the file: looked for at most every PRESENCE_CHECK_MILLIS (one stat).
+          if (now - fastCheckedAt < PRESENCE_CHECK_MILLIS || stillStored()) {
+            return Promise.resolve({ ok: true, token: f.access } as const)
+          }
+          fast = undefined
         }
         return tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal)
       },

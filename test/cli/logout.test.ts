@@ -158,6 +158,31 @@ describe("kimi-auth logout", () => {
   })
 })
 
+describe("a process already running when the user logs out elsewhere", () => {
+  it("the plugin and the facade stop using the login within a few seconds", async () => {
+    seedLogin()
+    const chat = await pluginFetch(undefined)
+    expect((await chat()).status).toBe(200)
+    const client = new KimiOAuthClient({ storageDir: storage(), oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
+    disposers.push(() => client.dispose())
+    await client.getValidAccessToken()
+    expect((await runCli(["logout"], env())).code).toBe(0)
+    // Both served from memory a moment ago; within the presence check (2 s), plus a margin, they see the logout.
+    const deadline = Date.now() + 10_000
+    let status = 200
+    let facade: unknown
+    while (Date.now() < deadline) {
+      status = (await chat()).status
+      facade = await client.getValidAccessToken().catch((e: unknown) => e)
+      if (status === 401 && typeof facade !== "string") break
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    expect(status).toBe(401)
+    expect(facade).toMatchObject({ code: "NOT_LOGGED_IN" })
+    expect(fs.existsSync(tokenFile())).toBe(false)
+  }, 30_000)
+})
+
 describe("the facade's logout()", () => {
   it("is as final: the plugin never adopts OpenCode's copy of that login", async () => {
     const { entry } = seedLogin()
