@@ -10,6 +10,7 @@ import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { type SlowRotatingServer, startSlowRotatingServer } from "../support/slowRotatingServer.js"
+import { start } from "../../src/emulator/KimiEmulator.js"
 
 let home: string
 let server: SlowRotatingServer | undefined
@@ -102,4 +103,34 @@ describe("kimi-auth token: a signal while the refresh is in flight", () => {
     expect(r.elapsedMs).toBeLessThan(10_000)
     expect(JSON.parse(fs.readFileSync(tokenFile(), "utf8")).refresh_token).toBe("rt-0")
   })
+})
+
+describe("kimi-auth login: a signal while waiting for approval (nothing in flight)", () => {
+  for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
+    it(`${signal} exits ${code} at once, saying the login was cancelled`, async () => {
+      const emulator = await start({ interval: 1 })
+      try {
+        let sentAt = 0
+        const r = await runCli(["login", "--no-browser"], isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.oauthHost }), {
+          onSpawn: (child) => {
+            let out = ""
+            child.stdout?.on("data", (c: Buffer) => {
+              out += c.toString()
+              if (sentAt === 0 && out.includes("Waiting for approval")) {
+                sentAt = Date.now()
+                child.kill(signal)
+              }
+            })
+          }
+        })
+        expect(r.code, r.stderr).toBe(code)
+        expect(Date.now() - sentAt).toBeLessThan(5_000)
+        expect(r.stderr).toContain("Login cancelled; nothing was stored.")
+        expect(r.stderr).not.toContain("finishing the token refresh")
+        expect(fs.existsSync(tokenFile())).toBe(false)
+      } finally {
+        await emulator.close()
+      }
+    })
+  }
 })
