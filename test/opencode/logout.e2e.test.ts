@@ -56,7 +56,7 @@ describe.skipIf(skipOpencode)("kimi-auth logout, then OpenCode 1.18.33", () => {
       const before = await e.prompt(`${CN}/kimi-for-coding`, "Say hello")
       expect(before.code, before.stderr).toBe(0)
 
-      const cliEnv = { ...process.env, ...e.env, NO_COLOR: "1" }
+      const cliEnv: NodeJS.ProcessEnv = { ...process.env, ...e.env, NO_COLOR: "1" }
       delete cliEnv["OPENCODE_KIMI_AUTH_DIR"]
       const out = await runCli(["logout"], cliEnv)
       expect(out.code, out.stderr).toBe(0)
