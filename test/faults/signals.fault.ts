@@ -5,7 +5,8 @@
  * lands anywhere from the moment the request arrives to just after the answer.
  * After each run the token file must hold the refresh token the server
  * considers live (else the login is lost) and the exit code must be 130
- * (SIGINT) or 143 (SIGTERM), or 0 when the signal came after the command had
+ * (SIGINT) or 143 (SIGTERM), or 0 (or killed by that signal, which a shell
+ * reports as the same 130/143) when the signal came after the command had
  * finished. Counted as lost logins and wrong exit codes, both must be 0.
  */
 import * as fs from "node:fs"
@@ -59,8 +60,13 @@ describe("signals during a refresh in flight", () => {
           stats.runs++
           stats[signal === "SIGINT" ? "sigint" : "sigterm"]++
           const expected = signal === "SIGINT" ? 130 : 143
-          if (r.code === 0) stats.finishedFirst++
-          else if (r.code !== expected) stats.wrongExit++
+          // A signal that lands after the command ended, while Node is exiting (its handlers already gone), ends it
+          // by the default action: "killed by SIGINT/SIGTERM", which a shell reports as the same 130/143.
+          if (r.code === 0 || (r.code === null && r.signal === signal)) stats.finishedFirst++
+          else if (r.code !== expected) {
+            stats.wrongExit++
+            console.log(`fault signals: ${signal} after ${delay} ms: exit ${r.code} (signal ${r.signal}); stdout ${JSON.stringify(r.stdout.replace(/at-\d+/g, "at-N"))}; stderr ${JSON.stringify(r.stderr)}`)
+          }
           if (r.stderr.includes("finishing the token refresh in flight")) stats.waited++
           const stored = JSON.parse(fs.readFileSync(file, "utf8")) as { refresh_token: string }
           if (stored.refresh_token !== server.live() || server.stats.revoked) stats.lost++
