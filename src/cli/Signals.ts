@@ -27,7 +27,8 @@ const NOTICE_AFTER_MILLIS = 300
 /** Printed when the first signal did not end the process at once (a refresh is being saved). */
 export const waitingNotice = (signal: HandledSignal) =>
   `kimi-auth: ${signal} received; finishing the token refresh in flight so the new tokens are saved ` +
-  `(at most the request timeout). Press Ctrl-C again to stop at once, which may lose the login.\n`
+  `(at most the request timeout). ${signal === "SIGINT" ? "Press Ctrl-C again" : "Send SIGTERM again"} to stop at once, ` +
+  `which may lose the login.\n`
 
 /** Printed when a second signal stops the process at once. */
 export const abandonedNotice = (signal: HandledSignal) =>
