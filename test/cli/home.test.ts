@@ -11,6 +11,7 @@ import { spawn } from "node:child_process"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { cliPath, isolatedEnv, makeTemp, rmTemp } from "../support/cli.js"
 import { type RotatingServer, startRotatingServer } from "../support/rotatingServer.js"
+import { type KimiAuthError, KimiOAuthClient } from "../../src/index.js"
 
 let work: string
 let server: RotatingServer
@@ -76,5 +77,27 @@ describe("kimi-auth with an unusable home folder", () => {
     const r = await runIn(work, ["status"], { ...envWithHome(""), OPENCODE_KIMI_AUTH_DIR: dir })
     expect(r.code, r.stderr).toBe(7)
     expect(r.stdout).toContain("Not logged in")
+  })
+
+  it("the facade: a typed CONFIG_ERROR naming HOME, and nothing created in the current folder", async () => {
+    const saved = process.env["HOME"]
+    const savedDir = process.env["OPENCODE_KIMI_AUTH_DIR"]
+    const cwd = process.cwd()
+    process.env["HOME"] = ""
+    delete process.env["OPENCODE_KIMI_AUTH_DIR"]
+    process.chdir(work)
+    const client = new KimiOAuthClient({ oauthHost: server.url })
+    try {
+      const e = (await client.getValidAccessToken().catch((x: unknown) => x)) as KimiAuthError
+      expect(e.code).toBe("CONFIG_ERROR")
+      expect(e.message).toMatch(/HOME is empty.*OPENCODE_KIMI_AUTH_DIR/)
+      expect(fs.readdirSync(work)).toEqual([])
+    } finally {
+      await client.dispose()
+      process.chdir(cwd)
+      if (saved === undefined) delete process.env["HOME"]
+      else process.env["HOME"] = saved
+      if (savedDir !== undefined) process.env["OPENCODE_KIMI_AUTH_DIR"] = savedDir
+    }
   })
 })
