@@ -61,6 +61,7 @@ import {
   type ServerError
 } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { isLoggedOut } from "./LogoutMarker.js"
 import { OAuthClient } from "./OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
@@ -266,8 +267,11 @@ export const make = (options: TokenManagerOptions = {}) =>
       const pending = unsaved
       if (pending === undefined) return yield* load
       const fromDisk = yield* Effect.result(load)
-      if (fromDisk._tag === "Failure" && fromDisk.failure._tag === "NotLoggedInError" && fromDisk.failure.reason === "no-tokens") {
-        // The file is gone: a logout. The tokens held in memory belong to that login and are never saved back.
+      if (
+        fromDisk._tag === "Failure" && fromDisk.failure._tag === "NotLoggedInError" && fromDisk.failure.reason === "no-tokens" &&
+        loggedOut([pending.spent, pending.tokens.refreshToken, pending.tokens.accessToken])
+      ) {
+        // The file is gone by a logout of this login: the tokens held in memory are never saved back.
         unsaved = undefined
         return yield* Effect.fail(fromDisk.failure)
       }
@@ -400,19 +404,27 @@ export const make = (options: TokenManagerOptions = {}) =>
         })
       )
 
+    /** Whether a logout recorded any of `secrets` (`logged-out.json` in the storage folder). */
+    const loggedOut = (secrets: ReadonlyArray<Redacted.Redacted<string>>) =>
+      isLoggedOut(settings.storageDir, secrets.map((s) => Redacted.value(s)))
+
     /** When a token served from memory was last seen still stored (millis). */
     let presenceCheckedAt = 0
     /**
-     * The cached set, if the token file is still there: a logout in another
-     * process removes it, and from then on this process serves nothing of that
-     * login. Read at most every {@link PRESENCE_CHECK_MILLIS}; a file that
-     * cannot be read right now keeps the cached set (only "gone" is a logout).
+     * The cached set, unless a logout in another process removed it: the file
+     * is gone and `logged-out.json` records this login. From then on this
+     * process serves nothing of it. Read at most every
+     * {@link PRESENCE_CHECK_MILLIS}; any other state (a file that cannot be read
+     * right now, or was moved aside as damaged) keeps the cached set.
      */
     const servedFromMemory = (tokens: TokenSet, nowMillis: number): Effect.Effect<TokenSet, TokenError> => {
       if (nowMillis - presenceCheckedAt < PRESENCE_CHECK_MILLIS) return Effect.succeed(tokens)
       presenceCheckedAt = nowMillis
       return Effect.flatMap(Effect.result(store.load), (r) => {
-        if (r._tag === "Failure" || r.success !== undefined) return Effect.succeed(tokens)
+        // Only a logout of this very login counts: not a file moved aside as damaged, nor one that other tokens replaced.
+        if (r._tag === "Failure" || r.success !== undefined || !loggedOut([tokens.refreshToken, tokens.accessToken])) {
+          return Effect.succeed(tokens)
+        }
         if (cached === tokens) cached = undefined
         unsaved = undefined
         return Effect.fail(notLoggedIn("no-tokens", `You were logged out of Kimi (no tokens at ${store.path} any more)`))

@@ -175,11 +175,16 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const windowSeconds = settings ? Duration.toSeconds(settings.refreshWindow) : 300
   let fast: { readonly tokens: TokenSet; readonly access: string } | undefined
   let fastCheckedAt = 0
-  /** Whether the token file is still there (a logout removes it); notes the time of the check. */
-  const stillStored = (): boolean => {
+  /**
+   * False only when a logout removed this login: the token file is gone and
+   * `logged-out.json` records it (one stat, and a small read only then).
+   * Notes the time of the check.
+   */
+  const stillStored = (tokens: TokenSet, access: string): boolean => {
     fastCheckedAt = Date.now()
     try {
-      return settings === undefined || nodeFs.existsSync(settings.tokenFilePath)
+      return settings === undefined || nodeFs.existsSync(settings.tokenFilePath) ||
+        !isLoggedOut(settings.storageDir, [access, Redacted.value(tokens.refreshToken)])
     } catch {
       return true
     }
@@ -235,7 +240,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
         const now = Date.now()
         if (f !== undefined && !signal?.aborted && !isDue(f.tokens, now / 1000, windowSeconds)) {
           // A logout elsewhere removes the file: looked for at most every PRESENCE_CHECK_MILLIS (one stat).
-          if (now - fastCheckedAt < PRESENCE_CHECK_MILLIS || stillStored()) {
+          if (now - fastCheckedAt < PRESENCE_CHECK_MILLIS || stillStored(f.tokens, f.access)) {
             return Promise.resolve({ ok: true, token: f.access } as const)
           }
           fast = undefined

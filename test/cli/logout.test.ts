@@ -183,6 +183,21 @@ describe("a process already running when the user logs out elsewhere", () => {
   }, 30_000)
 })
 
+describe("not a logout", () => {
+  it("a token file damaged (and moved aside) under a running process: it keeps its valid login in memory", async () => {
+    const { issued } = seedLogin()
+    const client = new KimiOAuthClient({ storageDir: storage(), oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
+    disposers.push(() => client.dispose())
+    expect(await client.getValidAccessToken()).toBe(issued.accessToken)
+    fs.writeFileSync(tokenFile(), " ".repeat(351))
+    // Two presence checks: the first finds the damaged file (moved aside), the second finds none.
+    for (let i = 0; i < 2; i++) {
+      await new Promise((r) => setTimeout(r, 2_200))
+      expect(await client.getValidAccessToken()).toBe(issued.accessToken)
+    }
+  }, 30_000)
+})
+
 describe("the facade's logout()", () => {
   it("is as final: the plugin never adopts OpenCode's copy of that login", async () => {
     const { entry } = seedLogin()
