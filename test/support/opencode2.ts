@@ -248,11 +248,15 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
     TMPDIR: d("tmp"),
     OPENCODE_DISABLE_MODELS_FETCH: "1",
     OPENCODE_DISABLE_AUTOUPDATE: "1",
+    // The preview reads OPENCODE_PASSWORD; the registry's 1.18.18 reads $XDG_STATE_HOME/opencode/password (written below).
     OPENCODE_PASSWORD: PASSWORD,
+    OPENCODE_SERVER_PASSWORD: PASSWORD,
     NO_COLOR: "1",
     OPENCODE_KIMI_AUTH_DIR: path.join(home, ".opencode-kimi-auth"),
     ...options.env
   }
+  fs.mkdirSync(d("state/opencode"), { recursive: true })
+  fs.writeFileSync(d("state/opencode/password"), PASSWORD, { mode: 0o600 })
   const spec = options.pluginOptions ? { package: options.plugin, options: options.pluginOptions } : options.plugin
   fs.writeFileSync(
     d("config/opencode/opencode.json"),
