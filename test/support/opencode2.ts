@@ -297,6 +297,7 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
 
   const serve = async (): Promise<V2Server> => {
     const port = await freePort()
+    const started = Date.now()
     const child = spawn(options.bin, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
       cwd: projectDir,
       env,
@@ -324,9 +325,23 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
       return { status: r.status, json, text }
     }
     const deadline = Date.now() + 60_000
+    // The 2.0 preview can hang a request that arrives while it bootstraps its database (seen: 30-56 s,
+    // then never answered): wait for its log line first (10 s at most), and probe with a short timeout.
+    while (Date.now() < deadline && Date.now() < started + 10_000 && !/schema bootstrap completed/.test(logs())) {
+      if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}): ${output}`)
+      await sleep(100)
+    }
+    const probe = async () => {
+      const r = await fetch(`${url}/api/integration`, {
+        headers: { authorization: auth, "x-opencode-directory": projectDir },
+        signal: AbortSignal.timeout(5000)
+      })
+      await r.body?.cancel()
+      return r.status === 200
+    }
     for (;;) {
       if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}): ${output}`)
-      const up = await api("GET", "/api/integration").then((r) => r.status === 200, () => false)
+      const up = await probe().catch(() => false)
       if (up) break
       if (Date.now() > deadline) throw new Error(`serve did not answer in 60 s: ${output}`)
       await sleep(200)
