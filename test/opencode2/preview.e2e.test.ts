@@ -65,7 +65,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside the OpenCode 2
   it.each([
     { provider: CN, region: "mainland-cn" },
     { provider: GLOBAL, region: "global" }
-  ])("logs in on $provider over POST /api/integration/<id>/connect/oauth; the row holds no refresh token; run answers with X-Msh headers", async ({ provider, region }) => {
+  ])("logs in on $provider through the host's HTTP API (connect/oauth), the row holds no refresh token, and run answers with the X-Msh headers", async ({ provider, region }) => {
     const { e, tokenFile } = await world()
     const { server, methods, attempt, code } = await login(e, provider)
     expect(methods.methods).toContainEqual({ id: "kimi-device", type: "oauth", label: "Kimi device login" })
