@@ -123,12 +123,15 @@ const credentialOf = (methodID: string, access: string, expires: number, metadat
 })
 
 /** The device login method of one region (`integration.transform`'s `draft.method.update` input). */
-export const oauthMethod = (r: RegionV2) => ({
+export const oauthMethod = (r: RegionV2, onLogin: () => void = () => {}) => ({
   integrationID: r.providerId,
   method: { id: V2_METHOD_ID, type: "oauth" as const, label: DEVICE_LOGIN_LABEL },
   authorize: async () => {
     const start = await (await r.getCore()).startLogin()
-    const callback = start.callback().then((t) => credentialOf(V2_METHOD_ID, t.access, t.expires))
+    const callback = start.callback().then((t) => {
+      onLogin()
+      return credentialOf(V2_METHOD_ID, t.access, t.expires)
+    })
     callback.catch(() => {}) // the host awaits it; an abandoned attempt must not be an unhandled rejection
     return { url: start.url, instructions: start.instructions, mode: "auto" as const, expiresAt: start.expiresAt, callback }
   },
@@ -287,7 +290,7 @@ export const setupV2 = async (ctx: V2Context = {}) => {
   if (typeof integration === "function") {
     registrations.push(await tryRegister("the device login", () =>
       integration.call(ctx.integration, (draft: any) => {
-        for (const r of regions) draft.method.update(oauthMethod(r))
+        for (const r of regions) draft.method.update(oauthMethod(r, () => void loadAccountModels()))
       })))
   } else {
     debug("this OpenCode offers no integration.transform: no device login in its UI; log in with `kimi-auth login`")
@@ -311,23 +314,33 @@ export const setupV2 = async (ctx: V2Context = {}) => {
   }
   const account = new Map<string, ReadonlyArray<{ id: string; displayName?: string | undefined; contextLength?: number | undefined }>>()
   const catalog = ctx.catalog?.transform
+  /**
+   * The account's own models (`GET /models`), in the background (never holding up the start or a
+   * login), for a region with a login: at setup, and again after a login through the host.
+   */
+  const loadAccountModels = async (): Promise<void> => {
+    if (typeof catalog !== "function") return
+    try {
+      const found = await Promise.all(regions.map(async (r) => {
+        if (r.apiBaseUrl === undefined) return false
+        const core = await r.getCore()
+        const login = await core.currentLogin()
+        if (!login.ok) return false
+        const models = await core.listModels(r.apiBaseUrl, 5000)
+        for (const m of models) if (m.reasoning) r.thinks.add(m.id)
+        account.set(r.providerId, models)
+        return models.length > 0
+      }))
+      if (found.some(Boolean)) pending.push(tryRegister("the account's models", () => catalog.call(ctx.catalog, catalogTransform(regions, account))))
+    } catch {
+      // the catalog's own models stay
+    }
+  }
   if (typeof catalog === "function") {
     // Not awaited: in the 2.0 preview a catalog transform registered during `setup` settles only after
     // the plugins have loaded (awaiting it here hangs the host's start).
     pending.push(tryRegister("the catalog changes", () => catalog.call(ctx.catalog, catalogTransform(regions, account))))
-    // The account's own models, in the background (never holding up the start), for a region with a login.
-    void Promise.all(regions.map(async (r) => {
-      if (r.apiBaseUrl === undefined) return false
-      const core = await r.getCore()
-      const login = await core.currentLogin()
-      if (!login.ok) return false
-      const models = await core.listModels(r.apiBaseUrl, 5000)
-      for (const m of models) if (m.reasoning) r.thinks.add(m.id)
-      account.set(r.providerId, models)
-      return models.length > 0
-    })).then(async (found) => {
-      if (found.some(Boolean)) pending.push(tryRegister("the account's models", () => catalog.call(ctx.catalog, catalogTransform(regions, account))))
-    }).catch(() => {})
+    void loadAccountModels()
   } else {
     debug("this OpenCode offers no catalog.transform: no `off` variant and no extra account models")
   }

@@ -10,6 +10,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
+import { ACCOUNT_ONLY_MODEL_ID } from "../../src/emulator/Models.js"
 import { isolatedEnv, repoRoot, runCli } from "../support/cli.js"
 import { ensureOpencode, makeOpencodeEnv, type OpencodeEnv } from "../support/opencode.js"
 import { ensurePreview, INSTALL_TIMEOUT_MS, makeV2Env, previewMissing, type V2Env } from "../support/opencode2.js"
@@ -116,6 +117,19 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside the OpenCode 2
     expect(off).not.toHaveProperty("reasoning_effort")
     const plain = await bodyOf(`${CN}/kimi-for-coding`)
     expect(plain["thinking"]).toEqual({ type: "enabled" })
+    await server.stop()
+  }, RUN_TIMEOUT)
+
+  it("the account's models beyond the catalog: after a login through the host, the account-only model answers", async () => {
+    const { e } = await world()
+    const { server } = await login(e, CN)
+    emulator.clearRequests()
+    let r = await e.run(`${CN}/${ACCOUNT_ONLY_MODEL_ID}`, "Say hello", { server })
+    // the list is read in the background after the login: give it one more try
+    if (!r.stdout.includes("Hello from the Kimi emulator")) r = await e.run(`${CN}/${ACCOUNT_ONLY_MODEL_ID}`, "Say hello", { server })
+    expect(r.stdout, `${r.stdout}\n${r.stderr}`).toContain("Hello from the Kimi emulator")
+    const chat = emulator.requests("/coding/v1/chat/completions").find((c) => c.msh.platform !== undefined && c.status === 200)!
+    expect((chat.json as Record<string, unknown>)["model"]).toBe(ACCOUNT_ONLY_MODEL_ID)
     await server.stop()
   }, RUN_TIMEOUT)
 
