@@ -17,6 +17,8 @@
  * the host: `serve` over HTTP (`/api/integration/...`), `run`, and the
  * credential table of its SQLite database (read with Bun's `bun:sqlite`,
  * through OpenCode 1.18.33 acting as Bun).
+ *
+ * `SKIP_OPENCODE=1` (every host) or `SKIP_OPENCODE2=1` (these two) skips the suites.
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import * as crypto from "node:crypto"
@@ -41,9 +43,15 @@ export const REGISTRY_VERSION = "1.18.18"
 
 export const fixtureDir = path.join(repoRoot, "test", "opencode2", "fixture")
 
+const skipAll = (): string | undefined =>
+  /^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE ?? "") ? "SKIP_OPENCODE is set"
+    : /^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE2 ?? "") ? "SKIP_OPENCODE2 is set"
+    : undefined
+
 /** Why the preview suite cannot run here, or `undefined` when it can. */
 export const previewMissing = (): string | undefined => {
-  if (/^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE ?? "")) return "SKIP_OPENCODE is set"
+  const skip = skipAll()
+  if (skip !== undefined) return skip
   if (process.platform !== "linux" || process.arch !== "x64") return `the preview binary is linux-x64 only (this is ${process.platform}-${process.arch})`
   if (!fs.existsSync(previewXz)) return `${previewXz} is missing (set OPENCODE2_XZ to the OpenCode 2 preview .xz)`
   return undefined
@@ -51,7 +59,8 @@ export const previewMissing = (): string | undefined => {
 
 /** Why the registry-server suite cannot run here, or `undefined`. */
 export const registryMissing = (): string | undefined => {
-  if (/^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE ?? "")) return "SKIP_OPENCODE is set"
+  const skip = skipAll()
+  if (skip !== undefined) return skip
   if (process.platform !== "linux" || process.arch !== "x64") return `@opencode-ai/cli-linux-x64 is linux-x64 only (this is ${process.platform}-${process.arch})`
   return undefined
 }
