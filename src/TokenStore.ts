@@ -124,15 +124,21 @@ const describe = describeError
 export { describeError }
 
 /**
- * Windows refuses to replace a file that another process has open for a
- * moment (`EPERM`/`EBUSY`, e.g. a reader or a virus scanner): retry briefly.
- * Elsewhere a rename is tried once.
+ * Windows refuses to replace a file that another process holds open without
+ * `FILE_SHARE_DELETE` (`EPERM`/`EACCES`/`EBUSY`: an editor, a backup tool, a
+ * virus scanner, another client reading it): retries the rename with a
+ * growing pause (10 ms doubling up to 500 ms, 14 retries, about 4.6 s in all), then fails with the last
+ * error. The old file stays whole meanwhile: a rename replaces it entirely or
+ * not at all. Elsewhere a rename is tried once.
  */
-const retryWindowsRename = <A, R>(rename: Effect.Effect<A, PlatformError.PlatformError, R>) =>
-  process.platform === "win32"
+export const retryWindowsRename = <A, R>(
+  rename: Effect.Effect<A, PlatformError.PlatformError, R>,
+  platform: NodeJS.Platform = process.platform
+): Effect.Effect<A, PlatformError.PlatformError, R> =>
+  platform === "win32"
     ? Effect.retry(rename, {
-      times: 8,
-      schedule: Schedule.exponential("10 millis"),
+      times: 14,
+      schedule: Schedule.min([Schedule.exponential("10 millis"), Schedule.spaced("500 millis")]),
       while: (e) => e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy"
     })
     : rename
@@ -233,7 +239,16 @@ export const makeFile: Effect.Effect<
   const install = (tmp: string) =>
     Effect.gen(function*() {
       if (hasModes) yield* fs.chmod(tmp, FILE_MODE).pipe(Effect.mapError(writeError))
-      yield* retryWindowsRename(fs.rename(tmp, file)).pipe(Effect.mapError(writeError))
+      yield* retryWindowsRename(fs.rename(tmp, file)).pipe(
+        Effect.mapError((e) =>
+          process.platform === "win32" && (e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy")
+            ? storeError(
+              `Cannot replace the token file ${file}: another program kept it open for seconds (an editor, a ` +
+                `backup tool or a virus scanner). The file on disk is unchanged; close that program and try again`
+            )(e)
+            : writeError(e)
+        )
+      )
       yield* syncDir
       yield* removeMarker
       yield* sweepTemps
