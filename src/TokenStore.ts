@@ -123,13 +123,18 @@ const describe = describeError
 /** Re-exported: the OS error name of a platform error. */
 export { describeError }
 
+/** How long {@link retryWindowsRename} keeps trying before it gives up. */
+export const RENAME_RETRY_BUDGET = "10 seconds"
+
 /**
- * Windows refuses to replace a file that another process holds open without
- * `FILE_SHARE_DELETE` (`EPERM`/`EACCES`/`EBUSY`: an editor, a backup tool, a
- * virus scanner, another client reading it): retries the rename with a
- * growing pause (10 ms doubling up to 500 ms, 14 retries, about 4.6 s in all), then fails with the last
- * error. The old file stays whole meanwhile: a rename replaces it entirely or
- * not at all. Elsewhere a rename is tried once.
+ * Windows refuses to replace a file that another process holds open
+ * (`EPERM`/`EACCES`/`EBUSY`: another client or OpenCode process reading it,
+ * an editor, a backup tool, a virus scanner): retries the rename for up to
+ * {@link RENAME_RETRY_BUDGET}, at short jittered intervals (2 ms growing to
+ * 50 ms), so that it lands in a gap between readers that keep reopening the
+ * file; then fails with the last error. The old file stays whole meanwhile:
+ * a rename replaces it entirely or not at all. Elsewhere a rename is tried
+ * once. `platform` is a seam for tests.
  */
 export const retryWindowsRename = <A, R>(
   rename: Effect.Effect<A, PlatformError.PlatformError, R>,
@@ -137,8 +142,10 @@ export const retryWindowsRename = <A, R>(
 ): Effect.Effect<A, PlatformError.PlatformError, R> =>
   platform === "win32"
     ? Effect.retry(rename, {
-      times: 14,
-      schedule: Schedule.min([Schedule.exponential("10 millis"), Schedule.spaced("500 millis")]),
+      schedule: Schedule.max([
+        Schedule.jittered(Schedule.min([Schedule.exponential("2 millis", 1.5), Schedule.spaced("50 millis")])),
+        Schedule.during(RENAME_RETRY_BUDGET)
+      ]),
       while: (e) => e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy"
     })
     : rename
