@@ -39,10 +39,11 @@ const report: Record<string, unknown> = {}
 
 /** A Linux path as Windows processes under Wine see it (drive Z: is the Unix root). */
 const win = (p: string) => `Z:${p.replace(/\//g, "\\")}`
-const dist = win(path.join(repoRoot, "dist"))
+/** The library under test: this checkout's dist/, or KIMI_WINE_DIST (to run the lane against another build). */
+const dist = win(process.env["KIMI_WINE_DIST"] ?? path.join(repoRoot, "dist"))
 const child = win(path.join(repoRoot, "test", "windows", "win-child.mjs"))
 const storeLock = win(path.join(repoRoot, "test", "fixtures", "store-lock.mjs"))
-const cli = win(path.join(repoRoot, "dist", "cli", "main.js"))
+const cli = win(path.join(process.env["KIMI_WINE_DIST"] ?? path.join(repoRoot, "dist"), "cli", "main.js"))
 
 let scratch: string
 const temp = (name: string) => fs.mkdtempSync(path.join(scratch, `${name}-`))
