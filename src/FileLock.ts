@@ -622,8 +622,11 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
                   (cannotRemove !== undefined
                     ? `: ${cannotRemove}. Delete it as its owner (or root), or use a storage folder of your own.`
                     : alive
-                    ? `, which is still running (a live holder is never interrupted; if it is stopped, resume it ` +
-                      `with \`kill -CONT ${holder!.pid}\` or end it). Nothing was changed; try again.`
+                    ? `, which is still running (a live holder is never interrupted; ` +
+                      (process.platform === "win32"
+                        ? `if it hangs, end it in Task Manager`
+                        : `if it is stopped, resume it with \`kill -CONT ${holder!.pid}\` or end it`) +
+                      `). Nothing was changed; try again.`
                     : `. If no kimi-auth or OpenCode process is running, delete ${lockPath} and try again.`)
               })
             )

@@ -210,12 +210,14 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
         expect(l, JSON.stringify(l)).toMatchObject({ ok: true, missing: 0, errors: [] })
         for (const t of l["seen"] as Array<string>) expect(["at-0", "at-1"]).toContain(t)
       }
-      for (const r of results) {
-        expect(r.code, r.out + r.err).toBe(0)
-        expect(r.json[0]?.["ok"]).toBe(true)
-      }
+      // All outcomes at once, so a failure shows every process's and the server's side.
+      const failures = results
+        .map((r) => r.json[0] ?? { ok: false, message: `exit ${r.code}: ${r.err}` })
+        .filter((o) => o["ok"] !== true)
+        .map((o) => `${String(o["tag"])}: ${String(o["message"])}`)
+      expect({ failures, stats: server.stats }).toEqual({ failures: [], stats: { refreshes: 1, reuses: 0, revoked: false } })
+      for (const r of results) expect(r.code).toBe(0)
       expect(new Set(results.map((r) => r.json[0]?.["token"]))).toEqual(new Set(["at-1"]))
-      expect(server.stats).toEqual({ refreshes: 1, reuses: 0, revoked: false })
       const stored = JSON.parse(fs.readFileSync(path.join(storage, "oauth.json"), "utf8"))
       expect(stored.refresh_token).toBe("rt-1")
       report["refresh"] = {
