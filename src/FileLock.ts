@@ -640,13 +640,22 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
       Effect.gen(function*() {
         while (true) {
           yield* Effect.sleep(heartbeatMillis)
-          const s = yield* snapshot(lockPath)
-          if (s === undefined || !holds(token)(s)) {
+          // One failed beat (a file briefly held by a scanner on Windows) is not the end: the next one
+          // tries again. Where the holder cannot be identified (Windows without a creation time, another
+          // host), a heartbeat that stopped for good would let waiters take a live holder's lock.
+          const beat = yield* Effect.result(Effect.gen(function*() {
+            const s = yield* snapshot(lockPath)
+            if (s === undefined || !holds(token)(s)) return "stop" as const
+            const now = new Date()
+            yield* fs.utimes(lockPath, now, now).pipe(Effect.mapError(ioError(`refresh the lock file ${lockPath}`)))
+            return "beat" as const
+          }))
+          if (beat._tag === "Failure") {
+            yield* Effect.logDebug(`FileLock: a heartbeat for ${lockPath} failed; trying again at the next`, beat.failure)
+          } else if (beat.success === "stop") {
             yield* Effect.logDebug(`FileLock: the lock ${lockPath} vanished or changed hands while held; heartbeat stops`)
             return
           }
-          const now = new Date()
-          yield* fs.utimes(lockPath, now, now).pipe(Effect.mapError(ioError(`refresh the lock file ${lockPath}`)))
         }
       }).pipe(
         Effect.catchCause((cause) => Effect.logDebug(`FileLock: heartbeat for ${lockPath} stopped`, cause))

@@ -6,12 +6,18 @@
  *   of this machine, no `/proc` read on that path) identifies a live process
  *   and tells a reused pid from it; the browser opener runs `open <url>` (a
  *   fake `open` first on PATH) and reports its failures.
+ * - The lock's heartbeat survives one failed beat (Windows without a creation
+ *   time judges a live holder by it).
  * - Windows: the creation-time parsers (`wmic`, PowerShell) agree on one
  *   instant; a live pid whose creation time cannot be read is judged by its
  *   heartbeat (`unknown`), never taken as alive; the rename over a file held
  *   open is retried for a bounded 10 s, only for EPERM/EACCES/EBUSY.
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import { assert, describe, it } from "@effect/vitest"
+import * as FileSystem from "effect/FileSystem"
+import * as Layer from "effect/Layer"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as PlatformError from "effect/PlatformError"
@@ -66,7 +72,7 @@ describe("macOS: the lock holder's start time from ps", () => {
       assert.strictEqual(FileLock.holderState(info, host, "darwin"), "gone")
     })))
 
-  it.effect.skipIf(!hasPs)("the ps path does not read /proc: a start time that /proc would give is not what it returns", () =>
+  it.effect.skipIf(!hasPs)("on darwin the start time is ps's (its lstart text), on linux /proc's (clock ticks since boot)", () =>
     Effect.sync(() => {
       const ps = FileLock.processStartTime(process.pid, "darwin")
       const linux = FileLock.processStartTime(process.pid, "linux")
@@ -162,6 +168,29 @@ describe("Windows: the process creation time", () => {
     // A free pid is gone on every platform.
     assert.strictEqual(FileLock.holderState({ ...info, pid: 4_194_305 }, host, "win32"), "gone")
   })
+})
+
+describe("the heartbeat, which Windows without a creation time relies on", () => {
+  it.live("a failed beat (the lock file briefly unwritable) does not stop the heartbeat", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-beat-"))
+      const beats = { failed: 0, done: 0 }
+      const real = yield* FileSystem.FileSystem
+      const flaky: FileSystem.FileSystem = {
+        ...real,
+        utimes: (p, atime, mtime) =>
+          beats.failed++ === 0
+            ? Effect.fail(PlatformError.systemError({ _tag: "PermissionDenied", module: "FileSystem", method: "utimes" }))
+            : Effect.tap(real.utimes(p, atime, mtime), () => Effect.sync(() => beats.done++))
+      }
+      const lock = yield* FileLock.make({ path: path.join(dir, "oauth.json.lock"), timeout: "5 seconds", staleAfter: "300 millis" }).pipe(
+        Effect.provideService(FileSystem.FileSystem, flaky)
+      )
+      // Beats every 100 ms: the first fails, the ones after it must still come.
+      yield* lock.withLock(Effect.sleep("800 millis"))
+      fs.rmSync(dir, { recursive: true, force: true })
+      assert.isAtLeast(beats.done, 3, `beats after the failed one: ${beats.done}`)
+    }).pipe(Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer))))
 })
 
 describe("Windows: the rename over a file another process holds open", () => {
