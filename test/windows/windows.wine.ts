@@ -345,6 +345,28 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
       }
     })
 
+    it("a live Windows holder that holds the lock past the staleness time keeps it (its heartbeat runs): the waiter waits", async () => {
+      const storage = temp("live")
+      // Staleness 3 s, held 12 s: without a working heartbeat the waiter would take the lock after about 3 s.
+      const env = { STALE_AFTER_MS: "3000", LOCK_TIMEOUT_MS: "60000" }
+      const holder = startWin([storeLock, dist, win(storage), "hold", "12000"], env)
+      await until(() => holder.out().includes("held "), "the holder holds the lock")
+      const holderPid = Number(/held (\d+)/.exec(holder.out())![1])
+      const waiter = startWin([storeLock, dist, win(storage), "count", "1", "1"], env)
+      let waiterDone = false
+      void waiter.exited.then(() => (waiterDone = true))
+      // Well past the staleness time (and the waiter's start-up): the lock is still the holder's, the waiter still waits.
+      await new Promise((r) => setTimeout(r, 8_000))
+      expect(JSON.parse(fs.readFileSync(path.join(storage, "oauth.json.lock"), "utf8")).pid).toBe(holderPid)
+      expect(waiterDone).toBe(false)
+      expect(holder.out()).not.toContain("released")
+      const [holderCode] = await Promise.all([holder.exited, waiter.exited])
+      expect(holderCode).toBe(0)
+      expect(holder.out()).toContain("released")
+      expect(waiter.out(), waiter.err()).toBe("done\n")
+      report["liveHolderKept"] = { staleAfterMillis: 3000, heldMillis: 12000, waiterDone: true }
+    })
+
     it("N Windows processes, 2 fibers each, incrementing a counter under the lock: no overlap, no lost increment", async () => {
       const storage = temp("count")
       const n = Number(process.env["KIMI_WINE_PROCESSES"] ?? 6)
