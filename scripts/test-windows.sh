@@ -35,8 +35,8 @@ find_wine() {
 if ! wine="$(find_wine)"; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "Windows lane: installing wine64 with apt-get" >&2
-    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wine64 >/dev/null 2>&1 ||
-      { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wine64 >/dev/null 2>&1; }; }; then
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y wine64 >/dev/null 2>&1 ||
+      { apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y wine64 >/dev/null 2>&1; }; }; then
       skip "apt-get could not install wine64 here"
     fi
   fi

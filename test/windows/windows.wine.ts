@@ -127,6 +127,8 @@ const seed = (dir: string, expiresAt: number, access = "at-0", refresh = "rt-0")
 
 describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
   let windowsHost = ""
+  /** %USERPROFILE% as Windows processes see it, e.g. `C:\users\root`. */
+  let windowsHome = ""
 
   beforeAll(async () => {
     scratch = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-wine-"))
@@ -134,6 +136,7 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
     const info = JSON.parse(probe.out) as { platform: string; host: string; home: string }
     expect(info.platform).toBe("win32")
     windowsHost = info.host
+    windowsHome = info.home
     report["node"] = (await runWin(["--version"])).out.trim()
   })
 
@@ -157,7 +160,9 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
 
   describe("the CLI", () => {
     it("token, status and logout with the default storage folder %USERPROFILE%\\.opencode-kimi-auth", async () => {
-      const profile = path.join(prefix!, "drive_c", "users", os.userInfo().username)
+      // C:\ is the prefix's drive_c.
+      expect(windowsHome).toMatch(/^C:\\users\\/i)
+      const profile = path.join(prefix!, "drive_c", ...windowsHome.slice(3).split("\\"))
       const storage = path.join(profile, ".opencode-kimi-auth")
       fs.rmSync(storage, { recursive: true, force: true })
       seed(storage, now() + 800, "at-windows-cli")
@@ -173,7 +178,7 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
       }
       const status = await runWin([cli, "status"], env)
       expect(status.code).toBe(0)
-      expect(status.out).toContain(`C:\\users\\${os.userInfo().username}\\.opencode-kimi-auth`)
+      expect(status.out).toContain(`${windowsHome}\\.opencode-kimi-auth`)
       const logout = await runWin([cli, "logout"], env)
       expect(logout.code).toBe(0)
       expect(fs.existsSync(path.join(storage, "oauth.json"))).toBe(false)
