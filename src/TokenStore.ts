@@ -5,7 +5,9 @@
  *   (`.oauth.json.<pid>.<random>.tmp`), which is fsynced, set to 0600 and
  *   renamed over `oauth.json`; then the folder is fsynced where the platform
  *   allows it. A reader sees the old file or the new one, never a torn one,
- *   even when the writer is killed. Temporary files are never read; ones left
+ *   even when the writer is killed. On Windows a rename over a file another
+ *   process holds open fails (`EPERM`): it is retried for up to 10 s
+ *   ({@link retryWindowsRename}), then reported, the old file intact. Temporary files are never read; ones left
  *   by a crashed writer are swept after ten minutes.
  * - **Load** returns `undefined` when there is no file. A file that does not
  *   parse is never replaced or deleted: it is moved aside to
