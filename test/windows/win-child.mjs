@@ -12,7 +12,7 @@
 //                                           file holds the last set that saved successfully ("lost" if not).
 //   hold-open <file> <hold ms> <gap ms> <total ms> [stop file]
 //                                           opens the token file (prints "opened" the first time), reads it
-//                                           whole, keeps it open <hold ms>,
+//                                           whole, keeps it open <hold ms> (or until the stop file exists),
 //                                           closes it, waits <gap ms>; again until <total ms> or until the
 //                                           stop file exists. Counts torn reads (not a whole token file).
 //   load-loop <storage folder> <stop file>  TokenStore.load again and again until the stop file exists;
@@ -190,7 +190,9 @@ const run = async () => {
         } catch {
           torn++
         }
-        await sleep(holdMs)
+        // Held for <hold ms>, or until the stop file appears.
+        const until = Date.now() + holdMs
+        while (Date.now() < until && !(stopFile !== undefined && fs.existsSync(stopFile))) await sleep(Math.min(20, holdMs))
       } finally {
         fs.closeSync(fd)
       }

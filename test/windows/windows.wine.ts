@@ -280,10 +280,12 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
       await runWin([child, dist, "save", win(storage), "1"])
       const file = path.join(storage, "oauth.json")
       const before = fs.readFileSync(file, "utf8")
-      // Held for 16 s: past the start-up of both processes and the 10 s retry budget.
-      const reader = startWin([child, dist, "hold-open", win(file), "16000", "0", "1"])
+      // Held until the saver is done (the stop file), however slowly either process starts.
+      const stop = path.join(storage, "stop")
+      const reader = startWin([child, dist, "hold-open", win(file), "170000", "0", "1", win(stop)])
       await until(() => reader.json().some((l) => l["opened"] === true), "the reader has the file open")
       const saver = await runWin([child, dist, "save", win(storage), "1", "2"])
+      fs.writeFileSync(stop, "")
       await reader.exited
       const s = saver.json[0]!
       expect(s, JSON.stringify(s)).toMatchObject({ ok: true, saved: 0, failed: 1, lost: 0, last: 1 })
@@ -353,9 +355,9 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
 
     it("a live Windows holder that holds the lock past the staleness time keeps it (its heartbeat runs): the waiter waits", async () => {
       const storage = temp("live")
-      // Staleness 3 s, held 12 s: without a working heartbeat the waiter would take the lock after about 3 s.
+      // Staleness 3 s, held 16 s: without a working heartbeat the waiter would take the lock after about 3 s.
       const env = { STALE_AFTER_MS: "3000", LOCK_TIMEOUT_MS: "60000" }
-      const holder = startWin([storeLock, dist, win(storage), "hold", "12000"], env)
+      const holder = startWin([storeLock, dist, win(storage), "hold", "16000"], env)
       await until(() => holder.out().includes("held "), "the holder holds the lock")
       const holderPid = Number(/held (\d+)/.exec(holder.out())![1])
       const waiter = startWin([storeLock, dist, win(storage), "count", "1", "1"], env)
@@ -370,7 +372,7 @@ describe.skipIf(!enabled)("Windows (node.exe under Wine)", () => {
       expect(holderCode).toBe(0)
       expect(holder.out()).toContain("released")
       expect(waiter.out(), waiter.err()).toBe("done\n")
-      report["liveHolderKept"] = { staleAfterMillis: 3000, heldMillis: 12000, waiterDone: true }
+      report["liveHolderKept"] = { staleAfterMillis: 3000, heldMillis: 16000, waiterDone: true }
     })
 
     it("N Windows processes, 2 fibers each, incrementing a counter under the lock: no overlap, no lost increment", async () => {
