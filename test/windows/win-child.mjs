@@ -15,7 +15,9 @@
 //                                           whole, keeps it open <hold ms> (or until the stop file exists),
 //                                           closes it, waits <gap ms>; again until <total ms> or until the
 //                                           stop file exists. Counts torn reads (not a whole token file).
-//   load-loop <storage folder> <stop file>  TokenStore.load again and again until the stop file exists;
+//   load-loop <storage folder> <stop file> [pause ms]
+//                                           TokenStore.load again and again (a pause between loads) until the
+//                                           stop file exists;
 //                                           the access tokens seen, errors, loads without a file.
 //   start-time <pid>                        FileLock's view of <pid>: its start time, alive or not.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
@@ -143,7 +145,7 @@ const run = async () => {
     }).pipe(Effect.provide(layer)))
     print({ ok: true, ...result })
   } else if (mode === "load-loop") {
-    const [storageDir, stopFile] = rest
+    const [storageDir, stopFile, pause = "0"] = rest
     const { TokenStore } = await load("TokenStore.js")
     const { KimiAuthConfig } = await load("KimiAuthConfig.js")
     const { DeviceIdentity } = await load("DeviceIdentity.js")
@@ -163,6 +165,7 @@ const run = async () => {
         if (r._tag === "Failure") errors.add(`${r.failure._tag}: ${r.failure.message}`)
         else if (r.success === undefined) missing++
         else seen.add(Redacted.value(r.success.accessToken))
+        if (Number(pause) > 0) yield* Effect.sleep(Number(pause))
       }
       return { loads, missing, errors: [...errors], seen: [...seen].sort() }
     }).pipe(Effect.provide(layer)))
