@@ -16,7 +16,8 @@
  *   file.
  * - **Who holds it**: a pid is not an identity (pids are reused), so the lock
  *   records the holder's pid, its start time (`/proc/<pid>/stat` field 22 on
- *   Linux, `ps -o lstart=` elsewhere) and the host name.
+ *   Linux, the creation time from `wmic` or PowerShell on Windows, `ps -o
+ *   lstart=` elsewhere) and the host name.
  * - **Stale**: a lock whose holder is on this host is stale only when that
  *   process is gone: its pid is free, or now belongs to a process that started
  *   at another time. A live holder on this host is never broken, however long
@@ -26,7 +27,10 @@
  *   its lock is stale once its heartbeat (the file's mtime and content) has not
  *   changed for `staleAfter` (default 10 s), measured on the waiter's own
  *   monotonic clock from the moment it first saw that heartbeat, never by
- *   comparing two machines' wall clocks.
+ *   comparing two machines' wall clocks. On Windows, a holder whose pid is
+ *   alive but whose creation time cannot be compared (no tool reports it, as
+ *   under Wine) is judged by the same heartbeat rule: Windows reuses pids
+ *   quickly, and "the pid answers" proves nothing there.
  * - **Take-over**: a waiter that finds a stale lock first takes a short-lived
  *   second lock, `<path>.break` (same exclusive create), then re-reads the lock
  *   and proceeds only if it is still the very file (same inode, same content)
@@ -160,20 +164,22 @@ export const isPidAlive = (pid: number): boolean => {
 /**
  * When process `pid` started, as an opaque string that changes when the pid is
  * reused: field 22 of `/proc/<pid>/stat` (clock ticks since boot) on Linux,
- * `ps -o lstart= -p <pid>` on other POSIX systems. `undefined` when it cannot
- * be read (no such process, Windows, no `ps`).
+ * the creation time on Windows ({@link windowsProcessStartTime}),
+ * `ps -o lstart= -p <pid>` on other POSIX systems (macOS). `undefined` when it
+ * cannot be read (no such process, no `ps`, no Windows tool for it).
+ * `platform` is a seam for tests (the macOS path runs on Linux too).
  */
-export const processStartTime = (pid: number): string | undefined => {
+export const processStartTime = (pid: number, platform: NodeJS.Platform = process.platform): string | undefined => {
   if (!Number.isSafeInteger(pid) || pid <= 0) return undefined
   try {
-    if (process.platform === "linux") {
+    if (platform === "linux") {
       const stat = nodeFs.readFileSync(`/proc/${pid}/stat`, "utf8")
       // The command name (field 2) is in parentheses and may hold spaces: count from after it.
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
       const start = fields[22 - 3]
       return start !== undefined && /^\d+$/.test(start) ? `linux:${start}` : undefined
     }
-    if (process.platform === "win32") return undefined
+    if (platform === "win32") return windowsProcessStartTime(pid)
     const out = childProcess.execFileSync("ps", ["-o", "lstart=", "-p", String(pid)], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "ignore"],
@@ -183,6 +189,98 @@ export const processStartTime = (pid: number): string | undefined => {
   } catch {
     return undefined
   }
+}
+
+/** Microseconds between 1601-01-01 (Windows FILETIME epoch) and 1970-01-01. */
+const FILETIME_EPOCH_MICROS = 11_644_473_600_000_000n
+
+/**
+ * `wmic process where ProcessId=N get CreationDate /value` output
+ * (`CreationDate=20261202175012.123456+060`, local time and its offset in
+ * minutes; UTF-16 or ANSI) as `win:<microseconds since 1601 UTC>`.
+ */
+export const parseWmicCreationDate = (out: string): string | undefined => {
+  const m = /CreationDate=(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})\.(\d{6})([+-]\d{1,4})/.exec(out.replace(/\0/g, ""))
+  if (m === null) return undefined
+  const [y, mo, d, h, mi, sec, micro, offset] = m.slice(1).map(Number) as [number, number, number, number, number, number, number, number]
+  const localMillis = Date.UTC(y, mo - 1, d, h, mi, sec)
+  if (!Number.isFinite(localMillis)) return undefined
+  const utcMicros = BigInt(localMillis - offset * 60_000) * 1000n + BigInt(micro)
+  return `win:${utcMicros + FILETIME_EPOCH_MICROS}`
+}
+
+/** PowerShell's `StartTime.ToFileTimeUtc()` (100 ns ticks since 1601 UTC) as `win:<microseconds since 1601 UTC>`. */
+export const parseFileTimeUtc = (out: string): string | undefined => {
+  const t = out.replace(/\0/g, "").trim()
+  return /^\d{15,19}$/.test(t) ? `win:${BigInt(t) / 10n}` : undefined
+}
+
+/** The Windows tools that can report a process's creation time, in the order they are tried. */
+const windowsStartTimeTools: ReadonlyArray<{
+  readonly command: string
+  readonly args: (pid: number) => ReadonlyArray<string>
+  readonly parse: (out: string) => string | undefined
+}> = [
+  // Fast where it exists (Windows 10, Windows 11 before 24H2, or with the optional feature).
+  {
+    command: "wmic",
+    args: (pid) => ["process", "where", `ProcessId=${pid}`, "get", "CreationDate", "/value"],
+    parse: parseWmicCreationDate
+  },
+  // Everywhere on Windows 10 and 11, slower to start (about half a second).
+  {
+    command: "powershell.exe",
+    args: (pid) => [
+      "-NoProfile",
+      "-NonInteractive",
+      "-Command",
+      `(Get-Process -Id ${pid} -ErrorAction Stop).StartTime.ToFileTimeUtc()`
+    ],
+    parse: parseFileTimeUtc
+  }
+]
+
+/** The tool found to work on this machine: `undefined` until probed, `null` when none does (Wine). */
+let windowsTool: (typeof windowsStartTimeTools)[number] | null | undefined
+const windowsCache = new Map<number, { readonly value: string | undefined; readonly at: number }>()
+/** How long one answer is reused: a waiter polls every 10-250 ms and each answer spawns a tool. */
+const WINDOWS_CACHE_MILLIS = 2_000
+
+const runWindowsTool = (tool: (typeof windowsStartTimeTools)[number], pid: number): string | undefined => {
+  try {
+    const out = childProcess.execFileSync(tool.command, [...tool.args(pid)], {
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 5_000,
+      windowsHide: true
+    })
+    // wmic writes UTF-16 to a pipe on some versions.
+    const text = out.includes(0) ? out.toString("utf16le") : out.toString("latin1")
+    return tool.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The creation time of Windows process `pid`, from `wmic` or, where wmic is
+ * gone, PowerShell's `Get-Process`, without native code. The tool is chosen
+ * once per process by reading this process's own creation time; when none
+ * answers (Wine has neither: its `wmic` knows no `CreationDate`, it has no
+ * PowerShell), this is `undefined` for every pid, and {@link holderState}
+ * falls back to the heartbeat rule. Answers are reused for 2 s.
+ */
+export const windowsProcessStartTime = (pid: number): string | undefined => {
+  if (windowsTool === undefined) {
+    windowsTool = windowsStartTimeTools.find((tool) => runWindowsTool(tool, process.pid) !== undefined) ?? null
+  }
+  if (windowsTool === null) return undefined
+  const now = Date.now()
+  const cached = windowsCache.get(pid)
+  if (cached !== undefined && now - cached.at < WINDOWS_CACHE_MILLIS) return cached.value
+  const value = runWindowsTool(windowsTool, pid)
+  if (windowsCache.size > 64) windowsCache.clear()
+  windowsCache.set(pid, { value, at: now })
+  return value
 }
 
 let ownStartTime: string | undefined | null = null
@@ -198,16 +296,22 @@ export type HolderState = "alive" | "gone" | "unknown"
 /**
  * Whether the holder named in `info` still runs: `unknown` for another host
  * (or no info); on this host `gone` when its pid is free or belongs to a
- * process that started at another time than the one recorded.
+ * process that started at another time than the one recorded. On Windows a
+ * live pid whose start time cannot be compared (no tool answers, as under
+ * Wine, or a lock without one) is `unknown` too: Windows reuses pids within
+ * seconds, so such a holder is judged by its heartbeat, like one on another
+ * host. Elsewhere such a pid counts as alive. `platform` is a seam for tests.
  */
-export const holderState = (info: LockInfo | undefined, hostname: string = os.hostname()): HolderState => {
+export const holderState = (
+  info: LockInfo | undefined,
+  hostname: string = os.hostname(),
+  platform: NodeJS.Platform = process.platform
+): HolderState => {
   if (info === undefined || info.hostname !== hostname) return "unknown"
   if (!isPidAlive(info.pid)) return "gone"
-  if (info.startTime !== undefined) {
-    const now = processStartTime(info.pid)
-    if (now !== undefined && now !== info.startTime) return "gone"
-  }
-  return "alive"
+  const now = info.startTime === undefined ? undefined : processStartTime(info.pid, platform)
+  if (now !== undefined) return now === info.startTime ? "alive" : "gone"
+  return platform === "win32" ? "unknown" : "alive"
 }
 
 const randomId = () => crypto.randomBytes(12).toString("hex")
@@ -518,8 +622,11 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
                   (cannotRemove !== undefined
                     ? `: ${cannotRemove}. Delete it as its owner (or root), or use a storage folder of your own.`
                     : alive
-                    ? `, which is still running (a live holder is never interrupted; if it is stopped, resume it ` +
-                      `with \`kill -CONT ${holder!.pid}\` or end it). Nothing was changed; try again.`
+                    ? `, which is still running (a live holder is never interrupted; ` +
+                      (process.platform === "win32"
+                        ? `if it hangs, end it in Task Manager`
+                        : `if it is stopped, resume it with \`kill -CONT ${holder!.pid}\` or end it`) +
+                      `). Nothing was changed; try again.`
                     : `. If no kimi-auth or OpenCode process is running, delete ${lockPath} and try again.`)
               })
             )
@@ -533,13 +640,22 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
       Effect.gen(function*() {
         while (true) {
           yield* Effect.sleep(heartbeatMillis)
-          const s = yield* snapshot(lockPath)
-          if (s === undefined || !holds(token)(s)) {
+          // One failed beat (a file briefly held by a scanner on Windows) is not the end: the next one
+          // tries again. Where the holder cannot be identified (Windows without a creation time, another
+          // host), a heartbeat that stopped for good would let waiters take a live holder's lock.
+          const beat = yield* Effect.result(Effect.gen(function*() {
+            const s = yield* snapshot(lockPath)
+            if (s === undefined || !holds(token)(s)) return "stop" as const
+            const now = new Date()
+            yield* fs.utimes(lockPath, now, now).pipe(Effect.mapError(ioError(`refresh the lock file ${lockPath}`)))
+            return "beat" as const
+          }))
+          if (beat._tag === "Failure") {
+            yield* Effect.logDebug(`FileLock: a heartbeat for ${lockPath} failed; trying again at the next`, beat.failure)
+          } else if (beat.success === "stop") {
             yield* Effect.logDebug(`FileLock: the lock ${lockPath} vanished or changed hands while held; heartbeat stops`)
             return
           }
-          const now = new Date()
-          yield* fs.utimes(lockPath, now, now).pipe(Effect.mapError(ioError(`refresh the lock file ${lockPath}`)))
         }
       }).pipe(
         Effect.catchCause((cause) => Effect.logDebug(`FileLock: heartbeat for ${lockPath} stopped`, cause))

@@ -12,7 +12,9 @@
  *   others may write and that is not ours to tighten, a token file that is a
  *   symbolic link or not a regular file. The message says how to fix it.
  *
- * POSIX only: on Windows every check passes (there are no such bits). Sync
+ * POSIX only: on Windows every check passes (there are no such bits; what
+ * keeps the file private there is the ACL of the profile folder it lives in,
+ * `%USERPROFILE%`, which only the user, SYSTEM and Administrators may open). Sync
  * `node:fs` calls on two paths, once per load or save.
  *
  * @since 0.1.0

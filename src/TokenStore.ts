@@ -5,7 +5,9 @@
  *   (`.oauth.json.<pid>.<random>.tmp`), which is fsynced, set to 0600 and
  *   renamed over `oauth.json`; then the folder is fsynced where the platform
  *   allows it. A reader sees the old file or the new one, never a torn one,
- *   even when the writer is killed. Temporary files are never read; ones left
+ *   even when the writer is killed. On Windows a rename over a file another
+ *   process holds open fails (`EPERM`): it is retried for up to 10 s
+ *   ({@link retryWindowsRename}), then reported, the old file intact. Temporary files are never read; ones left
  *   by a crashed writer are swept after ten minutes.
  * - **Load** returns `undefined` when there is no file. A file that does not
  *   parse is never replaced or deleted: it is moved aside to
@@ -138,16 +140,29 @@ const describe = describeError
 /** Re-exported: the OS error name of a platform error. */
 export { describeError }
 
+/** How long {@link retryWindowsRename} keeps trying before it gives up. */
+export const RENAME_RETRY_BUDGET = "10 seconds"
+
 /**
- * Windows refuses to replace a file that another process has open for a
- * moment (`EPERM`/`EBUSY`, e.g. a reader or a virus scanner): retry briefly.
- * Elsewhere a rename is tried once.
+ * Windows refuses to replace a file that another process holds open
+ * (`EPERM`/`EACCES`/`EBUSY`: another client or OpenCode process reading it,
+ * an editor, a backup tool, a virus scanner): retries the rename for up to
+ * {@link RENAME_RETRY_BUDGET}, at short jittered intervals (2 ms growing to
+ * 50 ms), so that it lands in a gap between readers that keep reopening the
+ * file; then fails with the last error. The old file stays whole meanwhile:
+ * a rename replaces it entirely or not at all. Elsewhere a rename is tried
+ * once. `platform` is a seam for tests.
  */
-const retryWindowsRename = <A, R>(rename: Effect.Effect<A, PlatformError.PlatformError, R>) =>
-  process.platform === "win32"
+export const retryWindowsRename = <A, R>(
+  rename: Effect.Effect<A, PlatformError.PlatformError, R>,
+  platform: NodeJS.Platform = process.platform
+): Effect.Effect<A, PlatformError.PlatformError, R> =>
+  platform === "win32"
     ? Effect.retry(rename, {
-      times: 8,
-      schedule: Schedule.exponential("10 millis"),
+      schedule: Schedule.max([
+        Schedule.jittered(Schedule.min([Schedule.exponential("2 millis", 1.5), Schedule.spaced("50 millis")])),
+        Schedule.during(RENAME_RETRY_BUDGET)
+      ]),
       while: (e) => e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy"
     })
     : rename
@@ -248,7 +263,16 @@ export const makeFile: Effect.Effect<
   const install = (tmp: string) =>
     Effect.gen(function*() {
       if (hasModes) yield* fs.chmod(tmp, FILE_MODE).pipe(Effect.mapError(writeError))
-      yield* retryWindowsRename(fs.rename(tmp, file)).pipe(Effect.mapError(writeError))
+      yield* retryWindowsRename(fs.rename(tmp, file)).pipe(
+        Effect.mapError((e) =>
+          process.platform === "win32" && (e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy")
+            ? storeError(
+              `Cannot replace the token file ${file}: another program kept it open for seconds (an editor, a ` +
+                `backup tool or a virus scanner). The file on disk is unchanged; close that program and try again`
+            )(e)
+            : writeError(e)
+        )
+      )
       yield* syncDir
       yield* removeMarker
       yield* sweepTemps

@@ -24,18 +24,21 @@ export type BrowserResult =
 /** How long the opener is watched before it is taken to have started a browser. */
 export const OPENER_WAIT_MILLIS = 3000
 
-/** Whether a browser can plausibly be shown on this machine. */
-export const canOpenBrowser = (env: NodeJS.ProcessEnv = process.env): boolean => {
+/** Whether a browser can plausibly be shown on this machine. `platform` is a seam for tests. */
+export const canOpenBrowser = (
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform
+): boolean => {
   if (env["CI"]) return false
-  if (process.platform === "darwin" || process.platform === "win32") return true
+  if (platform === "darwin" || platform === "win32") return true
   return Boolean(env["DISPLAY"] || env["WAYLAND_DISPLAY"])
 }
 
-/** The opener command of this platform. */
-const opener = (url: string): readonly [string, ReadonlyArray<string>] =>
-  process.platform === "darwin"
+/** The opener command of a platform: `open` on macOS, `cmd /c start` on Windows, `xdg-open` elsewhere. */
+export const opener = (url: string, platform: NodeJS.Platform = process.platform): readonly [string, ReadonlyArray<string>] =>
+  platform === "darwin"
     ? ["open", [url]]
-    : process.platform === "win32"
+    : platform === "win32"
     ? ["cmd", ["/c", "start", "", url.replace(/&/g, "^&")]]
     : ["xdg-open", [url]]
 
@@ -43,10 +46,15 @@ const opener = (url: string): readonly [string, ReadonlyArray<string>] =>
  * Tries to open `url` and reports what happened: `Opened` when the opener
  * exited 0 (or was still running after {@link OPENER_WAIT_MILLIS}), `Failed`
  * with a reason when it could not be started or exited with an error.
+ * `platform` is a seam for tests (the macOS opener runs on Linux too).
  */
-export const openBrowser = (url: string, waitMillis: number = OPENER_WAIT_MILLIS): Effect.Effect<BrowserResult> => {
-  if (!canOpenBrowser()) return Effect.succeed({ _tag: "Skipped" })
-  const [command, args] = opener(url)
+export const openBrowser = (
+  url: string,
+  waitMillis: number = OPENER_WAIT_MILLIS,
+  platform: NodeJS.Platform = process.platform
+): Effect.Effect<BrowserResult> => {
+  if (!canOpenBrowser(process.env, platform)) return Effect.succeed({ _tag: "Skipped" })
+  const [command, args] = opener(url, platform)
   return Effect.callback<BrowserResult>((resume0) => {
     // The first outcome wins: a failed spawn emits "error" and may emit "exit" too.
     let done = false
