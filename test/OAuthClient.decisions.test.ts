@@ -29,7 +29,7 @@ const settings = {
   apiBaseUrlPinned: false,
   region: "global" as const
 }
-const cn = { oauthHost: "https://auth.moonshot.cn", apiBaseUrl: "https://api.moonshot.cn/coding/v1", region: "china" as const }
+const cn = { oauthHost: "https://auth.moonshot.cn", apiBaseUrl: "https://api.moonshot.cn/coding/v1", region: "mainland-cn" as const }
 
 describe("who issued a login, and where its refresh goes", () => {
   it("a device login is issued by the configured hosts and region", () => {
@@ -45,7 +45,7 @@ describe("who issued a login, and where its refresh goes", () => {
       region: "global"
     })
     const pinned = { ...settings, oauthHostPinned: true }
-    assert.deepStrictEqual(refreshIssuer(pinned, cn), { oauthHost: settings.oauthHost, apiBaseUrl: cn.apiBaseUrl, region: "china" })
+    assert.deepStrictEqual(refreshIssuer(pinned, cn), { oauthHost: settings.oauthHost, apiBaseUrl: cn.apiBaseUrl, region: "mainland-cn" })
   })
 })
 
@@ -90,8 +90,8 @@ describe("what a refusal means", () => {
   const run = <A, E>(e: Effect.Effect<A, E>) => Effect.runSyncExit(e)
 
   it("pollOutcome: pending and slow_down keep polling, access_denied and expired_token end the flow, others are OAuthErrors", () => {
-    assert.deepStrictEqual(run(pollOutcome(400, { error: "authorization_pending" })), Exit.succeed({ _tag: "Pending" }))
-    assert.deepStrictEqual(run(pollOutcome(400, { error: "slow_down" })), Exit.succeed({ _tag: "SlowDown" }))
+    assert.deepStrictEqual(run(pollOutcome(400, { error: "authorization_pending" })), Exit.succeed({ _tag: "Pending" } as const))
+    assert.deepStrictEqual(run(pollOutcome(400, { error: "slow_down" })), Exit.succeed({ _tag: "SlowDown" } as const))
     const tagOf = (error: string) => {
       const exit = run(Effect.flip(pollOutcome(400, { error })))
       return Exit.isSuccess(exit) ? exit.value._tag : "none"
