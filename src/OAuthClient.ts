@@ -39,6 +39,7 @@ import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import * as HttpClient from "effect/http/HttpClient"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
+import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import {
   AccessDeniedError,
@@ -298,6 +299,34 @@ const noRedirects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     }))
 
 /**
+ * Reads an answer of `url` to the end: a redirect is refused (never followed),
+ * and so is an answer from elsewhere or a body past {@link OAUTH_BODY_LIMIT_BYTES};
+ * `secrets` (what the request sent) are scrubbed from its `safeBody`.
+ */
+const readAnswer = (url: string, secrets: ReadonlyArray<string>) => (response: HttpClientResponse.HttpClientResponse) =>
+  Effect.gen(function*() {
+    if (response.status >= 300 && response.status < 400) {
+      // Read a little of it only to end the exchange cleanly; never follow it.
+      yield* Effect.ignore(readTextCapped(response, 4096))
+      return yield* Effect.fail(redirectRefusal(url, response.status, response.headers["location"]))
+    }
+    if (answeredElsewhere(response.url, url)) {
+      // A custom HttpClient that follows redirects by itself: the answer comes from elsewhere.
+      return yield* Effect.fail(foreignAnswerRefusal(url, response.status, response.url))
+    }
+    const body = yield* readTextCapped(response, OAUTH_BODY_LIMIT_BYTES).pipe(
+      Effect.catchTag("BodyTooLargeError", (e) => Effect.fail(tooLargeRefusal(url, response.status, e.declaredBytes)))
+    )
+    return {
+      url,
+      status: response.status,
+      retryAfter: response.headers["retry-after"],
+      body,
+      safeBody: redactSecrets(body, secrets)
+    } satisfies RawResponse
+  })
+
+/**
  * Builds the client from the configuration, the device identity and an
  * `HttpClient` (use `FetchHttpClient.layer`: it works in Node and in Bun).
  */
@@ -322,28 +351,8 @@ export const make = Effect.gen(function*() {
         message: `Cannot reach the Kimi OAuth server at ${url} (${detail}). ` +
           `Check your connection and the OAuth host setting (KIMI_OAUTH_HOST); it will be retried.`
       })
-    return Effect.gen(function*() {
-      const response = yield* noRedirects(http.execute(request))
-      if (response.status >= 300 && response.status < 400) {
-        // Read a little of it only to end the exchange cleanly; never follow it.
-        yield* Effect.ignore(readTextCapped(response, 4096))
-        return yield* Effect.fail(redirectRefusal(url, response.status, response.headers["location"]))
-      }
-      if (answeredElsewhere(response.url, url)) {
-        // A custom HttpClient that follows redirects by itself: the answer comes from elsewhere.
-        return yield* Effect.fail(foreignAnswerRefusal(url, response.status, response.url))
-      }
-      const body = yield* readTextCapped(response, OAUTH_BODY_LIMIT_BYTES).pipe(
-        Effect.catchTag("BodyTooLargeError", (e) => Effect.fail(tooLargeRefusal(url, response.status, e.declaredBytes)))
-      )
-      return {
-        url,
-        status: response.status,
-        retryAfter: response.headers["retry-after"],
-        body,
-        safeBody: redactSecrets(body, secrets)
-      } satisfies RawResponse
-    }).pipe(
+    return noRedirects(http.execute(request)).pipe(
+      Effect.flatMap(readAnswer(url, secrets)),
       Effect.tap((raw) =>
         Effect.logDebug(`oauth: POST ${endpoint} -> HTTP ${raw.status}`).pipe(
           Effect.annotateLogs({ grant: typeof form["grant_type"] === "string" ? form["grant_type"] : "device_authorization" })
