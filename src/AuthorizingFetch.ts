@@ -18,6 +18,7 @@
  *
  * @since 0.1.0
  */
+import { envFetch } from "./EnvFetch.js"
 import { API_BODY_LIMIT_BYTES, readWebTextCapped, readWebTextPrefix } from "./HttpBody.js"
 import { authorize, type Outcome, quotaMessage, type TokenResult, type TokenSource, type Transport } from "./KimiRequest.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
@@ -28,7 +29,7 @@ export type { TokenResult } from "./KimiRequest.js"
 export interface KimiFetchDeps extends TokenSource {
   /** Identity headers (`X-Msh-*`, `User-Agent`) added to every Kimi request. */
   readonly headers: Readonly<Record<string, string>>
-  /** The underlying fetch; `globalThis.fetch` by default. */
+  /** The underlying fetch; `globalThis.fetch` by default (honouring `HTTPS_PROXY` / `NO_PROXY` on Node: `EnvFetch.ts`). */
   readonly fetch?: typeof globalThis.fetch | undefined
   /**
    * The Kimi API base (`https://api.kimi.com/coding/v1`), or a function giving
@@ -70,7 +71,7 @@ const under = (url: string, base: string) => url === base || url.startsWith(base
 
 /** Builds the authorizing fetch. */
 export const makeKimiFetch = (deps: KimiFetchDeps) => {
-  const baseFetch = deps.fetch ?? globalThis.fetch
+  const baseFetch = deps.fetch ?? envFetch()
   const baseOf = typeof deps.apiBaseUrl === "function" ? deps.apiBaseUrl : () => deps.apiBaseUrl as string | undefined
   // Computed once: the names we overwrite (lower case) and the pairs we add. Every request is on
   // the hot path (BENCHMARKS.md, "Request overhead"): a plain-object `init.headers` (what the AI

@@ -29,7 +29,7 @@ import {
   type ServerError
 } from "./Errors.js"
 import { type DeviceAuthorization, OAuthClient, type OAuthCallError } from "./OAuthClient.js"
-import { retryTransient } from "./Retry.js"
+import { retryTransient, type RetryNotice } from "./Retry.js"
 import type { TokenSet } from "./TokenSet.js"
 
 /** RFC 8628 section 3.5: seconds added to the interval on every `slow_down`. */
@@ -62,6 +62,8 @@ export type PollEvent =
 export interface DeviceFlowShape {
   /** RFC 8628 3.1: asks the server for a device code and a user code; 5xx, 429 and network faults are retried (5 attempts, about 15 s of backoff). */
   readonly start: Effect.Effect<DeviceAuthorization, OAuthCallError>
+  /** {@link start}, telling `onRetry` of each retry before its wait (for an edge that shows progress). */
+  readonly startWith?: ((onRetry: (retry: RetryNotice) => Effect.Effect<void>) => Effect.Effect<DeviceAuthorization, OAuthCallError>) | undefined
   /**
    * RFC 8628 3.4-3.5: polls until the user approves (tokens), refuses
    * ({@link AccessDeniedError}) or the code expires ({@link DeviceCodeExpiredError}).
@@ -139,14 +141,17 @@ export const make = (options: DeviceFlowOptions = {}) =>
       }).pipe(Effect.withSpan("DeviceFlow.awaitTokens"))
 
     // Nothing is at stake yet, so a flaky first request is retried rather than ending the login.
-    const start = retryTransient(client.requestDeviceAuthorization, {
-      attempts: 5,
-      baseDelay: "1 second",
-      maxDelay: "8 seconds",
-      label: "device authorization"
-    }).pipe(Effect.withSpan("DeviceFlow.start"))
+    const startWith = (onRetry?: (retry: RetryNotice) => Effect.Effect<void>) =>
+      retryTransient(client.requestDeviceAuthorization, {
+        attempts: 5,
+        baseDelay: "1 second",
+        maxDelay: "8 seconds",
+        label: "device authorization",
+        onRetry
+      }).pipe(Effect.withSpan("DeviceFlow.start"))
+    const start = startWith()
 
-    return { start, awaitTokens } satisfies DeviceFlowShape
+    return { start, startWith, awaitTokens } satisfies DeviceFlowShape
   })
 
 /** The device flow service. */

@@ -143,8 +143,23 @@ export type TransientError = NetworkError | ServerError
 export const isTransient = (e: { readonly _tag: string }): e is TransientError =>
   e._tag === "NetworkError" || e._tag === "ServerError"
 
-/** The command a person runs to log in again, quoted in every `NotLoggedInError`. */
-export const LOGIN_HINT = "run `kimi-auth login` (or `opencode auth login -p kimi` in OpenCode)"
+/**
+ * The command a person runs to log in again, quoted in every `NotLoggedInError`.
+ * It names OpenCode's two real providers; the CLI and the plugin replace it
+ * with the one command of the region at hand ({@link loginHintFor}).
+ */
+export const LOGIN_HINT =
+  "run `kimi-auth login` (or, in OpenCode, `opencode auth login -p kimi-code-plan-cn`; `-p kimi-code-plan-global` for kimi.ai)"
+
+/** {@link LOGIN_HINT} for one region: the `kimi-auth login` flags and OpenCode's provider of that region. */
+export const loginHintFor = (region: "mainland-cn" | "global"): string =>
+  region === "global"
+    ? "run `kimi-auth login --region global` (or `opencode auth login -p kimi-code-plan-global` in OpenCode)"
+    : "run `kimi-auth login` (or `opencode auth login -p kimi-code-plan-cn` in OpenCode)"
+
+/** `message` with {@link LOGIN_HINT} replaced by the hint of `region`. */
+export const withRegionLoginHint = (message: string, region: "mainland-cn" | "global"): string =>
+  message.split(LOGIN_HINT).join(loginHintFor(region))
 
 const TOKENISH =
   /("?(?:access[_-]?token|refresh[_-]?token|id[_-]?token|device[_-]?code|client[_-]?secret|password|token)"?\s*[:=]\s*"?)([^"&,\s}]+)/gi

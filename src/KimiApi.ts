@@ -25,15 +25,15 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type * as HttpClientError from "effect/http/HttpClientError"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"
 import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { KimiApiError, type QuotaExceededError, RateLimitedError } from "./ApiErrors.js"
+import { proxyNote } from "./EnvFetch.js"
 import { excerpt, NetworkError } from "./Errors.js"
 import { API_BODY_LIMIT_BYTES, readTextCapped, readTextPrefix } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
-import type { KimiAuthLayerOptions, KimiAuthServices } from "./KimiAuth.js"
+import { type KimiAuthLayerOptions, type KimiAuthServices, layerFetchHttpClient } from "./KimiAuth.js"
 import {
   apiBaseFor,
   KimiHttpClient,
@@ -251,7 +251,13 @@ export const make = Effect.gen(function*() {
 
   const lift = (url: string) => (e: HttpClientError.HttpClientError | KimiRequestError): KimiApiFailure =>
     e._tag === "HttpClientError"
-      ? new NetworkError({ url, message: `Could not reach the Kimi API at ${url}: ${e.reason._tag}. Check the network.`, cause: e })
+      ? new NetworkError({
+        url,
+        message: `Could not reach the Kimi API at ${url}${proxyNote(e.reason.cause, url)}: ${e.reason._tag}. Check the network${
+          proxyNote(e.reason.cause, url) === "" ? "" : " and the proxy settings (HTTPS_PROXY, NO_PROXY)"
+        }.`,
+        cause: e
+      })
       : e
 
   /** Sends, then turns any status but 200 into a typed error. */
@@ -363,7 +369,7 @@ export class KimiApi extends Context.Service<KimiApi, KimiApiShape>()("opencode-
    */
   static readonly layerFromAuth: Layer.Layer<KimiApi, never, KimiAuthServices> = KimiApi.layer.pipe(
     Layer.provide(kimiHttpLayer),
-    Layer.provide(FetchHttpClient.layer)
+    Layer.provide(layerFetchHttpClient)
   )
 
   /** Batteries included for Node and Bun: every service of `KimiHttpClient.layerNode` plus this one. */

@@ -4,7 +4,8 @@
  * - {@link layer} needs an `HttpClient`, a `FileSystem` and a `Path`: bring
  *   your own platform.
  * - {@link layerNode} is batteries included for Node and Bun: `FetchHttpClient`
- *   (works in both; the undici client of platform-node 4.1 crashes on Node 20)
+ *   (works in both; the undici client of platform-node 4.1 crashes on Node 20;
+ *   the proxy variables are honoured on Node too, see `EnvFetch.ts`)
  *   and the Node file system and path layers, imported by deep path.
  *
  * @since 0.1.0
@@ -12,12 +13,14 @@
 import * as NodeFileSystem from "@effect/platform-node-shared/NodeFileSystem"
 import * as NodePath from "@effect/platform-node-shared/NodePath"
 import type * as FileSystem from "effect/FileSystem"
+import * as Effect from "effect/Effect"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import type * as HttpClient from "effect/http/HttpClient"
 import * as Layer from "effect/Layer"
 import type * as Path from "effect/Path"
 import { DeviceFlow, type DeviceFlowOptions } from "./DeviceFlow.js"
 import { DeviceIdentity } from "./DeviceIdentity.js"
+import { proxyAwareFetch } from "./EnvFetch.js"
 import type { ConfigError, TokenStoreError } from "./Errors.js"
 import { KimiAuthConfig, type KimiAuthOptions } from "./KimiAuthConfig.js"
 import { OAuthClient } from "./OAuthClient.js"
@@ -52,9 +55,24 @@ export const layer = (
   return Layer.mergeAll(manager, flow).pipe(Layer.provideMerge(oauth))
 }
 
-/** The platform services for Node and Bun. */
+/**
+ * `FetchHttpClient.layer`, with its `Fetch` set to the proxy-honouring one
+ * when a proxy variable is set (decided when the layer is built,
+ * `EnvFetch.ts`); otherwise exactly `FetchHttpClient.layer`.
+ */
+export const layerFetchHttpClient: Layer.Layer<HttpClient.HttpClient> = Layer.unwrap(
+  Effect.sync(() => {
+    const fetch = proxyAwareFetch()
+    // Provided to the client's layer, so its captured context carries it (a `Fetch` the caller provides still wins).
+    return fetch === undefined
+      ? FetchHttpClient.layer
+      : Layer.provide(FetchHttpClient.layer, Layer.succeed(FetchHttpClient.Fetch, fetch))
+  })
+)
+
+/** The platform services for Node and Bun (the fetch client honours `HTTPS_PROXY` / `NO_PROXY`: `EnvFetch.ts`). */
 export const platformLayer: Layer.Layer<HttpClient.HttpClient | FileSystem.FileSystem | Path.Path> = Layer.mergeAll(
-  FetchHttpClient.layer,
+  layerFetchHttpClient,
   NodeFileSystem.layer,
   NodePath.layer
 )

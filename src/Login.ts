@@ -16,6 +16,7 @@ import {
   type TransientError
 } from "./Errors.js"
 import type { DeviceAuthorization } from "./OAuthClient.js"
+import type { RetryNotice } from "./Retry.js"
 import { TokenManager } from "./TokenManager.js"
 import type { TokenSet } from "./TokenSet.js"
 
@@ -25,6 +26,8 @@ export interface LoginHandlers<R = never> {
   readonly onCode: (authorization: DeviceAuthorization) => Effect.Effect<void, never, R>
   /** Called on every poll event (pending, slow_down, retried fault). */
   readonly onEvent?: ((event: PollEvent) => Effect.Effect<void>) | undefined
+  /** Called before each retry of the first request (the one that asks for a code), with its wait. */
+  readonly onStartRetry?: ((retry: RetryNotice) => Effect.Effect<void>) | undefined
 }
 
 /** Every way a login can fail. */
@@ -67,7 +70,7 @@ export const login = <R = never>(
   Effect.gen(function*() {
     const flow = yield* DeviceFlow
     const manager = yield* TokenManager
-    const authorization = yield* flow.start
+    const authorization = yield* (handlers.onStartRetry && flow.startWith ? flow.startWith(handlers.onStartRetry) : flow.start)
     yield* handlers.onCode(authorization)
     const tokens = yield* flow.awaitTokens(authorization, handlers.onEvent)
     yield* manager.setTokens(tokens)

@@ -15,6 +15,7 @@ import type { KimiRegion } from "./Region.js"
 import { issuerFor } from "./ResolveSettings.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { isDue, refreshThresholdSeconds } from "./TokenManager.js"
+import type { RefreshRefusal } from "./RefreshRefusal.js"
 import { TokenStore } from "./TokenStore.js"
 
 /** The stored access token's timing, in seconds. */
@@ -45,6 +46,12 @@ export interface LoginStatus {
   readonly region: KimiRegion
   /** The refresh window in seconds, as configured. */
   readonly refreshWindowSeconds: number
+  /**
+   * Set when Kimi refused the last refresh of the stored refresh token (noted
+   * by the refresh itself, read here without a request): the login is dead
+   * even if the access token has not expired yet.
+   */
+  readonly refreshRefused?: RefreshRefusal | undefined
 }
 
 /**
@@ -58,7 +65,9 @@ export const loginStatus: Effect.Effect<
 > = Effect.gen(function*() {
   const settings = yield* KimiAuthConfig
   const identity = yield* DeviceIdentity
-  const stored = yield* Effect.flatMap(TokenStore, (s) => s.load)
+  const store = yield* TokenStore
+  const stored = yield* store.load
+  const refreshRefused = stored !== undefined && store.refusalOf ? yield* store.refusalOf(stored) : undefined
   const now = (yield* Clock.currentTimeMillis) / 1000
   const windowSeconds = Duration.toSeconds(settings.refreshWindow)
   const tokens = stored === undefined ? undefined : {
@@ -76,6 +85,7 @@ export const loginStatus: Effect.Effect<
     deviceIdPath: settings.deviceIdPath,
     ...issuerFor(settings, stored),
     region: stored?.region ?? settings.region,
-    refreshWindowSeconds: windowSeconds
+    refreshWindowSeconds: windowSeconds,
+    refreshRefused
   }
 }).pipe(Effect.withSpan("loginStatus"))

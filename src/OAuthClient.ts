@@ -53,6 +53,7 @@ import {
   redactSecrets,
   type ServerError
 } from "./Errors.js"
+import { proxyNote } from "./EnvFetch.js"
 import { OAUTH_BODY_LIMIT_BYTES, readTextCapped } from "./HttpBody.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import {
@@ -66,9 +67,8 @@ import {
   type IssuedBy,
   type RawResponse
 } from "./OAuthAnswer.js"
-import type { PlainSettings } from "./ResolveSettings.js"
 import type { KimiRegion } from "./Region.js"
-import { type Issuer, issuerFor } from "./ResolveSettings.js"
+import { type Issuer, issuerFor, type PlainSettings } from "./ResolveSettings.js"
 import type { TokenSet } from "./TokenSet.js"
 
 export {
@@ -344,13 +344,18 @@ export const make = Effect.gen(function*() {
       HttpClientRequest.acceptJson,
       HttpClientRequest.bodyUrlParams(form)
     )
-    const networkError = (reason: string, detail: string) =>
-      new NetworkError({
+    const networkError = (reason: string, detail: string, cause?: unknown) => {
+      const proxy = proxyNote(cause, url)
+      return new NetworkError({
         url,
         reason,
-        message: `Cannot reach the Kimi OAuth server at ${url} (${detail}). ` +
-          `Check your connection and the OAuth host setting (KIMI_OAUTH_HOST); it will be retried.`
+        message: proxy === ""
+          ? `Cannot reach the Kimi OAuth server at ${url} (${detail}). ` +
+            `Check your connection and the OAuth host setting (KIMI_OAUTH_HOST); it will be retried.`
+          : `Cannot reach the Kimi OAuth server at ${url}${proxy}. ` +
+            `Check the proxy settings (HTTPS_PROXY, NO_PROXY) and your connection; it will be retried.`
       })
+    }
     return noRedirects(http.execute(request)).pipe(
       Effect.flatMap(readAnswer(url, secrets)),
       Effect.tap((raw) =>
@@ -366,14 +371,14 @@ export const make = Effect.gen(function*() {
             new NetworkError({
               url,
               reason: "timeout",
-              message: `The Kimi OAuth server at ${url} did not answer within ${
+              message: `The Kimi OAuth server at ${url}${proxyNote(undefined, url)} did not answer within ${
                 Math.round(timeoutMillis / 1000)
               } s. Check your connection; it will be retried.`
             })
           )
       }),
       // Never keep the HttpClientError: it holds the request, and the request its body (the secrets).
-      Effect.catchTag("HttpClientError", (cause) => Effect.fail(networkError(transportReason(cause), cause.reason._tag)))
+      Effect.catchTag("HttpClientError", (cause) => Effect.fail(networkError(transportReason(cause), cause.reason._tag, cause.reason.cause)))
     )
   }
 

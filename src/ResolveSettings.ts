@@ -90,15 +90,16 @@ const withoutCredentials = (raw: string): string => raw.replace(/^([a-z][a-z0-9+
 /**
  * Checks a base URL: it must parse, be `https:` (or `http:` on loopback),
  * and carry no credentials, query or fragment. Returns it without a trailing
- * slash. `name` starts the message ("The Kimi OAuth host").
+ * slash. `name` starts the message ("The Kimi OAuth host"); `example` is the
+ * URL a "not a URL" message offers (the OAuth host unless told).
  */
-export const checkBaseUrl = (name: string, raw: string): Resolved<string> => {
+export const checkBaseUrl = (name: string, raw: string, example = "https://auth.kimi.com"): Resolved<string> => {
   const shown = withoutCredentials(raw)
   let url: URL
   try {
     url = new URL(raw)
   } catch {
-    return { ok: false, message: `${name} "${shown}" is not a URL. Give a full URL such as https://auth.kimi.com.` }
+    return { ok: false, message: `${name} "${shown}" is not a URL. Give a full URL such as ${example}.` }
   }
   if (url.username !== "" || url.password !== "") {
     return {
@@ -155,7 +156,8 @@ export const resolveSettings = (options: SettingsOptions = {}, env: Env = {}): R
   const hostEnv = hostOption === undefined ? fromEnv(env, ENV.oauthHost) : undefined
   const oauthHost = checkBaseUrl(
     hostEnv ? `The Kimi OAuth host (${hostEnv.name})` : "The Kimi OAuth host",
-    hostOption ?? hostEnv?.value ?? defaults.oauthHost
+    hostOption ?? hostEnv?.value ?? defaults.oauthHost,
+    defaults.oauthHost
   )
   if (!oauthHost.ok) return oauthHost
 
@@ -163,7 +165,8 @@ export const resolveSettings = (options: SettingsOptions = {}, env: Env = {}): R
   const apiEnv = apiOption === undefined ? fromEnv(env, ENV.apiBaseUrl) : undefined
   const apiBaseUrl = checkBaseUrl(
     apiEnv ? `The Kimi API base URL (${apiEnv.name})` : "The Kimi API base URL",
-    apiOption ?? apiEnv?.value ?? defaults.apiBaseUrl
+    apiOption ?? apiEnv?.value ?? defaults.apiBaseUrl,
+    defaults.apiBaseUrl
   )
   if (!apiBaseUrl.ok) return apiBaseUrl
 

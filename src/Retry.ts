@@ -32,6 +32,16 @@ export interface RetryPolicy {
   readonly budget?: Duration.Input | undefined
   /** Shown in the debug log line of each retry. */
   readonly label: string
+  /** Told of each retry before its wait, for an edge that shows progress. */
+  readonly onRetry?: ((retry: RetryNotice) => Effect.Effect<void>) | undefined
+}
+
+/** One retry about to wait: the attempt that failed (1 = the first), of how many, why, and the wait. */
+export interface RetryNotice {
+  readonly attempt: number
+  readonly attempts: number
+  readonly error: TransientError
+  readonly delayMillis: number
 }
 
 /** The `Retry-After` hint of a transient error, in millis (0 when none). */
@@ -95,6 +105,9 @@ export const retryTransient = <A, E extends { readonly _tag: string }, R>(
       yield* Effect.logDebug(`${policy.label}: transient fault, retrying`).pipe(
         Effect.annotateLogs({ error: (error as TransientError)._tag, attempt, delayMillis: delay })
       )
+      if (policy.onRetry) {
+        yield* policy.onRetry({ attempt, attempts: policy.attempts, error: error as TransientError, delayMillis: delay })
+      }
       yield* Effect.sleep(Duration.millis(delay))
     }
   })

@@ -312,7 +312,19 @@ export const make = (options: TokenManagerOptions = {}) =>
             Effect.catchTag("InvalidResponseError", (error: InvalidResponseError) =>
               error.rotatedRefreshToken !== undefined && !force && onDisk.remainingSeconds(now) > 5
                 ? Effect.succeed<Attempt>({ _tag: "Done", tokens: new TokenSet({ ...onDisk, refreshToken: error.rotatedRefreshToken }) })
-                : Effect.fail(error))
+                : Effect.fail(error)),
+            // Refused for good: note it beside the file (still under the lock, so the file holds the refused token),
+            // so that `status` can say so without a request. Nothing is deleted.
+            Effect.tapError((error) =>
+              error._tag === "NotLoggedInError" && error.reason === "refresh-rejected" && store.recordRefusal
+                ? store.load.pipe(
+                  Effect.orElseSucceed(() => undefined),
+                  Effect.flatMap((refused) =>
+                    refused && store.recordRefusal ? store.recordRefusal(refused, error.message.split(";")[0]!) : Effect.void
+                  )
+                )
+                : Effect.void
+            )
           )
           if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
             yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")

@@ -45,6 +45,7 @@ import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissio
 import * as FileLock from "./FileLock.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
+import { readRefusal, recordRefusal, type RefreshRefusal } from "./RefreshRefusal.js"
 
 /** The token store. */
 export interface TokenStoreShape {
@@ -78,6 +79,14 @@ export interface TokenStoreShape {
    * the shape for older implementations; the file and memory stores have it.
    */
   readonly prepareSave?: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> | undefined
+  /**
+   * Notes that Kimi refused the refresh token of `refused` for good, for
+   * `status` (see `RefreshRefusal.ts`). Best effort, never fails. Optional:
+   * the memory store has none.
+   */
+  readonly recordRefusal?: ((refused: TokenSet, detail: string) => Effect.Effect<void>) | undefined
+  /** The recorded refusal, when it concerns the refresh token of `stored`. Never fails. */
+  readonly refusalOf?: ((stored: TokenSet) => Effect.Effect<RefreshRefusal | undefined>) | undefined
 }
 
 /** Who ran a refresh that was interrupted between its request and its save (see {@link PreparedSave}). */
@@ -399,7 +408,16 @@ export const makeFile: Effect.Effect<
     Effect.mapError(storeError(`Cannot remove the token file ${file}; check that ${dir} is writable by you`))
   )
 
-  return { path: file, load, save, clear, withLock: lock.withLock, prepareSave } satisfies TokenStoreShape
+  return {
+    path: file,
+    load,
+    save,
+    clear,
+    withLock: lock.withLock,
+    prepareSave,
+    recordRefusal: (refused, detail) => recordRefusal(fs, file, refused, detail),
+    refusalOf: (stored) => readRefusal(fs, file, stored)
+  } satisfies TokenStoreShape
 })
 
 /**

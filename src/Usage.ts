@@ -191,12 +191,25 @@ export const countdown = (millis: number): string => {
   return `${s} s`
 }
 
-/** A local date-time for people: `2026-11-30 17:05` in the machine's time zone. */
+/** The machine's offset from UTC at `date`, as people read it: `UTC`, `UTC+1`, `UTC-8`, `UTC+5:30`. */
+export const utcOffset = (date: Date): string => {
+  const minutes = -date.getTimezoneOffset()
+  if (minutes === 0 || !Number.isFinite(minutes)) return "UTC"
+  const abs = Math.abs(minutes)
+  const mm = abs % 60
+  return `UTC${minutes < 0 ? "-" : "+"}${Math.floor(abs / 60)}${mm === 0 ? "" : `:${String(mm).padStart(2, "0")}`}`
+}
+
+/**
+ * A local date-time for people, with its zone so a reader elsewhere (a log, a
+ * chat, a server in UTC) is not misled: `2026-11-30 17:05 UTC+1` in the
+ * machine's time zone.
+ */
 export const localTime = (date: Date): string => {
   const pad = (n: number) => String(n).padStart(2, "0")
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${
     pad(date.getMinutes())
-  }`
+  } ${utcOffset(date)}`
 }
 
 /** `weekly window: 100 of 100 used` (parts that are unknown are left out). */

@@ -58,6 +58,6 @@ describe("quotaMessage", () => {
     if (decoded._tag !== "Success") throw new Error("decode")
     const now = Date.parse("2030-01-06T22:00:00Z")
     const message = quotaMessage({ _tag: "QuotaExceeded", status: 429, code: "exceeded_current_quota_error", message: "quota" }, decoded.success, now)
-    expect(message).toMatch(/\(weekly window: 100 of 100 used\); it resets at \d{4}-\d\d-\d\d \d\d:\d\d \(in 2 h 00 min\)\./)
+    expect(message).toMatch(/\(weekly window: 100 of 100 used\); it resets at \d{4}-\d\d-\d\d \d\d:\d\d UTC([+-]\d{1,2}(:\d\d)?)? \(in 2 h 00 min\)\./)
   })
 })

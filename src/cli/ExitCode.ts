@@ -54,7 +54,7 @@ export const exitCodeFor = (tag: string): ExitCode => {
 
 /** The help text's table of exit codes. */
 export const exitCodeHelp = [
-  "exit codes: 0 ok, 1 internal error (a bug), 2 bad configuration, 3 login refused, 4 code expired,",
+  "exit codes: 0 ok, 1 internal error (a bug), 2 bad configuration or usage, 3 login refused, 4 code expired,",
   "5 network or server unavailable, 6 invalid server response, 7 not logged in,",
   "8 token storage problem, 130 interrupted"
 ].join(" ")

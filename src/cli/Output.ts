@@ -5,12 +5,16 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import { write } from "./Pipes.js"
 
-/** Writes to stdout. */
-export const out = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stdout.write(text))
+/** Writes to stdout (dropped once its reader has gone). */
+export const out = (text: string): Effect.Effect<void> => Effect.sync(() => write(process.stdout, text))
 
-/** Writes to stderr. */
-export const err = (text: string): Effect.Effect<void> => Effect.sync(() => void process.stderr.write(text))
+/** Writes to stderr (dropped once its reader has gone). */
+export const err = (text: string): Effect.Effect<void> => Effect.sync(() => write(process.stderr, text))
+
+/** Whether stderr is an interactive terminal (progress lines are redrawn in place there). */
+export const isStderrTty = (): boolean => Boolean(process.stderr.isTTY) && process.env["TERM"] !== "dumb"
 
 /** Whether stdout is an interactive terminal (and colour is not disabled). */
 export const isTty = (): boolean => Boolean(process.stdout.isTTY) && !process.env["NO_COLOR"] && process.env["TERM"] !== "dumb"

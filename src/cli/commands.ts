@@ -27,9 +27,12 @@ import { TokenStore } from "../TokenStore.js"
 import type { EmulatorOptions } from "../emulator/KimiEmulator.js"
 import * as Option from "effect/Option"
 import { KimiApi } from "../KimiApi.js"
+import { withRegionLoginHint } from "../Errors.js"
+import type { KimiRegion } from "../Region.js"
 import { canOpenBrowser, openBrowser } from "./Browser.js"
 import { ExitCode, exitCodeFor, exitCodeHelp } from "./ExitCode.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isTty, out, red } from "./Output.js"
+import { makeLoginProgress } from "./LoginProgress.js"
 import { usageJson, usageLines } from "./UsageView.js"
 
 const debugFlag = Flag.Boolean("debug").pipe(
@@ -91,13 +94,24 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
   flags: { readonly debug: boolean; readonly json?: boolean },
   body: Effect.Effect<ExitCode | void, E, KimiAuthServices>,
   options: KimiAuthLayerOptions = {}
-) =>
-  Effect.gen(function*() {
+) => {
+  /** The configured region, once known: the login hint of an error names its commands. */
+  let region: KimiRegion | undefined
+  return Effect.gen(function*() {
     const s = yield* KimiAuthConfig
+    region = s.region
     yield* Effect.logDebug(
       `${name}: OAuth host ${s.oauthHost}, API base ${s.apiBaseUrl}, client id ${s.clientId}, token file ${s.tokenFilePath}`
     )
-    return yield* body
+    return yield* body.pipe(
+      // The stored login's region, when there is one, names the commands that log in there again.
+      Effect.tapError(() =>
+        Effect.flatMap(TokenStore, (store) => store.load).pipe(
+          Effect.tap((stored) => Effect.sync(() => void (region = stored?.region ?? region))),
+          Effect.ignore
+        )
+      )
+    )
   }).pipe(
     Effect.provide(layerNode(options)),
     Effect.matchEffect({
@@ -105,11 +119,12 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
       onFailure: (error) =>
         Effect.gen(function*() {
           const code = exitCodeFor(error._tag)
+          const message = region === undefined ? error.message : withRegionLoginHint(error.message, region)
           yield* Effect.logDebug(`${name}: failed with ${error._tag}; exit code ${code}`)
           if (flags.json) {
-            yield* out(JSON.stringify({ event: "error", error: error._tag, exit_code: code, message: error.message }) + "\n")
+            yield* out(JSON.stringify({ event: "error", error: error._tag, exit_code: code, message }) + "\n")
           } else {
-            yield* err(`${red("error:")} ${error.message}\n`)
+            yield* err(`${red("error:")} ${message}\n`)
           }
           process.exitCode = code
         })
@@ -118,11 +133,15 @@ const run = <E extends { readonly _tag: string; readonly message: string }>(
     Effect.onInterrupt(() => Effect.sync(() => void (process.exitCode = ExitCode.interrupted))),
     Effect.provide(loggingLayer(flags.debug))
   )
+}
 
 // ---------------------------------------------------------------------------
 // login
 
-const showCode = (authorization: DeviceAuthorization, options: { readonly browser: boolean; readonly json: boolean }) =>
+const showCode = (
+  authorization: DeviceAuthorization,
+  options: { readonly browser: boolean; readonly json: boolean; readonly replaces: boolean }
+) =>
   Effect.gen(function*() {
     const url = authorization.verificationUriComplete ?? authorization.verificationUri
     if (options.json) {
@@ -132,7 +151,8 @@ const showCode = (authorization: DeviceAuthorization, options: { readonly browse
         verification_uri_complete: authorization.verificationUriComplete ?? null,
         user_code: authorization.userCode,
         expires_in: authorization.expiresIn,
-        interval: authorization.interval
+        interval: authorization.interval,
+        replaces_login: options.replaces
       }) + "\n")
     } else {
       if (isTty()) {
@@ -210,23 +230,42 @@ const loginCommand = Command.make(
         const settings = yield* KimiAuthConfig
         const tty = isTty() && !flags.json
         let ticker: Fiber.Fiber<never> | undefined
+        const progress = makeLoginProgress()
+        // A login over a login replaces it once approved: say so before the user acts.
+        const previous = yield* Effect.flatMap(TokenStore, (s) => s.load).pipe(Effect.orElseSucceed(() => undefined))
+        yield* progress.asking(settings.oauthHost)
         const tokens = yield* login({
+          onStartRetry: progress.startRetry,
           onCode: (authorization) =>
             Effect.gen(function*() {
+              yield* progress.clear
+              if (previous !== undefined && !flags.json) {
+                yield* out(`You are already logged in; approving this login replaces the stored one (${settings.tokenFilePath}).\n`)
+              }
               yield* Effect.logDebug(
                 `login: device authorization: user code ${authorization.userCode}, expires in ${authorization.expiresIn} s, ` +
                   `poll every ${authorization.interval} s, verification URI ${authorization.verificationUri} ` +
                   `(the device code is a secret and is not logged)`
               )
-              yield* showCode(authorization, { browser: flags.browser && canOpenBrowser(), json: flags.json })
+              yield* showCode(authorization, {
+                browser: flags.browser && canOpenBrowser(),
+                json: flags.json,
+                replaces: previous !== undefined
+              })
               if (tty) ticker = yield* Effect.forkChild(countdown(authorization))
               else if (!flags.json) yield* out("Waiting for approval…\n")
             }),
           onEvent: (event) =>
             event._tag === "Retrying"
-              ? Effect.logDebug(`login: ${event.error.message} Retrying in ${Math.round(event.delayMillis / 1000)} s.`)
+              ? Effect.andThen(
+                Effect.logDebug(`login: ${event.error.message} Retrying in ${Math.round(event.delayMillis / 1000)} s.`),
+                progress.pollRetry(event.error.message, event.delayMillis)
+              )
               : Effect.logDebug(`login: poll ${event.attempt}: ${event._tag}`)
-        }).pipe(Effect.ensuring(Effect.suspend(() => (ticker ? Fiber.interrupt(ticker) : Effect.void))))
+        }).pipe(
+          Effect.ensuring(Effect.suspend(() => (ticker ? Fiber.interrupt(ticker) : Effect.void))),
+          Effect.ensuring(progress.clear)
+        )
         yield* Effect.logDebug(
           `login: approved; access token valid until ${isoSeconds(tokens.expiresAt)}, scope "${tokens.scope}"; ` +
             `tokens saved to ${settings.tokenFilePath}`
@@ -237,11 +276,15 @@ const loginCommand = Command.make(
             token_file: settings.tokenFilePath,
             expires_at: tokens.expiresAt,
             region: settings.region,
+            replaced_login: previous !== undefined,
             oauth_host: settings.oauthHost,
             api_base_url: settings.apiBaseUrl
           }) + "\n")
         } else {
-          yield* out(`${green("✓")} Logged in to Kimi. Tokens saved to ${settings.tokenFilePath}\n`)
+          yield* out(
+            `${green("✓")} Logged in to Kimi${previous !== undefined ? " (the previous login was replaced)" : ""}. ` +
+              `Tokens saved to ${settings.tokenFilePath}\n`
+          )
         }
       }).pipe(
         // Ctrl-C: one line that says so (the exit code stays 130); nothing was stored.
@@ -256,8 +299,10 @@ const loginCommand = Command.make(
 ).pipe(
   Command.withDescription(
     "Log in to Kimi with the OAuth device flow: shows a link and a code, waits for approval in the browser, " +
-      `and stores the tokens (0600) in the storage folder. ${exitCodeHelp}`
+      "and stores the tokens (0600) in the storage folder. Logging in again replaces the stored login once the new one is approved. " +
+      exitCodeHelp
   ),
+  Command.withShortDescription("Log in with the OAuth device flow (a link and a code to approve in the browser)"),
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in, opening the approval page in a browser" },
     { command: "kimi-auth login --no-browser", description: "Only print the link and the code (SSH, containers)" },
@@ -290,15 +335,38 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
         api_base_url: status.apiBaseUrl,
         region: status.region
       }
+      const loginCommandText = status.region === "global" ? "kimi-auth login --region global" : "kimi-auth login"
+      const deviceId = status.deviceId === "" ? "(none yet: the first login or request creates it)" : status.deviceId
       if (tokens === undefined) {
         if (flags.json) yield* out(JSON.stringify({ logged_in: false, ...base }) + "\n")
         else {
-          yield* out(`Not logged in to Kimi. Run ${bold("kimi-auth login")}.\n`)
-          yield* out(dim(`  token file: ${status.tokenFilePath}\n  device id:  ${status.deviceId}\n`))
+          yield* out(`Not logged in to Kimi. Run ${bold(loginCommandText)}.\n`)
+          yield* out(dim(`  token file: ${status.tokenFilePath}\n  device id:  ${deviceId}\n`))
         }
         return ExitCode.notLoggedIn
       }
       const remaining = tokens.remainingSeconds
+      const refused = status.refreshRefused
+      if (refused !== undefined) {
+        // Kimi refused the stored refresh token: whatever the access token's clock says, the login is dead.
+        if (flags.json) {
+          yield* out(JSON.stringify({
+            logged_in: false,
+            refresh_refused: true,
+            refresh_refused_at: refused.at,
+            refresh_refused_detail: refused.detail,
+            expires_at: tokens.expiresAt,
+            ...base
+          }) + "\n")
+        } else {
+          yield* out(`${red("✗")} Not logged in to Kimi: Kimi refused the last token refresh (${refused.at}).\n`)
+          yield* out(
+            `  ${refused.detail}. The stored tokens were kept, but they no longer work; run ${bold(loginCommandText)}.\n`
+          )
+          yield* out(dim(`  token file:   ${status.tokenFilePath}\n  device id:    ${deviceId}\n`))
+        }
+        return ExitCode.notLoggedIn
+      }
       if (flags.json) {
         yield* out(JSON.stringify({
           logged_in: true,
@@ -315,16 +383,19 @@ const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag 
           `  access token: ${
             remaining > 0 ? `valid for ${humanDuration(remaining)}` : `expired ${humanDuration(-remaining)} ago`
           } (${isoSeconds(tokens.expiresAt)}); ${
-            tokens.refreshDue ? "refreshed on next use" : `refreshed in ${humanDuration(tokens.refreshInSeconds)}`
-          } with the stored refresh token\n`
+            tokens.refreshDue
+              ? "due for refresh: the next use refreshes it"
+              : `refresh due in ${humanDuration(tokens.refreshInSeconds)}`
+          }, with the stored refresh token\n`
         )
-        yield* out(`  token file:   ${status.tokenFilePath}\n  device id:    ${status.deviceId}\n`)
+        yield* out(`  token file:   ${status.tokenFilePath}\n  device id:    ${deviceId}\n`)
         yield* out(`  region:       ${status.region}\n`)
         yield* out(`  OAuth host:   ${status.oauthHost}\n  API base:     ${status.apiBaseUrl}\n`)
       }
     })
   )).pipe(
-    Command.withDescription("Show whether you are logged in, when the access token expires, the device id and the token file. Never prints a secret. Exit code 7 when not logged in."),
+    Command.withDescription("Show whether you are logged in, when the access token expires, the device id and the token file. Never prints a secret and makes no request. Exit code 7 when not logged in (or when Kimi refused the last refresh)."),
+    Command.withShortDescription("Show whether you are logged in and until when; never a secret"),
     Command.withExamples([
       { command: "kimi-auth status", description: "Human-readable status" },
       { command: "kimi-auth status --json", description: "For scripts" }
@@ -373,6 +444,7 @@ const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
       "Print a valid access token and nothing else on stdout, refreshing it first when it is due. " +
         "Safe to run from several processes at once: one refresh, one rotation. " + exitCodeHelp
     ),
+    Command.withShortDescription("Print a valid access token (refreshed first when due) and nothing else"),
     Command.withExamples([
       {
         command: 'curl -H "Authorization: Bearer $(kimi-auth token)" https://api.kimi.com/coding/v1/models',
@@ -398,8 +470,9 @@ const usageCommand = Command.make("usage", { json: jsonFlag, debug: debugFlag },
   )).pipe(
     Command.withDescription(
       "Show the plan's quota from Kimi's /usages: each window (weekly, 5-hour) with used/limit, a bar, and when it " +
-        "resets (local time and countdown). Uses the stored login. " + exitCodeHelp
+        "resets (local time with its time zone, and a countdown). Uses the stored login. " + exitCodeHelp
     ),
+    Command.withShortDescription("Show the plan's quota: each window's use and when it resets"),
     Command.withExamples([
       { command: "kimi-auth usage", description: "How much of the quota is used, and when it resets" },
       { command: "kimi-auth usage --json", description: "For scripts and status bars" }
@@ -434,32 +507,60 @@ const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
 // ---------------------------------------------------------------------------
 // emulator
 
-const optionalNumber = (name: string, description: string) =>
-  Flag.optional(Flag.Finite(name)).pipe(Flag.withDescription(description))
+/** A number read from a flag's text; anything else is `Option.none()`. */
+const finite = (text: string): Option.Option<number> => {
+  const n = text.trim() === "" ? Number.NaN : Number(text)
+  return Number.isFinite(n) ? Option.some(n) : Option.none()
+}
+
+/** An optional number flag whose error says what it takes (`expected`, e.g. "a share from 0 to 1, such as 0.3"). */
+const optionalNumber = (name: string, description: string, expected: string) =>
+  Flag.optional(
+    Flag.String(name).pipe(
+      Flag.withMetavar("number"),
+      Flag.filterMap(finite, () => `Expected ${expected}.`)
+    )
+  ).pipe(Flag.withDescription(description))
+
+/** `--port`: a whole number from 0 to 65535. */
+const portFlag = Flag.String("port").pipe(
+  Flag.withMetavar("port"),
+  Flag.filterMap(
+    (text) => (/^\d{1,5}$/.test(text.trim()) && Number(text) <= 65535 ? Option.some(Number(text)) : Option.none()),
+    () => "Expected a port number from 0 to 65535, such as 8787 (0 picks a free port)."
+  ),
+  Flag.withDefault(0),
+  Flag.withDescription("Port to listen on; 0 picks a free one")
+)
+
+const MS = "a number of milliseconds, such as 2000"
+const SECONDS = "a number of seconds, such as 5"
+const SHARE = "a share from 0 to 1, such as 0.3"
+const COUNT = "a whole number, such as 100"
 
 const emulatorCommand = Command.make(
   "emulator",
   {
-    port: Flag.Int("port").pipe(Flag.withDefault(0), Flag.withDescription("Port to listen on; 0 picks a free one")),
+    port: portFlag,
     host: Flag.String("host").pipe(Flag.withDefault("127.0.0.1"), Flag.withDescription("Interface (loopback by default)")),
-    autoApprove: optionalNumber("auto-approve", "Approve every login this many ms after it starts"),
-    interval: optionalNumber("interval", "Polling interval in seconds (default 5)"),
-    accessTokenTtl: optionalNumber("access-token-ttl", "Access-token lifetime in seconds (default 900)"),
-    deviceCodeTtl: optionalNumber("device-code-ttl", "Device-code lifetime in seconds (default 900)"),
-    errorRate: optionalNumber("error-rate", "Share (0..1) of requests answered 5xx with an HTML page"),
-    dropRate: optionalNumber("drop-rate", "Share (0..1) of connections dropped without an answer"),
-    rateLimitRate: optionalNumber("rate-limit-rate", "Share (0..1) of requests answered 429 with Retry-After"),
-    retryAfter: optionalNumber("retry-after", "Retry-After of the 429 answers, in seconds (default 1)"),
-    latency: optionalNumber("latency", "Milliseconds added to every request"),
+    autoApprove: optionalNumber("auto-approve", "Approve every login this many ms after it starts", MS),
+    interval: optionalNumber("interval", "Polling interval in seconds (default 5)", SECONDS),
+    accessTokenTtl: optionalNumber("access-token-ttl", "Access-token lifetime in seconds (default 900)", SECONDS),
+    deviceCodeTtl: optionalNumber("device-code-ttl", "Device-code lifetime in seconds (default 900)", SECONDS),
+    errorRate: optionalNumber("error-rate", "Share (0..1) of requests answered 5xx with an HTML page", SHARE),
+    dropRate: optionalNumber("drop-rate", "Share (0..1) of connections dropped without an answer", SHARE),
+    rateLimitRate: optionalNumber("rate-limit-rate", "Share (0..1) of requests answered 429 with Retry-After", SHARE),
+    retryAfter: optionalNumber("retry-after", "Retry-After of the 429 answers, in seconds (default 1)", SECONDS),
+    latency: optionalNumber("latency", "Milliseconds added to every request", MS),
     faultPaths: Flag.optional(Flag.String("fault-paths")).pipe(
       Flag.withDescription("Comma-separated paths the faults apply to (default /api/oauth,/coding/v1)")
     ),
-    seed: optionalNumber("seed", "Seed that makes the injected faults deterministic"),
+    seed: optionalNumber("seed", "Seed that makes the injected faults deterministic", "a number, such as 1"),
     clientId: Flag.optional(Flag.String("client-id")).pipe(
       Flag.withDescription("The accepted OAuth client id (default: Kimi's public client id)")
     ),
-    quota5h: optionalNumber("quota-5h", "Chat completions allowed per rolling 5-hour window (default 100)"),
-    quotaWeek: optionalNumber("quota-week", "Chat completions allowed per weekly window (default 1000)"),
+    quota5h: optionalNumber("quota-5h", "Chat completions allowed per rolling 5-hour window (default 100)", COUNT),
+    quotaWeek: optionalNumber("quota-week", "Chat completions allowed per weekly window (default 1000)", COUNT),
     quotaRefusal: Flag.ChoiceWithValue("quota-refusal", [["403", 403 as const], ["429", 429 as const]]).pipe(
       Flag.withDefault(403 as const),
       Flag.withDescription(
@@ -469,6 +570,10 @@ const emulatorCommand = Command.make(
     rateLimited: Flag.Boolean("rate-limited").pipe(
       Flag.withDefault(false),
       Flag.withDescription("Answer every chat completion 429 rate_limit_reached_error (a rate limit, not the quota)")
+    ),
+    debug: Flag.Boolean("debug").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription("Print one debug line per request on stderr (method, path, status; never a secret). Also DEBUG=opencode-kimi-auth:*")
     )
   },
   (flags) => {
@@ -501,11 +606,13 @@ const emulatorCommand = Command.make(
     }
     // Loaded here only: --help, status and token never load the emulator or an HTTP server.
     return Effect.promise(() => import("../emulator/KimiEmulator.js")).pipe(
+      Effect.tap(() => Effect.logDebug(`emulator: options ${JSON.stringify(options)}`)),
       Effect.flatMap((emulator) => emulator.serve(options)),
       Effect.catch((error) =>
         err(`${red("error:")} the emulator could not start: ${String((error as { message?: string }).message ?? error)}\n`).pipe(
           Effect.andThen(Effect.sync(() => void (process.exitCode = ExitCode.usage)))
-        ))
+        )),
+      Effect.provide(loggingLayer(flags.debug))
     )
   }
 ).pipe(
@@ -514,6 +621,7 @@ const emulatorCommand = Command.make(
       "reuse detection) and a small OpenAI-compatible API, on loopback, until Ctrl-C. Point clients at it with " +
       "KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL."
   ),
+  Command.withShortDescription("Run the local Kimi emulator (OAuth and API) on loopback, until Ctrl-C"),
   Command.withExamples([
     { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
     { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" },
@@ -525,7 +633,8 @@ const emulatorCommand = Command.make(
 export const rootCommand = Command.make("kimi-auth").pipe(
   Command.withDescription(
     "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
-      "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth)."
+      "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth). " +
+      `Every command takes --help and --debug. ${exitCodeHelp}`
   ),
   Command.withSubcommands([loginCommand, statusCommand, tokenCommand, usageCommand, logoutCommand, emulatorCommand]),
   Command.withExamples([

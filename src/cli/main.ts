@@ -8,8 +8,10 @@
  * @since 0.1.0
  */
 import { fastToken } from "./FastToken.js"
+import { quietBrokenPipes, write } from "./Pipes.js"
 
+quietBrokenPipes()
 const args = process.argv.slice(2)
 const token = args.length === 1 && args[0] === "token" ? fastToken(process.env, Date.now()) : undefined
-if (token !== undefined) process.stdout.write(`${token}\n`)
+if (token !== undefined) write(process.stdout, `${token}\n`)
 else (await import("./run.js")).runCli()

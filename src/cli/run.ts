@@ -16,6 +16,8 @@ import * as Layer from "effect/Layer"
 import { CliError, Command } from "effect/cli"
 import { rootCommand } from "./commands.js"
 import { ExitCode } from "./ExitCode.js"
+import { cliPresentation } from "./Invocation.js"
+import { write } from "./Pipes.js"
 
 const VERSION = "0.1.0"
 
@@ -33,10 +35,10 @@ export const runCli = (): void =>
     // Each command reports its own defects; this catches one outside them: one line, never a stack.
     Effect.catchCause((cause) =>
       Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : Effect.sync(() => {
-        process.stderr.write("error: kimi-auth stopped on an unexpected internal error. This is a bug: please report it.\n")
+        write(process.stderr, "error: kimi-auth stopped on an unexpected internal error. This is a bug: please report it.\n")
         process.exitCode = ExitCode.unexpected
       })
     ),
-    Effect.provide(nodeServices),
+    Effect.provide(Layer.merge(nodeServices, cliPresentation)),
     NodeRuntime.runMain
   )

@@ -595,6 +595,11 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
         }
       }
       rec.status = response.status
+      // Shown by `kimi-auth emulator --debug`; names no secret (no body, no header value).
+      yield* Effect.logDebug(
+        `emulator: ${rec.method} ${rec.path}${rec.form?.["grant_type"] ? ` (${rec.form["grant_type"]})` : ""} -> ` +
+          `${response.status}${rec.error ? ` ${rec.error}` : ""}${rec.fault ? ` (injected: ${rec.fault})` : ""}`
+      )
       return response
     })
 

@@ -222,13 +222,15 @@ describe("kimi-auth piped (not a terminal)", () => {
       verification_uri_complete: `${emulator.url}/device?user_code=${device.userCode}`,
       user_code: device.userCode,
       expires_in: 900,
-      interval: 1
+      interval: 1,
+      replaces_login: false
     })
     expect(events[1]).toEqual({
       event: "logged_in",
       token_file: tokenFile(),
       expires_at: readTokenFile()["expires_at"],
       region: "mainland-cn",
+      replaced_login: false,
       oauth_host: emulator.oauthHost,
       api_base_url: "https://api.kimi.com/coding/v1"
     })

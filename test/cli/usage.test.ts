@@ -59,8 +59,8 @@ describe("kimi-auth usage against the emulator", () => {
     expect(text.stderr).toBe("")
     expect(text.code).toBe(0)
     const [weekly, fiveHour] = text.stdout.split("\n")
-    expect(weekly).toMatch(/^weekly {2}█{2}░{18} {3}8% {2}3\/40 {2}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in (6 d 23 h|7 d 0 h)\)$/)
-    expect(fiveHour).toMatch(/^5-hour {2}█{15}░{5} {2}75% {2}3\/4 {3}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in (4 h 59 min|5 h 00 min)\)$/)
+    expect(weekly).toMatch(/^weekly {2}█{2}░{18} {3}8% {2}3\/40 {2}resets \d{4}-\d\d-\d\d \d\d:\d\d UTC([+-]\d{1,2}(:\d\d)?)? \(in (6 d 23 h|7 d 0 h)\)$/)
+    expect(fiveHour).toMatch(/^5-hour {2}█{15}░{5} {2}75% {2}3\/4 {3}resets \d{4}-\d\d-\d\d \d\d:\d\d UTC([+-]\d{1,2}(:\d\d)?)? \(in (4 h 59 min|5 h 00 min)\)$/)
 
     emu.exhaustQuota("fiveHour")
     const json = await runCli(["usage", "--json"], env)
@@ -111,11 +111,21 @@ describe("kimi-auth usage against a scripted server", () => {
     expect(r.stderr).toBe("")
     expect(r.code).toBe(0)
     const lines = r.stdout.trimEnd().split("\n")
-    expect(lines[0]).toMatch(/^weekly {2}█{5}░{15} {2}25% {2}25\/100 {2}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in 2 d 2 h\)$/)
-    expect(lines[1]).toMatch(/^5-hour {2}█{20} 100% {2}20\/20 {3}resets \d{4}-\d\d-\d\d \d\d:\d\d \(in 2 h 00 min\) {2}used up$/)
+    expect(lines[0]).toMatch(/^weekly {2}█{5}░{15} {2}25% {2}25\/100 {2}resets \d{4}-\d\d-\d\d \d\d:\d\d UTC([+-]\d{1,2}(:\d\d)?)? \(in 2 d 2 h\)$/)
+    expect(lines[1]).toMatch(/^5-hour {2}█{20} 100% {2}20\/20 {3}resets \d{4}-\d\d-\d\d \d\d:\d\d UTC([+-]\d{1,2}(:\d\d)?)? \(in 2 h 00 min\) {2}used up$/)
     expect(lines[2]).toBe("membership LEVEL_INTERMEDIATE, 20 requests at once")
     expect(r.stdout).not.toMatch(/\x1b\[/)
     expect(server!.requests.map((q) => [q.path, q.headers["authorization"]])).toEqual([["/coding/v1/usages", "Bearer at-0"]])
+  })
+
+  it("the reset time names its zone (TZ=Asia/Kolkata: UTC+5:30, TZ=UTC: UTC)", async () => {
+    seed()
+    const env = await start(() => ({ status: 200, body: usages() }))
+    const kolkata = await runCli(["usage"], { ...env, TZ: "Asia/Kolkata" })
+    expect(kolkata.code, kolkata.stderr).toBe(0)
+    expect(kolkata.stdout.split("\n")[0]).toMatch(/resets \d{4}-\d\d-\d\d \d\d:\d\d UTC\+5:30 \(in/)
+    const utc = await runCli(["usage"], { ...env, TZ: "UTC" })
+    expect(utc.stdout.split("\n")[0]).toMatch(/resets \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in/)
   })
 
   it("--json: the same windows for scripts", async () => {
