@@ -12,7 +12,11 @@
  *   echoed back), no query and no fragment;
  * - a storage folder or token file path must be absolute: a relative one
  *   would silently depend on the current folder (inside OpenCode, the
- *   project being edited).
+ *   project being edited);
+ * - without one, the home folder must be known, absolute and existing (an
+ *   empty or relative `HOME` is refused, as Go's `os.UserHomeDir` refuses an
+ *   empty `$HOME`): the default storage folder is made inside an existing
+ *   home, and a missing home is never created.
  *
  * It imports nothing from `effect`, so the CLI's fast path and the plugin's
  * thin entry can use it without loading the core; `KimiAuthConfig.resolve`
@@ -20,6 +24,7 @@
  *
  * @since 0.2.0
  */
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS } from "./Region.js"
@@ -132,18 +137,66 @@ const fromEnv = (env: Env, names: ReadonlyArray<string>): { readonly value: stri
   return undefined
 }
 
+/** An example absolute storage folder for messages: in the home folder when that is usable. */
+const exampleStorageDir = () => {
+  const home = os.homedir()
+  return path.isAbsolute(home) ? path.join(home, DEFAULT_STORAGE_DIR_NAME) : `/home/you/${DEFAULT_STORAGE_DIR_NAME}`
+}
+
 const checkAbsolute = (what: string, source: string, p: string): Resolved<string> =>
   path.isAbsolute(p)
     ? { ok: true, value: path.normalize(p) }
     : {
       ok: false,
       message: `${what} "${p}" (${source}) is a relative path, which would depend on the current folder. ` +
-        `Give an absolute path, such as ${path.join(os.homedir(), DEFAULT_STORAGE_DIR_NAME)}.`
+        `Give an absolute path, such as ${exampleStorageDir()}.`
     }
+
+/** The variable the home folder comes from on this platform. */
+const HOME_VAR = process.platform === "win32" ? "USERPROFILE" : "HOME"
+
+/**
+ * Checks the home folder the default storage folder goes in (`home` is
+ * `os.homedir()`: `$HOME` when set, else the password database): it must be
+ * non-empty, absolute and an existing folder. One `stat`, no other I/O; the
+ * message names what to set.
+ */
+export const checkHome = (home: string): Resolved<string> => {
+  const fix = `Set ${HOME_VAR} to your home folder, or OPENCODE_KIMI_AUTH_DIR (the storageDir option) to an absolute ` +
+    `folder for the tokens.`
+  if (home.trim() === "") {
+    return {
+      ok: false,
+      message: `Your home folder is not known: ${HOME_VAR} is empty, so the tokens would be saved in the current folder ` +
+        `(inside a project, ready to be committed). ${fix}`
+    }
+  }
+  if (!path.isAbsolute(home)) {
+    return {
+      ok: false,
+      message: `Your home folder "${home}" (${HOME_VAR}) is a relative path, so the tokens would be saved below the ` +
+        `current folder. ${fix}`
+    }
+  }
+  let st: fs.Stats | undefined
+  try {
+    st = fs.statSync(home)
+  } catch {
+    st = undefined
+  }
+  if (st === undefined || !st.isDirectory()) {
+    return {
+      ok: false,
+      message: `Your home folder ${home} (${HOME_VAR}) ${st === undefined ? "does not exist" : "is not a folder"}; ` +
+        `it is never created for you. ${fix}`
+    }
+  }
+  return { ok: true, value: path.normalize(home) }
+}
 
 /**
  * Resolves options, then `env`, then the region's defaults. Pure but for
- * `os.homedir()` when no storage folder is given.
+ * `os.homedir()` and one `stat` of it when no storage folder is given.
  */
 export const resolveSettings = (options: SettingsOptions = {}, env: Env = {}): Resolved<PlainSettings> => {
   if (options.region !== undefined && !isRegion(options.region)) {
@@ -173,14 +226,20 @@ export const resolveSettings = (options: SettingsOptions = {}, env: Env = {}): R
   const dirOption = nonBlank(options.storageDir)
   const dirEnv = dirOption === undefined ? fromEnv(env, ENV.storageDir) : undefined
   const dirGiven = dirOption ?? dirEnv?.value
-  let storageDir = path.join(os.homedir(), DEFAULT_STORAGE_DIR_NAME)
+  const fileGiven = nonBlank(options.tokenFilePath)
+  let storageDir: string
   if (dirGiven !== undefined) {
     const checked = checkAbsolute("The storage folder", dirEnv ? dirEnv.name : "the storageDir option", dirGiven)
     if (!checked.ok) return checked
     storageDir = checked.value
+  } else if (fileGiven !== undefined) {
+    storageDir = "" // replaced by the token file's folder below; the home folder is not needed
+  } else {
+    const home = checkHome(os.homedir())
+    if (!home.ok) return home
+    storageDir = path.join(home.value, DEFAULT_STORAGE_DIR_NAME)
   }
   let tokenFilePath = path.join(storageDir, "oauth.json")
-  const fileGiven = nonBlank(options.tokenFilePath)
   if (fileGiven !== undefined) {
     const checked = checkAbsolute("The token file path", "the tokenFilePath option", fileGiven)
     if (!checked.ok) return checked

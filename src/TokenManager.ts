@@ -29,8 +29,10 @@
  *   server answered, the call fails with `TokenStoreError` naming the errno,
  *   and this process keeps the new tokens in memory: its next refresh uses
  *   them, never the spent refresh token still on disk.
- * - **Interrupted refreshes**: a marker is written right before the request
- *   and removed by the save. A process killed in between leaves it; when the
+ * - **Interrupted refreshes**: the request and its save are one
+ *   uninterruptible step: interrupting the caller waits (at most the request
+ *   deadline) for the answer to be saved. A marker is written right before the
+ *   request and removed by the save. A process killed in between leaves it; when the
  *   next refresh is then rejected, the error says that an interrupted refresh
  *   lost the login and how to log in again.
  *
@@ -59,6 +61,7 @@ import {
   type ServerError
 } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { isLoggedOut } from "./LogoutMarker.js"
 import { OAuthClient } from "./OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
@@ -136,6 +139,9 @@ export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number)
 export const isDue = (tokens: TokenSet, nowSeconds: number, windowSeconds: number): boolean =>
   isDueAt(tokens.expiresAt, tokens.expiresIn, nowSeconds, windowSeconds)
 
+/** A token served from memory is checked to still be stored (not logged out elsewhere) at most this often. */
+export const PRESENCE_CHECK_MILLIS = 2000
+
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => ms / 1000)
@@ -210,6 +216,13 @@ export const make = (options: TokenManagerOptions = {}) =>
     /**
      * One request with `base.refreshToken`, between the in-flight marker and the
      * save into the reserved space. A failed save keeps the tokens in memory.
+     *
+     * Uninterruptible from the marker to the save: once the request is sent the
+     * server may have rotated (spent) the refresh token, so an interruption
+     * (Ctrl-C, SIGTERM, an aborted facade call, a disposed runtime) waits for
+     * the answer and its save instead of dropping the only live refresh token.
+     * The wait is bounded by the request's own deadline (`requestTimeout`),
+     * which still applies inside: the timeout races on interruptible fibers.
      */
     const refreshOnce = (base: TokenSet, prepared: PreparedSave) =>
       Effect.gen(function*() {
@@ -247,13 +260,21 @@ export const make = (options: TokenManagerOptions = {}) =>
             : "token refresh: done; the refresh token was rotated and stored"
         ).pipe(Effect.annotateLogs({ expiresAt: refreshed.expiresAt }))
         return refreshed
-      })
+      }).pipe(Effect.uninterruptible)
 
     /** The tokens to start from: the file, unless this process holds newer unsaved ones. */
     const current: Effect.Effect<TokenSet, TokenStoreError | NotLoggedInError> = Effect.gen(function*() {
       const pending = unsaved
       if (pending === undefined) return yield* load
       const fromDisk = yield* Effect.result(load)
+      if (
+        fromDisk._tag === "Failure" && fromDisk.failure._tag === "NotLoggedInError" && fromDisk.failure.reason === "no-tokens" &&
+        loggedOut([pending.spent, pending.tokens.refreshToken, pending.tokens.accessToken])
+      ) {
+        // The file is gone by a logout of this login: the tokens held in memory are never saved back.
+        unsaved = undefined
+        return yield* Effect.fail(fromDisk.failure)
+      }
       if (fromDisk._tag === "Success" && !sameSecret(fromDisk.success.refreshToken, pending.spent)) {
         // Someone wrote other tokens since (a new login): those win.
         unsaved = undefined
@@ -395,9 +416,38 @@ export const make = (options: TokenManagerOptions = {}) =>
         })
       )
 
+    /** Whether a logout recorded any of `secrets` (`logged-out.json` in the storage folder). */
+    const loggedOut = (secrets: ReadonlyArray<Redacted.Redacted<string>>) =>
+      isLoggedOut(settings.storageDir, secrets.map((s) => Redacted.value(s)))
+
+    /** When a token served from memory was last seen still stored (millis). */
+    let presenceCheckedAt = 0
+    /**
+     * The cached set, unless a logout in another process removed it: the file
+     * is gone and `logged-out.json` records this login. From then on this
+     * process serves nothing of it. Read at most every
+     * {@link PRESENCE_CHECK_MILLIS}; any other state (a file that cannot be read
+     * right now, or was moved aside as damaged) keeps the cached set.
+     */
+    const servedFromMemory = (tokens: TokenSet, nowMillis: number): Effect.Effect<TokenSet, TokenError> => {
+      if (nowMillis - presenceCheckedAt < PRESENCE_CHECK_MILLIS) return Effect.succeed(tokens)
+      presenceCheckedAt = nowMillis
+      return Effect.flatMap(Effect.result(store.load), (r) => {
+        // Only a logout of this very login counts: not a file moved aside as damaged, nor one that other tokens replaced.
+        if (r._tag === "Failure" || r.success !== undefined || !loggedOut([tokens.refreshToken, tokens.accessToken])) {
+          return Effect.succeed(tokens)
+        }
+        if (cached === tokens) cached = undefined
+        unsaved = undefined
+        return Effect.fail(notLoggedIn("no-tokens", `You were logged out of Kimi (no tokens at ${store.path} any more)`))
+      })
+    }
+
     const getTokens: Effect.Effect<TokenSet, TokenError> = Effect.suspend(() =>
-      Effect.flatMap(nowSeconds, (now) =>
-        cached !== undefined && !isDue(cached, now, windowSeconds) ? Effect.succeed(cached) : serve(undefined, false))
+      Effect.flatMap(Clock.currentTimeMillis, (ms) => {
+        const c = cached
+        return c !== undefined && !isDue(c, ms / 1000, windowSeconds) ? servedFromMemory(c, ms) : serve(undefined, false)
+      })
     ).pipe(Effect.withSpan("TokenManager.getTokens"))
 
     const invalidate = (rejected?: Redacted.Redacted<string>) =>

@@ -31,6 +31,7 @@ import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
+import * as Redacted from "effect/Redacted"
 import type * as PlatformError from "effect/PlatformError"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
@@ -44,6 +45,7 @@ import { describeError } from "./Errno.js"
 import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "./FileLock.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { recordLoggedOut } from "./LogoutMarker.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
 import { readRefusal, recordRefusal, type RefreshRefusal } from "./RefreshRefusal.js"
 
@@ -60,7 +62,11 @@ export interface TokenStoreShape {
   readonly load: Effect.Effect<TokenSet | undefined, TokenStoreError | CorruptTokenFileError>
   /** Atomically replaces the file (temp file in the same folder, fsync, rename), 0600 in a 0700 folder. */
   readonly save: (tokens: TokenSet) => Effect.Effect<void, TokenStoreError>
-  /** Removes the token file (never the device id). Succeeds with `false` when there was none. */
+  /**
+   * Removes the token file (never the device id), first recording the
+   * login's fingerprints in `logged-out.json` so no copy of it is adopted
+   * back. Succeeds with `false` when there was none.
+   */
   readonly clear: Effect.Effect<boolean, TokenStoreError>
   /**
    * Runs `self` while holding the cross-process lock (`oauth.json.lock`), serialized
@@ -402,11 +408,37 @@ export const makeFile: Effect.Effect<
     })
   })
 
-  const clear: Effect.Effect<boolean, TokenStoreError> = fs.remove(file).pipe(
-    Effect.as(true),
-    Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false)),
-    Effect.mapError(storeError(`Cannot remove the token file ${file}; check that ${dir} is writable by you`))
-  )
+  /**
+   * Records the fingerprints of the login being removed (`logged-out.json`, see
+   * `LogoutMarker`) so that no copy of it (OpenCode's `auth.json`) is ever
+   * adopted back; then removes the file. A file that does not parse is removed
+   * without a record. If the record cannot be written, nothing is removed.
+   */
+  const clear: Effect.Effect<boolean, TokenStoreError> = Effect.gen(function*() {
+    const text = yield* fs.readFileString(file).pipe(
+      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
+      Effect.orElseSucceed(() => undefined)
+    )
+    const decoded = text === undefined ? undefined : yield* decodeTokenFile(text).pipe(Effect.orElseSucceed(() => undefined))
+    if (decoded !== undefined) {
+      const t = decoded.tokens
+      yield* Effect.try({
+        try: () => recordLoggedOut(dir, [Redacted.value(t.refreshToken), Redacted.value(t.accessToken)]),
+        catch: (cause) =>
+          new TokenStoreError({
+            path: file,
+            cause,
+            message: `Cannot record the logout in ${dir}, so nothing was removed; check that ${dir} is writable by you ` +
+              `(${(cause as NodeJS.ErrnoException)?.code ?? "error"})`
+          })
+      })
+    }
+    return yield* fs.remove(file).pipe(
+      Effect.as(true),
+      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false)),
+      Effect.mapError(storeError(`Cannot remove the token file ${file}; check that ${dir} is writable by you`))
+    )
+  }).pipe(Effect.uninterruptible)
 
   return {
     path: file,

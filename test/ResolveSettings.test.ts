@@ -6,7 +6,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { resolve } from "../src/KimiAuthConfig.js"
 import { REGIONS, regionOfProvider } from "../src/Region.js"
-import { issuerFor, resolveSettings } from "../src/ResolveSettings.js"
+import { checkHome, issuerFor, resolveSettings } from "../src/ResolveSettings.js"
+import * as fs from "node:fs"
 
 const ok = (r: ReturnType<typeof resolveSettings>) => {
   if (!r.ok) throw new Error(`expected settings, got: ${r.message}`)
@@ -139,4 +140,60 @@ describe("issuerFor: a login is only good at the region that issued it", () => {
     assert.deepStrictEqual(issuerFor(unpinned, undefined), { oauthHost: unpinned.oauthHost, apiBaseUrl: unpinned.apiBaseUrl })
     assert.deepStrictEqual(issuerFor(unpinned, {}), { oauthHost: unpinned.oauthHost, apiBaseUrl: unpinned.apiBaseUrl })
   })
+})
+
+describe("the home folder", () => {
+  it("empty, relative, missing or a file: refused, naming HOME and OPENCODE_KIMI_AUTH_DIR; never created", () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-home-"))
+    try {
+      const file = path.join(tmp, "a-file")
+      fs.writeFileSync(file, "")
+      const missing = path.join(tmp, "nonexistent", "x")
+      const cases: ReadonlyArray<[string, RegExp]> = [
+        ["", /HOME is empty/],
+        ["  ", /HOME is empty/],
+        ["rel/home", /relative path/],
+        [missing, /does not exist; it is never created/],
+        [file, /is not a folder/]
+      ]
+      for (const [home, why] of cases) {
+        const r = checkHome(home)
+        if (r.ok) throw new Error(`expected a refusal for ${JSON.stringify(home)}`)
+        assert.match(r.message, why)
+        assert.match(r.message, /Set HOME to your home folder, or OPENCODE_KIMI_AUTH_DIR/)
+      }
+      assert.isFalse(fs.existsSync(path.join(tmp, "nonexistent")))
+      assert.deepStrictEqual(checkHome(tmp), { ok: true, value: tmp })
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true })
+    }
+  })
+
+  it("resolveSettings refuses a bad home only when no storage folder or token file is given", () => {
+    const saved = process.env["HOME"]
+    try {
+      process.env["HOME"] = ""
+      assert.match(refused(resolveSettings({}, {})), /HOME is empty/)
+      assert.strictEqual(ok(resolveSettings({}, { OPENCODE_KIMI_AUTH_DIR: "/abs/kimi" })).tokenFilePath, "/abs/kimi/oauth.json")
+      assert.strictEqual(ok(resolveSettings({ storageDir: "/abs/s" }, {})).storageDir, "/abs/s")
+      assert.strictEqual(ok(resolveSettings({ tokenFilePath: "/abs/t/oauth.json" }, {})).storageDir, "/abs/t")
+      // The relative-path example no longer builds on the empty home.
+      assert.match(refused(resolveSettings({ storageDir: "rel" }, {})), /such as \/home\/you\/\.opencode-kimi-auth/)
+    } finally {
+      if (saved === undefined) delete process.env["HOME"]
+      else process.env["HOME"] = saved
+    }
+  })
+
+  it("the Effect wrapper fails with a ConfigError", () =>
+    Effect.gen(function*() {
+      const saved = process.env["HOME"]
+      process.env["HOME"] = "relative"
+      const error = yield* Effect.flip(resolve({})).pipe(Effect.ensuring(Effect.sync(() => {
+        if (saved === undefined) delete process.env["HOME"]
+        else process.env["HOME"] = saved
+      })))
+      assert.strictEqual(error._tag, "ConfigError")
+      assert.match(error.message, /HOME/)
+    }).pipe(Effect.runSync))
 })

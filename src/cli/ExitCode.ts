@@ -16,7 +16,10 @@ export const ExitCode = {
   invalidResponse: 6,
   notLoggedIn: 7,
   storage: 8,
-  interrupted: 130
+  /** Stopped by SIGINT (Ctrl-C): 128 + 2. */
+  interrupted: 130,
+  /** Stopped by SIGTERM: 128 + 15. */
+  terminated: 143
 } as const
 
 /** One exit code. */
@@ -56,5 +59,5 @@ export const exitCodeFor = (tag: string): ExitCode => {
 export const exitCodeHelp = [
   "exit codes: 0 ok, 1 internal error (a bug), 2 bad configuration or usage, 3 login refused, 4 code expired,",
   "5 network or server unavailable, 6 invalid server response, 7 not logged in,",
-  "8 token storage problem, 130 interrupted"
+  "8 token storage problem, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"
 ].join(" ")

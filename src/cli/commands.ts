@@ -34,6 +34,9 @@ import { ExitCode, exitCodeFor, exitCodeHelp } from "./ExitCode.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isTty, out, red } from "./Output.js"
 import { makeLoginProgress } from "./LoginProgress.js"
 import { usageJson, usageLines } from "./UsageView.js"
+import { openCodeAuthPath, type OpenCodeLogout, removeKimiEntries } from "./OpenCodeAuth.js"
+import { logoutMarkerPath, recordLoggedOut } from "../LogoutMarker.js"
+import * as fs from "node:fs"
 
 const debugFlag = Flag.Boolean("debug").pipe(
   Flag.withDefault(false),
@@ -482,6 +485,27 @@ const usageCommand = Command.make("usage", { json: jsonFlag, debug: debugFlag },
 // ---------------------------------------------------------------------------
 // logout
 
+/** What logout says about OpenCode's copy, one line. */
+const openCodeLine = (r: OpenCodeLogout, recorded: boolean): string => {
+  switch (r._tag) {
+    case "NoFile":
+      return `OpenCode holds no Kimi login (no ${r.file}).`
+    case "Done": {
+      const keys = r.apiKeys.length > 0
+        ? ` OpenCode still holds a Kimi API key for ${r.apiKeys.join(", ")} there (not a device login; ` +
+          `\`opencode auth logout\` removes it).`
+        : ""
+      return (r.removed.length > 0
+        ? `Removed OpenCode's copy of the login (${r.removed.join(", ")}) from ${r.file}; its other entries are unchanged.`
+        : `OpenCode holds no Kimi device login in ${r.file}.`) + keys
+    }
+    case "Untouched":
+      return `OpenCode's ${r.file} was left unchanged: ${r.reason}. ` +
+        (recorded ? "Its copy of this login is never used again by this plugin; " : "") +
+        "to remove Kimi's entries from it, run `opencode auth logout`."
+  }
+}
+
 const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
   run(
     "logout",
@@ -489,18 +513,40 @@ const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
     Effect.gen(function*() {
       const settings = yield* KimiAuthConfig
       const manager = yield* TokenManager
+      const store = yield* TokenStore
+      // Records the login's fingerprints (logged-out.json), then removes the file, under the lock.
       const removed = yield* manager.clear
+      // OpenCode's copy: its Kimi OAuth entries go too, and are fingerprinted, so no copy is ever adopted back.
+      const { opencode, recorded } = yield* store.withLock(Effect.sync(() => {
+        const r = removeKimiEntries(openCodeAuthPath(process.env))
+        const secrets = r._tag === "NoFile" ? [] : r.secrets
+        try {
+          if (secrets.length > 0) fs.mkdirSync(settings.storageDir, { recursive: true, mode: 0o700 })
+          recordLoggedOut(settings.storageDir, secrets)
+          return { opencode: r, recorded: secrets.length > 0 }
+        } catch {
+          return { opencode: r, recorded: false }
+        }
+      }))
       yield* Effect.logDebug(
-        `logout: ${removed ? "removed" : "found no"} ${settings.tokenFilePath}; kept the device id in ${settings.deviceIdPath}`
+        `logout: ${removed ? "removed" : "found no"} ${settings.tokenFilePath}; kept the device id in ${settings.deviceIdPath}; ` +
+          `OpenCode: ${opencode._tag}; fingerprints in ${logoutMarkerPath(settings.storageDir)}`
       )
+      const copyRemoved = opencode._tag === "Done" && opencode.removed.length > 0
       yield* out(
-        removed
+        (removed
           ? `Logged out: removed ${settings.tokenFilePath}. The device id is kept.\n`
-          : `Not logged in; nothing to remove at ${settings.tokenFilePath}.\n`
+          : `Not logged in here; nothing to remove at ${settings.tokenFilePath}.\n`) +
+          `${openCodeLine(opencode, recorded)}\n` +
+          (removed || copyRemoved ? "Nothing uses this login again; `kimi-auth login` makes a new one.\n" : "")
       )
     })
   )).pipe(
-    Command.withDescription("Remove the stored tokens (the device id is kept). In OpenCode, also run `opencode auth logout`."),
+    Command.withDescription(
+      "Log out: remove the stored tokens (the device id is kept) and OpenCode's copy of the Kimi device login " +
+        "(the kimi-code-plan-cn / kimi-code-plan-global OAuth entries of its auth.json; other entries are untouched). " +
+        "The login's fingerprints are kept in logged-out.json so that no leftover copy is ever used again."
+    ),
     Command.withExamples([{ command: "kimi-auth logout", description: "Forget the login on this machine" }])
   )
 

@@ -7,7 +7,6 @@
 import * as NodeChildProcessSpawner from "@effect/platform-node-shared/NodeChildProcessSpawner"
 import * as NodeFileSystem from "@effect/platform-node-shared/NodeFileSystem"
 import * as NodePath from "@effect/platform-node-shared/NodePath"
-import * as NodeRuntime from "@effect/platform-node-shared/NodeRuntime"
 import * as NodeStdio from "@effect/platform-node-shared/NodeStdio"
 import * as NodeTerminal from "@effect/platform-node-shared/NodeTerminal"
 import * as Cause from "effect/Cause"
@@ -18,6 +17,7 @@ import { rootCommand } from "./commands.js"
 import { ExitCode } from "./ExitCode.js"
 import { cliPresentation } from "./Invocation.js"
 import { write } from "./Pipes.js"
+import { runMain } from "./Signals.js"
 
 const VERSION = "0.1.0"
 
@@ -40,5 +40,5 @@ export const runCli = (): void =>
       })
     ),
     Effect.provide(Layer.merge(nodeServices, cliPresentation)),
-    NodeRuntime.runMain
+    runMain
   )

@@ -7,12 +7,14 @@
  * One core per provider (region): a managed runtime built on first use and
  * disposed by the `dispose` hook, the project's token store as the source of
  * truth, OpenCode's `auth.json` only mirrored (it has no lock and drops the
- * device id). Nothing here throws into OpenCode: failures become an error
+ * device id), and a copy of a login the user logged out of is never adopted
+ * back (`LogoutMarker`). Nothing here throws into OpenCode: failures become an error
  * `Response` or an `Error` whose message says what to do.
  *
  * @since 0.2.0
  */
 import * as Cause from "effect/Cause"
+import * as nodeFs from "node:fs"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -25,11 +27,12 @@ import * as References from "effect/References"
 import { DeviceFlow } from "../DeviceFlow.js"
 import { LOGIN_HINT } from "../Errors.js"
 import { DeviceIdentity } from "../DeviceIdentity.js"
+import { isLoggedOut } from "../LogoutMarker.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
 import { type KimiRegion, REGIONS } from "../Region.js"
-import { isDue, TokenManager } from "../TokenManager.js"
+import { isDue, PRESENCE_CHECK_MILLIS, TokenManager } from "../TokenManager.js"
 import { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
 import { errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
@@ -171,6 +174,21 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   // refresh that did not finish (a cancelled request) never leaves a rejected token to be served again.
   const windowSeconds = settings ? Duration.toSeconds(settings.refreshWindow) : 300
   let fast: { readonly tokens: TokenSet; readonly access: string } | undefined
+  let fastCheckedAt = 0
+  /**
+   * False only when a logout removed this login: the token file is gone and
+   * `logged-out.json` records it (one stat, and a small read only then).
+   * Notes the time of the check.
+   */
+  const stillStored = (tokens: TokenSet, access: string): boolean => {
+    fastCheckedAt = Date.now()
+    try {
+      return settings === undefined || nodeFs.existsSync(settings.tokenFilePath) ||
+        !isLoggedOut(settings.storageDir, [access, Redacted.value(tokens.refreshToken)])
+    } catch {
+      return true
+    }
+  }
 
   let mirrored: string | undefined
   /** Mirrors a token set into OpenCode's auth store, best effort, at most once per access token. */
@@ -219,8 +237,13 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
       ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
       getAccessToken: (signal) => {
         const f = fast
-        if (f !== undefined && !signal?.aborted && !isDue(f.tokens, Date.now() / 1000, windowSeconds)) {
-          return Promise.resolve({ ok: true, token: f.access } as const)
+        const now = Date.now()
+        if (f !== undefined && !signal?.aborted && !isDue(f.tokens, now / 1000, windowSeconds)) {
+          // A logout elsewhere removes the file: looked for at most every PRESENCE_CHECK_MILLIS (one stat).
+          if (now - fastCheckedAt < PRESENCE_CHECK_MILLIS || stillStored(f.tokens, f.access)) {
+            return Promise.resolve({ ok: true, token: f.access } as const)
+          }
+          fast = undefined
         }
         return tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal)
       },
@@ -250,24 +273,37 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   }
 
   const adopt = async (entry: OAuthEntry) => {
-    if (configProblem) return
+    if (configProblem || !settings) return
     if (typeof entry.refresh !== "string" || entry.refresh === "" || typeof entry.access !== "string") return
+    const storageDir = settings.storageDir
     await run(
       Effect.gen(function*() {
         const store = yield* TokenStore
-        if ((yield* store.load) !== undefined) return
-        const expiresAt = Math.floor(entry.expires / 1000)
-        const manager = yield* TokenManager
-        yield* manager.setTokens(
-          new TokenSet({
-            accessToken: Redacted.make(entry.access),
-            refreshToken: Redacted.make(entry.refresh),
-            tokenType: "Bearer",
-            expiresIn: Math.max(0, expiresAt - Math.floor(Date.now() / 1000)),
-            scope: "",
-            expiresAt,
-            region
-          })
+        // Under the lock, so a logout in another process cannot slip between the checks and the save.
+        const adopted = yield* store.withLock(Effect.gen(function*() {
+          if ((yield* store.load) !== undefined) return "kept"
+          // A copy of a login the user logged out of (`kimi-auth logout`) is never brought back; a new login is.
+          if (isLoggedOut(storageDir, [entry.refresh, entry.access])) return "logged-out"
+          const expiresAt = Math.floor(entry.expires / 1000)
+          yield* store.save(
+            new TokenSet({
+              accessToken: Redacted.make(entry.access),
+              refreshToken: Redacted.make(entry.refresh),
+              tokenType: "Bearer",
+              expiresIn: Math.max(0, expiresAt - Math.floor(Date.now() / 1000)),
+              scope: "",
+              expiresAt,
+              region
+            })
+          )
+          return "adopted"
+        }))
+        yield* Effect.logDebug(
+          adopted === "logged-out"
+            ? `plugin: OpenCode's stored login for ${providerId} is one the user logged out of; not adopted`
+            : adopted === "adopted"
+            ? `plugin: adopted OpenCode's stored login for ${providerId} into ${store.path}`
+            : `plugin: a login is already stored; OpenCode's copy for ${providerId} is not needed`
         )
       })
     )

@@ -335,7 +335,13 @@ export class KimiOAuthClient {
     })
   }
 
-  /** Removes the stored tokens (the device id is kept). Resolves `false` when there were none. */
+  /**
+   * Removes the stored tokens (the device id is kept), recording the login's
+   * fingerprints in `logged-out.json` so that no copy of it (OpenCode's
+   * `auth.json`) is adopted back by the plugin. OpenCode's own copy is left in
+   * its file: `kimi-auth logout` removes that too. Resolves `false` when there
+   * were none.
+   */
   async logout(options: CallOptions = {}): Promise<boolean> {
     return this.#run(Effect.flatMap(TokenManager, (m) => m.clear), options.signal)
   }

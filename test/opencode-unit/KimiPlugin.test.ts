@@ -223,4 +223,30 @@ describe("KimiAuthPlugin", () => {
     expect((await res.json()).error.message).toMatch(/plain http/)
     await expect(hooks.auth.methods[0].authorize()).rejects.toThrow(/plain http/)
   })
+
+  it("an empty or missing home never throws from server(): nothing is created and the hooks name HOME", async () => {
+    const saved = process.env["HOME"]
+    const cwd = process.cwd()
+    for (const home of ["", "relative-home", path.join(dir, "no", "such", "home")]) {
+      process.env["HOME"] = home
+      process.chdir(dir)
+      try {
+        const hooks = await KimiAuthPlugin({} as never, { oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
+        disposers.push(hooks.dispose)
+        const config: { provider?: Record<string, unknown> } = {}
+        await hooks.config(config)
+        expect(config.provider).toBeUndefined()
+        const options = await hooks.auth.loader(async () => undefined)
+        const res = await chat(options.fetch, "https://api.kimi.com/coding/v1")
+        expect(res.status).toBe(500)
+        expect((await res.json()).error.message).toMatch(/HOME/)
+        await expect(hooks.auth.methods[0].authorize()).rejects.toThrow(/OPENCODE_KIMI_AUTH_DIR/)
+        expect(fs.readdirSync(dir)).toEqual([])
+      } finally {
+        process.chdir(cwd)
+        if (saved === undefined) delete process.env["HOME"]
+        else process.env["HOME"] = saved
+      }
+    }
+  })
 })

@@ -28,8 +28,9 @@ export const rmTemp = (dir: string) => fs.rmSync(dir, { recursive: true, force: 
 /** Environment for an isolated run: HOME and the storage folder inside `home`, no DEBUG, no browser. */
 export const isolatedEnv = (home: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { ...process.env }
+  // XDG_DATA_HOME: logout edits OpenCode's auth.json there; below HOME it is the test's own.
   // CI too: CI runs set it, and the CLI opens no browser under CI; each test chooses its own display.
-  for (const k of ["DEBUG", "KIMI_OAUTH_HOST", "KIMI_CODE_OAUTH_HOST", "KIMI_CODE_BASE_URL", "OPENCODE_KIMI_AUTH_DIR", "DISPLAY", "WAYLAND_DISPLAY", "CI"]) {
+  for (const k of ["DEBUG", "KIMI_OAUTH_HOST", "KIMI_CODE_OAUTH_HOST", "KIMI_CODE_BASE_URL", "OPENCODE_KIMI_AUTH_DIR", "DISPLAY", "WAYLAND_DISPLAY", "CI", "XDG_DATA_HOME"]) {
     delete env[k]
   }
   return { ...env, HOME: home, OPENCODE_KIMI_AUTH_DIR: path.join(home, ".opencode-kimi-auth"), NO_COLOR: "1", ...extra }
