@@ -6,6 +6,7 @@
 // reached:
 //
 //   dist/bundle/server.js    exports["./server"]: the OpenCode plugin (Bun runs it)
+//   dist/bundle/server-v2.js exports["./server"] under `bun`: the OpenCode 2 plugin
 //   dist/bundle/client.js    exports["."] (and "./client"): the promise facade, KimiOAuthClient
 //   dist/bundle/emulator.js  exports["./emulator"]: the local Kimi emulator
 //   dist/bundle/ai-sdk.js    exports["./ai-sdk"]: createKimi (its AI SDK peers stay external)
@@ -57,6 +58,7 @@ const shared = await esbuild.build({
   ...common,
   entryPoints: [
     { in: src("opencode", "server.ts"), out: "bundle/server" },
+    { in: src("opencode", "server-v2.ts"), out: "bundle/server-v2" },
     { in: src("promise", "KimiOAuthClient.ts"), out: "bundle/client" },
     { in: src("emulator", "KimiEmulator.ts"), out: "bundle/emulator" },
     { in: src("ai-sdk", "index.ts"), out: "bundle/ai-sdk" },

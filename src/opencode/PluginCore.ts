@@ -35,7 +35,10 @@ import { type KimiRegion, REGIONS } from "../Region.js"
 import { isDue, PRESENCE_CHECK_MILLIS, TokenManager } from "../TokenManager.js"
 import { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
-import { errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
+import { readWebTextPrefix } from "../HttpBody.js"
+import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../KimiRequest.js"
+import { decodeUsage, type KimiUsage } from "../Usage.js"
+import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
 
 /** What the thin plugin hands its core. */
 export interface PluginCoreConfig {
@@ -63,8 +66,18 @@ export interface DeviceLoginStart {
   readonly url: string
   readonly instructions: string
   readonly method: "auto"
+  /** When the device code expires, epoch milliseconds (OpenCode 2's `expiresAt`). */
+  readonly expiresAt: number
   readonly callback: () => Promise<{ type: "success"; refresh: string; access: string; expires: number }>
 }
+
+/** {@link PluginCore.currentLogin}'s answer. */
+export type CurrentLogin =
+  | { readonly ok: true; readonly access: string; readonly expiresMillis: number }
+  | Extract<TokenResult, { ok: false }>
+
+/** The error code of the quota answer the OpenCode 2 hooks hand on (OpenCode 2 reads it as "quota", never retried). */
+export const QUOTA_ERROR_TYPE = "insufficient_quota"
 
 /** One entry of `GET {base}/models`, as far as the plugin reads it. */
 export interface ApiModel {
@@ -87,6 +100,24 @@ export interface PluginCore {
   readonly adopt: (entry: OAuthEntry) => Promise<void>
   /** The account's models (`GET {base}/models`), or none; waits at most `budgetMillis`, never throws. */
   readonly listModels: (apiBaseUrl: string, budgetMillis: number) => Promise<ReadonlyArray<ApiModel>>
+  /** The current login's access token and its expiry (refreshed under the lock when due), or why there is none. */
+  readonly currentLogin: () => Promise<CurrentLogin>
+  /** A valid access token for a request (the fast path while it is not due). */
+  readonly accessToken: (signal?: AbortSignal) => Promise<TokenResult>
+  /** The identity headers (`X-Msh-*`, `User-Agent`) every Kimi request carries. */
+  readonly identity: () => Promise<Readonly<Record<string, string>>>
+  /**
+   * Sends again a request whose token Kimi rejected (`401`), after one forced
+   * refresh, and only with a different token; answers the login message when
+   * none can be had. For hosts whose hook sees the answer but not the send.
+   */
+  readonly resendAfterRejection: (request: Request, rejected: string) => Promise<Response>
+  /**
+   * Reads a `403`/`429` answer: a quota refusal becomes a `403` naming the
+   * used-up window and its reset, coded so hosts do not retry it; anything
+   * else comes back as it was (its body kept).
+   */
+  readonly judgeRefusal: (response: Response) => Promise<Response>
   readonly dispose: () => Promise<void>
 }
 
@@ -211,10 +242,13 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     }
   }
 
-  const tokenResult = async (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<TokenResult> => {
+  const loginResult = async (
+    effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>,
+    signal?: AbortSignal
+  ): Promise<{ readonly ok: true; readonly tokens: TokenSet; readonly access: string } | Extract<TokenResult, { ok: false }>> => {
     if (configProblem) return { ok: false, status: 500, code: "kimi_config", message: configProblem }
     const exit = await run(effect, signal)
-    if (Exit.isFailure(exit)) return tokenFailure(exit.cause)
+    if (Exit.isFailure(exit)) return tokenFailure(exit.cause) as Extract<TokenResult, { ok: false }>
     const tokens = exit.value
     if (tokens.region !== undefined && tokens.region !== region) {
       return { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region) }
@@ -222,8 +256,29 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     mirror(tokens)
     const access = Redacted.value(tokens.accessToken)
     fast = { tokens, access }
-    return { ok: true, token: access }
+    return { ok: true, tokens, access }
   }
+  const tokenResult = async (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<TokenResult> => {
+    const r = await loginResult(effect, signal)
+    return r.ok ? { ok: true, token: r.access } : r
+  }
+  const accessToken = (signal?: AbortSignal): Promise<TokenResult> => {
+    const f = fast
+    const now = Date.now()
+    if (f !== undefined && !signal?.aborted && !isDue(f.tokens, now / 1000, windowSeconds)) {
+      // A logout elsewhere removes the file: looked for at most every PRESENCE_CHECK_MILLIS (one stat).
+      if (now - fastCheckedAt < PRESENCE_CHECK_MILLIS || stillStored(f.tokens, f.access)) {
+        return Promise.resolve({ ok: true, token: f.access } as const)
+      }
+      fast = undefined
+    }
+    return tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal)
+  }
+  const refreshAfterRejection = (rejected: string, signal?: AbortSignal): Promise<TokenResult> => {
+    if (fast?.access === rejected) fast = undefined
+    return tokenResult(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
+  }
+  const rejectedMessage = `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`
 
   let identityHeaders: Readonly<Record<string, string>> = {}
   const buildOAuthFetch = async () => {
@@ -232,25 +287,11 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     return makeKimiFetch({
       headers: identityHeaders,
       // The core's "log in again" names OpenCode's command without the provider: name this one.
-      rejectedMessage: `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`,
+      rejectedMessage,
       // Only requests below the provider's API base are authorized; a quota refusal reads its /usages.
       ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
-      getAccessToken: (signal) => {
-        const f = fast
-        const now = Date.now()
-        if (f !== undefined && !signal?.aborted && !isDue(f.tokens, now / 1000, windowSeconds)) {
-          // A logout elsewhere removes the file: looked for at most every PRESENCE_CHECK_MILLIS (one stat).
-          if (now - fastCheckedAt < PRESENCE_CHECK_MILLIS || stillStored(f.tokens, f.access)) {
-            return Promise.resolve({ ok: true, token: f.access } as const)
-          }
-          fast = undefined
-        }
-        return tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal)
-      },
-      refreshAfterRejection: (rejected, signal) => {
-        if (fast?.access === rejected) fast = undefined
-        return tokenResult(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
-      }
+      getAccessToken: accessToken,
+      refreshAfterRejection
     })
   }
   let oauthFetch: Promise<ReturnType<typeof makeKimiFetch>> | undefined
@@ -325,6 +366,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     const minutes = Math.max(1, Math.round(authorization.expiresIn / 60))
     return {
       url: authorization.verificationUriComplete ?? authorization.verificationUri,
+      expiresAt: Date.now() + authorization.expiresIn * 1000,
       instructions: `Enter code: ${authorization.userCode} (confirm it matches the page; it expires in ${minutes} min)`,
       method: "auto",
       callback: async () => {
@@ -374,12 +416,69 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     }
   }
 
+  const identity = async () => {
+    if (oauthFetchReady === undefined) oauthFetchReady = await (oauthFetch ??= buildOAuthFetch())
+    return identityHeaders
+  }
+
+  const currentLogin = async (): Promise<CurrentLogin> => {
+    const r = await loginResult(Effect.flatMap(TokenManager, (m) => m.getTokens))
+    return r.ok ? { ok: true, access: r.access, expiresMillis: r.tokens.expiresAt * 1000 } : r
+  }
+
+  const resendAfterRejection = async (request: Request, rejected: string): Promise<Response> => {
+    const headers = await identity()
+    const once = makeKimiFetch({
+      headers,
+      rejectedMessage,
+      ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
+      // The first send of this fetch is the retry: its token comes from the forced refresh.
+      getAccessToken: async (signal) => {
+        const r = await refreshAfterRejection(rejected, signal)
+        return r.ok && r.token === rejected ? { ok: false, status: 401, code: "invalid_authentication_error", message: rejectedMessage } : r
+      },
+      refreshAfterRejection
+    })
+    return once(request)
+  }
+
+  const readUsage = async (): Promise<KimiUsage | undefined> => {
+    if (!settings) return undefined
+    try {
+      const response = await fetch(`${settings.apiBaseUrl}/usages`, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(5000) })
+      if (!response.ok) return undefined
+      const decoded = decodeUsage(await response.json())
+      return decoded._tag === "Success" ? decoded.success : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  const judgeRefusal = async (response: Response): Promise<Response> => {
+    if (response.status !== 403 && response.status !== 429) return response
+    const text = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
+    const refusal = classifyRefusal(response.status, text, response.headers.get("retry-after") ?? undefined)
+    if (refusal?._tag !== "QuotaExceeded") {
+      return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers })
+    }
+    const message = quotaMessage(refusal, await readUsage())
+    return new Response(JSON.stringify({ error: { message, type: QUOTA_ERROR_TYPE, code: QUOTA_ERROR_TYPE } }), {
+      status: 403,
+      headers: { "content-type": "application/json", [ERROR_HEADER]: "kimi_quota_exceeded" }
+    })
+  }
+
   return {
     fetch,
     apiKeyFetch,
     startLogin,
     adopt,
     listModels,
+    currentLogin,
+    accessToken,
+    identity,
+    resendAfterRejection,
+    judgeRefusal,
     dispose: async () => {
       const rt = runtime
       runtime = undefined

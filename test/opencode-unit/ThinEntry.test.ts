@@ -1,5 +1,6 @@
 /**
- * OpenCode's entry stays light: nothing that `src/opencode/server.ts` imports
+ * OpenCode's entries stay light: nothing that `src/opencode/server.ts` (or the
+ * OpenCode 2 entry `server-v2.ts`) imports
  * statically (followed through every relative import) reaches `effect` or the
  * Effect core; `PluginCore.ts` is only loaded by a dynamic `import()`. This is
  * what keeps OpenCode's start-up (import, `server()`, `config`) free of Effect
@@ -27,8 +28,8 @@ const reachable = (entry: string): Map<string, Array<string>> => {
 }
 
 describe("the OpenCode entry", () => {
-  it("imports no effect and not the core, statically, in the sources", () => {
-    const graph = reachable(path.join(repoRoot, "src", "opencode", "server.ts"))
+  it.each(["server.ts", "server-v2.ts"])("%s imports no effect and not the core, statically, in the sources", (entry) => {
+    const graph = reachable(path.join(repoRoot, "src", "opencode", entry))
     const files = [...graph.keys()].map((f) => path.relative(repoRoot, f))
     expect(files).toContain("src/opencode/KimiPlugin.ts")
     expect(files).not.toContain("src/opencode/PluginCore.ts")
@@ -38,9 +39,9 @@ describe("the OpenCode entry", () => {
     expect(fs.readFileSync(path.join(repoRoot, "src", "opencode", "KimiPlugin.ts"), "utf8")).toMatch(/import\("\.\/PluginCore\.js"\)/)
   })
 
-  it("in the bundle, server.js and its static chunks are small and the Effect chunk is loaded only by import()", () => {
+  it.each(["server.js", "server-v2.js"])("in the bundle, %s and its static chunks are small and the Effect chunk is loaded only by import()", (name) => {
     const dir = path.join(repoRoot, "dist", "bundle")
-    const entry = path.join(dir, "server.js")
+    const entry = path.join(dir, name)
     expect(fs.existsSync(entry), "run `npm run build` first").toBe(true)
     let bytes = 0
     const seen = new Set<string>()
