@@ -1,6 +1,6 @@
 /** The plugin's fetch wrapper against a real loopback server. */
 import { afterEach, describe, expect, it } from "vitest"
-import { makeKimiFetch, type TokenResult } from "../../src/opencode/KimiFetch.js"
+import { makeKimiFetch, type TokenResult } from "../../src/AuthorizingFetch.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
 
 let server: ScriptedServer | undefined

@@ -1,6 +1,6 @@
 /**
  * The authorizing `fetch`: the {@link authorize} core adapted to the Fetch
- * API, for the OpenCode plugin and the AI SDK provider.
+ * API, for the OpenCode plugin, the AI SDK provider and the promise facade.
  *
  * - The AI SDK passes `Authorization: Bearer <placeholder apiKey>` in
  *   `init.headers`; it is overwritten.
