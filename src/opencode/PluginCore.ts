@@ -38,7 +38,7 @@ import { TokenStore } from "../TokenStore.js"
 import { readWebTextPrefix } from "../HttpBody.js"
 import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../KimiRequest.js"
 import { decodeUsage, type KimiUsage } from "../Usage.js"
-import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "./KimiFetch.js"
+import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "../AuthorizingFetch.js"
 
 /** What the thin plugin hands its core. */
 export interface PluginCoreConfig {
