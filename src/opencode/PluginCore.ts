@@ -27,6 +27,7 @@ import { LOGIN_HINT } from "../Errors.js"
 import { DeviceIdentity } from "../DeviceIdentity.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { checkCanStoreLogin, storeLogin } from "../LoginStorage.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
 import { type KimiRegion, REGIONS } from "../Region.js"
 import { isDue, TokenManager } from "../TokenManager.js"
@@ -281,7 +282,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
    */
   const startLogin = async (): Promise<DeviceLoginStart> => {
     if (configProblem) throw new Error(`Kimi login could not start: ${configProblem}`)
-    const started = await run(Effect.flatMap(DeviceFlow, (f) => f.start))
+    // Proven storable first: the user must never approve a login that cannot be kept.
+    const started = await run(Effect.andThen(checkCanStoreLogin, Effect.flatMap(DeviceFlow, (f) => f.start)))
     if (Exit.isFailure(started)) {
       throw new Error(`Kimi login could not start: ${openCodeFirst(failureOf(started.cause).message, providerId, region)}`)
     }
@@ -295,9 +297,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
         const exit = await run(
           Effect.gen(function*() {
             const flow = yield* DeviceFlow
-            const manager = yield* TokenManager
             const tokens = yield* flow.awaitTokens(authorization)
-            yield* manager.setTokens(tokens)
+            yield* storeLogin(tokens)
             return tokens
           })
         )
