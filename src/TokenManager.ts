@@ -12,6 +12,10 @@
  *   tokens, those are used and no request is made (replaying a spent refresh
  *   token would revoke the whole login).
  * - **Rotation**: the new refresh token is stored; a response without one keeps the old.
+ * - **A token the API rejects** is refreshed once; one issued less than
+ *   {@link REJECTED_FRESH_TOKEN_SECONDS} ago is not (the same token is handed
+ *   back, which the request core reports as rejected), so an API that refuses
+ *   every token cannot make every call, in every process, spend the family.
  * - **Rejection**: on `invalid_grant`/401 the file is re-read once (a tool that
  *   does not take our lock may have rotated it); only then does it fail with
  *   {@link NotLoggedInError}. Nothing is ever deleted for a failure.
@@ -135,6 +139,27 @@ export const refreshThresholdSeconds = (tokens: TokenSet, windowSeconds: number)
 /** Whether `tokens` should be refreshed at `nowSeconds`. */
 export const isDue = (tokens: TokenSet, nowSeconds: number, windowSeconds: number): boolean =>
   isDueAt(tokens.expiresAt, tokens.expiresIn, nowSeconds, windowSeconds)
+
+/**
+ * Seconds after its issue during which a token the API rejects is not
+ * refreshed again: an API that refuses every token (a wrong base URL or
+ * region, a suspended plan) would otherwise cost one refresh, one rotation of
+ * the family and one request to the token endpoint per API call, in every
+ * process. With it, such an API costs at most one refresh per minute across
+ * all processes, and the caller gets a clear "rejected" outcome.
+ */
+export const REJECTED_FRESH_TOKEN_SECONDS = 60
+
+/**
+ * Whether `tokens` were issued less than `windowSeconds` before `nowSeconds`
+ * (their issue time is `expiresAt - expiresIn`, the local clock at receipt).
+ * A clock set back (an issue time in the future) counts as not fresh, so a
+ * wrong clock never blocks refreshes.
+ */
+export const issuedMomentsAgo = (tokens: TokenSet, nowSeconds: number, windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS): boolean => {
+  const age = nowSeconds - (tokens.expiresAt - tokens.expiresIn)
+  return age >= 0 && age < windowSeconds
+}
 
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
@@ -275,6 +300,14 @@ export const make = (options: TokenManagerOptions = {}) =>
           const replacedElsewhere = rejected !== undefined && !sameSecret(onDisk.accessToken, rejected)
           if (force ? replacedElsewhere && onDisk.remainingSeconds(now) > 0 : !isDue(onDisk, now, windowSeconds)) {
             yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
+            return { _tag: "Done", tokens: onDisk } as const
+          }
+          if (force && rejected !== undefined && !replacedElsewhere && issuedMomentsAgo(onDisk, now)) {
+            // The API refused a token issued moments ago: another refresh would not help. The same token back
+            // tells the caller (KimiRequest: "Rejected"), and the family is not rotated again.
+            yield* Effect.logDebug("token refresh: the API rejected a token issued moments ago; not refreshing again").pipe(
+              Effect.annotateLogs({ ageSeconds: Math.round(now - (onDisk.expiresAt - onDisk.expiresIn)) })
+            )
             return { _tag: "Done", tokens: onDisk } as const
           }
           yield* Effect.logDebug(

@@ -203,7 +203,8 @@ describe("TokenManager", () => {
   })
 
   it.effect("invalidate(rejected) forces one refresh; a second caller with the same rejected token reuses it", () => {
-    const { requests, layer } = setup(tokenSet(0, 900), [refreshed(1), refreshed(2)])
+    // Issued 100 s ago (a token issued moments ago is not refreshed again: see the next test).
+    const { requests, layer } = setup(tokenSet(0, 800), [refreshed(1), refreshed(2)])
     return Effect.gen(function*() {
       const m = yield* TokenManager
       const first = yield* m.getAccessToken
@@ -214,6 +215,26 @@ describe("TokenManager", () => {
       // a stale 401 for a token that was already replaced causes no refresh
       yield* m.invalidate(Redacted.make("at-old"))
       assert.strictEqual(requests.length, 1)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("an API that rejects a token issued moments ago: invalidate hands it back, no refresh, for a minute", () => {
+    const { requests, layer } = setup(tokenSet(0, 800), [refreshed(1), refreshed(2)])
+    return Effect.gen(function*() {
+      const m = yield* TokenManager
+      const first = yield* m.getAccessToken
+      const second = (yield* m.invalidate(first)).accessToken
+      assert.strictEqual(Redacted.value(second), "at-1")
+      // at-1 was issued just now: a rejection of it refreshes nothing and hands at-1 back (the caller reports it).
+      for (let i = 0; i < 5; i++) assert.strictEqual(Redacted.value((yield* m.invalidate(second)).accessToken), "at-1")
+      assert.strictEqual(requests.length, 1)
+      yield* TestClock.adjust("59 seconds")
+      assert.strictEqual(Redacted.value((yield* m.invalidate(second)).accessToken), "at-1")
+      assert.strictEqual(requests.length, 1)
+      // A minute after its issue, a rejection refreshes again: one more, bounded.
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(Redacted.value((yield* m.invalidate(second)).accessToken), "at-2")
+      assert.strictEqual(requests.length, 2)
     }).pipe(Effect.provide(layer))
   })
 

@@ -215,7 +215,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     return makeKimiFetch({
       headers: identityHeaders,
       // The core's "log in again" names OpenCode's command without the provider: name this one.
-      rejectedMessage: `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`,
+      rejectedMessage: `Kimi rejected the access token and no new one could be obtained (a token refreshed moments ago ` +
+        `is not refreshed again); check the provider's region and base URL, or log in again: ${login}.`,
       // Only requests below the provider's API base are authorized; a quota refusal reads its /usages.
       ...(settings ? { apiBaseUrl: settings.apiBaseUrl } : {}),
       getAccessToken: (signal) => {
