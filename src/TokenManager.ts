@@ -161,6 +161,17 @@ export const issuedMomentsAgo = (tokens: TokenSet, nowSeconds: number, windowSec
   return age >= 0 && age < windowSeconds
 }
 
+/**
+ * Whether a failed refresh may have reached Kimi and rotated the refresh
+ * token: no answer came (the deadline passed, or the connection broke once
+ * the request could have been sent). Its "refresh in flight" marker then
+ * stays, so that a later rejection says what happened instead of "expired".
+ * A refused connection, or any answer, proves nothing was rotated.
+ */
+export const mayHaveRotated = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>
+  error._tag === "NetworkError" &&
+  (error.reason === "timeout" || /ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED/.test(error.reason ?? ""))
+
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => ms / 1000)
@@ -215,8 +226,8 @@ export const make = (options: TokenManagerOptions = {}) =>
 
     const interruptedMessage = (i: InterruptedRefresh) =>
       `Your Kimi login was revoked: an earlier token refresh (process ${i.pid} on ${i.hostname}, started ${i.startedAt}) ` +
-      `was interrupted after Kimi had rotated the refresh token and before the new tokens were saved, so the ` +
-      `saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
+      `was interrupted, or got no answer in time, after Kimi had rotated the refresh token and before the new tokens ` +
+      `were saved, so the saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
 
     /** Space for the save, reserved before the request (or a plain save for stores without it). */
     const prepare = (s: TokenStoreShape): Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> =>
@@ -250,7 +261,8 @@ export const make = (options: TokenManagerOptions = {}) =>
             if (saved._tag === "Failure") unsaved = { tokens: kept, spent: base.refreshToken }
             return yield* Effect.fail(error)
           }
-          yield* prepared.abandon
+          // No answer: Kimi may have rotated it. The marker stays until a save, to explain a later rejection.
+          if (!mayHaveRotated(error)) yield* prepared.abandon
           return yield* Effect.fail(error)
         }
         const refreshed = result.success

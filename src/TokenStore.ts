@@ -43,7 +43,7 @@ import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreErr
 import { describeError } from "./Errno.js"
 import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "./FileLock.js"
-import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { KimiAuthConfig, lockWaitFor } from "./KimiAuthConfig.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
 import { describeSize, readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "./SmallFile.js"
 
@@ -163,7 +163,7 @@ export const makeFile: Effect.Effect<
   const base = path.basename(file)
   const lock = yield* FileLock.make({
     path: settings.lockPath,
-    timeout: settings.lockTimeout,
+    timeout: lockWaitFor(settings),
     staleAfter: settings.staleLockAfter
   })
 
