@@ -84,7 +84,7 @@ const children = (count: number, dir: string, requestTimeout: string, lockTimeou
 
 describe("lockWaitFor and mayHaveRotated", () => {
   it("a waiter waits at least two request deadlines and a save; a longer lockTimeout stays", () => {
-    const at = (lockTimeout: string, requestTimeout: string) =>
+    const at = (lockTimeout: Duration.Input, requestTimeout: Duration.Input) =>
       Duration.toMillis(lockWaitFor({ lockTimeout: Duration.fromInputUnsafe(lockTimeout), requestTimeout: Duration.fromInputUnsafe(requestTimeout) }))
     expect(at("30 seconds", "30 seconds")).toBe(65_000)
     expect(at("1 second", "4 seconds")).toBe(13_000)

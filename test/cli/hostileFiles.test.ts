@@ -146,6 +146,27 @@ describe("the token file", () => {
     expect(r.stderr).toContain("not a regular file")
   })
 
+  it.runIf(posix)("a FIFO at the lock path: `token` never hangs on it; it is taken over like a dead holder's lock and the refresh goes on", async () => {
+    const { home: h, dir } = home()
+    fs.writeFileSync(path.join(dir, "oauth.json"), tokenFile(Math.floor(Date.now() / 1000) - 10), { mode: 0o600 })
+    fs.writeFileSync(path.join(dir, "device_id"), `${DEVICE}\n`, { mode: 0o600 })
+    mkfifo(path.join(dir, "oauth.json.lock"))
+    const server = await startScriptedServer(() => ({
+      status: 200,
+      body: { access_token: "at-new", refresh_token: "rt-new", expires_in: 900, token_type: "Bearer" }
+    }))
+    try {
+      // Before: the blocking open of the FIFO hung every waiter for good (killed after 90 s).
+      const r = await runCli(["token"], isolatedEnv(h, { KIMI_OAUTH_HOST: server.url }), { timeoutMs: 45_000 })
+      expect(r.stderr).toBe("")
+      expect(r.code).toBe(0)
+      expect(r.stdout.trim()).toBe("at-new")
+      expect(fs.existsSync(path.join(dir, "oauth.json.lock"))).toBe(false)
+    } finally {
+      await server.close()
+    }
+  }, 60_000)
+
   it("a damaged device_id beside a token file: the refresh carries the token file's device id, and the file is repaired", async () => {
     const { dir } = home()
     fs.writeFileSync(path.join(dir, "oauth.json"), tokenFile(Math.floor(Date.now() / 1000) - 10), { mode: 0o600 })
