@@ -49,6 +49,7 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import {
+  answerMayBeLost,
   type CorruptTokenFileError,
   type InvalidGrantError,
   type InvalidResponseError,
@@ -168,9 +169,8 @@ export const issuedMomentsAgo = (tokens: TokenSet, nowSeconds: number, windowSec
  * stays, so that a later rejection says what happened instead of "expired".
  * A refused connection, or any answer, proves nothing was rotated.
  */
-export const mayHaveRotated = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>
-  error._tag === "NetworkError" &&
-  (error.reason === "timeout" || /ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED/.test(error.reason ?? ""))
+export const mayHaveRotated: (error: { readonly _tag: string; readonly reason?: string | undefined }) => boolean =
+  answerMayBeLost
 
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 

@@ -16,6 +16,9 @@ import * as path from "node:path"
 import { Duration, Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import { lockWaitFor } from "../src/KimiAuthConfig.js"
+import { afterUnansweredPoll } from "../src/DeviceFlow.js"
+import { AccessDeniedError, DeviceCodeExpiredError, OAuthError } from "../src/Errors.js"
+import { KimiOAuthClient } from "../src/promise/KimiOAuthClient.js"
 import { mayHaveRotated } from "../src/TokenManager.js"
 import { type ScriptedServer, startScriptedServer } from "./support/scriptedServer.js"
 import { repoRoot, spawnNode } from "./support/tmp.js"
@@ -128,4 +131,45 @@ describe("a refresh that gets no answer in time", () => {
     // Nothing was deleted.
     expect(JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8")).refresh_token).toBe("rt-0")
   }, 60_000)
+})
+
+describe("a login poll that gets no answer in time", () => {
+  it("afterUnansweredPoll retells expired_token and invalid_grant, and leaves other refusals alone", () => {
+    const expired = afterUnansweredPoll(new DeviceCodeExpiredError({ message: "The login code expired before it was approved." }))
+    expect(expired._tag).toBe("DeviceCodeExpiredError")
+    expect(expired.message).toContain("most likely approved")
+    const grant = afterUnansweredPoll(new OAuthError({ status: 400, error: "invalid_grant", message: "refused" }))
+    expect(grant).toMatchObject({ _tag: "OAuthError", error: "invalid_grant", status: 400 })
+    expect(grant.message).toContain("raise the request timeout")
+    const denied = new AccessDeniedError({ message: "refused in the browser" })
+    expect(afterUnansweredPoll(denied)).toBe(denied)
+  })
+
+  it("the approval's answer comes after the deadline, then the code is refused: the facade says the login was most likely approved", async () => {
+    let polls = 0
+    server = await startScriptedServer(async (req) => {
+      if (req.path === "/api/oauth/device_authorization") {
+        return { status: 200, body: { device_code: "dc", user_code: "KIMI-2468", verification_uri: "http://127.0.0.1/device", expires_in: 60, interval: 1 } }
+      }
+      polls++
+      if (polls === 1) {
+        await new Promise((r) => setTimeout(r, 2500))
+        return { status: 200, body: { access_token: "at-1", refresh_token: "rt-1", expires_in: 900, token_type: "Bearer" } }
+      }
+      return { status: 400, body: { error: "expired_token" } }
+    })
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-slow-poll-"))
+    temps.push(dir)
+    const client = new KimiOAuthClient({ oauthHost: server.url, storageDir: dir, requestTimeout: "1 second" })
+    try {
+      const session = await client.authorize()
+      const failure = await session.waitForCompletion().then(() => undefined, (e: unknown) => e as { code: string; message: string })
+      expect(failure?.code).toBe("EXPIRED_TOKEN")
+      // It used to say "The login code expired before it was approved".
+      expect(failure?.message).toContain("the login was most likely approved")
+      expect(polls).toBe(2)
+    } finally {
+      await client.dispose()
+    }
+  }, 30_000)
 })
