@@ -172,6 +172,20 @@ export const issuedMomentsAgo = (tokens: TokenSet, nowSeconds: number, windowSec
 export const mayHaveRotated: (error: { readonly _tag: string; readonly reason?: string | undefined }) => boolean =
   answerMayBeLost
 
+/**
+ * Whether a proactive refresh that could not get the lock in time may serve
+ * `tokens` instead of failing: the token still has more than 5 s to live
+ * (the same margin as a transient fault). A forced refresh (the API refused
+ * the token) never may. Waiting for a holder that is alive but stuck (stopped,
+ * or waiting on a slow token endpoint) used to fail requests with
+ * LOCK_TIMEOUT while a valid token was at hand.
+ */
+export const servableWhileLockBusy = (tokens: TokenSet | undefined, force: boolean, nowSeconds: number): tokens is TokenSet =>
+  !force && tokens !== undefined && tokens.remainingSeconds(nowSeconds) > 5
+
+/** After a lock wait that timed out, proactive refreshes wait this long before queueing for the lock again. */
+const BUSY_LOCK_BACKOFF_MILLIS = 10_000
+
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => ms / 1000)
@@ -422,7 +436,16 @@ export const make = (options: TokenManagerOptions = {}) =>
           if (!force && cached !== undefined && now * 1000 < retryNotBefore && cached.remainingSeconds(now) > 5) {
             return cached
           }
-          const fresh = yield* refreshLocked(rejected, force)
+          const valid = cached ?? (force ? undefined : yield* Effect.option(load).pipe(Effect.map((o) => o._tag === "Some" ? o.value : undefined)))
+          const fresh = yield* refreshLocked(rejected, force).pipe(
+            Effect.catchTag("LockTimeoutError", (e: LockTimeoutError) =>
+              servableWhileLockBusy(valid, force, now)
+                ? Effect.sync(() => {
+                  retryNotBefore = Math.min(now * 1000 + BUSY_LOCK_BACKOFF_MILLIS, (valid.expiresAt - 5) * 1000)
+                  return valid
+                }).pipe(Effect.tap(() => Effect.logWarning("token refresh: the lock stayed busy; the current token is still valid")))
+                : Effect.fail(e))
+          )
           cached = fresh
           return fresh
         })

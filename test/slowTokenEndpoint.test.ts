@@ -19,9 +19,10 @@ import { lockWaitFor } from "../src/KimiAuthConfig.js"
 import { afterUnansweredPoll } from "../src/DeviceFlow.js"
 import { AccessDeniedError, DeviceCodeExpiredError, OAuthError } from "../src/Errors.js"
 import { KimiOAuthClient } from "../src/promise/KimiOAuthClient.js"
-import { mayHaveRotated } from "../src/TokenManager.js"
+import { mayHaveRotated, servableWhileLockBusy } from "../src/TokenManager.js"
+import { tokenSet } from "./support/tokens.js"
 import { type ScriptedServer, startScriptedServer } from "./support/scriptedServer.js"
-import { repoRoot, spawnNode } from "./support/tmp.js"
+import { compiledLibrary, repoRoot, spawnNode } from "./support/tmp.js"
 
 let server: ScriptedServer | undefined
 const temps: Array<string> = []
@@ -100,6 +101,40 @@ describe("lockWaitFor and mayHaveRotated", () => {
     expect(mayHaveRotated({ _tag: "NetworkError", reason: "TransportError (ECONNREFUSED)" })).toBe(false)
     expect(mayHaveRotated({ _tag: "ServerError" })).toBe(false)
   })
+})
+
+describe("a lock held longer than the wait, with a valid token at hand", () => {
+  it("servableWhileLockBusy: only a proactive refresh, only with more than 5 s left", () => {
+    const t = tokenSet(0, 1000)
+    expect(servableWhileLockBusy(t, false, 990)).toBe(true)
+    expect(servableWhileLockBusy(t, false, 995)).toBe(false)
+    expect(servableWhileLockBusy(t, true, 0)).toBe(false)
+    expect(servableWhileLockBusy(undefined, false, 0)).toBe(false)
+  })
+
+  it("a live holder keeps the lock: the proactive refresh serves the still-valid token instead of LOCK_TIMEOUT, and spends nothing", async () => {
+    const stats = await rotatingLate(() => 0)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-busy-lock-"))
+    temps.push(dir)
+    fs.chmodSync(dir, 0o700)
+    // Due (100 s left of 900) but valid.
+    fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
+      version: 1, access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code",
+      expires_at: Math.floor(Date.now() / 1000) + 100, device_id: "11111111-1111-4111-8111-111111111111"
+    }), { mode: 0o600 })
+    const lib = compiledLibrary()
+    const outcome = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const holder = yield* spawnNode(path.join(repoRoot, "test", "fixtures", "store-lock.mjs"), [lib, dir, "hold", "0"])
+      yield* holder.waitForLine("held")
+      const [waiter] = yield* Effect.forEach([1], () =>
+        spawnNode(path.join(repoRoot, "test", "fixtures", "slow-refresh.mjs"), [path.join(repoRoot, "dist"), server!.url, dir, "1 second", "1 second", "1"]))
+      yield* waiter!.exited
+      return JSON.parse(waiter!.output().trim().split("\n").pop()!) as Outcome
+    })))
+    expect(outcome).toMatchObject({ ok: true, token: "at-0" })
+    expect(stats.refreshes).toBe(0)
+    expect(server!.requests).toEqual([])
+  }, 60_000)
 })
 
 describe("a token endpoint slower than the lock's wait", () => {
