@@ -12,10 +12,11 @@
  *   tokens, those are used and no request is made (replaying a spent refresh
  *   token would revoke the whole login).
  * - **Rotation**: the new refresh token is stored; a response without one keeps the old.
- * - **A token the API rejects** is refreshed once; one issued less than
- *   {@link REJECTED_FRESH_TOKEN_SECONDS} ago is not (the same token is handed
- *   back, which the request core reports as rejected), so an API that refuses
- *   every token cannot make every call, in every process, spend the family.
+ * - **A token the API rejects** is refreshed once; a fresh one rejected again
+ *   within {@link REJECTED_FRESH_TOKEN_SECONDS} of a forced refresh (in any
+ *   process) is not ({@link refusesAgain}: the same token is handed back,
+ *   which the request core reports as rejected), so an API that refuses every
+ *   token cannot make every call, in every process, spend the family.
  * - **Rejection**: on `invalid_grant`/401 the file is re-read once (a tool that
  *   does not take our lock may have rotated it); only then does it fail with
  *   {@link NotLoggedInError}. Nothing is ever deleted for a failure.
@@ -64,6 +65,7 @@ import {
   type ServerError
 } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { noteForcedRefresh, readForcedRefreshAt } from "./ForcedRefreshLog.js"
 import { OAuthClient } from "./OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
@@ -142,12 +144,13 @@ export const isDue = (tokens: TokenSet, nowSeconds: number, windowSeconds: numbe
   isDueAt(tokens.expiresAt, tokens.expiresIn, nowSeconds, windowSeconds)
 
 /**
- * Seconds after its issue during which a token the API rejects is not
- * refreshed again: an API that refuses every token (a wrong base URL or
- * region, a suspended plan) would otherwise cost one refresh, one rotation of
- * the family and one request to the token endpoint per API call, in every
- * process. With it, such an API costs at most one refresh per minute across
- * all processes, and the caller gets a clear "rejected" outcome.
+ * The window of {@link refusesAgain}: within this many seconds of a refresh
+ * forced by an API rejection, a rejected fresh token is not refreshed again.
+ * An API that refuses every token (a wrong base URL or region, a suspended
+ * plan) would otherwise cost one refresh, one rotation of the family and one
+ * request to the token endpoint per API call, in every process. With it, such
+ * an API costs at most one forced refresh per minute across all processes,
+ * and the caller gets a clear "rejected" outcome.
  */
 export const REJECTED_FRESH_TOKEN_SECONDS = 60
 
@@ -185,6 +188,27 @@ export const servableWhileLockBusy = (tokens: TokenSet | undefined, force: boole
 
 /** After a lock wait that timed out, proactive refreshes wait this long before queueing for the lock again. */
 const BUSY_LOCK_BACKOFF_MILLIS = 10_000
+
+/**
+ * Whether a forced refresh for a rejected token should be refused: a refresh
+ * forced by a rejection happened less than `windowSeconds` ago (in any
+ * process: `lastForcedMillis`, see `ForcedRefreshLog`) and the rejected token,
+ * the one on disk, was issued within the window too, so it is most likely
+ * what that refresh produced and Kimi refuses it as well. A first rejection
+ * (Kimi revoked a token once, even a fresh one) is still healed by a refresh.
+ */
+export const refusesAgain = (
+  tokens: TokenSet,
+  nowSeconds: number,
+  lastForcedMillis: number | undefined,
+  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS
+): boolean => {
+  if (lastForcedMillis === undefined) return false
+  const since = nowSeconds * 1000 - lastForcedMillis
+  return since >= 0 && since < windowSeconds * 1000 && issuedMomentsAgo(tokens, nowSeconds, windowSeconds)
+}
+
+const latest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
 
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
@@ -228,6 +252,8 @@ export const make = (options: TokenManagerOptions = {}) =>
       maxDelay: options.retryMaxDelay ?? "8 seconds"
     }
     const maxRetryMillis = Duration.toMillis(Duration.fromInputUnsafe(options.maxRetryTime ?? "20 seconds"))
+    /** When this process last refreshed because the API rejected a token (epoch millis). */
+    let lastForcedMillis: number | undefined
     /** Not before this time (millis) does a proactive refresh try again after a transient fault. */
     let retryNotBefore = 0
     /** Transient faults of proactive refreshes in a row, for the growing backoff. */
@@ -328,7 +354,8 @@ export const make = (options: TokenManagerOptions = {}) =>
             yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
             return { _tag: "Done", tokens: onDisk } as const
           }
-          if (force && rejected !== undefined && !replacedElsewhere && issuedMomentsAgo(onDisk, now)) {
+          const lastForced = force ? latest(lastForcedMillis, readForcedRefreshAt(store.path)) : undefined
+          if (force && rejected !== undefined && !replacedElsewhere && refusesAgain(onDisk, now, lastForced)) {
             // The API refused a token issued moments ago: another refresh would not help. The same token back
             // tells the caller (KimiRequest: "Rejected"), and the family is not rotated again.
             yield* Effect.logDebug("token refresh: the API rejected a token issued moments ago; not refreshing again").pipe(
@@ -373,6 +400,11 @@ export const make = (options: TokenManagerOptions = {}) =>
                 ? Effect.succeed<Attempt>({ _tag: "Done", tokens: new TokenSet({ ...onDisk, refreshToken: error.rotatedRefreshToken }) })
                 : Effect.fail(error))
           )
+          if (force && outcome._tag === "Done" && outcome.tokens !== onDisk) {
+            // Recorded for every process: a rejection of what this refresh issued is not refreshed again for a while.
+            lastForcedMillis = now * 1000
+            noteForcedRefresh(store.path, lastForcedMillis)
+          }
           if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
             yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")
           }

@@ -109,8 +109,7 @@ describe("KimiHttpClient layer", () => {
   })
 
   it.effect("a 401 is healed by exactly one refresh and one retry that sends the same body (a stream body too)", () => {
-    // Issued 100 s ago: a token issued moments ago is not refreshed again (TokenManager).
-    const { requests, layer } = setup(tokenSet(0, 800), (req) =>
+    const { requests, layer } = setup(tokenSet(0, 900), (req) =>
       !api(req) ? refreshed(1) : req.headers["authorization"] === "Bearer at-0" ? json(401, { error: { type: "invalid_authentication_error" } }) : json(200, { ok: 1 }))
     return Effect.gen(function*() {
       const client = yield* HttpClient.HttpClient
@@ -140,13 +139,13 @@ describe("KimiHttpClient layer", () => {
   })
 
   it.effect("a second 401 is answered as is: no loop", () => {
-    const { requests, layer } = setup(tokenSet(0, 800), (req) => (api(req) ? json(401, {}) : refreshed(1)))
+    const { requests, layer } = setup(tokenSet(0, 900), (req) => (api(req) ? json(401, {}) : refreshed(1)))
     return Effect.gen(function*() {
       const res = yield* HttpClient.get(`${API}/models`)
       assert.strictEqual(res.status, 401)
       assert.strictEqual(requests.filter(api).length, 2)
       assert.strictEqual(oauthCalls(requests).length, 1)
-      // An API that refuses every token: further calls send once each and refresh nothing (the token is fresh).
+      // An API that refuses every token: further calls send once each and refresh nothing (a forced refresh just ran).
       for (let i = 0; i < 5; i++) yield* Effect.ignore(HttpClient.get(`${API}/models`))
       assert.strictEqual(requests.filter(api).length, 7)
       assert.strictEqual(oauthCalls(requests).length, 1)

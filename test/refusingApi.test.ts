@@ -12,7 +12,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import { issuedMomentsAgo, REJECTED_FRESH_TOKEN_SECONDS } from "../src/TokenManager.js"
+import { forcedRefreshLogPath } from "../src/ForcedRefreshLog.js"
+import { issuedMomentsAgo, refusesAgain, REJECTED_FRESH_TOKEN_SECONDS } from "../src/TokenManager.js"
 import { startScriptedServer, type ScriptedServer } from "./support/scriptedServer.js"
 import { repoRoot, spawnNode } from "./support/tmp.js"
 import { tokenSet } from "./support/tokens.js"
@@ -32,6 +33,16 @@ describe("issuedMomentsAgo", () => {
     expect(issuedMomentsAgo(t, 10_000 + REJECTED_FRESH_TOKEN_SECONDS - 1)).toBe(true)
     expect(issuedMomentsAgo(t, 10_000 + REJECTED_FRESH_TOKEN_SECONDS)).toBe(false)
     expect(issuedMomentsAgo(t, 9_000)).toBe(false)
+  })
+})
+
+describe("refusesAgain", () => {
+  it("refuses only a fresh token within the window of a forced refresh", () => {
+    const t = tokenSet(1, 10_900, 900) // issued at 10 000
+    expect(refusesAgain(t, 10_010, undefined)).toBe(false) // no forced refresh yet: heal once
+    expect(refusesAgain(t, 10_010, 10_000_000)).toBe(true)
+    expect(refusesAgain(t, 10_000 + REJECTED_FRESH_TOKEN_SECONDS, 10_000_000)).toBe(false)
+    expect(refusesAgain(tokenSet(1, 10_000, 900), 10_010, 10_000_000)).toBe(false) // an older token: refresh
   })
 })
 
@@ -72,5 +83,7 @@ describe("an API that answers 401 to every token", () => {
     expect(results.some((r) => r.message.includes("a token refreshed moments ago is not refreshed again"))).toBe(true)
     const onDisk = JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8")) as { refresh_token: string }
     expect(onDisk.refresh_token).toBe("rt-1")
+    // The record every process read: mode 0600 beside the token file.
+    expect(fs.statSync(forcedRefreshLogPath(path.join(dir, "oauth.json"))).mode & 0o777).toBe(0o600)
   }, 60_000)
 })
