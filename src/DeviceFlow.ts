@@ -140,6 +140,8 @@ export const make = (options: DeviceFlowOptions = {}) =>
             continue
           }
           faults = 0
+          // Still pending after the lost answer: that one was not the approval.
+          if (outcome.o._tag !== "Authorized") lostAnswer = false
           switch (outcome.o._tag) {
             case "Authorized":
               return outcome.o.tokens

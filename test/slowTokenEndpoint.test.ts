@@ -207,4 +207,27 @@ describe("a login poll that gets no answer in time", () => {
       await client.dispose()
     }
   }, 30_000)
+
+  it("a lost answer followed by a pending one was not the approval: a later expiry is told as an expiry", async () => {
+    let polls = 0
+    server = await startScriptedServer(async (req) => {
+      if (req.path === "/api/oauth/device_authorization") {
+        return { status: 200, body: { device_code: "dc", user_code: "KIMI-2468", verification_uri: "http://127.0.0.1/device", expires_in: 60, interval: 1 } }
+      }
+      polls++
+      if (polls === 1) await new Promise((r) => setTimeout(r, 2500))
+      return polls <= 2 ? { status: 400, body: { error: "authorization_pending" } } : { status: 400, body: { error: "expired_token" } }
+    })
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-slow-poll-"))
+    temps.push(dir)
+    const client = new KimiOAuthClient({ oauthHost: server.url, storageDir: dir, requestTimeout: "1 second" })
+    try {
+      const session = await client.authorize()
+      const failure = await session.waitForCompletion().then(() => undefined, (e: unknown) => e as { code: string; message: string })
+      expect(failure?.code).toBe("EXPIRED_TOKEN")
+      expect(failure?.message).toContain("expired before it was approved")
+    } finally {
+      await client.dispose()
+    }
+  }, 30_000)
 })
