@@ -491,9 +491,25 @@ export const make = (options: TokenManagerOptions = {}) =>
     const invalidate = (rejected?: Redacted.Redacted<string>) =>
       serve(rejected, true).pipe(Effect.withSpan("TokenManager.invalidate"))
 
+    /**
+     * A new login that could not be saved is still served by this process, as
+     * unsaved tokens are after a refresh: they win while the file holds what it
+     * held before (the refresh token recorded as `spent`), and are saved at the
+     * next refresh if the disk allows it by then.
+     */
+    const keepUnsavedLogin = (tokens: TokenSet) =>
+      Effect.flatMap(Effect.option(load), (before) =>
+        Effect.sync(() => {
+          unsaved = { tokens, spent: before._tag === "Some" ? before.value.refreshToken : Redacted.make("") }
+          cached = tokens
+        }))
+
     const setTokens = (tokens: TokenSet) =>
       permit.withPermit(
-        store.withLock(store.save(tokens)).pipe(Effect.tap(() => Effect.sync(() => (cached = tokens))))
+        store.withLock(store.save(tokens)).pipe(
+          Effect.tap(() => Effect.sync(() => (cached = tokens))),
+          Effect.tapError(() => keepUnsavedLogin(tokens))
+        )
       )
 
     const clear = permit.withPermit(

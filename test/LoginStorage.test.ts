@@ -176,6 +176,8 @@ describe("the facade and the plugin check the folder before the device flow", ()
       const rescued = /kept in (\S+oauth\.json)/.exec(failure!.message)![1]!
       temps.push(path.dirname(rescued))
       expect(JSON.parse(fs.readFileSync(rescued, "utf8"))["access_token"]).toBe("at-granted-secret")
+      // And this process keeps serving the new login from memory meanwhile.
+      expect(await client.getValidAccessToken()).toBe("at-granted-secret")
     } finally {
       await client.dispose()
     }
