@@ -21,11 +21,12 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import {
   type AccessDeniedError,
+  answerMayBeLost,
   DeviceCodeExpiredError,
   type InvalidResponseError,
   isTransient,
   type NetworkError,
-  type OAuthError,
+  OAuthError,
   type ServerError
 } from "./Errors.js"
 import { type DeviceAuthorization, OAuthClient, type OAuthCallError } from "./OAuthClient.js"
@@ -81,6 +82,22 @@ const expired = () =>
       "and approve the new code within its time limit."
   })
 
+/**
+ * The refusal that follows a poll left unanswered (its deadline passed, or
+ * the connection broke once it was sent), told as what most likely happened:
+ * that poll carried the approval's tokens, and Kimi, having handed them out,
+ * now refuses the spent device code (`expired_token`, `invalid_grant`). Said
+ * "the code expired before it was approved", it sent the user back to the
+ * browser puzzled. Other errors pass unchanged.
+ */
+export const afterUnansweredPoll = (error: DeviceFlowError): DeviceFlowError => {
+  if (error._tag !== "DeviceCodeExpiredError" && !(error._tag === "OAuthError" && error.error === "invalid_grant")) return error
+  const message = "A poll of the login got no answer within the request deadline, and Kimi then refused the code " +
+    "as used: the login was most likely approved, and its answer lost to the slow network. Nothing was saved. " +
+    "Run `kimi-auth login` again; on a slow network, raise the request timeout (requestTimeout)."
+  return error._tag === "DeviceCodeExpiredError" ? new DeviceCodeExpiredError({ message }) : new OAuthError({ ...error, message })
+}
+
 /** Builds the device flow over the {@link OAuthClient}. */
 export const make = (options: DeviceFlowOptions = {}) =>
   Effect.gen(function*() {
@@ -98,6 +115,7 @@ export const make = (options: DeviceFlowOptions = {}) =>
         let intervalMillis = Math.max(1, authorization.interval) * 1000
         let faults = 0
         let delayMillis = intervalMillis
+        let lostAnswer = false
         for (let attempt = 1;; attempt++) {
           const now = yield* Clock.currentTimeMillis
           const wait = delayMillis + marginMillis
@@ -108,10 +126,12 @@ export const make = (options: DeviceFlowOptions = {}) =>
           }
           yield* Effect.sleep(Duration.millis(wait))
           const outcome = yield* client.pollDeviceToken(authorization.deviceCode).pipe(
+            Effect.mapError((e) => (lostAnswer ? afterUnansweredPoll(e) : e)),
             Effect.map((o) => ({ ok: true as const, o })),
             Effect.catchIf(isTransient, (error) => Effect.succeed({ ok: false as const, error }))
           )
           if (!outcome.ok) {
+            if (answerMayBeLost(outcome.error)) lostAnswer = true
             faults++
             const backoff = Math.min(intervalMillis * 2 ** faults, maxBackoffMillis)
             delayMillis = Math.max(backoff, outcome.error._tag === "ServerError" ? outcome.error.retryAfterMillis ?? 0 : 0)
@@ -122,6 +142,8 @@ export const make = (options: DeviceFlowOptions = {}) =>
             continue
           }
           faults = 0
+          // Still pending after the lost answer: that one was not the approval.
+          if (outcome.o._tag !== "Authorized") lostAnswer = false
           switch (outcome.o._tag) {
             case "Authorized":
               return outcome.o.tokens

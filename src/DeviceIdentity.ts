@@ -23,6 +23,8 @@ import * as os from "node:os"
 import * as nodePath from "node:path"
 import { TokenStoreError } from "./Errors.js"
 import { KimiAuthConfig, type KimiAuthSettings } from "./KimiAuthConfig.js"
+import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "./SmallFile.js"
+import { parseTokenFileText } from "./TokenValidation.js"
 
 /** The service: the device id and the headers built from it and the machine. */
 export interface DeviceIdentityShape {
@@ -111,12 +113,13 @@ export const loadOrCreateDeviceId = Effect.fn("DeviceIdentity.loadOrCreateDevice
   const path = yield* Path.Path
   const fail = (message: string) => (cause: unknown) =>
     new TokenStoreError({ path: settings.deviceIdPath, message, cause })
-  const read = fs.readFileString(settings.deviceIdPath).pipe(
-    Effect.map((s) => s.trim()),
-    Effect.map((s) => (UUID.test(s) ? s : undefined)),
-    Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
-    Effect.mapError(fail(`Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`))
-  )
+  const read = Effect.try({
+    try: () => readDeviceIdSync(settings.deviceIdPath),
+    catch: (cause) =>
+      cause instanceof TokenStoreError
+        ? cause
+        : fail(`Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`)(cause)
+  })
   const existing = yield* read
   if (existing !== undefined) return existing
   yield* fs.makeDirectory(settings.storageDir, { recursive: true, mode: 0o700 }).pipe(
@@ -146,14 +149,56 @@ export const loadOrCreateDeviceId = Effect.fn("DeviceIdentity.loadOrCreateDevice
   return winner ?? id
 })
 
+/** Largest `device_id` read: a UUID and a newline, with room for a BOM or stray spaces. */
+const DEVICE_ID_LIMIT_BYTES = 1024
+
+/** What `device_id` holds: an id, nothing, or something that is not one (damaged, huge). */
+export type StoredDeviceId =
+  | { readonly _tag: "Id"; readonly id: string }
+  | { readonly _tag: "Missing" }
+  | { readonly _tag: "Damaged" }
+
+/**
+ * Reads `device_id` (sync), capped: never loads a huge file, never blocks on
+ * a FIFO. Something other than a regular file there (a folder, a FIFO, a
+ * device) is thrown as a {@link TokenStoreError} saying what to do; other
+ * I/O errors are thrown as they are.
+ */
+export const readStoredDeviceId = (file: string): StoredDeviceId => {
+  const found = readSmallFileSync(file, DEVICE_ID_LIMIT_BYTES)
+  if (found._tag === "Missing") return found
+  if (found._tag === "NotAFile") {
+    throw new TokenStoreError({
+      path: file,
+      message: `The device id file ${file} is ${found.kind}, not a regular file, so no device id can be read or ` +
+        `stored there. Move it away (mv ${file} ${file}.bad); the next run stores the id again.`
+    })
+  }
+  if (found._tag === "TooLarge") return { _tag: "Damaged" }
+  const s = found.text.replace(/^\uFEFF/, "").trim()
+  return UUID.test(s) ? { _tag: "Id", id: s } : { _tag: "Damaged" }
+}
+
 /** Reads `device_id` (sync); `undefined` when absent or not a UUID. Other errors are thrown. */
 const readDeviceIdSync = (file: string): string | undefined => {
+  const stored = readStoredDeviceId(file)
+  return stored._tag === "Id" ? stored.id : undefined
+}
+
+/**
+ * The copy of the device id kept in the token file (`device_id`), when the
+ * file holds a valid one: a damaged `device_id` file is restored from it
+ * instead of a new id being made. `undefined` on any doubt; never throws.
+ */
+export const deviceIdFromTokenFile = (tokenFilePath: string): string | undefined => {
   try {
-    const s = nodeFs.readFileSync(file, "utf8").trim()
-    return UUID.test(s) ? s : undefined
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
-    throw e
+    const found = readSmallFileSync(tokenFilePath, TOKEN_FILE_LIMIT_BYTES)
+    if (found._tag !== "Text") return undefined
+    const parsed = parseTokenFileText(found.text)
+    const id = parsed.ok ? parsed.value.deviceId?.trim() : undefined
+    return id !== undefined && UUID.test(id) ? id : undefined
+  } catch {
+    return undefined
   }
 }
 
@@ -177,7 +222,10 @@ const createDeviceIdSync = (
       nodeFs.linkSync(tmp, settings.deviceIdPath)
       return id
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") nodeFs.renameSync(tmp, settings.deviceIdPath)
+      // No hard links, or a damaged file in the way (not a UUID): replace it.
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || readStoredDeviceId(settings.deviceIdPath)._tag === "Damaged") {
+        nodeFs.renameSync(tmp, settings.deviceIdPath)
+      }
       return readDeviceIdSync(settings.deviceIdPath) ?? id
     } finally {
       nodeFs.rmSync(tmp, { force: true })
@@ -208,7 +256,7 @@ export class DeviceIdentity extends Context.Service<DeviceIdentity, DeviceIdenti
       const existing = yield* Effect.try({
         try: () => readDeviceIdSync(settings.deviceIdPath),
         catch: (cause) =>
-          new TokenStoreError({
+          cause instanceof TokenStoreError ? cause : new TokenStoreError({
             path: settings.deviceIdPath,
             message: `Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`,
             cause
@@ -219,7 +267,8 @@ export class DeviceIdentity extends Context.Service<DeviceIdentity, DeviceIdenti
       }
       // None yet: requests carry a planned id; the first save stores it (or adopts the id another
       // process stored first). Building the layer, and reading the status, write nothing.
-      const planned = crypto.randomUUID()
+      // A damaged `device_id` beside a token file: the token file's copy keeps the same id.
+      const planned = deviceIdFromTokenFile(settings.tokenFilePath) ?? crypto.randomUUID()
       let created: string | undefined
       let headersFor: { readonly id: string; readonly headers: Record<string, string> } | undefined
       const current = () => created ?? planned

@@ -144,6 +144,16 @@ export const isTransient = (e: { readonly _tag: string }): e is TransientError =
   e._tag === "NetworkError" || e._tag === "ServerError"
 
 /**
+ * Whether a failed OAuth call may have reached Kimi with its answer lost: no
+ * answer came (the deadline passed, or the connection broke once the request
+ * could have been sent). A refused connection, or any answer, says nothing
+ * was done. A refresh or a device poll that failed so may have been served.
+ */
+export const answerMayBeLost = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>
+  error._tag === "NetworkError" &&
+  (error.reason === "timeout" || /ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED/.test(error.reason ?? ""))
+
+/**
  * The command a person runs to log in again, quoted in every `NotLoggedInError`.
  * It names OpenCode's two real providers; the CLI and the plugin replace it
  * with the one command of the region at hand ({@link loginHintFor}).

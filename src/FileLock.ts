@@ -383,6 +383,41 @@ export const makeInProcess = (options: InProcessLockOptions): Effect.Effect<File
     }
   })
 
+const NONBLOCK = nodeFs.constants.O_NONBLOCK ?? 0
+
+/**
+ * Reads a lock file through one descriptor opened non-blocking: its inode and
+ * the first 4 KiB as `identity`, its mtime, and the text. Something other
+ * than a regular file at the path (a FIFO, where a blocking open hung every
+ * waiter for good, a folder, a device) is never read: its `raw` names its
+ * kind, so it holds no lock info and is judged like a lock of a holder that
+ * cannot be checked (taken over once unchanged for `staleAfter`).
+ * `undefined` when nothing is there; other errors are thrown.
+ */
+export const readLockFile = (file: string): { readonly identity: string; readonly mtimeMillis: number; readonly raw: string } | undefined => {
+  let fd: number
+  try {
+    fd = nodeFs.openSync(file, nodeFs.constants.O_RDONLY | NONBLOCK)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === "ENOENT") return undefined
+    if (code === "EISDIR") return { identity: `dir:${file}`, mtimeMillis: 0, raw: "<a folder>" }
+    throw e
+  }
+  try {
+    const st = nodeFs.fstatSync(fd)
+    let raw = `<not a regular file: mode ${st.mode.toString(8)}>`
+    if (st.isFile()) {
+      const buffer = Buffer.alloc(4096)
+      const n = nodeFs.readSync(fd, buffer, 0, buffer.length, 0)
+      raw = buffer.subarray(0, n).toString("utf8")
+    }
+    return { identity: `${st.ino}:${raw}`, mtimeMillis: st.mtimeMs, raw }
+  } finally {
+    nodeFs.closeSync(fd)
+  }
+}
+
 interface Snapshot {
   /** Inode and raw content: equal snapshots are the same lock file. */
   readonly identity: string
@@ -416,23 +451,21 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
         cause: e
       })
 
-    /** Reads content and inode from one descriptor; `undefined` when the file is gone. */
+    /** Reads content and inode from one descriptor ({@link readLockFile}); `undefined` when the file is gone. */
     const snapshot = (file: string): Effect.Effect<Snapshot | undefined, TokenStoreError> =>
-      Effect.scoped(Effect.gen(function*() {
-        const handle = yield* fs.open(file, { flag: "r" })
-        const stat = yield* handle.stat
-        const bytes = yield* handle.readAlloc(4096)
-        const raw = Option.match(bytes, { onNone: () => "", onSome: (b) => new TextDecoder().decode(b) })
-        const info = Option.getOrUndefined(decodeLockInfo(raw))
-        return {
-          identity: `${Option.getOrElse(stat.ino, () => "?")}:${raw}`,
-          mtimeMillis: Option.match(stat.mtime, { onNone: () => Date.now(), onSome: (d) => d.getTime() }),
-          info
-        } satisfies Snapshot
-      })).pipe(
-        Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
-        Effect.mapError(ioError(`read the lock file ${file}`))
-      )
+      Effect.try({
+        try: () => {
+          const read = readLockFile(file)
+          return read === undefined ? undefined : { ...read, info: Option.getOrUndefined(decodeLockInfo(read.raw)) } satisfies Snapshot
+        },
+        catch: (e) =>
+          new TokenStoreError({
+            path: lockPath,
+            message: `Cannot read the lock file ${file} (${(e as NodeJS.ErrnoException).code ?? "error"}). Check that ` +
+              `${dir} exists, is a folder you own, is writable by you, and that the disk is not full.`,
+            cause: e
+          })
+      })
 
     /**
      * What this waiter has seen of each lock file it watches: the heartbeat it

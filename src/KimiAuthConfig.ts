@@ -41,11 +41,25 @@ export interface KimiAuthOptions extends SettingsOptions {
   readonly refreshWindow?: Duration.Input | undefined
   /** Timeout of each HTTP request. Default 30 s. */
   readonly requestTimeout?: Duration.Input | undefined
-  /** Longest wait for the cross-process refresh lock. Default 30 s. */
+  /**
+   * Longest wait for the cross-process refresh lock. Default 30 s; never less
+   * than a live holder may take within its own deadlines ({@link lockWaitFor}).
+   */
   readonly lockTimeout?: Duration.Input | undefined
   /** A lock older than this whose holder cannot be seen alive is taken over. Default 10 s. */
   readonly staleLockAfter?: Duration.Input | undefined
 }
+
+/**
+ * How long a process waits for the token lock: `lockTimeout`, but never less
+ * than what a live holder may take within its own deadlines, two refresh
+ * requests (a rejected one re-read and sent again) and a save:
+ * `2 × requestTimeout + 5 s`. A shorter wait gave up on a holder still
+ * waiting for Kimi's answer: with the defaults (both 30 s) the waiters failed
+ * just as the holder's slow answer arrived.
+ */
+export const lockWaitFor = (settings: Pick<KimiAuthSettings, "lockTimeout" | "requestTimeout">): Duration.Duration =>
+  Duration.max(settings.lockTimeout, Duration.sum(Duration.times(settings.requestTimeout, 2), Duration.seconds(5)))
 
 /**
  * The resolved configuration: endpoints (with whether an option or the

@@ -108,7 +108,8 @@ export const REFUSAL_BODY_LIMIT = 64 * 1024
 
 /** The message of {@link Outcome} `Rejected`. */
 export const REJECTED_MESSAGE =
-  "Kimi rejected the access token and no new one could be obtained; log in again " +
+  "Kimi rejected the access token and no new one could be obtained (a token refreshed moments ago is not " +
+  "refreshed again); check the API base URL and region (KIMI_CODE_BASE_URL), or log in again " +
   "(`opencode auth login` in OpenCode, or `kimi-auth login`)."
 
 /** The identity headers plus the bearer: what every Kimi API request carries. */

@@ -15,10 +15,14 @@ import {
   type TokenStoreError,
   type TransientError
 } from "./Errors.js"
+import type { DeviceIdentity } from "./DeviceIdentity.js"
+import type { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { checkCanStoreLogin, storeLogin } from "./LoginStorage.js"
 import type { DeviceAuthorization } from "./OAuthClient.js"
 import type { RetryNotice } from "./Retry.js"
-import { TokenManager } from "./TokenManager.js"
+import type { TokenManager } from "./TokenManager.js"
 import type { TokenSet } from "./TokenSet.js"
+import type { TokenStore } from "./TokenStore.js"
 
 /** How an edge shows the code and follows progress. */
 export interface LoginHandlers<R = never> {
@@ -63,17 +67,20 @@ export const gaveUp = (error: TransientError): TransientError =>
  * Runs a device login end to end and stores the tokens. Interrupting it stops
  * polling at once and stores nothing. A network or server fault that outlasts
  * the device flow's retries ends the login with a message that says so.
+ * Before any code is requested it proves the login can be stored
+ * (`checkCanStoreLogin`); approved tokens that still cannot be saved are kept
+ * in a rescue file the error names (`storeLogin`).
  */
 export const login = <R = never>(
   handlers: LoginHandlers<R>
-): Effect.Effect<TokenSet, LoginError, DeviceFlow | TokenManager | R> =>
+): Effect.Effect<TokenSet, LoginError, DeviceFlow | TokenManager | TokenStore | DeviceIdentity | KimiAuthConfig | R> =>
   Effect.gen(function*() {
     const flow = yield* DeviceFlow
-    const manager = yield* TokenManager
+    yield* checkCanStoreLogin
     const authorization = yield* (handlers.onStartRetry && flow.startWith ? flow.startWith(handlers.onStartRetry) : flow.start)
     yield* handlers.onCode(authorization)
     const tokens = yield* flow.awaitTokens(authorization, handlers.onEvent)
-    yield* manager.setTokens(tokens)
+    yield* storeLogin(tokens)
     return tokens
   }).pipe(
     Effect.mapError((e): LoginError => (isTransient(e) ? gaveUp(e) : e)),

@@ -12,6 +12,11 @@
  *   tokens, those are used and no request is made (replaying a spent refresh
  *   token would revoke the whole login).
  * - **Rotation**: the new refresh token is stored; a response without one keeps the old.
+ * - **A token the API rejects** is refreshed once; a fresh one rejected again
+ *   within {@link REJECTED_FRESH_TOKEN_SECONDS} of a forced refresh (in any
+ *   process) is not ({@link refusesAgain}: the same token is handed back,
+ *   which the request core reports as rejected), so an API that refuses every
+ *   token cannot make every call, in every process, spend the family.
  * - **Rejection**: on `invalid_grant`/401 the file is re-read once (a tool that
  *   does not take our lock may have rotated it); only then does it fail with
  *   {@link NotLoggedInError}. Nothing is ever deleted for a failure.
@@ -47,6 +52,7 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import {
+  answerMayBeLost,
   type CorruptTokenFileError,
   type InvalidGrantError,
   type InvalidResponseError,
@@ -62,6 +68,7 @@ import {
 } from "./Errors.js"
 import { KimiAuthConfig } from "./KimiAuthConfig.js"
 import { isLoggedOut } from "./LogoutMarker.js"
+import { noteForcedRefresh, readForcedRefreshAt } from "./ForcedRefreshLog.js"
 import { OAuthClient } from "./OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong } from "./Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "./TokenStore.js"
@@ -142,6 +149,73 @@ export const isDue = (tokens: TokenSet, nowSeconds: number, windowSeconds: numbe
 /** A token served from memory is checked to still be stored (not logged out elsewhere) at most this often. */
 export const PRESENCE_CHECK_MILLIS = 2000
 
+/**
+ * The window of {@link refusesAgain}: within this many seconds of a refresh
+ * forced by an API rejection, a rejected fresh token is not refreshed again.
+ * An API that refuses every token (a wrong base URL or region, a suspended
+ * plan) would otherwise cost one refresh, one rotation of the family and one
+ * request to the token endpoint per API call, in every process. With it, such
+ * an API costs at most one forced refresh per minute across all processes,
+ * and the caller gets a clear "rejected" outcome.
+ */
+export const REJECTED_FRESH_TOKEN_SECONDS = 60
+
+/**
+ * Whether `tokens` were issued less than `windowSeconds` before `nowSeconds`
+ * (their issue time is `expiresAt - expiresIn`, the local clock at receipt).
+ * A clock set back (an issue time in the future) counts as not fresh, so a
+ * wrong clock never blocks refreshes.
+ */
+export const issuedMomentsAgo = (tokens: TokenSet, nowSeconds: number, windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS): boolean => {
+  const age = nowSeconds - (tokens.expiresAt - tokens.expiresIn)
+  return age >= 0 && age < windowSeconds
+}
+
+/**
+ * Whether a failed refresh may have reached Kimi and rotated the refresh
+ * token: no answer came (the deadline passed, or the connection broke once
+ * the request could have been sent). Its "refresh in flight" marker then
+ * stays, so that a later rejection says what happened instead of "expired".
+ * A refused connection, or any answer, proves nothing was rotated.
+ */
+export const mayHaveRotated: (error: { readonly _tag: string; readonly reason?: string | undefined }) => boolean =
+  answerMayBeLost
+
+/**
+ * Whether a proactive refresh that could not get the lock in time may serve
+ * `tokens` instead of failing: the token still has more than 5 s to live
+ * (the same margin as a transient fault). A forced refresh (the API refused
+ * the token) never may. Waiting for a holder that is alive but stuck (stopped,
+ * or waiting on a slow token endpoint) used to fail requests with
+ * LOCK_TIMEOUT while a valid token was at hand.
+ */
+export const servableWhileLockBusy = (tokens: TokenSet | undefined, force: boolean, nowSeconds: number): tokens is TokenSet =>
+  !force && tokens !== undefined && tokens.remainingSeconds(nowSeconds) > 5
+
+/** After a lock wait that timed out, proactive refreshes wait this long before queueing for the lock again. */
+const BUSY_LOCK_BACKOFF_MILLIS = 10_000
+
+/**
+ * Whether a forced refresh for a rejected token should be refused: a refresh
+ * forced by a rejection happened less than `windowSeconds` ago (in any
+ * process: `lastForcedMillis`, see `ForcedRefreshLog`) and the rejected token,
+ * the one on disk, was issued within the window too, so it is most likely
+ * what that refresh produced and Kimi refuses it as well. A first rejection
+ * (Kimi revoked a token once, even a fresh one) is still healed by a refresh.
+ */
+export const refusesAgain = (
+  tokens: TokenSet,
+  nowSeconds: number,
+  lastForcedMillis: number | undefined,
+  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS
+): boolean => {
+  if (lastForcedMillis === undefined) return false
+  const since = nowSeconds * 1000 - lastForcedMillis
+  return since >= 0 && since < windowSeconds * 1000 && issuedMomentsAgo(tokens, nowSeconds, windowSeconds)
+}
+
+const latest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
+
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
 const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => ms / 1000)
@@ -184,6 +258,8 @@ export const make = (options: TokenManagerOptions = {}) =>
       maxDelay: options.retryMaxDelay ?? "8 seconds"
     }
     const maxRetryMillis = Duration.toMillis(Duration.fromInputUnsafe(options.maxRetryTime ?? "20 seconds"))
+    /** When this process last refreshed because the API rejected a token (epoch millis). */
+    let lastForcedMillis: number | undefined
     /** Not before this time (millis) does a proactive refresh try again after a transient fault. */
     let retryNotBefore = 0
     /** Transient faults of proactive refreshes in a row, for the growing backoff. */
@@ -196,8 +272,8 @@ export const make = (options: TokenManagerOptions = {}) =>
 
     const interruptedMessage = (i: InterruptedRefresh) =>
       `Your Kimi login was revoked: an earlier token refresh (process ${i.pid} on ${i.hostname}, started ${i.startedAt}) ` +
-      `was interrupted after Kimi had rotated the refresh token and before the new tokens were saved, so the ` +
-      `saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
+      `was interrupted, or got no answer in time, after Kimi had rotated the refresh token and before the new tokens ` +
+      `were saved, so the saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
 
     /** Space for the save, reserved before the request (or a plain save for stores without it). */
     const prepare = (s: TokenStoreShape): Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> =>
@@ -238,7 +314,8 @@ export const make = (options: TokenManagerOptions = {}) =>
             if (saved._tag === "Failure") unsaved = { tokens: kept, spent: base.refreshToken }
             return yield* Effect.fail(error)
           }
-          yield* prepared.abandon
+          // No answer: Kimi may have rotated it. The marker stays until a save, to explain a later rejection.
+          if (!mayHaveRotated(error)) yield* prepared.abandon
           return yield* Effect.fail(error)
         }
         const refreshed = result.success
@@ -298,6 +375,15 @@ export const make = (options: TokenManagerOptions = {}) =>
             yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
             return { _tag: "Done", tokens: onDisk } as const
           }
+          const lastForced = force ? latest(lastForcedMillis, readForcedRefreshAt(store.path)) : undefined
+          if (force && rejected !== undefined && !replacedElsewhere && refusesAgain(onDisk, now, lastForced)) {
+            // The API refused a token issued moments ago: another refresh would not help. The same token back
+            // tells the caller (KimiRequest: "Rejected"), and the family is not rotated again.
+            yield* Effect.logDebug("token refresh: the API rejected a token issued moments ago; not refreshing again").pipe(
+              Effect.annotateLogs({ ageSeconds: Math.round(now - (onDisk.expiresAt - onDisk.expiresIn)) })
+            )
+            return { _tag: "Done", tokens: onDisk } as const
+          }
           yield* Effect.logDebug(
             force ? "token refresh: forced (the API rejected the access token)" : "token refresh: due, refreshing"
           ).pipe(Effect.annotateLogs({ remainingSeconds: Math.round(onDisk.remainingSeconds(now)) }))
@@ -347,6 +433,11 @@ export const make = (options: TokenManagerOptions = {}) =>
                 : Effect.void
             )
           )
+          if (force && outcome._tag === "Done" && outcome.tokens !== onDisk) {
+            // Recorded for every process: a rejection of what this refresh issued is not refreshed again for a while.
+            lastForcedMillis = now * 1000
+            noteForcedRefresh(store.path, lastForcedMillis)
+          }
           if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
             yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")
           }
@@ -410,7 +501,16 @@ export const make = (options: TokenManagerOptions = {}) =>
           if (!force && cached !== undefined && now * 1000 < retryNotBefore && cached.remainingSeconds(now) > 5) {
             return cached
           }
-          const fresh = yield* refreshLocked(rejected, force)
+          const valid = cached ?? (force ? undefined : yield* Effect.option(load).pipe(Effect.map((o) => o._tag === "Some" ? o.value : undefined)))
+          const fresh = yield* refreshLocked(rejected, force).pipe(
+            Effect.catchTag("LockTimeoutError", (e: LockTimeoutError) =>
+              servableWhileLockBusy(valid, force, now)
+                ? Effect.sync(() => {
+                  retryNotBefore = Math.min(now * 1000 + BUSY_LOCK_BACKOFF_MILLIS, (valid.expiresAt - 5) * 1000)
+                  return valid
+                }).pipe(Effect.tap(() => Effect.logWarning("token refresh: the lock stayed busy; the current token is still valid")))
+                : Effect.fail(e))
+          )
           cached = fresh
           return fresh
         })
@@ -453,9 +553,25 @@ export const make = (options: TokenManagerOptions = {}) =>
     const invalidate = (rejected?: Redacted.Redacted<string>) =>
       serve(rejected, true).pipe(Effect.withSpan("TokenManager.invalidate"))
 
+    /**
+     * A new login that could not be saved is still served by this process, as
+     * unsaved tokens are after a refresh: they win while the file holds what it
+     * held before (the refresh token recorded as `spent`), and are saved at the
+     * next refresh if the disk allows it by then.
+     */
+    const keepUnsavedLogin = (tokens: TokenSet) =>
+      Effect.flatMap(Effect.option(load), (before) =>
+        Effect.sync(() => {
+          unsaved = { tokens, spent: before._tag === "Some" ? before.value.refreshToken : Redacted.make("") }
+          cached = tokens
+        }))
+
     const setTokens = (tokens: TokenSet) =>
       permit.withPermit(
-        store.withLock(store.save(tokens)).pipe(Effect.tap(() => Effect.sync(() => (cached = tokens))))
+        store.withLock(store.save(tokens)).pipe(
+          Effect.tap(() => Effect.sync(() => (cached = tokens))),
+          Effect.tapError(() => keepUnsavedLogin(tokens))
+        )
       )
 
     const clear = permit.withPermit(

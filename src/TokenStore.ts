@@ -46,10 +46,11 @@ import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreErr
 import { describeError } from "./Errno.js"
 import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "./FileLock.js"
-import { KimiAuthConfig } from "./KimiAuthConfig.js"
+import { KimiAuthConfig, lockWaitFor } from "./KimiAuthConfig.js"
 import { recordLoggedOut } from "./LogoutMarker.js"
-import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
 import { readRefusal, recordRefusal, type RefreshRefusal } from "./RefreshRefusal.js"
+import { describeSize, readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "./SmallFile.js"
+import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
 
 /** The token store. */
 export interface TokenStoreShape {
@@ -136,6 +137,13 @@ const hasModes = process.platform !== "win32"
  */
 export const RESERVED_BYTES = 24 * 1024
 
+/** Largest refresh marker read (it holds a pid, a host name and a time). */
+const MARKER_LIMIT_BYTES = 4096
+
+/** Reads a small file of the store with {@link readSmallFileSync}, errors as platform-free values. */
+const readCapped = (file: string, maxBytes: number): Effect.Effect<SmallFile, NodeJS.ErrnoException> =>
+  Effect.try({ try: () => readSmallFileSync(file, maxBytes), catch: (e) => e as NodeJS.ErrnoException })
+
 const describe = describeError
 /** Re-exported: the OS error name of a platform error. */
 export { describeError }
@@ -185,7 +193,7 @@ export const makeFile: Effect.Effect<
   const base = path.basename(file)
   const lock = yield* FileLock.make({
     path: settings.lockPath,
-    timeout: settings.lockTimeout,
+    timeout: lockWaitFor(settings),
     staleAfter: settings.staleLockAfter
   })
 
@@ -311,8 +319,11 @@ export const makeFile: Effect.Effect<
       yield* handle.sync
     }))
 
-  const readMarker = fs.readFileString(markerPath).pipe(
-    Effect.map((text): InterruptedRefresh | undefined => {
+  const readMarker = readCapped(markerPath, MARKER_LIMIT_BYTES).pipe(
+    Effect.map((found): InterruptedRefresh | undefined => {
+      if (found._tag === "Missing") return undefined
+      if (found._tag !== "Text") return { pid: 0, hostname: "?", startedAt: "?" }
+      const text = found.text
       try {
         const u = JSON.parse(text) as Partial<InterruptedRefresh>
         return {
@@ -386,7 +397,8 @@ export const makeFile: Effect.Effect<
         Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
       )
       if (!moved) return { _tag: "Changed" } as const
-      const movedText = yield* fs.readFileString(aside).pipe(Effect.orElseSucceed(() => text))
+      const movedFile = yield* readCapped(aside, TOKEN_FILE_LIMIT_BYTES).pipe(Effect.orElseSucceed(() => undefined))
+      const movedText = movedFile?._tag === "Text" ? movedFile.text : text
       if (movedText === text) return { _tag: "Corrupt", movedTo: aside } as const
       const good = yield* decodeTokenFile(movedText).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
       if (!good) return { _tag: "Corrupt", movedTo: aside } as const
@@ -409,12 +421,27 @@ export const makeFile: Effect.Effect<
     for (let attempt = 0; attempt < 3; attempt++) {
       yield* checkDir
       yield* checkTokenFile
-      const text = yield* fs.readFileString(file).pipe(
-        Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
-        Effect.mapError(storeError(`Cannot read the token file ${file}; check that it is a file you own and can read`))
+      const found = yield* readCapped(file, TOKEN_FILE_LIMIT_BYTES).pipe(
+        Effect.mapError((e) =>
+          new TokenStoreError({
+            path: file,
+            message: `Cannot read the token file ${file} (${e.code ?? "error"}); check that it is a file you own and can read`,
+            cause: e
+          })
+        )
       )
-      if (text === undefined) return undefined
-      const decoded = yield* Effect.result(decodeTokenFile(text))
+      if (found._tag === "Missing") return undefined
+      if (found._tag === "NotAFile") {
+        return yield* new TokenStoreError({
+          path: file,
+          message: `The token file ${file} is ${found.kind}, not a regular file; it was not read. Move it away, then ${LOGIN_HINT}.`
+        })
+      }
+      // A file far larger than any token file is damaged: moved aside unread (its bytes never loaded).
+      const text = found._tag === "Text" ? found.text : ""
+      const decoded = found._tag === "Text"
+        ? yield* Effect.result(decodeTokenFile(text))
+        : { _tag: "Failure" as const, failure: { reason: `it is ${describeSize(found.bytes)}, larger than any token file (${describeSize(found.limitBytes)})` } }
       if (decoded._tag === "Success") return decoded.success.tokens
       const outcome = yield* moveAside(text)
       if (outcome._tag === "Corrupt") {

@@ -145,6 +145,10 @@ describe("KimiHttpClient layer", () => {
       assert.strictEqual(res.status, 401)
       assert.strictEqual(requests.filter(api).length, 2)
       assert.strictEqual(oauthCalls(requests).length, 1)
+      // An API that refuses every token: further calls send once each and refresh nothing (a forced refresh just ran).
+      for (let i = 0; i < 5; i++) yield* Effect.ignore(HttpClient.get(`${API}/models`))
+      assert.strictEqual(requests.filter(api).length, 7)
+      assert.strictEqual(oauthCalls(requests).length, 1)
     }).pipe(Effect.provide(layer))
   })
 

@@ -217,6 +217,27 @@ describe("TokenManager", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("an API that rejects the token a forced refresh just issued: invalidate hands it back, no refresh, for a minute", () => {
+    // A fresh login (issued now): its first rejection is healed by a refresh (Kimi may have revoked it once).
+    const { requests, layer } = setup(tokenSet(0, 900), [refreshed(1), refreshed(2)])
+    return Effect.gen(function*() {
+      const m = yield* TokenManager
+      const first = yield* m.getAccessToken
+      const second = (yield* m.invalidate(first)).accessToken
+      assert.strictEqual(Redacted.value(second), "at-1")
+      // at-1 was issued just now: a rejection of it refreshes nothing and hands at-1 back (the caller reports it).
+      for (let i = 0; i < 5; i++) assert.strictEqual(Redacted.value((yield* m.invalidate(second)).accessToken), "at-1")
+      assert.strictEqual(requests.length, 1)
+      yield* TestClock.adjust("59 seconds")
+      assert.strictEqual(Redacted.value((yield* m.invalidate(second)).accessToken), "at-1")
+      assert.strictEqual(requests.length, 1)
+      // A minute after its issue, a rejection refreshes again: one more, bounded.
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(Redacted.value((yield* m.invalidate(second)).accessToken), "at-2")
+      assert.strictEqual(requests.length, 2)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("background refresh keeps the token fresh with no caller, and stops when its scope closes", () => {
     const { requests, layer } = setup(tokenSet(0, 900), (_r, i) => refreshed(i + 1), { unrefTimers: false }, true)
     return Effect.gen(function*() {

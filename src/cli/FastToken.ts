@@ -16,6 +16,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { type Env, resolveSettings } from "../ResolveSettings.js"
+import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../SmallFile.js"
 import { isDueAt, parseTokenFileText } from "../TokenValidation.js"
 
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
@@ -49,7 +50,10 @@ export const fastToken = (env: Env, nowMillis: number): string | undefined => {
     }
     if (!fs.lstatSync(deviceIdPath).isFile()) return undefined
     // The parser refuses any token that is not an RFC 6750 bearer token: nothing invalid is ever printed.
-    const parsed = parseTokenFileText(fs.readFileSync(tokenFilePath, "utf8"))
+    // Capped: a huge file is left to the full command, which moves it aside and says so.
+    const found = readSmallFileSync(tokenFilePath, TOKEN_FILE_LIMIT_BYTES)
+    if (found._tag !== "Text") return undefined
+    const parsed = parseTokenFileText(found.text)
     if (!parsed.ok) return undefined
     const { accessToken, expiresAt, expiresIn } = parsed.value
     return isDueAt(expiresAt, expiresIn, nowMillis / 1000, DEFAULT_REFRESH_WINDOW_SECONDS) ? undefined : accessToken

@@ -19,8 +19,8 @@
 import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS, regionOfProvider } from "../Region.js"
 import type { KimiAuthOptions } from "../KimiAuthConfig.js"
 import { resolveSettings } from "../ResolveSettings.js"
+import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../SmallFile.js"
 import { parseTokenFileText } from "../TokenValidation.js"
-import * as fs from "node:fs"
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels } from "./ProviderConfig.js"
 import { toKimiThinking } from "./Thinking.js"
@@ -115,8 +115,11 @@ type StoredLogin = { readonly kind: "none" } | { readonly kind: "login"; readonl
 
 const readStoredLogin = (tokenFilePath: string): StoredLogin => {
   try {
-    const parsed = parseTokenFileText(fs.readFileSync(tokenFilePath, "utf8"))
-    return parsed.ok ? { kind: "login", region: parsed.value.region } : { kind: "login", region: undefined }
+    // Capped and non-blocking: a FIFO or a huge file at the path must not hang or bloat the host.
+    const found = readSmallFileSync(tokenFilePath, TOKEN_FILE_LIMIT_BYTES)
+    if (found._tag === "Missing") return { kind: "none" }
+    const parsed = found._tag === "Text" ? parseTokenFileText(found.text) : undefined
+    return parsed?.ok ? { kind: "login", region: parsed.value.region } : { kind: "login", region: undefined }
   } catch {
     return { kind: "none" }
   }

@@ -30,6 +30,7 @@ import { DeviceIdentity } from "../DeviceIdentity.js"
 import { isLoggedOut } from "../LogoutMarker.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { checkCanStoreLogin, storeLogin } from "../LoginStorage.js"
 import type { DeviceAuthorization } from "../OAuthClient.js"
 import { type KimiRegion, REGIONS } from "../Region.js"
 import { isDue, PRESENCE_CHECK_MILLIS, TokenManager } from "../TokenManager.js"
@@ -278,7 +279,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     if (fast?.access === rejected) fast = undefined
     return tokenResult(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
   }
-  const rejectedMessage = `Kimi rejected the access token and no new one could be obtained; log in again: ${login}.`
+  const rejectedMessage = `Kimi rejected the access token and no new one could be obtained (a token refreshed moments ago ` +
+    `is not refreshed again); check the provider's region and base URL, or log in again: ${login}.`
 
   let identityHeaders: Readonly<Record<string, string>> = {}
   const buildOAuthFetch = async () => {
@@ -358,7 +360,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
    */
   const startLogin = async (): Promise<DeviceLoginStart> => {
     if (configProblem) throw new Error(`Kimi login could not start: ${configProblem}`)
-    const started = await run(Effect.flatMap(DeviceFlow, (f) => f.start))
+    // Proven storable first: the user must never approve a login that cannot be kept.
+    const started = await run(Effect.andThen(checkCanStoreLogin, Effect.flatMap(DeviceFlow, (f) => f.start)))
     if (Exit.isFailure(started)) {
       throw new Error(`Kimi login could not start: ${openCodeFirst(failureOf(started.cause).message, providerId, region)}`)
     }
@@ -373,9 +376,8 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
         const exit = await run(
           Effect.gen(function*() {
             const flow = yield* DeviceFlow
-            const manager = yield* TokenManager
             const tokens = yield* flow.awaitTokens(authorization)
-            yield* manager.setTokens(tokens)
+            yield* storeLogin(tokens)
             return tokens
           })
         )

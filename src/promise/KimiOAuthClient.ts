@@ -29,6 +29,7 @@ import { issuerFor, KimiAuthConfig } from "../KimiAuthConfig.js"
 import { makeKimiFetch } from "../AuthorizingFetch.js"
 import type { TokenResult } from "../KimiRequest.js"
 import { gaveUp } from "../Login.js"
+import { checkCanStoreLogin, storeLogin } from "../LoginStorage.js"
 import { loginStatus } from "../LoginStatus.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { KimiApi } from "../KimiApi.js"
@@ -210,7 +211,11 @@ export class KimiOAuthClient {
     // A fault that outlasted the device flow's retries: its message must not promise another retry.
     const final = <A, E extends { readonly _tag: string }, R>(effect: Effect.Effect<A, E, R>) =>
       Effect.mapError(effect, (e) => (isTransient(e) ? gaveUp(e) : e))
-    const authorization = await this.#run(final(Effect.flatMap(DeviceFlow, (f) => f.start)), options.signal)
+    // Proven storable first: the user must never approve a login that cannot be kept.
+    const authorization = await this.#run(
+      final(Effect.andThen(checkCanStoreLogin, Effect.flatMap(DeviceFlow, (f) => f.start))),
+      options.signal
+    )
     const startedAt = Date.now()
     const controller = new AbortController()
     const forward = () => controller.abort(options.signal?.reason)
@@ -218,10 +223,9 @@ export class KimiOAuthClient {
     const completion = this.#run(
       Effect.gen(function*() {
         const flow = yield* DeviceFlow
-        const manager = yield* TokenManager
         const settings = yield* KimiAuthConfig
         const tokens = yield* final(flow.awaitTokens(authorization))
-        yield* manager.setTokens(tokens)
+        yield* storeLogin(tokens)
         return { expiresAt: new Date(tokens.expiresAt * 1000), tokenFilePath: settings.tokenFilePath }
       }),
       controller.signal
