@@ -297,7 +297,7 @@ describe("help", () => {
     const help = (await runCli(["--help"], isolatedEnv(home))).stdout.replace(/\s+/g, " ")
     const codes = (text: string) => [...text.matchAll(/\b(\d+) ([a-z]+)/g)].map((m) => `${m[1]} ${m[2]}`)
     expect(codes(line).length).toBeGreaterThanOrEqual(10)
-    expect(codes(/exit codes: (.*?interrupted)/.exec(help)![1]!)).toEqual(codes(line))
+    expect(codes(/exit codes: (.*?\(SIGTERM\))/.exec(help)![1]!)).toEqual(codes(line))
   })
 
   it("kimi-auth emulator --debug starts and logs each request on stderr, no secret", async () => {
