@@ -57,6 +57,11 @@
  * namespace per host name: containers that share the folder must not share a
  * host name.
  *
+ * Every decision above is a pure exported function beside {@link make}
+ * ({@link judgeHolder}, {@link judgeStaleness}, {@link mayTakeOver},
+ * {@link backoffMillis}, {@link heartbeatStep}, {@link lockTimeoutMessage}, ...),
+ * tested directly; `make` only wires them to the file system.
+ *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
