@@ -57,6 +57,11 @@
  * namespace per host name: containers that share the folder must not share a
  * host name.
  *
+ * Every decision above is a pure exported function beside {@link make}
+ * ({@link judgeHolder}, {@link judgeStaleness}, {@link mayTakeOver},
+ * {@link backoffMillis}, {@link heartbeatStep}, {@link lockTimeoutMessage}, ...),
+ * tested directly; `make` only wires them to the file system.
+ *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
@@ -306,10 +311,36 @@ export const holderState = (
   info: LockInfo | undefined,
   hostname: string = os.hostname(),
   platform: NodeJS.Platform = process.platform
+): HolderState => judgeHolder(info, hostname, platform, hostProbe)
+
+/** How {@link judgeHolder} asks this host about a process; each question is asked only when needed. */
+export interface HolderProbe {
+  /** {@link isPidAlive} on the real host. */
+  readonly isAlive: (pid: number) => boolean
+  /** {@link processStartTime} on the real host. */
+  readonly startTime: (pid: number, platform: NodeJS.Platform) => string | undefined
+}
+
+const hostProbe: HolderProbe = { isAlive: isPidAlive, startTime: processStartTime }
+
+/**
+ * Whose lock is it: the rule of {@link holderState}, with the host's answers
+ * given by `probe`. Another host or no readable info: `unknown` (judged by
+ * heartbeat). A pid that is free: `gone`. A start time that can be read:
+ * `alive` when it is the recorded one, else `gone` (the pid was reused). No
+ * start time to compare: `unknown` on Windows (pids are reused within
+ * seconds), `alive` elsewhere. The pid and start time are only asked for when
+ * the answer depends on them (on Windows each question spawns a tool).
+ */
+export const judgeHolder = (
+  info: LockInfo | undefined,
+  hostname: string,
+  platform: NodeJS.Platform,
+  probe: HolderProbe
 ): HolderState => {
   if (info === undefined || info.hostname !== hostname) return "unknown"
-  if (!isPidAlive(info.pid)) return "gone"
-  const now = info.startTime === undefined ? undefined : processStartTime(info.pid, platform)
+  if (!probe.isAlive(info.pid)) return "gone"
+  const now = info.startTime === undefined ? undefined : probe.startTime(info.pid, platform)
   if (now !== undefined) return now === info.startTime ? "alive" : "gone"
   return platform === "win32" ? "unknown" : "alive"
 }
@@ -318,6 +349,11 @@ const randomId = () => crypto.randomBytes(12).toString("hex")
 
 const formatDuration = (millis: number) =>
   millis % 1000 === 0 ? `${millis / 1000} s` : `${(millis / 1000).toFixed(1)} s`
+
+/** What {@link LockTimeoutError} says when another operation of this process held the lock for the whole wait. */
+export const inProcessTimeoutMessage = (path: string, timeoutMillis: number): string =>
+  `Gave up after ${formatDuration(timeoutMillis)} waiting for the lock ${path}: another operation in this ` +
+  `process held it all that time. Try again; if it keeps happening, restart the process.`
 
 /**
  * The in-process half shared by both locks: waits for the semaphore (bounded),
@@ -347,12 +383,7 @@ const inProcess = <AE>(
                 duration: timeoutMillis,
                 orElse: () =>
                   Effect.fail(
-                    new LockTimeoutError({
-                      path,
-                      message: `Gave up after ${formatDuration(timeoutMillis)} waiting for the lock ${path}: ` +
-                        `another operation in this process held it all that time. Try again; if it keeps ` +
-                        `happening, restart the process.`
-                    })
+                    new LockTimeoutError({ path, message: inProcessTimeoutMessage(path, timeoutMillis) })
                   )
               }),
               Scope.provide(scope)
@@ -418,12 +449,428 @@ export const readLockFile = (file: string): { readonly identity: string; readonl
   }
 }
 
-interface Snapshot {
+/** What a waiter reads of a lock file: see {@link readLockFile}, with the lock info decoded. */
+export interface LockSnapshot {
   /** Inode and raw content: equal snapshots are the same lock file. */
   readonly identity: string
   readonly mtimeMillis: number
+  /** The holder's info; `undefined` when the content is not a lock's (unreadable, not a file, foreign). */
   readonly info: LockInfo | undefined
 }
+
+// ---------------------------------------------------------------------------
+// Decisions: pure functions, each tested directly in test/FileLock.decisions.test.ts.
+// ---------------------------------------------------------------------------
+
+/** How long a lock waits, when it counts as stale, and how often its holder beats. */
+export interface LockTimings {
+  /** Longest total wait before {@link LockTimeoutError}. */
+  readonly timeoutMillis: number
+  /** A heartbeat unchanged this long (on the waiter's clock) makes an uncheckable holder's lock stale; at least 1. */
+  readonly staleMillis: number
+  /** How often the holder touches its lock: a third of `staleMillis`, at least 1. */
+  readonly heartbeatMillis: number
+}
+
+/** The timings of a lock from its options (see {@link LockTimings}). */
+export const lockTimings = (options: Pick<FileLockOptions, "timeout" | "staleAfter">): LockTimings => {
+  const staleMillis = Math.max(1, Duration.toMillis(options.staleAfter))
+  return {
+    timeoutMillis: Duration.toMillis(options.timeout),
+    staleMillis,
+    heartbeatMillis: Math.max(1, Math.floor(staleMillis / 3))
+  }
+}
+
+/** The snapshot of what {@link readLockFile} read: its content decoded as lock info when it is one. */
+export const toSnapshot = (
+  read: { readonly identity: string; readonly mtimeMillis: number; readonly raw: string }
+): LockSnapshot => ({ ...read, info: Option.getOrUndefined(decodeLockInfo(read.raw)) })
+
+/** The info a new acquisition writes into its lock; `startTime` is left out when it cannot be read. */
+export const newLockInfo = (input: {
+  readonly pid: number
+  readonly hostname: string
+  readonly acquiredAt: Date
+  readonly token: string
+  readonly startTime: string | undefined
+}): LockInfo => ({
+  pid: input.pid,
+  hostname: input.hostname,
+  acquiredAt: input.acquiredAt.toISOString(),
+  token: input.token,
+  ...(input.startTime === undefined ? {} : { startTime: input.startTime })
+})
+
+/** The bytes of a lock file: its info as one JSON line. */
+export const lockFileContent = (info: LockInfo): string => JSON.stringify(info) + "\n"
+
+/**
+ * Whether a failed `link(draft, lock)` means this filesystem has no hard
+ * links, so the lock is created in place instead. `AlreadyExists` (the lock
+ * is held) and `NotFound` (the folder is missing) are answers, not that.
+ */
+export const linkFallsBackToCreate = (reason: PlatformError.PlatformError["reason"]["_tag"]): boolean =>
+  reason !== "AlreadyExists" && reason !== "NotFound"
+
+/** What a user reads when the lock's folder cannot be used: what failed, why, and what to check. */
+export const lockIoMessage = (what: string, detail: string, dir: string): string =>
+  `Cannot ${what} (${detail}). Check that ${dir} exists, is a folder you own, is writable by you, and that the ` +
+  `disk is not full.`
+
+/** Is `s` the very lock file `expected` was (same inode, same content)? */
+export const sameLock = (expected: LockSnapshot) => (s: LockSnapshot): boolean => s.identity === expected.identity
+
+/** Is `s` the lock of the acquisition that wrote `token`? */
+export const holdsToken = (token: string) => (s: LockSnapshot): boolean => s.info?.token === token
+
+/**
+ * May a waiter that judged `seen` stale, and now holds the break lock, take
+ * over what is at the lock path (`again`)? Only if it is still the very file
+ * it judged: a new lock written in between is never broken.
+ */
+export const mayTakeOver = (seen: LockSnapshot, again: LockSnapshot | undefined): boolean =>
+  again !== undefined && again.identity === seen.identity
+
+/** What a waiter last saw of a lock's heartbeat, and when, on its own monotonic clock (ms). */
+export interface WatchedBeat {
+  readonly beat: string
+  readonly since: number
+}
+
+/** A lock's heartbeat: its identity and mtime. Any change means its holder is still at work. */
+export const heartbeatOf = (s: Pick<LockSnapshot, "identity" | "mtimeMillis">): string =>
+  `${s.identity}@${s.mtimeMillis}`
+
+/** The judgement of {@link judgeStaleness}: why the lock is stale, and what the waiter remembers of it. */
+export interface StaleVerdict {
+  /** Why the lock is stale, or `undefined` while its holder may be alive. */
+  readonly reason: string | undefined
+  /** The heartbeat to remember for this file afterwards; `undefined` forgets it. */
+  readonly watch: WatchedBeat | undefined
+}
+
+/**
+ * Is this lock stale? A holder that is `gone` (see {@link holderState}) makes
+ * it stale at once; an `alive` one never does (and its heartbeat is
+ * forgotten). An `unknown` holder (another host, Windows without a creation
+ * time, unreadable content or something that is not a file) is judged by its
+ * heartbeat: a new or changed beat is remembered from `now`, and the lock is
+ * stale once the same beat has been seen for more than `staleMillis`, all on
+ * the waiter's monotonic clock, never comparing two machines' wall clocks.
+ */
+export const judgeStaleness = (input: {
+  readonly state: HolderState
+  readonly pid: number | undefined
+  readonly beat: string
+  readonly seen: WatchedBeat | undefined
+  readonly now: number
+  readonly staleMillis: number
+}): StaleVerdict => {
+  const { beat, now, seen, state } = input
+  if (state === "gone") return { reason: `its holder, process ${input.pid}, is gone`, watch: seen }
+  if (state === "alive") return { reason: undefined, watch: undefined }
+  if (seen === undefined || seen.beat !== beat) return { reason: undefined, watch: { beat, since: now } }
+  const still = now - seen.since
+  return {
+    reason: still > input.staleMillis ? `its heartbeat has not changed for ${formatDuration(Math.round(still))}` : undefined,
+    watch: seen
+  }
+}
+
+/**
+ * How long a waiter sleeps before its next attempt: 10 ms growing by half
+ * each attempt up to 250 ms, times `jitter` (drawn from 0.5 to 1.5) so that
+ * waiters do not poll in step.
+ */
+export const backoffMillis = (attempt: number, jitter: number): number =>
+  Math.round(Math.min(250, 10 * Math.pow(1.5, attempt)) * jitter)
+
+/** Why a waiter keeps waiting on a stale lock it judged but may not delete. */
+export const cannotRemoveNote = (reason: string, failed: string): string =>
+  `it is stale (${reason}) but cannot be removed (${failed})`
+
+/**
+ * What the holder's heartbeat does with the lock it finds (`s`): touch it
+ * while it still holds `token`, stop when the file vanished or changed hands.
+ */
+export const heartbeatStep = (s: LockSnapshot | undefined, token: string): "beat" | "stop" =>
+  s === undefined || !holdsToken(token)(s) ? "stop" : "beat"
+
+/**
+ * What {@link LockTimeoutError} says when a waiter gives up on the file lock:
+ * who held it, and what the user can do: delete a stale lock it could not
+ * remove as its owner, resume or end a live holder (never broken), or delete
+ * the lock when no process uses it.
+ */
+export const lockTimeoutMessage = (input: {
+  readonly lockPath: string
+  readonly timeoutMillis: number
+  /** The holder last seen, when its lock could be read. */
+  readonly holder: LockInfo | undefined
+  /** Whether that holder was alive when the waiter gave up. */
+  readonly holderAlive: boolean
+  /** Set when the lock was stale but could not be removed ({@link cannotRemoveNote}). */
+  readonly cannotRemove: string | undefined
+  readonly platform: NodeJS.Platform
+}): string => {
+  const { holder, lockPath } = input
+  const who = holder
+    ? `held by process ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}`
+    : "held by another process"
+  return `Gave up after ${formatDuration(input.timeoutMillis)} waiting for the lock ${lockPath}, ${who}` +
+    (input.cannotRemove !== undefined
+      ? `: ${input.cannotRemove}. Delete it as its owner (or root), or use a storage folder of your own.`
+      : input.holderAlive
+      ? `, which is still running (a live holder is never interrupted; ` +
+        (input.platform === "win32"
+          ? `if it hangs, end it in Task Manager`
+          : `if it is stopped, resume it with \`kill -CONT ${holder!.pid}\` or end it`) +
+        `). Nothing was changed; try again.`
+      : `. If no kimi-auth or OpenCode process is running, delete ${lockPath} and try again.`)
+}
+
+// ---------------------------------------------------------------------------
+// Steps: the effects of one file lock, over the context its constructor wires.
+// ---------------------------------------------------------------------------
+
+/** What the steps of one file lock share: its paths, timings, file system, and what its waiters have seen. */
+interface LockContext extends LockTimings {
+  readonly fs: FileSystem.FileSystem
+  readonly lockPath: string
+  readonly breakPath: string
+  readonly dir: string
+  readonly hostname: string
+  /** Per lock file watched: the heartbeat last seen and since when ({@link judgeStaleness}). */
+  readonly watched: Map<string, WatchedBeat>
+}
+
+const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
+
+const ioError = (ctx: LockContext, what: string) => (e: PlatformError.PlatformError) =>
+  new TokenStoreError({ path: ctx.lockPath, message: lockIoMessage(what, describeError(e), ctx.dir), cause: e })
+
+/** Reads content and inode from one descriptor ({@link readLockFile}); `undefined` when the file is gone. */
+const snapshot = (ctx: LockContext, file: string): Effect.Effect<LockSnapshot | undefined, TokenStoreError> =>
+  Effect.try({
+    try: () => {
+      const read = readLockFile(file)
+      return read === undefined ? undefined : toSnapshot(read)
+    },
+    catch: (e) =>
+      new TokenStoreError({
+        path: ctx.lockPath,
+        message: lockIoMessage(`read the lock file ${file}`, (e as NodeJS.ErrnoException).code ?? "error", ctx.dir),
+        cause: e
+      })
+  })
+
+/** Why the lock in `s` (the file `file`) is stale, or `undefined` while its holder may be alive ({@link judgeStaleness}). */
+const staleReason = (ctx: LockContext, file: string, s: LockSnapshot): Effect.Effect<string | undefined> =>
+  Effect.gen(function*() {
+    const state = holderState(s.info, ctx.hostname)
+    // The clock is read only when the heartbeat decides.
+    const now = state === "unknown" ? yield* monotonicMillis : 0
+    const verdict = judgeStaleness({
+      state,
+      pid: s.info?.pid,
+      beat: heartbeatOf(s),
+      seen: ctx.watched.get(file),
+      now,
+      staleMillis: ctx.staleMillis
+    })
+    if (verdict.watch === undefined) ctx.watched.delete(file)
+    else ctx.watched.set(file, verdict.watch)
+    return verdict.reason
+  })
+
+/**
+ * Creates `file` exclusively with our info. `true` when created, `false`
+ * when it exists. Uninterruptible, so it never leaves a half-written file of
+ * ours behind; a failed write removes the file it created.
+ */
+const tryCreate = (ctx: LockContext, file: string, token: string): Effect.Effect<boolean, TokenStoreError> => {
+  const { fs } = ctx
+  const startTime = selfStartTime()
+  const info = newLockInfo({ pid: process.pid, hostname: ctx.hostname, acquiredAt: new Date(), token, startTime })
+  const bytes = new TextEncoder().encode(lockFileContent(info))
+  /** Exclusive create, then write: the file is briefly empty (filesystems without hard links only). */
+  const createInPlace = Effect.scoped(
+    Effect.flatMap(fs.open(file, { flag: "wx", mode: 0o600 }), (handle) =>
+      handle.writeAll(bytes).pipe(Effect.onError(() => fs.remove(file).pipe(Effect.ignore))))
+  )
+  // The whole content first, then one atomic link(): nobody ever sees the lock empty or half
+  // written (a holder paused between create and write would look unidentifiable, hence stale).
+  const create = Effect.suspend(() => {
+    const draft = `${file}.${process.pid}-${randomId()}.new`
+    return fs.writeFile(draft, bytes, { flag: "wx", mode: 0o600 }).pipe(
+      Effect.andThen(
+        fs.link(draft, file).pipe(Effect.catchIf((e) => linkFallsBackToCreate(e.reason._tag), () => createInPlace))
+      ),
+      Effect.ensuring(fs.remove(draft).pipe(Effect.ignore))
+    )
+  })
+  return create.pipe(
+    Effect.as(true),
+    Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),
+    Effect.catchReason("PlatformError", "NotFound", () =>
+      // The folder is missing: create it (0700) and try once more.
+      fs.makeDirectory(ctx.dir, { recursive: true, mode: 0o700 }).pipe(
+        Effect.andThen(create),
+        Effect.as(true),
+        Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false))
+      )),
+    Effect.mapError(ioError(ctx, `create the lock file ${file}`)),
+    Effect.uninterruptible
+  )
+}
+
+/**
+ * Removes `file` only if it is what `isOurs` accepts. Looks first, and leaves
+ * anything else untouched. When it looks right, renames it to a unique name
+ * (atomic), checks what was moved and deletes that; should the file have
+ * changed in between (only if our own lock was taken over while we lived),
+ * the moved file is linked back. Never fails: returns why it could not
+ * remove the file, or `undefined`.
+ */
+const removeIf = (
+  ctx: LockContext,
+  file: string,
+  isOurs: (s: LockSnapshot) => boolean
+): Effect.Effect<string | undefined> => {
+  const { fs } = ctx
+  return Effect.gen(function*() {
+    const before = yield* snapshot(ctx, file)
+    if (before === undefined || !isOurs(before)) return undefined
+    const grave = `${file}.gone-${process.pid}-${randomId()}`
+    const moved = yield* fs.rename(file, grave).pipe(
+      Effect.as(true),
+      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
+    )
+    if (!moved) return undefined
+    const s = yield* snapshot(ctx, grave)
+    if (s !== undefined && !isOurs(s)) {
+      const restored = yield* fs.link(grave, file).pipe(
+        Effect.as(true),
+        Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),
+        // No hard links on this filesystem: rename back, unless a new lock is there already.
+        Effect.catch(() =>
+          Effect.flatMap(fs.exists(file), (exists) => exists ? Effect.succeed(false) : fs.rename(grave, file).pipe(Effect.as(true)))
+        )
+      )
+      if (!restored) yield* Effect.logWarning(`FileLock: could not put back the lock ${file} after moving it by mistake`)
+    }
+    yield* fs.remove(grave).pipe(Effect.catchReason("PlatformError", "NotFound", () => Effect.void))
+    return undefined
+  }).pipe(
+    Effect.catch((e: PlatformError.PlatformError | TokenStoreError) =>
+      Effect.as(
+        Effect.logDebug(`FileLock: cannot remove ${file}`),
+        e._tag === "PlatformError" ? describeError(e) : e.message
+      )
+    ),
+    Effect.catchCause((cause) => Effect.as(Effect.logDebug(`FileLock: cleanup of ${file} failed`, cause), "failed")),
+    Effect.uninterruptible
+  )
+}
+
+/**
+ * Takes over the stale lock seen in `seen`, holding `<path>.break` so that
+ * only one waiter breaks it. Returns `undefined` when done or when another
+ * waiter is at it (the caller then tries to create the lock again), or why
+ * the stale file could not be removed (the caller backs off).
+ */
+const breakStale = (ctx: LockContext, seen: LockSnapshot, reason: string): Effect.Effect<string | undefined, TokenStoreError> =>
+  Effect.gen(function*() {
+    const breakToken = randomId()
+    const gotBreak = yield* tryCreate(ctx, ctx.breakPath, breakToken)
+    if (!gotBreak) {
+      // Someone else is breaking it; if that breaker died, clear its break lock.
+      const b = yield* snapshot(ctx, ctx.breakPath)
+      if (b !== undefined && (yield* staleReason(ctx, ctx.breakPath, b)) !== undefined) {
+        return yield* removeIf(ctx, ctx.breakPath, sameLock(b))
+      }
+      return undefined
+    }
+    return yield* Effect.gen(function*() {
+      const again = yield* snapshot(ctx, ctx.lockPath)
+      if (!mayTakeOver(seen, again)) return undefined
+      yield* Effect.logDebug(`FileLock: taking over the stale lock ${ctx.lockPath}: ${reason}`)
+      return yield* removeIf(ctx, ctx.lockPath, sameLock(seen))
+    }).pipe(Effect.ensuring(removeIf(ctx, ctx.breakPath, holdsToken(breakToken))))
+  }).pipe(Effect.uninterruptible)
+
+/** Polls until the lock file is ours. Interruptible between attempts. */
+const acquireFile = (
+  ctx: LockContext,
+  token: string,
+  remainingMillis: number
+): Effect.Effect<void, LockTimeoutError | TokenStoreError> => {
+  let last: LockSnapshot | undefined
+  let cannotRemove: string | undefined
+  const loop = Effect.gen(function*() {
+    let attempt = 0
+    while (true) {
+      if (yield* tryCreate(ctx, ctx.lockPath, token)) return
+      const seen = yield* snapshot(ctx, ctx.lockPath)
+      if (seen === undefined) continue
+      last = seen
+      const reason = yield* staleReason(ctx, ctx.lockPath, seen)
+      if (reason !== undefined) {
+        const failed = yield* breakStale(ctx, seen, reason)
+        if (failed === undefined) continue
+        // A stale lock we may not delete: wait like for a live one, never spin.
+        cannotRemove = cannotRemoveNote(reason, failed)
+      }
+      yield* Effect.sleep(backoffMillis(attempt++, yield* Random.nextBetween(0.5, 1.5)))
+    }
+  })
+  return loop.pipe(
+    Effect.timeoutOrElse({
+      duration: remainingMillis,
+      orElse: () =>
+        Effect.fail(
+          new LockTimeoutError({
+            path: ctx.lockPath,
+            message: lockTimeoutMessage({
+              lockPath: ctx.lockPath,
+              timeoutMillis: ctx.timeoutMillis,
+              holder: last?.info,
+              holderAlive: holderState(last?.info, ctx.hostname) === "alive",
+              cannotRemove,
+              platform: process.platform
+            })
+          })
+        )
+    })
+  )
+}
+
+/** Keeps the lock's mtime fresh while it is ours; stops quietly when it is not. */
+const heartbeat = (ctx: LockContext, token: string): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const { fs, lockPath } = ctx
+    while (true) {
+      yield* Effect.sleep(ctx.heartbeatMillis)
+      // One failed beat (a file briefly held by a scanner on Windows) is not the end: the next one
+      // tries again. Where the holder cannot be identified (Windows without a creation time, another
+      // host), a heartbeat that stopped for good would let waiters take a live holder's lock.
+      const beat = yield* Effect.result(Effect.gen(function*() {
+        if (heartbeatStep(yield* snapshot(ctx, lockPath), token) === "stop") return "stop" as const
+        const now = new Date()
+        yield* fs.utimes(lockPath, now, now).pipe(Effect.mapError(ioError(ctx, `refresh the lock file ${lockPath}`)))
+        return "beat" as const
+      }))
+      if (beat._tag === "Failure") {
+        yield* Effect.logDebug(`FileLock: a heartbeat for ${lockPath} failed; trying again at the next`, beat.failure)
+      } else if (beat.success === "stop") {
+        yield* Effect.logDebug(`FileLock: the lock ${lockPath} vanished or changed hands while held; heartbeat stops`)
+        return
+      }
+    }
+  }).pipe(
+    Effect.catchCause((cause) => Effect.logDebug(`FileLock: heartbeat for ${ctx.lockPath} stopped`, cause))
+  )
 
 /**
  * Makes a cross-process file lock (see the module comment). The in-process
@@ -435,278 +882,29 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
     const fs = yield* FileSystem.FileSystem
     const pathService = yield* Path.Path
     const semaphore = yield* Semaphore.make(1)
-    const lockPath = options.path
-    const breakPath = `${lockPath}.break`
-    const dir = pathService.dirname(lockPath)
-    const hostname = options.hostname ?? os.hostname()
-    const timeoutMillis = Duration.toMillis(options.timeout)
-    const staleMillis = Math.max(1, Duration.toMillis(options.staleAfter))
-    const heartbeatMillis = Math.max(1, Math.floor(staleMillis / 3))
-
-    const ioError = (what: string) => (e: PlatformError.PlatformError) =>
-      new TokenStoreError({
-        path: lockPath,
-        message: `Cannot ${what} (${describeError(e)}). Check that ${dir} exists, is a folder you own, is ` +
-          `writable by you, and that the disk is not full.`,
-        cause: e
-      })
-
-    /** Reads content and inode from one descriptor ({@link readLockFile}); `undefined` when the file is gone. */
-    const snapshot = (file: string): Effect.Effect<Snapshot | undefined, TokenStoreError> =>
-      Effect.try({
-        try: () => {
-          const read = readLockFile(file)
-          return read === undefined ? undefined : { ...read, info: Option.getOrUndefined(decodeLockInfo(read.raw)) } satisfies Snapshot
-        },
-        catch: (e) =>
-          new TokenStoreError({
-            path: lockPath,
-            message: `Cannot read the lock file ${file} (${(e as NodeJS.ErrnoException).code ?? "error"}). Check that ` +
-              `${dir} exists, is a folder you own, is writable by you, and that the disk is not full.`,
-            cause: e
-          })
-      })
-
-    /**
-     * What this waiter has seen of each lock file it watches: the heartbeat it
-     * last saw (identity and mtime) and when, on its own monotonic clock.
-     */
-    const watched = new Map<string, { readonly beat: string; readonly since: number }>()
-    const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (n) => Number(n / 1_000_000n))
-
-    /** Why the lock in `s` (the file `file`) is stale, or `undefined` while its holder may be alive. */
-    const staleReason = (file: string, s: Snapshot): Effect.Effect<string | undefined> =>
-      Effect.gen(function*() {
-        const state = holderState(s.info, hostname)
-        if (state === "gone") return `its holder, process ${s.info?.pid}, is gone`
-        if (state === "alive") {
-          watched.delete(file)
-          return undefined
-        }
-        // Another host (or no readable info): stale once the heartbeat stops changing for staleAfter.
-        const now = yield* monotonicMillis
-        const beat = `${s.identity}@${s.mtimeMillis}`
-        const seen = watched.get(file)
-        if (seen === undefined || seen.beat !== beat) {
-          watched.set(file, { beat, since: now })
-          return undefined
-        }
-        const still = now - seen.since
-        return still > staleMillis
-          ? `its heartbeat has not changed for ${formatDuration(Math.round(still))}`
-          : undefined
-      })
-
-    /**
-     * Creates `file` exclusively with our info. `true` when created, `false`
-     * when it exists. Uninterruptible, so it never leaves a half-written file of
-     * ours behind; a failed write removes the file it created.
-     */
-    const tryCreate = (file: string, token: string): Effect.Effect<boolean, TokenStoreError> => {
-      const startTime = selfStartTime()
-      const info: LockInfo = {
-        pid: process.pid,
-        hostname,
-        acquiredAt: new Date().toISOString(),
-        token,
-        ...(startTime === undefined ? {} : { startTime })
-      }
-      const bytes = new TextEncoder().encode(JSON.stringify(info) + "\n")
-      /** Exclusive create, then write: the file is briefly empty (filesystems without hard links only). */
-      const createInPlace = Effect.scoped(
-        Effect.flatMap(fs.open(file, { flag: "wx", mode: 0o600 }), (handle) =>
-          handle.writeAll(bytes).pipe(Effect.onError(() => fs.remove(file).pipe(Effect.ignore))))
-      )
-      // The whole content first, then one atomic link(): nobody ever sees the lock empty or half
-      // written (a holder paused between create and write would look unidentifiable, hence stale).
-      const create = Effect.suspend(() => {
-        const draft = `${file}.${process.pid}-${randomId()}.new`
-        return fs.writeFile(draft, bytes, { flag: "wx", mode: 0o600 }).pipe(
-          Effect.andThen(
-            fs.link(draft, file).pipe(
-              Effect.catchIf(
-                (e) => e.reason._tag !== "AlreadyExists" && e.reason._tag !== "NotFound",
-                () => createInPlace
-              )
-            )
-          ),
-          Effect.ensuring(fs.remove(draft).pipe(Effect.ignore))
-        )
-      })
-      return create.pipe(
-        Effect.as(true),
-        Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),
-        Effect.catchReason("PlatformError", "NotFound", () =>
-          // The folder is missing: create it (0700) and try once more.
-          fs.makeDirectory(dir, { recursive: true, mode: 0o700 }).pipe(
-            Effect.andThen(create),
-            Effect.as(true),
-            Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false))
-          )),
-        Effect.mapError(ioError(`create the lock file ${file}`)),
-        Effect.uninterruptible
-      )
+    const ctx: LockContext = {
+      ...lockTimings(options),
+      fs,
+      lockPath: options.path,
+      breakPath: `${options.path}.break`,
+      dir: pathService.dirname(options.path),
+      hostname: options.hostname ?? os.hostname(),
+      watched: new Map()
     }
-
-    /**
-     * Removes `file` only if it is what `isOurs` accepts. Looks first, and leaves
-     * anything else untouched. When it looks right, renames it to a unique name
-     * (atomic), checks what was moved and deletes that; should the file have
-     * changed in between (only if our own lock was taken over while we lived),
-     * the moved file is linked back. Never fails.
-     */
-    const removeIf = (file: string, isOurs: (s: Snapshot) => boolean): Effect.Effect<string | undefined> =>
-      Effect.gen(function*() {
-        const before = yield* snapshot(file)
-        if (before === undefined || !isOurs(before)) return undefined
-        const grave = `${file}.gone-${process.pid}-${randomId()}`
-        const moved = yield* fs.rename(file, grave).pipe(
-          Effect.as(true),
-          Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
-        )
-        if (!moved) return undefined
-        const s = yield* snapshot(grave)
-        if (s !== undefined && !isOurs(s)) {
-          const restored = yield* fs.link(grave, file).pipe(
-            Effect.as(true),
-            Effect.catchReason("PlatformError", "AlreadyExists", () => Effect.succeed(false)),
-            // No hard links on this filesystem: rename back, unless a new lock is there already.
-            Effect.catch(() =>
-              Effect.flatMap(fs.exists(file), (exists) => exists ? Effect.succeed(false) : fs.rename(grave, file).pipe(Effect.as(true)))
-            )
-          )
-          if (!restored) yield* Effect.logWarning(`FileLock: could not put back the lock ${file} after moving it by mistake`)
-        }
-        yield* fs.remove(grave).pipe(Effect.catchReason("PlatformError", "NotFound", () => Effect.void))
-        return undefined
-      }).pipe(
-        Effect.catch((e: PlatformError.PlatformError | TokenStoreError) =>
-          Effect.as(
-            Effect.logDebug(`FileLock: cannot remove ${file}`),
-            e._tag === "PlatformError" ? describeError(e) : e.message
-          )
-        ),
-        Effect.catchCause((cause) => Effect.as(Effect.logDebug(`FileLock: cleanup of ${file} failed`, cause), "failed")),
-        Effect.uninterruptible
-      )
-
-    const sameAs = (expected: Snapshot) => (s: Snapshot) => s.identity === expected.identity
-    const holds = (token: string) => (s: Snapshot) => s.info?.token === token
-
-    /**
-     * Takes over the stale lock seen in `seen`, holding `<path>.break` so that
-     * only one waiter breaks it. Returns `undefined` when done or when another
-     * waiter is at it (the caller then tries to create the lock again), or why
-     * the stale file could not be removed (the caller backs off).
-     */
-    const breakStale = (seen: Snapshot, reason: string): Effect.Effect<string | undefined, TokenStoreError> =>
-      Effect.gen(function*() {
-        const breakToken = randomId()
-        const gotBreak = yield* tryCreate(breakPath, breakToken)
-        if (!gotBreak) {
-          // Someone else is breaking it; if that breaker died, clear its break lock.
-          const b = yield* snapshot(breakPath)
-          if (b !== undefined && (yield* staleReason(breakPath, b)) !== undefined) return yield* removeIf(breakPath, sameAs(b))
-          return undefined
-        }
-        return yield* Effect.gen(function*() {
-          const again = yield* snapshot(lockPath)
-          if (again === undefined || again.identity !== seen.identity) return undefined
-          yield* Effect.logDebug(`FileLock: taking over the stale lock ${lockPath}: ${reason}`)
-          return yield* removeIf(lockPath, sameAs(seen))
-        }).pipe(Effect.ensuring(removeIf(breakPath, holds(breakToken))))
-      }).pipe(Effect.uninterruptible)
-
-    /** Polls until the lock file is ours. Interruptible between attempts. */
-    const acquireFile = (token: string, remainingMillis: number): Effect.Effect<void, LockTimeoutError | TokenStoreError> => {
-      let last: Snapshot | undefined
-      let cannotRemove: string | undefined
-      const loop = Effect.gen(function*() {
-        let attempt = 0
-        while (true) {
-          if (yield* tryCreate(lockPath, token)) return
-          const seen = yield* snapshot(lockPath)
-          if (seen === undefined) continue
-          last = seen
-          const reason = yield* staleReason(lockPath, seen)
-          if (reason !== undefined) {
-            const failed = yield* breakStale(seen, reason)
-            if (failed === undefined) continue
-            // A stale lock we may not delete: wait like for a live one, never spin.
-            cannotRemove = `it is stale (${reason}) but cannot be removed (${failed})`
-          }
-          const base = Math.min(250, 10 * Math.pow(1.5, attempt++))
-          yield* Effect.sleep(Math.round(base * (yield* Random.nextBetween(0.5, 1.5))))
-        }
-      })
-      return loop.pipe(
-        Effect.timeoutOrElse({
-          duration: remainingMillis,
-          orElse: () => {
-            const holder = last?.info
-            const who = holder
-              ? `held by process ${holder.pid} on ${holder.hostname} since ${holder.acquiredAt}`
-              : "held by another process"
-            const alive = holderState(holder, hostname) === "alive"
-            return Effect.fail(
-              new LockTimeoutError({
-                path: lockPath,
-                message: `Gave up after ${formatDuration(timeoutMillis)} waiting for the lock ${lockPath}, ${who}` +
-                  (cannotRemove !== undefined
-                    ? `: ${cannotRemove}. Delete it as its owner (or root), or use a storage folder of your own.`
-                    : alive
-                    ? `, which is still running (a live holder is never interrupted; ` +
-                      (process.platform === "win32"
-                        ? `if it hangs, end it in Task Manager`
-                        : `if it is stopped, resume it with \`kill -CONT ${holder!.pid}\` or end it`) +
-                      `). Nothing was changed; try again.`
-                    : `. If no kimi-auth or OpenCode process is running, delete ${lockPath} and try again.`)
-              })
-            )
-          }
-        })
-      )
-    }
-
-    /** Keeps the lock's mtime fresh while it is ours; stops quietly when it is not. */
-    const heartbeat = (token: string): Effect.Effect<void> =>
-      Effect.gen(function*() {
-        while (true) {
-          yield* Effect.sleep(heartbeatMillis)
-          // One failed beat (a file briefly held by a scanner on Windows) is not the end: the next one
-          // tries again. Where the holder cannot be identified (Windows without a creation time, another
-          // host), a heartbeat that stopped for good would let waiters take a live holder's lock.
-          const beat = yield* Effect.result(Effect.gen(function*() {
-            const s = yield* snapshot(lockPath)
-            if (s === undefined || !holds(token)(s)) return "stop" as const
-            const now = new Date()
-            yield* fs.utimes(lockPath, now, now).pipe(Effect.mapError(ioError(`refresh the lock file ${lockPath}`)))
-            return "beat" as const
-          }))
-          if (beat._tag === "Failure") {
-            yield* Effect.logDebug(`FileLock: a heartbeat for ${lockPath} failed; trying again at the next`, beat.failure)
-          } else if (beat.success === "stop") {
-            yield* Effect.logDebug(`FileLock: the lock ${lockPath} vanished or changed hands while held; heartbeat stops`)
-            return
-          }
-        }
-      }).pipe(
-        Effect.catchCause((cause) => Effect.logDebug(`FileLock: heartbeat for ${lockPath} stopped`, cause))
-      )
 
     const acquire = (remainingMillis: number) =>
       Effect.gen(function*() {
         const token = randomId()
         // Registered before acquiring: release only removes a file holding our token,
         // so it is harmless when the acquisition failed, timed out or was interrupted.
-        yield* Effect.addFinalizer(() => removeIf(lockPath, holds(token)))
-        yield* acquireFile(token, remainingMillis)
+        yield* Effect.addFinalizer(() => removeIf(ctx, ctx.lockPath, holdsToken(token)))
+        yield* acquireFile(ctx, token, remainingMillis)
         // Scope finalizers run in reverse: the heartbeat stops before the release.
-        yield* Effect.forkScoped(heartbeat(token))
+        yield* Effect.forkScoped(heartbeat(ctx, token))
       })
 
     return {
-      path: lockPath,
-      withLock: inProcess(semaphore, lockPath, timeoutMillis, acquire)
+      path: ctx.lockPath,
+      withLock: inProcess(semaphore, ctx.lockPath, ctx.timeoutMillis, acquire)
     } satisfies FileLock
   })
