@@ -136,6 +136,51 @@ const countdown = (authorization: DeviceAuthorization) =>
     }
   }).pipe(Effect.ensuring(out("\r\x1b[2K")))
 
+/**
+ * The device flow on screen: asks for a code, shows it (and the browser, and
+ * a countdown on a terminal), reports retries, and returns the tokens once
+ * approved and stored. The countdown and the progress line end with it.
+ */
+const deviceLogin = (
+  settings: KimiAuthSettings,
+  flags: { readonly browser: boolean; readonly json: boolean },
+  replaces: boolean
+) =>
+  Effect.gen(function*() {
+    const tty = isTty() && !flags.json
+    let ticker: Fiber.Fiber<never> | undefined
+    const progress = makeLoginProgress()
+    yield* progress.asking(settings.oauthHost)
+    return yield* login({
+      onStartRetry: progress.startRetry,
+      onCode: (authorization) =>
+        Effect.gen(function*() {
+          yield* progress.clear
+          if (replaces && !flags.json) {
+            yield* out(`You are already logged in; approving this login replaces the stored one (${settings.tokenFilePath}).\n`)
+          }
+          yield* Effect.logDebug(
+            `login: device authorization: user code ${authorization.userCode}, expires in ${authorization.expiresIn} s, ` +
+              `poll every ${authorization.interval} s, verification URI ${authorization.verificationUri} ` +
+              `(the device code is a secret and is not logged)`
+          )
+          yield* showCode(authorization, { browser: flags.browser && canOpenBrowser(), json: flags.json, replaces })
+          if (tty) ticker = yield* Effect.forkChild(countdown(authorization))
+          else if (!flags.json) yield* out("Waiting for approval…\n")
+        }),
+      onEvent: (event) =>
+        event._tag === "Retrying"
+          ? Effect.andThen(
+            Effect.logDebug(`login: ${event.error.message} Retrying in ${Math.round(event.delayMillis / 1000)} s.`),
+            progress.pollRetry(event.error.message, event.delayMillis)
+          )
+          : Effect.logDebug(`login: poll ${event.attempt}: ${event._tag}`)
+    }).pipe(
+      Effect.ensuring(Effect.suspend(() => (ticker ? Fiber.interrupt(ticker) : Effect.void))),
+      Effect.ensuring(progress.clear)
+    )
+  })
+
 /** `kimi-auth login`. */
 export const loginCommand = Command.make(
   "login",
@@ -160,44 +205,9 @@ export const loginCommand = Command.make(
       flags,
       Effect.gen(function*() {
         const settings = yield* KimiAuthConfig
-        const tty = isTty() && !flags.json
-        let ticker: Fiber.Fiber<never> | undefined
-        const progress = makeLoginProgress()
         // A login over a login replaces it once approved: say so before the user acts.
         const previous = yield* Effect.flatMap(TokenStore, (s) => s.load).pipe(Effect.orElseSucceed(() => undefined))
-        yield* progress.asking(settings.oauthHost)
-        const tokens = yield* login({
-          onStartRetry: progress.startRetry,
-          onCode: (authorization) =>
-            Effect.gen(function*() {
-              yield* progress.clear
-              if (previous !== undefined && !flags.json) {
-                yield* out(`You are already logged in; approving this login replaces the stored one (${settings.tokenFilePath}).\n`)
-              }
-              yield* Effect.logDebug(
-                `login: device authorization: user code ${authorization.userCode}, expires in ${authorization.expiresIn} s, ` +
-                  `poll every ${authorization.interval} s, verification URI ${authorization.verificationUri} ` +
-                  `(the device code is a secret and is not logged)`
-              )
-              yield* showCode(authorization, {
-                browser: flags.browser && canOpenBrowser(),
-                json: flags.json,
-                replaces: previous !== undefined
-              })
-              if (tty) ticker = yield* Effect.forkChild(countdown(authorization))
-              else if (!flags.json) yield* out("Waiting for approval…\n")
-            }),
-          onEvent: (event) =>
-            event._tag === "Retrying"
-              ? Effect.andThen(
-                Effect.logDebug(`login: ${event.error.message} Retrying in ${Math.round(event.delayMillis / 1000)} s.`),
-                progress.pollRetry(event.error.message, event.delayMillis)
-              )
-              : Effect.logDebug(`login: poll ${event.attempt}: ${event._tag}`)
-        }).pipe(
-          Effect.ensuring(Effect.suspend(() => (ticker ? Fiber.interrupt(ticker) : Effect.void))),
-          Effect.ensuring(progress.clear)
-        )
+        const tokens = yield* deviceLogin(settings, flags, previous !== undefined)
         yield* Effect.logDebug(
           `login: approved; access token valid until ${isoSeconds(tokens.expiresAt)}, scope "${tokens.scope}"; ` +
             `tokens saved to ${settings.tokenFilePath}`
