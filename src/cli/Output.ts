@@ -60,3 +60,9 @@ export const frame = (lines: ReadonlyArray<string>): string => {
   const body = lines.map((l) => `│ ${l}${" ".repeat(width - visible(l))} │`)
   return [top, ...body, bottom].join("\n") + "\n"
 }
+
+/** An epoch-seconds instant as ISO 8601; a value no date can hold (say `1e308` from a hostile file) says so instead of throwing. */
+export const isoSeconds = (seconds: number): string => {
+  const date = new Date(seconds * 1000)
+  return Number.isNaN(date.getTime()) ? `an invalid time (${String(seconds).slice(0, 24)})` : date.toISOString()
+}

@@ -1,0 +1,23 @@
+/**
+ * The flags several `kimi-auth` commands share (`--debug`, `--json`), and
+ * whether debugging is on (the flag, or `DEBUG` naming this package).
+ *
+ * @since 0.1.0
+ */
+import { Flag } from "effect/cli"
+
+/** `--debug`: debug logs on stderr. */
+export const debugFlag = Flag.Boolean("debug").pipe(
+  Flag.withDefault(false),
+  Flag.withDescription("Print debug logs on stderr (secrets are always redacted). Also DEBUG=opencode-kimi-auth:*")
+)
+
+/** `--json`: JSON instead of text. */
+export const jsonFlag = Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print JSON instead of text"))
+
+/** `DEBUG` names this package (`opencode-kimi-auth`, `opencode-kimi-auth:*`) or `*`; comma or space separated, as the `debug` package reads it. */
+export const debugFromEnv = (env: NodeJS.ProcessEnv = process.env): boolean =>
+  /(^|[\s,])(\*|opencode-kimi-auth(:\*)?)([\s,]|$)/.test(env["DEBUG"] ?? "")
+
+/** Whether debug output is on: `--debug`, or `DEBUG` names this package. */
+export const debugEnabled = (flags: { readonly debug: boolean }): boolean => flags.debug || debugFromEnv()

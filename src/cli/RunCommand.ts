@@ -1,0 +1,117 @@
+/**
+ * How every `kimi-auth` command body runs: with every service, logs on
+ * stderr, and its outcome turned into an exit code. A typed error prints its
+ * message (or one JSON line); a defect prints one line naming its kind; none
+ * escapes as a stack trace.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
+import { KimiAuthConfig } from "../KimiAuthConfig.js"
+import { layerNode, type KimiAuthLayerOptions, type KimiAuthServices } from "../KimiAuth.js"
+import { withRegionLoginHint } from "../Errors.js"
+import type { KimiRegion } from "../Region.js"
+import { TokenStore } from "../TokenStore.js"
+import { debugEnabled } from "./CommonFlags.js"
+import { ExitCode, exitCodeFor } from "./ExitCode.js"
+import { err, out, red } from "./Output.js"
+
+/** The flags `run` reads: `--debug`, and `--json` where the command has it. */
+export interface RunFlags {
+  readonly debug: boolean
+  readonly json?: boolean
+}
+
+/** Logs go to stderr so stdout stays clean for `token` and `--json`; Debug level with `--debug`. */
+export const loggingLayer = (debug: boolean) =>
+  Layer.mergeAll(
+    Layer.succeed(Logger.LogToStderr, true),
+    Layer.succeed(References.MinimumLogLevel, debugEnabled({ debug }) ? "Debug" : "Warn")
+  )
+
+/** The `--json` line of a failure: `{ event: "error", error, exit_code, message }`. */
+export const errorEvent = (error: string, code: ExitCode, message: string): string =>
+  JSON.stringify({ event: "error", error, exit_code: code, message }) + "\n"
+
+/** A defect's kind, safe to print: an Error's name (letters, digits, `_`; at most 40), else its `typeof`. Never its message. */
+export const defectKind = (defect: unknown): string =>
+  defect instanceof Error ? defect.name.replace(/[^A-Za-z0-9_]/g, "").slice(0, 40) || "Error" : typeof defect
+
+/** What a defect in command `name` says: a bug to report, and that the stored login is unchanged. */
+export const defectMessage = (name: string, kind: string): string =>
+  `kimi-auth ${name} stopped on an unexpected internal error (${kind}). This is a bug: ` +
+  `please report it with the command you ran. Your stored login was not changed by this message.`
+
+/** The `at …` frames of a stack (at most 12), without its message line (which may hold a secret). */
+export const stackFrames = (stack: string): string =>
+  stack.split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 12).join("\n")
+
+/**
+ * The last resort for a defect (a bug, or a value nothing expected): one line
+ * naming its kind, exit 1, never a stack on stdout or stderr (a message may
+ * hold what it choked on, say a header value with a token in it). With
+ * `--debug`, the stack frames, without the message line.
+ */
+const reportDefect = (name: string, flags: RunFlags, cause: Cause.Cause<unknown>) =>
+  Effect.gen(function*() {
+    const defect = Cause.squash(cause)
+    const message = defectMessage(name, defectKind(defect))
+    if (defect instanceof Error && typeof defect.stack === "string" && debugEnabled(flags)) {
+      yield* err(`${stackFrames(defect.stack)}\n`)
+    }
+    if (flags.json) yield* out(errorEvent("Defect", ExitCode.unexpected, message))
+    else yield* err(`${red("error:")} ${message}\n`)
+    process.exitCode = ExitCode.unexpected
+  })
+
+/**
+ * Runs a command body with every service, and maps the outcome to an exit
+ * code: success sets 0 (or the code the body returns), a typed error prints
+ * its message (or JSON) and sets its code. Nothing escapes as a stack trace.
+ */
+export const run = <E extends { readonly _tag: string; readonly message: string }>(
+  name: string,
+  flags: RunFlags,
+  body: Effect.Effect<ExitCode | void, E, KimiAuthServices>,
+  options: KimiAuthLayerOptions = {}
+) => {
+  /** The configured region, once known: the login hint of an error names its commands. */
+  let region: KimiRegion | undefined
+  return Effect.gen(function*() {
+    const s = yield* KimiAuthConfig
+    region = s.region
+    yield* Effect.logDebug(
+      `${name}: OAuth host ${s.oauthHost}, API base ${s.apiBaseUrl}, client id ${s.clientId}, token file ${s.tokenFilePath}`
+    )
+    return yield* body.pipe(
+      // The stored login's region, when there is one, names the commands that log in there again.
+      Effect.tapError(() =>
+        Effect.flatMap(TokenStore, (store) => store.load).pipe(
+          Effect.tap((stored) => Effect.sync(() => void (region = stored?.region ?? region))),
+          Effect.ignore
+        )
+      )
+    )
+  }).pipe(
+    Effect.provide(layerNode(options)),
+    Effect.matchEffect({
+      onSuccess: (code) => Effect.sync(() => void (process.exitCode = code ?? ExitCode.ok)),
+      onFailure: (error) =>
+        Effect.gen(function*() {
+          const code = exitCodeFor(error._tag)
+          const message = region === undefined ? error.message : withRegionLoginHint(error.message, region)
+          yield* Effect.logDebug(`${name}: failed with ${error._tag}; exit code ${code}`)
+          if (flags.json) yield* out(errorEvent(error._tag, code, message))
+          else yield* err(`${red("error:")} ${message}\n`)
+          process.exitCode = code
+        })
+    }),
+    Effect.catchCause((cause) => Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause) : reportDefect(name, flags, cause)),
+    Effect.onInterrupt(() => Effect.sync(() => void (process.exitCode = ExitCode.interrupted))),
+    Effect.provide(loggingLayer(flags.debug))
+  )
+}

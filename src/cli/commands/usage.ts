@@ -1,0 +1,39 @@
+/**
+ * `kimi-auth usage [--json]`: the plan's quota from Kimi's `/usages`, drawn by
+ * `UsageView.ts`.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import { Command } from "effect/cli"
+import { KimiApi } from "../../KimiApi.js"
+import { debugFlag, jsonFlag } from "../CommonFlags.js"
+import { exitCodeHelp } from "../ExitCode.js"
+import { bold, dim, out, red } from "../Output.js"
+import { run } from "../RunCommand.js"
+import { usageJson, usageLines } from "../UsageView.js"
+
+/** `kimi-auth usage`. */
+export const usageCommand = Command.make("usage", { json: jsonFlag, debug: debugFlag }, (flags) =>
+  run(
+    "usage",
+    flags,
+    Effect.gen(function*() {
+      const usage = yield* Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth))
+      const now = yield* Clock.currentTimeMillis
+      yield* Effect.logDebug(`usage: ${usage.windows.length} window(s) read from /usages`)
+      if (flags.json) yield* out(JSON.stringify(usageJson(usage, now)) + "\n")
+      else yield* out(usageLines(usage, now, { warn: red, dim, bold }).join("\n") + "\n")
+    })
+  )).pipe(
+    Command.withDescription(
+      "Show the plan's quota from Kimi's /usages: each window (weekly, 5-hour) with used/limit, a bar, and when it " +
+        "resets (local time with its time zone, and a countdown). Uses the stored login. " + exitCodeHelp
+    ),
+    Command.withShortDescription("Show the plan's quota: each window's use and when it resets"),
+    Command.withExamples([
+      { command: "kimi-auth usage", description: "How much of the quota is used, and when it resets" },
+      { command: "kimi-auth usage --json", description: "For scripts and status bars" }
+    ])
+  )
