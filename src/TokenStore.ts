@@ -425,7 +425,7 @@ const moveAside = (s: FileStore, text: string): Effect.Effect<Outcome, TokenStor
     if (!moved) return { _tag: "Changed" } as const
     const movedFile = yield* readCapped(aside, TOKEN_FILE_LIMIT_BYTES).pipe(Effect.orElseSucceed(() => undefined))
     const moving = movedText(text, movedFile)
-    const verdict = asideVerdict(text, moving, moving !== text && (yield* isLoginText(moving)))
+    const verdict = asideVerdict(text, moving, yield* isLoginText(moving))
     if (verdict === "KeepAside") return { _tag: "Corrupt", movedTo: aside } as const
     yield* s.fs.link(aside, s.file).pipe(
       Effect.andThen(s.fs.remove(aside)),
