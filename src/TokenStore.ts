@@ -25,6 +25,12 @@
  *
  * No error ever carries the file's contents or a token.
  *
+ * Every decision (what a file found is, whether a moved file goes back, what
+ * the refresh marker says, which temp files are swept, when a rename failed
+ * because Windows held the file open, what a logout records) is a named pure
+ * function in `TokenStoreDecisions.ts`; the file work is a set of small
+ * Effects over a `FileStore` below, and `makeFile` only wires them.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
@@ -33,7 +39,6 @@ import * as FileSystem from "effect/FileSystem"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
-import * as Redacted from "effect/Redacted"
 import type * as PlatformError from "effect/PlatformError"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
@@ -49,8 +54,29 @@ import * as FileLock from "./FileLock.js"
 import { KimiAuthConfig, lockWaitFor } from "./KimiAuthConfig.js"
 import { recordLoggedOut } from "./LogoutMarker.js"
 import { readRefusal, recordRefusal, type RefreshRefusal } from "./RefreshRefusal.js"
-import { describeSize, readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "./SmallFile.js"
+import { readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "./SmallFile.js"
+import {
+  asideCandidate,
+  asideVerdict,
+  type DecodedFile,
+  type InterruptedRefresh,
+  isHeldOpen,
+  isStaleTemp,
+  isTempFileName,
+  judgeTokenFile,
+  LOAD_ATTEMPTS,
+  MARKER_LIMIT_BYTES,
+  markerText,
+  movedText,
+  permissionStep,
+  readMarkerText,
+  RESERVED_BYTES,
+  secretsToForget,
+  tempFileName
+} from "./TokenStoreDecisions.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "./TokenSet.js"
+
+export type { InterruptedRefresh }
 
 /** The token store. */
 export interface TokenStoreShape {
@@ -98,14 +124,6 @@ export interface TokenStoreShape {
   readonly refusalOf?: ((stored: TokenSet) => Effect.Effect<RefreshRefusal | undefined>) | undefined
 }
 
-/** Who ran a refresh that was interrupted between its request and its save (see {@link PreparedSave}). */
-export interface InterruptedRefresh {
-  readonly pid: number
-  readonly hostname: string
-  /** ISO time at which the request was about to be sent. */
-  readonly startedAt: string
-}
-
 /** Space reserved for one save, and the "refresh in flight" marker around the request. */
 export interface PreparedSave {
   /**
@@ -128,17 +146,9 @@ export interface PreparedSave {
 
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600
-const TEMP_MAX_AGE_MILLIS = 10 * 60 * 1000
 const hasModes = process.platform !== "win32"
 
-/**
- * Bytes reserved before a refresh: two tokens at the 8 KiB cap plus every
- * other field, rounded up. Larger sets are still written, without the proof.
- */
-export const RESERVED_BYTES = 24 * 1024
-
-/** Largest refresh marker read (it holds a pid, a host name and a time). */
-const MARKER_LIMIT_BYTES = 4096
+export { RESERVED_BYTES }
 
 /** Reads a small file of the store with {@link readSmallFileSync}, errors as platform-free values. */
 const readCapped = (file: string, maxBytes: number): Effect.Effect<SmallFile, NodeJS.ErrnoException> =>
@@ -171,9 +181,370 @@ export const retryWindowsRename = <A, R>(
         Schedule.jittered(Schedule.min([Schedule.exponential("2 millis", 1.5), Schedule.spaced("50 millis")])),
         Schedule.during(RENAME_RETRY_BUDGET)
       ]),
-      while: (e) => e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy"
+      while: isHeldOpen
     })
     : rename
+
+// ---------------------------------------------------------------------------
+// The file store's steps. Each takes what it needs (the file system and the
+// paths, `FileStore`); `makeFile` only wires them together.
+
+/** What the file store's steps work on. */
+interface FileStore {
+  readonly fs: FileSystem.FileSystem
+  readonly path: Path.Path
+  /** The token file. */
+  readonly file: string
+  /** The storage folder holding it. */
+  readonly dir: string
+  /** The "refresh in flight" marker beside it (`oauth.json.refreshing`). */
+  readonly markerPath: string
+  /** Its `device_id` is written into every file. */
+  readonly identity: DeviceIdentity["Service"]
+}
+
+/** A {@link TokenStoreError} about the token file `file`, naming the OS error. */
+const storeError = (file: string, message: string) => (cause: PlatformError.PlatformError) =>
+  new TokenStoreError({ path: file, message: `${message} (${describe(cause)})`, cause })
+
+/** The error of a write into the storage folder that failed. */
+const writeError = (s: FileStore) =>
+  storeError(s.file, `Cannot write the token file ${s.file}; check that ${s.dir} is writable by you and the disk is not full`)
+
+/** Runs a permission check of `p`: refusals fail with its message, repairs are logged as warnings. */
+const checked = (p: string, check: () => PermissionCheck): Effect.Effect<void, TokenStoreError> =>
+  Effect.try({
+    try: check,
+    catch: (e) =>
+      new TokenStoreError({
+        path: p,
+        message: `Cannot check the owner and mode of ${p} (${(e as NodeJS.ErrnoException).code ?? "error"}); ` +
+          `check that it is yours and readable by you`,
+        cause: e
+      })
+  }).pipe(
+    Effect.flatMap((r) => {
+      const step = permissionStep(r)
+      return step._tag === "Refuse"
+        ? Effect.fail(new TokenStoreError({ path: p, message: step.message }))
+        : step._tag === "Warn"
+        ? Effect.logWarning(step.message)
+        : Effect.void
+    })
+  )
+
+const checkDir = (s: FileStore) => checked(s.dir, () => checkFolder(s.dir))
+const checkTokenFile = (s: FileStore) => checked(s.file, () => checkFile(s.file))
+
+/** Checks the storage folder, creates it (0700) when missing, and checks it again. */
+const ensureDir = (s: FileStore): Effect.Effect<void, TokenStoreError> =>
+  checkDir(s).pipe(
+    Effect.andThen(s.fs.makeDirectory(s.dir, { recursive: true, mode: DIR_MODE })),
+    Effect.mapError((e) =>
+      e._tag === "TokenStoreError"
+        ? e
+        : storeError(
+          s.file,
+          `Cannot create the storage folder ${s.dir}; check that its parent exists and is writable by you`
+        )(e)
+    ),
+    Effect.andThen(checkDir(s))
+  )
+
+/** A fresh temporary file name beside the token file. */
+const tempName = (s: FileStore) =>
+  s.path.join(s.dir, tempFileName(s.path.basename(s.file), process.pid, crypto.randomBytes(6).toString("hex")))
+
+/** Removes temporary files of crashed writers ({@link isStaleTemp}). Never fails. */
+const sweepTemps = (s: FileStore): Effect.Effect<void> =>
+  s.fs.readDirectory(s.dir).pipe(
+    Effect.flatMap((names) =>
+      Effect.forEach(
+        names.filter((n) => isTempFileName(n, s.path.basename(s.file))),
+        (n) =>
+          s.fs.stat(s.path.join(s.dir, n)).pipe(
+            Effect.flatMap((info) =>
+              Option.match(info.mtime, {
+                onNone: () => Effect.void,
+                onSome: (m) => isStaleTemp(m, Date.now()) ? s.fs.remove(s.path.join(s.dir, n)) : Effect.void
+              })
+            ),
+            Effect.ignore
+          ),
+        { discard: true }
+      )
+    ),
+    Effect.ignore
+  )
+
+/** fsync of the folder, so the rename itself is durable. Some platforms refuse it: ignored. */
+const syncDir = (fs: FileSystem.FileSystem, dir: string): Effect.Effect<void> =>
+  Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(Effect.ignore)
+
+/** Removes the "refresh in flight" marker. Never fails. */
+const removeMarker = (s: FileStore): Effect.Effect<void> => s.fs.remove(s.markerPath).pipe(Effect.ignore)
+
+/** Renames a finished temp file over the token file, then makes it durable and clears the marker. */
+const install = (s: FileStore, tmp: string): Effect.Effect<void, TokenStoreError> =>
+  Effect.gen(function*() {
+    if (hasModes) yield* s.fs.chmod(tmp, FILE_MODE).pipe(Effect.mapError(writeError(s)))
+    yield* retryWindowsRename(s.fs.rename(tmp, s.file)).pipe(
+      Effect.mapError((e) =>
+        process.platform === "win32" && isHeldOpen(e)
+          ? storeError(
+            s.file,
+            `Cannot replace the token file ${s.file}: another program kept it open for seconds (an editor, a ` +
+              `backup tool or a virus scanner). The file on disk is unchanged; close that program and try again`
+          )(e)
+          : writeError(s)(e)
+      )
+    )
+    yield* syncDir(s.fs, s.dir)
+    yield* removeMarker(s)
+    yield* sweepTemps(s)
+  })
+
+/** The bytes of the token file holding `tokens`. */
+const fileBytes = (s: FileStore, tokens: TokenSet) =>
+  new TextEncoder().encode(encodeTokenFile(tokens, s.identity.deviceId))
+
+/** Saves without reserved space: a new temp file, written, fsynced and installed; removed if anything fails. */
+const save = (s: FileStore, tokens: TokenSet): Effect.Effect<void, TokenStoreError> =>
+  Effect.gen(function*() {
+    yield* ensureDir(s)
+    const tmp = tempName(s)
+    const bytes = fileBytes(s, tokens)
+    yield* Effect.scoped(Effect.gen(function*() {
+      const handle = yield* s.fs.open(tmp, { flag: "wx", mode: FILE_MODE })
+      yield* handle.writeAll(bytes)
+      yield* handle.sync
+    })).pipe(
+      Effect.mapError(writeError(s)),
+      Effect.andThen(install(s, tmp)),
+      Effect.onError(() => s.fs.remove(tmp).pipe(Effect.ignore))
+    )
+  }).pipe(Effect.uninterruptible)
+
+/**
+ * Overwrites the reserved file from its first byte, then cuts it to `bytes`
+ * (shrinking never needs space) and fsyncs it. It opens the file anew rather
+ * than seeking an open handle back to 0: the handle's write passes its
+ * position to `fs.write` with offset and length undefined, and Bun ignores a
+ * position given that way, so the tokens landed after the reserved spaces
+ * and the truncate left only spaces. A fresh descriptor writes from 0 under
+ * any runtime, its cursor and the kernel's offset agreeing.
+ */
+const rewrite = (fs: FileSystem.FileSystem, p: string, bytes: Uint8Array) =>
+  Effect.scoped(Effect.gen(function*() {
+    const handle = yield* fs.open(p, { flag: "r+", noFollow: hasModes })
+    yield* handle.writeAll(bytes)
+    yield* handle.truncate(bytes.length)
+    yield* handle.sync
+  }))
+
+/** The interrupted refresh the marker tells of ({@link readMarkerText}); an unreadable marker reads as none. */
+const readMarker = (markerPath: string): Effect.Effect<InterruptedRefresh | undefined> =>
+  readCapped(markerPath, MARKER_LIMIT_BYTES).pipe(
+    Effect.map(readMarkerText),
+    Effect.orElseSucceed(() => undefined)
+  )
+
+/**
+ * Whether this save may spend the refresh token: {@link RESERVED_BYTES} real
+ * bytes (spaces) written to `tmp` and fsynced, so the blocks are allocated
+ * now and rewriting them later needs no new space. Written from a fresh
+ * descriptor and closed at once; the commit rewrites them through another
+ * (see {@link rewrite}). A full disk fails here, before the request.
+ */
+const reserveSpace = (s: FileStore, tmp: string): Effect.Effect<void, TokenStoreError> =>
+  Effect.scoped(Effect.gen(function*() {
+    const handle = yield* s.fs.open(tmp, { flag: "wx", mode: FILE_MODE }).pipe(Effect.mapError(writeError(s)))
+    yield* handle.writeAll(new Uint8Array(RESERVED_BYTES).fill(0x20)).pipe(
+      Effect.andThen(handle.sync),
+      Effect.mapError(storeError(
+        s.file,
+        `Cannot write the token file ${s.file}, so no refresh was attempted (the refresh token is unspent); ` +
+          `free space on the disk holding ${s.dir} or make it writable by you`
+      ))
+    )
+  }))
+
+/** Writes the "refresh in flight" marker ({@link markerText}). Best effort, never fails. */
+const markInFlight = (s: FileStore): Effect.Effect<void> =>
+  Effect.suspend(() =>
+    s.fs.writeFileString(s.markerPath, markerText(process.pid, os.hostname(), new Date()), { mode: FILE_MODE })
+  ).pipe(Effect.ignore)
+
+/** Reserves the space of one save and reads the marker of an interrupted refresh (see {@link PreparedSave}). */
+const prepareSave = (s: FileStore): Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* ensureDir(s)
+    const tmp = tempName(s)
+    // Removed when the scope closes; after a commit it is gone already (renamed), which is ignored.
+    yield* Effect.addFinalizer(() => s.fs.remove(tmp).pipe(Effect.ignore))
+    yield* reserveSpace(s, tmp)
+    const interrupted = yield* readMarker(s.markerPath)
+    const commit = (tokens: TokenSet) =>
+      Effect.gen(function*() {
+        yield* rewrite(s.fs, tmp, fileBytes(s, tokens)).pipe(Effect.mapError(writeError(s)))
+        yield* install(s, tmp)
+      }).pipe(Effect.uninterruptible)
+    return { interrupted, markInFlight: markInFlight(s), abandon: removeMarker(s), commit } satisfies PreparedSave
+  })
+
+/** A free name beside the file for a damaged copy ({@link asideCandidate}, with a random tail when taken). */
+const asideName = (s: FileStore): Effect.Effect<string> =>
+  Effect.gen(function*() {
+    const candidate = asideCandidate(s.file, new Date())
+    const taken = yield* s.fs.exists(candidate).pipe(Effect.orElseSucceed(() => true))
+    return taken ? `${candidate}-${crypto.randomBytes(3).toString("hex")}` : candidate
+  })
+
+/** What moving a damaged file aside came to. */
+type Outcome =
+  | { readonly _tag: "Corrupt"; readonly movedTo: string }
+  | { readonly _tag: "Changed" }
+
+/** Whether `text` is a token file's text, a login. */
+const isLoginText = (text: string): Effect.Effect<boolean> =>
+  decodeTokenFile(text).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+
+/**
+ * Moves the unreadable file (whose text was `text`) aside. If a writer
+ * replaced it between our read and the move, what we moved is a good file:
+ * it is put back (or left beside a newer one) and the caller reads again
+ * ({@link asideVerdict}).
+ */
+const moveAside = (s: FileStore, text: string): Effect.Effect<Outcome, TokenStoreError> =>
+  Effect.gen(function*() {
+    const aside = yield* asideName(s)
+    const moved = yield* s.fs.rename(s.file, aside).pipe(
+      Effect.as(true),
+      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
+    )
+    if (!moved) return { _tag: "Changed" } as const
+    const movedFile = yield* readCapped(aside, TOKEN_FILE_LIMIT_BYTES).pipe(Effect.orElseSucceed(() => undefined))
+    const moving = movedText(text, movedFile)
+    const verdict = asideVerdict(text, moving, yield* isLoginText(moving))
+    if (verdict === "KeepAside") return { _tag: "Corrupt", movedTo: aside } as const
+    yield* s.fs.link(aside, s.file).pipe(
+      Effect.andThen(s.fs.remove(aside)),
+      Effect.ignore
+    )
+    return { _tag: "Changed" } as const
+  }).pipe(
+    Effect.mapError(
+      storeError(
+        s.file,
+        `The token file ${s.file} cannot be read as tokens and could not be moved aside; move or delete it ` +
+          `yourself, then ${LOGIN_HINT}`
+      )
+    ),
+    Effect.uninterruptible
+  )
+
+/** Reads the token file under the cap and decodes its text, for {@link judgeTokenFile}. */
+const readTokenFile = (file: string): Effect.Effect<DecodedFile, TokenStoreError> =>
+  readCapped(file, TOKEN_FILE_LIMIT_BYTES).pipe(
+    Effect.mapError((e) =>
+      new TokenStoreError({
+        path: file,
+        message: `Cannot read the token file ${file} (${e.code ?? "error"}); check that it is a file you own and can read`,
+        cause: e
+      })
+    ),
+    Effect.flatMap((found): Effect.Effect<DecodedFile> =>
+      found._tag === "Text"
+        ? Effect.map(Effect.result(decodeTokenFile(found.text)), (decoded) => ({ ...found, decoded }))
+        : Effect.succeed(found)
+    )
+  )
+
+/**
+ * One reading of the token file: its tokens, `undefined` when there is
+ * none, or `"Changed"` when a writer replaced it while a damaged file was
+ * moved aside (read again).
+ */
+const loadOnce = (
+  s: FileStore
+): Effect.Effect<TokenSet | undefined | "Changed", TokenStoreError | CorruptTokenFileError> =>
+  Effect.gen(function*() {
+    yield* checkDir(s)
+    yield* checkTokenFile(s)
+    const reading = judgeTokenFile(yield* readTokenFile(s.file))
+    switch (reading._tag) {
+      case "Login":
+        return reading.tokens
+      case "Empty":
+        return undefined
+      case "Foreign":
+        return yield* new TokenStoreError({
+          path: s.file,
+          message:
+            `The token file ${s.file} is ${reading.kind}, not a regular file; it was not read. Move it away, then ${LOGIN_HINT}.`
+        })
+      case "Damaged": {
+        // A file far larger than any token file is moved aside unread (its bytes never loaded).
+        const outcome = yield* moveAside(s, reading.text)
+        if (outcome._tag === "Changed") return "Changed" as const
+        return yield* new CorruptTokenFileError({
+          path: s.file,
+          movedTo: outcome.movedTo,
+          message: `The token file ${s.file} could not be read: ${reading.reason}. It was moved to ` +
+            `${outcome.movedTo} (nothing was deleted). To log in again, ${LOGIN_HINT}.`
+        })
+      }
+    }
+  })
+
+/** `load`: {@link loadOnce}, read again up to {@link LOAD_ATTEMPTS} times while a writer keeps replacing the file. */
+const load = (s: FileStore): Effect.Effect<TokenSet | undefined, TokenStoreError | CorruptTokenFileError> =>
+  Effect.gen(function*() {
+    for (let attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
+      const read = yield* loadOnce(s)
+      if (read !== "Changed") return read
+    }
+    return yield* new TokenStoreError({
+      path: s.file,
+      message: `The token file ${s.file} kept changing while it was read; another program may be rewriting it. Try again.`
+    })
+  })
+
+/**
+ * Records the fingerprints of the login being removed (`logged-out.json`, see
+ * `LogoutMarker`, {@link secretsToForget}) so that no copy of it (OpenCode's
+ * `auth.json`) is ever adopted back; then removes the file. A file that does
+ * not parse is removed without a record. If the record cannot be written,
+ * nothing is removed.
+ */
+const clear = (s: FileStore): Effect.Effect<boolean, TokenStoreError> =>
+  Effect.gen(function*() {
+    const text = yield* s.fs.readFileString(s.file).pipe(
+      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
+      Effect.orElseSucceed(() => undefined)
+    )
+    const decoded = text === undefined
+      ? undefined
+      : yield* decodeTokenFile(text).pipe(Effect.orElseSucceed(() => undefined))
+    if (decoded !== undefined) {
+      yield* Effect.try({
+        try: () => recordLoggedOut(s.dir, secretsToForget(decoded.tokens)),
+        catch: (cause) =>
+          new TokenStoreError({
+            path: s.file,
+            cause,
+            message:
+              `Cannot record the logout in ${s.dir}, so nothing was removed; check that ${s.dir} is writable by you ` +
+              `(${(cause as NodeJS.ErrnoException)?.code ?? "error"})`
+          })
+      })
+    }
+    return yield* s.fs.remove(s.file).pipe(
+      Effect.as(true),
+      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false)),
+      Effect.mapError(storeError(s.file, `Cannot remove the token file ${s.file}; check that ${s.dir} is writable by you`))
+    )
+  }).pipe(Effect.uninterruptible)
 
 /**
  * The file store over `settings.tokenFilePath`. Save is uninterruptible: new
@@ -185,321 +556,29 @@ export const makeFile: Effect.Effect<
   KimiAuthConfig | DeviceIdentity | FileSystem.FileSystem | Path.Path
 > = Effect.gen(function*() {
   const settings = yield* KimiAuthConfig
-  const identity = yield* DeviceIdentity
-  const fs = yield* FileSystem.FileSystem
-  const path = yield* Path.Path
   const file = settings.tokenFilePath
-  const dir = settings.storageDir
-  const base = path.basename(file)
+  const s: FileStore = {
+    fs: yield* FileSystem.FileSystem,
+    path: yield* Path.Path,
+    file,
+    dir: settings.storageDir,
+    markerPath: `${file}.refreshing`,
+    identity: yield* DeviceIdentity
+  }
   const lock = yield* FileLock.make({
     path: settings.lockPath,
     timeout: lockWaitFor(settings),
     staleAfter: settings.staleLockAfter
   })
-
-  const storeError = (message: string) => (cause: PlatformError.PlatformError) =>
-    new TokenStoreError({ path: file, message: `${message} (${describe(cause)})`, cause })
-
-  /** Runs a permission check: refusals fail with its message, repairs are logged as warnings. */
-  const checked = (p: string, check: () => PermissionCheck) =>
-    Effect.try({
-      try: check,
-      catch: (e) =>
-        new TokenStoreError({
-          path: p,
-          message: `Cannot check the owner and mode of ${p} (${(e as NodeJS.ErrnoException).code ?? "error"}); ` +
-            `check that it is yours and readable by you`,
-          cause: e
-        })
-    }).pipe(
-      Effect.flatMap((r) =>
-        r._tag === "Refused"
-          ? Effect.fail(new TokenStoreError({ path: p, message: r.message }))
-          : r.repaired !== undefined
-          ? Effect.logWarning(`opencode-kimi-auth: ${r.repaired}`)
-          : Effect.void
-      )
-    )
-  const checkDir = checked(dir, () => checkFolder(dir))
-  const checkTokenFile = checked(file, () => checkFile(file))
-
-  const ensureDir = checkDir.pipe(
-    Effect.andThen(fs.makeDirectory(dir, { recursive: true, mode: DIR_MODE })),
-    Effect.mapError((e) =>
-      e._tag === "TokenStoreError"
-        ? e
-        : storeError(`Cannot create the storage folder ${dir}; check that its parent exists and is writable by you`)(e)
-    ),
-    Effect.andThen(checkDir)
-  )
-
-  /** Removes temporary files of crashed writers, older than ten minutes. Never fails. */
-  const sweepTemps = fs.readDirectory(dir).pipe(
-    Effect.flatMap((names) =>
-      Effect.forEach(
-        names.filter((n) => n.startsWith(`.${base}.`) && n.endsWith(".tmp")),
-        (n) =>
-          fs.stat(path.join(dir, n)).pipe(
-            Effect.flatMap((info) =>
-              Option.match(info.mtime, {
-                onNone: () => Effect.void,
-                onSome: (m) =>
-                  Date.now() - m.getTime() > TEMP_MAX_AGE_MILLIS ? fs.remove(path.join(dir, n)) : Effect.void
-              })
-            ),
-            Effect.ignore
-          ),
-        { discard: true }
-      )
-    ),
-    Effect.ignore
-  )
-
-  /** fsync of the folder, so the rename itself is durable. Some platforms refuse it: ignored. */
-  const syncDir = Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(Effect.ignore)
-
-  const markerPath = `${file}.refreshing`
-  const writeError = storeError(
-    `Cannot write the token file ${file}; check that ${dir} is writable by you and the disk is not full`
-  )
-  const tempName = () => path.join(dir, `.${base}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`)
-
-  /** Removes the "refresh in flight" marker. Never fails. */
-  const removeMarker = fs.remove(markerPath).pipe(Effect.ignore)
-
-  /** Renames a finished temp file over the token file, then makes it durable and clears the marker. */
-  const install = (tmp: string) =>
-    Effect.gen(function*() {
-      if (hasModes) yield* fs.chmod(tmp, FILE_MODE).pipe(Effect.mapError(writeError))
-      yield* retryWindowsRename(fs.rename(tmp, file)).pipe(
-        Effect.mapError((e) =>
-          process.platform === "win32" && (e.reason._tag === "PermissionDenied" || e.reason._tag === "Busy")
-            ? storeError(
-              `Cannot replace the token file ${file}: another program kept it open for seconds (an editor, a ` +
-                `backup tool or a virus scanner). The file on disk is unchanged; close that program and try again`
-            )(e)
-            : writeError(e)
-        )
-      )
-      yield* syncDir
-      yield* removeMarker
-      yield* sweepTemps
-    })
-
-  const save = (tokens: TokenSet): Effect.Effect<void, TokenStoreError> =>
-    Effect.gen(function*() {
-      yield* ensureDir
-      const tmp = tempName()
-      const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
-      yield* Effect.scoped(Effect.gen(function*() {
-        const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE })
-        yield* handle.writeAll(bytes)
-        yield* handle.sync
-      })).pipe(
-        Effect.mapError(writeError),
-        Effect.andThen(install(tmp)),
-        Effect.onError(() => fs.remove(tmp).pipe(Effect.ignore))
-      )
-    }).pipe(Effect.uninterruptible)
-
-  /**
-   * Overwrites the reserved file from its first byte, then cuts it to `bytes`
-   * (shrinking never needs space) and fsyncs it. It opens the file anew rather
-   * than seeking an open handle back to 0: the handle's write passes its
-   * position to `fs.write` with offset and length undefined, and Bun ignores a
-   * position given that way, so the tokens landed after the reserved spaces
-   * and the truncate left only spaces. A fresh descriptor writes from 0 under
-   * any runtime, its cursor and the kernel's offset agreeing.
-   */
-  const rewrite = (p: string, bytes: Uint8Array) =>
-    Effect.scoped(Effect.gen(function*() {
-      const handle = yield* fs.open(p, { flag: "r+", noFollow: hasModes })
-      yield* handle.writeAll(bytes)
-      yield* handle.truncate(bytes.length)
-      yield* handle.sync
-    }))
-
-  const readMarker = readCapped(markerPath, MARKER_LIMIT_BYTES).pipe(
-    Effect.map((found): InterruptedRefresh | undefined => {
-      if (found._tag === "Missing") return undefined
-      if (found._tag !== "Text") return { pid: 0, hostname: "?", startedAt: "?" }
-      const text = found.text
-      try {
-        const u = JSON.parse(text) as Partial<InterruptedRefresh>
-        return {
-          pid: typeof u.pid === "number" ? u.pid : 0,
-          hostname: typeof u.hostname === "string" ? u.hostname : "?",
-          startedAt: typeof u.startedAt === "string" ? u.startedAt : "?"
-        }
-      } catch {
-        return { pid: 0, hostname: "?", startedAt: "?" }
-      }
-    }),
-    Effect.orElseSucceed(() => undefined)
-  )
-
-  const prepareSave: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> = Effect.gen(function*() {
-    yield* ensureDir
-    const tmp = tempName()
-    // Removed when the scope closes; after a commit it is gone already (renamed), which is ignored.
-    yield* Effect.addFinalizer(() => fs.remove(tmp).pipe(Effect.ignore))
-    // Real bytes, synced: the blocks are allocated now, so rewriting them later needs no new space.
-    // Written from a fresh descriptor and closed at once; `commit` rewrites them through another (see `rewrite`).
-    yield* Effect.scoped(Effect.gen(function*() {
-      const handle = yield* fs.open(tmp, { flag: "wx", mode: FILE_MODE }).pipe(Effect.mapError(writeError))
-      yield* handle.writeAll(new Uint8Array(RESERVED_BYTES).fill(0x20)).pipe(
-        Effect.andThen(handle.sync),
-        Effect.mapError(storeError(
-          `Cannot write the token file ${file}, so no refresh was attempted (the refresh token is unspent); ` +
-            `free space on the disk holding ${dir} or make it writable by you`
-        ))
-      )
-    }))
-    const interrupted = yield* readMarker
-    const markInFlight = Effect.suspend(() =>
-      fs.writeFileString(
-        markerPath,
-        JSON.stringify({ pid: process.pid, hostname: os.hostname(), startedAt: new Date().toISOString() }) + "\n",
-        { mode: FILE_MODE }
-      )
-    ).pipe(Effect.ignore)
-    const commit = (tokens: TokenSet) =>
-      Effect.gen(function*() {
-        const bytes = new TextEncoder().encode(encodeTokenFile(tokens, identity.deviceId))
-        yield* rewrite(tmp, bytes).pipe(Effect.mapError(writeError))
-        yield* install(tmp)
-      }).pipe(Effect.uninterruptible)
-    return { interrupted, markInFlight, abandon: removeMarker, commit } satisfies PreparedSave
-  })
-
-  /** A name beside the file for a corrupt copy: `oauth.json.corrupt-<ISO time>` (`:` → `-`, Windows-safe). */
-  const asideName = Effect.gen(function*() {
-    const stamp = new Date().toISOString().replace(/:/g, "-")
-    const candidate = `${file}.corrupt-${stamp}`
-    const taken = yield* fs.exists(candidate).pipe(Effect.orElseSucceed(() => true))
-    return taken ? `${candidate}-${crypto.randomBytes(3).toString("hex")}` : candidate
-  })
-
-  type Outcome =
-    | { readonly _tag: "Corrupt"; readonly movedTo: string }
-    | { readonly _tag: "Changed" }
-
-  /**
-   * Moves the unreadable file aside. If a writer replaced it between our read
-   * and the move, what we moved is a good file: it is put back (or left beside
-   * a newer one) and the caller reads again.
-   */
-  const moveAside = (text: string): Effect.Effect<Outcome, TokenStoreError> =>
-    Effect.gen(function*() {
-      const aside = yield* asideName
-      const moved = yield* fs.rename(file, aside).pipe(
-        Effect.as(true),
-        Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false))
-      )
-      if (!moved) return { _tag: "Changed" } as const
-      const movedFile = yield* readCapped(aside, TOKEN_FILE_LIMIT_BYTES).pipe(Effect.orElseSucceed(() => undefined))
-      const movedText = movedFile?._tag === "Text" ? movedFile.text : text
-      if (movedText === text) return { _tag: "Corrupt", movedTo: aside } as const
-      const good = yield* decodeTokenFile(movedText).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
-      if (!good) return { _tag: "Corrupt", movedTo: aside } as const
-      yield* fs.link(aside, file).pipe(
-        Effect.andThen(fs.remove(aside)),
-        Effect.ignore
-      )
-      return { _tag: "Changed" } as const
-    }).pipe(
-      Effect.mapError(
-        storeError(
-          `The token file ${file} cannot be read as tokens and could not be moved aside; move or delete it ` +
-            `yourself, then ${LOGIN_HINT}`
-        )
-      ),
-      Effect.uninterruptible
-    )
-
-  const load: Effect.Effect<TokenSet | undefined, TokenStoreError | CorruptTokenFileError> = Effect.gen(function*() {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      yield* checkDir
-      yield* checkTokenFile
-      const found = yield* readCapped(file, TOKEN_FILE_LIMIT_BYTES).pipe(
-        Effect.mapError((e) =>
-          new TokenStoreError({
-            path: file,
-            message: `Cannot read the token file ${file} (${e.code ?? "error"}); check that it is a file you own and can read`,
-            cause: e
-          })
-        )
-      )
-      if (found._tag === "Missing") return undefined
-      if (found._tag === "NotAFile") {
-        return yield* new TokenStoreError({
-          path: file,
-          message: `The token file ${file} is ${found.kind}, not a regular file; it was not read. Move it away, then ${LOGIN_HINT}.`
-        })
-      }
-      // A file far larger than any token file is damaged: moved aside unread (its bytes never loaded).
-      const text = found._tag === "Text" ? found.text : ""
-      const decoded = found._tag === "Text"
-        ? yield* Effect.result(decodeTokenFile(text))
-        : { _tag: "Failure" as const, failure: { reason: `it is ${describeSize(found.bytes)}, larger than any token file (${describeSize(found.limitBytes)})` } }
-      if (decoded._tag === "Success") return decoded.success.tokens
-      const outcome = yield* moveAside(text)
-      if (outcome._tag === "Corrupt") {
-        return yield* new CorruptTokenFileError({
-          path: file,
-          movedTo: outcome.movedTo,
-          message: `The token file ${file} could not be read: ${decoded.failure.reason}. It was moved to ` +
-            `${outcome.movedTo} (nothing was deleted). To log in again, ${LOGIN_HINT}.`
-        })
-      }
-    }
-    return yield* new TokenStoreError({
-      path: file,
-      message: `The token file ${file} kept changing while it was read; another program may be rewriting it. Try again.`
-    })
-  })
-
-  /**
-   * Records the fingerprints of the login being removed (`logged-out.json`, see
-   * `LogoutMarker`) so that no copy of it (OpenCode's `auth.json`) is ever
-   * adopted back; then removes the file. A file that does not parse is removed
-   * without a record. If the record cannot be written, nothing is removed.
-   */
-  const clear: Effect.Effect<boolean, TokenStoreError> = Effect.gen(function*() {
-    const text = yield* fs.readFileString(file).pipe(
-      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
-      Effect.orElseSucceed(() => undefined)
-    )
-    const decoded = text === undefined ? undefined : yield* decodeTokenFile(text).pipe(Effect.orElseSucceed(() => undefined))
-    if (decoded !== undefined) {
-      const t = decoded.tokens
-      yield* Effect.try({
-        try: () => recordLoggedOut(dir, [Redacted.value(t.refreshToken), Redacted.value(t.accessToken)]),
-        catch: (cause) =>
-          new TokenStoreError({
-            path: file,
-            cause,
-            message: `Cannot record the logout in ${dir}, so nothing was removed; check that ${dir} is writable by you ` +
-              `(${(cause as NodeJS.ErrnoException)?.code ?? "error"})`
-          })
-      })
-    }
-    return yield* fs.remove(file).pipe(
-      Effect.as(true),
-      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(false)),
-      Effect.mapError(storeError(`Cannot remove the token file ${file}; check that ${dir} is writable by you`))
-    )
-  }).pipe(Effect.uninterruptible)
-
   return {
     path: file,
-    load,
-    save,
-    clear,
+    load: load(s),
+    save: (tokens) => save(s, tokens),
+    clear: clear(s),
     withLock: lock.withLock,
-    prepareSave,
-    recordRefusal: (refused, detail) => recordRefusal(fs, file, refused, detail),
-    refusalOf: (stored) => readRefusal(fs, file, stored)
+    prepareSave: prepareSave(s),
+    recordRefusal: (refused, detail) => recordRefusal(s.fs, file, refused, detail),
+    refusalOf: (stored) => readRefusal(s.fs, file, stored)
   } satisfies TokenStoreShape
 })
 
