@@ -41,6 +41,10 @@
  *   next refresh is then rejected, the error says that an interrupted refresh
  *   lost the login and how to log in again.
  *
+ * Every decision above is a named pure function of this module, tested
+ * directly (test/TokenManager.decisions.test.ts); the effects are small
+ * pieces over one shared state, and {@link make} wires them.
+ *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
