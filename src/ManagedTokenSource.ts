@@ -59,7 +59,9 @@ export interface ManagedTokenSource extends TokenSource {
   readonly getTokens: (signal?: AbortSignal) => Promise<TokenSetResult>
 }
 
-const currentTokens = Effect.flatMap(TokenManager, (m) => m.getTokens)
+// Built per call, as every edge did before: one Effect value shared by the cores of both regions made
+// test/opencode-unit/V2Plugin.test.ts ("refresh never spends the row's copy") get the other region's set.
+const currentTokens = () => Effect.flatMap(TokenManager, (m) => m.getTokens)
 
 /** Builds the token source of one edge. */
 export const makeManagedTokenSource = (options: ManagedTokenSourceOptions): ManagedTokenSource => {
@@ -81,8 +83,8 @@ export const makeManagedTokenSource = (options: ManagedTokenSourceOptions): Mana
     return r.ok ? { ok: true, token: r.access } : r
   }
   return {
-    getTokens: (signal) => serve(currentTokens, signal),
-    getAccessToken: (signal) => token(currentTokens, signal),
+    getTokens: (signal) => serve(currentTokens(), signal),
+    getAccessToken: (signal) => token(currentTokens(), signal),
     refreshAfterRejection: (rejected, signal) =>
       token(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
   }
@@ -114,14 +116,18 @@ export const typedFailure = (cause: Cause.Cause<unknown>): TokenFailure => {
 }
 
 /**
- * The facade's failure mapping, from its error with a stable `code`
- * (`KimiAuthError`): `NOT_LOGGED_IN` is a `401`, `NETWORK_ERROR` and
- * `SERVER_ERROR` a `503`, anything else a `500`; the error rides along.
+ * The facade's failure mapping: its runner fails with the `KimiAuthError`
+ * its calls reject with (a stable `code`): `NOT_LOGGED_IN` is a `401`,
+ * `NETWORK_ERROR` and `SERVER_ERROR` a `503`, anything else a `500`; the
+ * error rides along for the caller.
  */
-export const authErrorFailure = (e: { readonly code?: string; readonly message: string }): TokenFailure => ({
-  ok: false,
-  status: e.code === "NOT_LOGGED_IN" ? 401 : e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" ? 503 : 500,
-  code: e.code === "NOT_LOGGED_IN" ? "kimi_login_required" : "kimi_auth_error",
-  message: e.message,
-  error: e
-})
+export const authErrorFailure = (cause: Cause.Cause<unknown>): TokenFailure => {
+  const e = Cause.squash(cause) as { readonly code?: string; readonly message: string }
+  return {
+    ok: false,
+    status: e.code === "NOT_LOGGED_IN" ? 401 : e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" ? 503 : 500,
+    code: e.code === "NOT_LOGGED_IN" ? "kimi_login_required" : "kimi_auth_error",
+    message: e.message,
+    error: e
+  }
+}

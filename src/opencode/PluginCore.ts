@@ -161,6 +161,12 @@ export const regionMismatch = (stored: KimiRegion, providerId: string, region: K
   `but ${providerId} is ${REGIONS[region].label} (${region}), which would refuse that token. ` +
   `To use ${providerId}, ${loginHint(providerId, region)}; or pick ${REGIONS[stored].providerId}'s models.`
 
+/** The plugin's refusal of a login made at the other region (Kimi would refuse its token here), or `undefined`. */
+export const otherRegionRefusal = (providerId: string, region: KimiRegion) => (tokens: TokenSet): TokenFailure | undefined =>
+  tokens.region !== undefined && tokens.region !== region
+    ? { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region) }
+    : undefined
+
 /**
  * The plugin's failure mapping of a token run: an HTTP-ish status and a
  * message for the AI SDK to show, naming OpenCode's login command for this
@@ -252,10 +258,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     run,
     failure: pluginTokenFailure(providerId, region),
     ...(configProblem ? { unavailable: { ok: false, status: 500, code: "kimi_config", message: configProblem } } : {}),
-    refuse: (tokens) =>
-      tokens.region !== undefined && tokens.region !== region
-        ? { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region) }
-        : undefined,
+    refuse: otherRegionRefusal(providerId, region),
     onTokens: (tokens) => {
       mirror(tokens)
       fast = { tokens, access: Redacted.value(tokens.accessToken) }

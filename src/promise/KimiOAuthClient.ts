@@ -314,7 +314,7 @@ export class KimiOAuthClient {
     const tokens = makeManagedTokenSource({
       // `#run` rejects with a KimiAuthError (the facade's own wording): carried to the mapping as the failure.
       run: (effect, signal) => this.#run(effect, signal).then(Exit.succeed, Exit.fail),
-      failure: (cause) => authErrorFailure(Cause.squash(cause) as KimiAuthError),
+      failure: authErrorFailure,
       onTokens: (t) => {
         if (settings !== undefined) apiBaseUrl = issuerFor(settings, t).apiBaseUrl
       }
