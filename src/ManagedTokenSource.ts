@@ -59,8 +59,8 @@ export interface ManagedTokenSource extends TokenSource {
   readonly getTokens: (signal?: AbortSignal) => Promise<TokenSetResult>
 }
 
-// Built per call, as every edge did before: one Effect value shared by the cores of both regions made
-// test/opencode-unit/V2Plugin.test.ts ("refresh never spends the row's copy") get the other region's set.
+// Built per call, as every edge did before: the V2 plugin's two cores race to refresh a region-less login
+// at setup, and the one that wins stamps its region; keeping the old scheduling keeps the old winner.
 const currentTokens = () => Effect.flatMap(TokenManager, (m) => m.getTokens)
 
 /** Builds the token source of one edge. */
