@@ -59,8 +59,7 @@ export interface ManagedTokenSource extends TokenSource {
   readonly getTokens: (signal?: AbortSignal) => Promise<TokenSetResult>
 }
 
-// Built per call, as every edge did before: the V2 plugin's two cores race to refresh a region-less login
-// at setup, and the one that wins stamps its region; keeping the old scheduling keeps the old winner.
+// Built per call, as each edge did before this adapter.
 const currentTokens = () => Effect.flatMap(TokenManager, (m) => m.getTokens)
 
 /** Builds the token source of one edge. */
