@@ -25,21 +25,17 @@
  * @since 0.2.0
  */
 import { createOpenAICompatible, type OpenAICompatibleProvider } from "@ai-sdk/openai-compatible"
-import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import { DeviceIdentity } from "../DeviceIdentity.js"
 import { issuerFor, type KimiAuthSettings, resolve } from "../KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { makeKimiFetch } from "../AuthorizingFetch.js"
+import { causeMessage as messageOf, makeManagedTokenSource, typedFailure } from "../ManagedTokenSource.js"
 import { thinkingOf } from "../opencode/Thinking.js"
-import type { TokenResult } from "../KimiRequest.js"
-import { type TokenError, TokenManager } from "../TokenManager.js"
 import type { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
 
@@ -78,25 +74,6 @@ const EFFORT_MODELS: ReadonlySet<string> = new Set(["k3-256k"])
 export const toKimiThinking = (body: Record<string, unknown>): Record<string, unknown> =>
   thinkingOf(body, { takesEffort: (model) => EFFORT_MODELS.has(model) }) as Record<string, unknown>
 
-const messageOf = (cause: Cause.Cause<unknown>): string => {
-  const e = Cause.findErrorOption(cause)
-  if (Option.isSome(e)) return (e.value as { message?: string }).message ?? String(e.value)
-  return Cause.hasInterruptsOnly(cause) ? "The request was cancelled." : String(Cause.squash(cause))
-}
-
-const tokenFailure = (cause: Cause.Cause<unknown>): TokenResult => {
-  const e = Cause.findErrorOption(cause)
-  const error = Option.isSome(e) ? (e.value as TokenError) : undefined
-  const tag = error?._tag
-  return {
-    ok: false,
-    status: tag === "NotLoggedInError" ? 401 : tag === "NetworkError" || tag === "ServerError" ? 503 : 500,
-    code: tag === "NotLoggedInError" ? "kimi_login_required" : "kimi_auth_error",
-    message: messageOf(cause),
-    error
-  }
-}
-
 /**
  * Creates the Kimi provider. Settings are resolved at once: a bad option or
  * environment value throws here with a message saying what to fix. Nothing
@@ -118,12 +95,13 @@ export const createKimi = (options: KimiProviderOptions = {}): KimiProvider => {
   let latest: TokenSet | undefined
   const apiBaseUrl = () => issuerFor(settings, latest).apiBaseUrl
 
-  const tokenResult = async (effect: Effect.Effect<TokenSet, TokenError, KimiAuthServices>, signal?: AbortSignal) => {
-    const exit = await run(effect, signal)
-    if (Exit.isFailure(exit)) return tokenFailure(exit.cause)
-    latest = exit.value
-    return { ok: true, token: Redacted.value(exit.value.accessToken) } as const
-  }
+  const tokens = makeManagedTokenSource({
+    run,
+    failure: typedFailure,
+    onTokens: (t) => {
+      latest = t
+    }
+  })
 
   /** Built on first use: the identity headers need the device id, and the stored login tells the API base. */
   let ready: Promise<ReturnType<typeof makeKimiFetch>> | undefined
@@ -135,9 +113,8 @@ export const createKimi = (options: KimiProviderOptions = {}): KimiProvider => {
       headers: Exit.isSuccess(identity) ? identity.value.headers : {},
       fetch: baseFetch,
       apiBaseUrl,
-      getAccessToken: (signal) => tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal),
-      refreshAfterRejection: (rejected, signal) =>
-        tokenResult(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
+      getAccessToken: tokens.getAccessToken,
+      refreshAfterRejection: tokens.refreshAfterRejection
     })
   }
 

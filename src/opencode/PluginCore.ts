@@ -40,6 +40,7 @@ import { readWebTextPrefix } from "../HttpBody.js"
 import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../KimiRequest.js"
 import { decodeUsage, type KimiUsage } from "../Usage.js"
 import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "../AuthorizingFetch.js"
+import { makeManagedTokenSource, type TokenFailure } from "../ManagedTokenSource.js"
 
 /** What the thin plugin hands its core. */
 export interface PluginCoreConfig {
@@ -161,6 +162,38 @@ export const regionMismatch = (stored: KimiRegion, providerId: string, region: K
   `but ${providerId} is ${REGIONS[region].label} (${region}), which would refuse that token. ` +
   `To use ${providerId}, ${loginHint(providerId, region)}; or pick ${REGIONS[stored].providerId}'s models.`
 
+/** The plugin's refusal of a login made at the other region (Kimi would refuse its token here), or `undefined`. */
+export const otherRegionRefusal = (providerId: string, region: KimiRegion) => (tokens: TokenSet): TokenFailure | undefined =>
+  tokens.region !== undefined && tokens.region !== region
+    ? { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region) }
+    : undefined
+
+/**
+ * The plugin's failure mapping of a token run: an HTTP-ish status and a
+ * message for the AI SDK to show, naming OpenCode's login command for this
+ * provider.
+ */
+export const pluginTokenFailure = (providerId: string, region: KimiRegion) => (cause: Cause.Cause<unknown>): TokenFailure => {
+  const login = loginHint(providerId, region)
+  const f = failureOf(cause)
+  const message = openCodeFirst(f.message, providerId, region)
+  switch (f._tag) {
+    case "NotLoggedInError":
+    case "CorruptTokenFileError":
+      return { ok: false, status: 401, code: "kimi_login_required", message: `Kimi login required: ${message}` }
+    case "NetworkError":
+    case "ServerError":
+      return { ok: false, status: 503, code: "kimi_auth_unavailable", message: `Could not refresh the Kimi token: ${message}` }
+    case "TokenStoreError":
+    case "LockTimeoutError":
+      return { ok: false, status: 500, code: "kimi_token_storage", message }
+    case "ConfigError":
+      return { ok: false, status: 500, code: "kimi_config", message }
+    default:
+      return { ok: false, status: 502, code: "kimi_auth_error", message: `${message} If it persists, ${login}.` }
+  }
+}
+
 /** Builds the core for one provider. */
 export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const { providerId, region } = config
@@ -178,27 +211,6 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     ))
   const run = <A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
     getRuntime().runPromiseExit(effect, signal ? { signal } : undefined).catch((e) => Exit.die(e))
-
-  /** Maps a token failure to an HTTP-ish status and a message for the AI SDK to show. */
-  const tokenFailure = (cause: Cause.Cause<unknown>): TokenResult => {
-    const f = failureOf(cause)
-    const message = openCodeFirst(f.message, providerId, region)
-    switch (f._tag) {
-      case "NotLoggedInError":
-      case "CorruptTokenFileError":
-        return { ok: false, status: 401, code: "kimi_login_required", message: `Kimi login required: ${message}` }
-      case "NetworkError":
-      case "ServerError":
-        return { ok: false, status: 503, code: "kimi_auth_unavailable", message: `Could not refresh the Kimi token: ${message}` }
-      case "TokenStoreError":
-      case "LockTimeoutError":
-        return { ok: false, status: 500, code: "kimi_token_storage", message }
-      case "ConfigError":
-        return { ok: false, status: 500, code: "kimi_config", message }
-      default:
-        return { ok: false, status: 502, code: "kimi_auth_error", message: `${message} If it persists, ${login}.` }
-    }
-  }
 
   // Fast path of the request `fetch`: the last token set the manager handed out, served without
   // entering the Effect runtime while it is not due (BENCHMARKS.md, "Request overhead"). Every
@@ -243,26 +255,16 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     }
   }
 
-  const loginResult = async (
-    effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>,
-    signal?: AbortSignal
-  ): Promise<{ readonly ok: true; readonly tokens: TokenSet; readonly access: string } | Extract<TokenResult, { ok: false }>> => {
-    if (configProblem) return { ok: false, status: 500, code: "kimi_config", message: configProblem }
-    const exit = await run(effect, signal)
-    if (Exit.isFailure(exit)) return tokenFailure(exit.cause) as Extract<TokenResult, { ok: false }>
-    const tokens = exit.value
-    if (tokens.region !== undefined && tokens.region !== region) {
-      return { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region) }
+  const source = makeManagedTokenSource({
+    run,
+    failure: pluginTokenFailure(providerId, region),
+    ...(configProblem ? { unavailable: { ok: false, status: 500, code: "kimi_config", message: configProblem } } : {}),
+    refuse: otherRegionRefusal(providerId, region),
+    onTokens: (tokens) => {
+      mirror(tokens)
+      fast = { tokens, access: Redacted.value(tokens.accessToken) }
     }
-    mirror(tokens)
-    const access = Redacted.value(tokens.accessToken)
-    fast = { tokens, access }
-    return { ok: true, tokens, access }
-  }
-  const tokenResult = async (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<TokenResult> => {
-    const r = await loginResult(effect, signal)
-    return r.ok ? { ok: true, token: r.access } : r
-  }
+  })
   const accessToken = (signal?: AbortSignal): Promise<TokenResult> => {
     const f = fast
     const now = Date.now()
@@ -273,11 +275,11 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
       }
       fast = undefined
     }
-    return tokenResult(Effect.flatMap(TokenManager, (m) => m.getTokens), signal)
+    return source.getAccessToken(signal)
   }
   const refreshAfterRejection = (rejected: string, signal?: AbortSignal): Promise<TokenResult> => {
     if (fast?.access === rejected) fast = undefined
-    return tokenResult(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
+    return source.refreshAfterRejection(rejected, signal)
   }
   const rejectedMessage = `Kimi rejected the access token and no new one could be obtained (a token refreshed moments ago ` +
     `is not refreshed again); check the provider's region and base URL, or log in again: ${login}.`
@@ -424,7 +426,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   }
 
   const currentLogin = async (): Promise<CurrentLogin> => {
-    const r = await loginResult(Effect.flatMap(TokenManager, (m) => m.getTokens))
+    const r = await source.getTokens()
     return r.ok ? { ok: true, access: r.access, expiresMillis: r.tokens.expiresAt * 1000 } : r
   }
 

@@ -27,7 +27,7 @@ import { DeviceIdentity } from "../DeviceIdentity.js"
 import { isTransient } from "../Errors.js"
 import { issuerFor, KimiAuthConfig } from "../KimiAuthConfig.js"
 import { makeKimiFetch } from "../AuthorizingFetch.js"
-import type { TokenResult } from "../KimiRequest.js"
+import { authErrorFailure, makeManagedTokenSource } from "../ManagedTokenSource.js"
 import { gaveUp } from "../Login.js"
 import { checkCanStoreLogin, storeLogin } from "../LoginStorage.js"
 import { loginStatus } from "../LoginStatus.js"
@@ -35,7 +35,6 @@ import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { KimiApi } from "../KimiApi.js"
 import type { KimiRegion } from "../Region.js"
 import { TokenManager } from "../TokenManager.js"
-import type { TokenSet } from "../TokenSet.js"
 import { TokenStore } from "../TokenStore.js"
 import type { KimiUsage } from "../UsageModel.js"
 import type { OAuthConfig } from "./Options.js"
@@ -316,26 +315,19 @@ export class KimiOAuthClient {
     const identity = await this.#run(DeviceIdentity.use(Effect.succeed)).catch(() => undefined)
     // The login's issuer decides the API base (unless pinned); it follows every token handed out.
     let apiBaseUrl = settings === undefined ? undefined : issuerFor(settings, stored).apiBaseUrl
-    const token = (effect: Effect.Effect<TokenSet, unknown, KimiAuthServices>, signal?: AbortSignal) =>
-      this.#run(effect, signal).then(
-        (t): TokenResult => {
-          if (settings !== undefined) apiBaseUrl = issuerFor(settings, t).apiBaseUrl
-          return { ok: true, token: Redacted.value(t.accessToken) }
-        },
-        (e: KimiAuthError): TokenResult => ({
-          ok: false,
-          status: e.code === "NOT_LOGGED_IN" ? 401 : e.code === "NETWORK_ERROR" || e.code === "SERVER_ERROR" ? 503 : 500,
-          code: e.code === "NOT_LOGGED_IN" ? "kimi_login_required" : "kimi_auth_error",
-          message: e.message,
-          error: e
-        })
-      )
+    const tokens = makeManagedTokenSource({
+      // `#run` rejects with a KimiAuthError (the facade's own wording): carried to the mapping as the failure.
+      run: (effect, signal) => this.#run(effect, signal).then(Exit.succeed, Exit.fail),
+      failure: authErrorFailure,
+      onTokens: (t) => {
+        if (settings !== undefined) apiBaseUrl = issuerFor(settings, t).apiBaseUrl
+      }
+    })
     return makeKimiFetch({
       headers: identity?.headers ?? {},
       ...(apiBaseUrl === undefined ? {} : { apiBaseUrl: () => apiBaseUrl! }),
-      getAccessToken: (signal) => token(Effect.flatMap(TokenManager, (m) => m.getTokens), signal),
-      refreshAfterRejection: (rejected, signal) =>
-        token(Effect.flatMap(TokenManager, (m) => m.invalidate(Redacted.make(rejected))), signal)
+      getAccessToken: tokens.getAccessToken,
+      refreshAfterRejection: tokens.refreshAfterRejection
     })
   }
 
