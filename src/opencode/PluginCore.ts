@@ -50,6 +50,8 @@ export interface PluginCoreConfig {
   readonly region: KimiRegion
   /** The OpenCode provider id (`kimi-code-plan-cn`, `kimi-code-plan-global`). */
   readonly providerId: string
+  /** The OpenCode line hosting the plugin, for the login command its messages name (default `"v1"`). */
+  readonly line?: OpenCodeLine | undefined
   /** OpenCode's `client.auth.set`, to mirror refreshed tokens into `auth.json`. */
   readonly setAuth?: ((args: { path: { id: string }; body: OAuthEntry }) => unknown) | undefined
 }
@@ -142,30 +144,40 @@ const failureOf = (cause: Cause.Cause<unknown>): { readonly _tag: string; readon
   return { _tag: "Defect", message: d instanceof Error ? d.message : String(d) }
 }
 
+/**
+ * Which OpenCode hosts the plugin: the 1.18 line (`opencode auth login -p <provider>`) or OpenCode 2,
+ * whose CLI has no such command (its `auth login` takes a provider URL) and logs in through `/connect`.
+ */
+export type OpenCodeLine = "v1" | "v2"
+
 /** The login command to name inside OpenCode: OpenCode's own first (a plugin user may have no `kimi-auth`). */
-export const loginHint = (providerId: string, region: KimiRegion): string =>
-  `run \`opencode auth login -p ${providerId}\` (or \`kimi-auth login${region === "mainland-cn" ? "" : ` --region ${region}`}\`)`
+export const loginHint = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string => {
+  const cli = `\`kimi-auth login${region === "mainland-cn" ? "" : ` --region ${region}`}\``
+  return line === "v2"
+    ? `connect ${REGIONS[region].label} (${providerId}) in OpenCode: \`/connect\`, then "Kimi device login"; or run ${cli}`
+    : `run \`opencode auth login -p ${providerId}\` (or ${cli})`
+}
 
 /**
  * Rewrites a core message that names `kimi-auth login` (the CLI's wording,
  * `LOGIN_HINT`) so that OpenCode's own command, with this provider, comes first.
  */
-export const openCodeFirst = (message: string, providerId: string, region: KimiRegion): string =>
+export const openCodeFirst = (message: string, providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string =>
   message
-    .split(LOGIN_HINT).join(loginHint(providerId, region))
+    .split(LOGIN_HINT).join(loginHint(providerId, region, line))
     .replace(/`opencode auth login -p kimi`/g, `\`opencode auth login -p ${providerId}\``)
-    .replace(/(?<!or )[Rr]un `kimi-auth login[^`]*`/g, loginHint(providerId, region))
+    .replace(/(?<!or )[Rr]un `kimi-auth login[^`]*`/g, loginHint(providerId, region, line))
 
 /** The message for a login made at the other region. */
-export const regionMismatch = (stored: KimiRegion, providerId: string, region: KimiRegion): string =>
+export const regionMismatch = (stored: KimiRegion, providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string =>
   `Kimi login is for the other region: you are logged in at ${REGIONS[stored].label} (${stored}), ` +
   `but ${providerId} is ${REGIONS[region].label} (${region}), which would refuse that token. ` +
-  `To use ${providerId}, ${loginHint(providerId, region)}; or pick ${REGIONS[stored].providerId}'s models.`
+  `To use ${providerId}, ${loginHint(providerId, region, line)}; or pick ${REGIONS[stored].providerId}'s models.`
 
 /** The plugin's refusal of a login made at the other region (Kimi would refuse its token here), or `undefined`. */
-export const otherRegionRefusal = (providerId: string, region: KimiRegion) => (tokens: TokenSet): TokenFailure | undefined =>
+export const otherRegionRefusal = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1") => (tokens: TokenSet): TokenFailure | undefined =>
   tokens.region !== undefined && tokens.region !== region
-    ? { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region) }
+    ? { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region, line) }
     : undefined
 
 /**
@@ -173,10 +185,10 @@ export const otherRegionRefusal = (providerId: string, region: KimiRegion) => (t
  * message for the AI SDK to show, naming OpenCode's login command for this
  * provider.
  */
-export const pluginTokenFailure = (providerId: string, region: KimiRegion) => (cause: Cause.Cause<unknown>): TokenFailure => {
-  const login = loginHint(providerId, region)
+export const pluginTokenFailure = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1") => (cause: Cause.Cause<unknown>): TokenFailure => {
+  const login = loginHint(providerId, region, line)
   const f = failureOf(cause)
-  const message = openCodeFirst(f.message, providerId, region)
+  const message = openCodeFirst(f.message, providerId, region, line)
   switch (f._tag) {
     case "NotLoggedInError":
     case "CorruptTokenFileError":
@@ -197,8 +209,9 @@ export const pluginTokenFailure = (providerId: string, region: KimiRegion) => (c
 /** Builds the core for one provider. */
 export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const { providerId, region } = config
+  const line = config.line ?? "v1"
   const authOptions: KimiAuthOptions = { ...config.options, region }
-  const login = loginHint(providerId, region)
+  const login = loginHint(providerId, region, line)
 
   const settingsExit = Effect.runSyncExit(resolve(authOptions))
   const settings: KimiAuthSettings | undefined = Exit.isSuccess(settingsExit) ? settingsExit.value : undefined
@@ -257,9 +270,9 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
 
   const source = makeManagedTokenSource({
     run,
-    failure: pluginTokenFailure(providerId, region),
+    failure: pluginTokenFailure(providerId, region, line),
     ...(configProblem ? { unavailable: { ok: false, status: 500, code: "kimi_config", message: configProblem } } : {}),
-    refuse: otherRegionRefusal(providerId, region),
+    refuse: otherRegionRefusal(providerId, region, line),
     onTokens: (tokens) => {
       mirror(tokens)
       fast = { tokens, access: Redacted.value(tokens.accessToken) }
@@ -365,7 +378,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     // Proven storable first: the user must never approve a login that cannot be kept.
     const started = await run(Effect.andThen(checkCanStoreLogin, Effect.flatMap(DeviceFlow, (f) => f.start)))
     if (Exit.isFailure(started)) {
-      throw new Error(`Kimi login could not start: ${openCodeFirst(failureOf(started.cause).message, providerId, region)}`)
+      throw new Error(`Kimi login could not start: ${openCodeFirst(failureOf(started.cause).message, providerId, region, line)}`)
     }
     const authorization: DeviceAuthorization = started.value
     const minutes = Math.max(1, Math.round(authorization.expiresIn / 60))
@@ -386,7 +399,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
         if (Exit.isFailure(exit)) {
           const f = failureOf(exit.cause)
           await run(Effect.logWarning(`Kimi login failed: ${f.message}`))
-          throw new Error(openCodeFirst(f.message, providerId, region))
+          throw new Error(openCodeFirst(f.message, providerId, region, line))
         }
         const tokens = exit.value
         mirrored = Redacted.value(tokens.accessToken)

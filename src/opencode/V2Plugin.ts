@@ -100,7 +100,7 @@ const makeRegion = (region: KimiRegion, options: KimiPluginOptions): RegionV2 =>
     getCore: () =>
       ready !== undefined ? Promise.resolve(ready) : (core ??= loadCoreModule().then((m) => {
         // OpenCode 2 keeps its own credential row; nothing is mirrored into V1's auth.json from here.
-        ready = m.makePluginCore({ options, region, providerId })
+        ready = m.makePluginCore({ options, region, providerId, line: "v2" })
         return ready
       })),
     dispose: async () => {
@@ -321,16 +321,20 @@ export const setupV2 = async (ctx: V2Context = {}) => {
   const loadAccountModels = async (): Promise<void> => {
     if (typeof catalog !== "function") return
     try {
-      const found = await Promise.all(regions.map(async (r) => {
-        if (r.apiBaseUrl === undefined) return false
+      // One region after the other, mainland-cn first: a due login may be refreshed here, and a login that
+      // names no region (written before regions existed, so kimi.com's) must be refreshed by mainland-cn's
+      // core, never by whichever core won a race to the lock (which stamped the login with its own region).
+      const found: Array<boolean> = []
+      for (const r of regions) {
+        if (r.apiBaseUrl === undefined) continue
         const core = await r.getCore()
         const login = await core.currentLogin()
-        if (!login.ok) return false
+        if (!login.ok) continue
         const models = await core.listModels(r.apiBaseUrl, 5000)
         for (const m of models) if (m.reasoning) r.thinks.add(m.id)
         account.set(r.providerId, models)
-        return models.length > 0
-      }))
+        found.push(models.length > 0)
+      }
       if (found.some(Boolean)) pending.push(tryRegister("the account's models", () => catalog.call(ctx.catalog, catalogTransform(regions, account))))
     } catch {
       // the catalog's own models stay

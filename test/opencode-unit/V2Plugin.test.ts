@@ -117,10 +117,10 @@ describe("OpenCode 2 plugin (setup)", () => {
     expect(emulator.stats().spentTokenReplays).toBe(0)
   })
 
-  it("refresh with no login throws a message naming the login command", async () => {
+  it("refresh with no login throws a message naming OpenCode 2's login (/connect), not 1.18's `opencode auth login`", async () => {
     const { methods } = await setup()
     await expect(methods[0].refresh({ type: "oauth", methodID: V2_METHOD_ID, access: "x", refresh: REFRESH_MARKER, expires: 0 }))
-      .rejects.toThrow(/opencode auth login -p kimi-code-plan-cn/)
+      .rejects.toThrow(/in OpenCode: `\/connect`, then "Kimi device login"; or run `kimi-auth login`/)
   })
 
   it("http.request: our bearer, the X-Msh headers, thinking in Kimi's form", async () => {

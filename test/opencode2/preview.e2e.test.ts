@@ -184,7 +184,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside the OpenCode 2
     await server.stop()
   }, RUN_TIMEOUT)
 
-  it("a dead login: a message naming `opencode auth login -p kimi-code-plan-cn` first, no crash, the stored login kept", async () => {
+  it("a dead login: a message naming OpenCode 2's `/connect` login first (not 1.18's `opencode auth login`), no crash, the stored login kept", async () => {
     const { e, tokenFile } = await world()
     const { server } = await login(e, CN)
     const kept = fs.readFileSync(tokenFile, "utf8")
@@ -192,7 +192,9 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside the OpenCode 2
     const r = await e.run(`${CN}/kimi-for-coding`, "Say hello", { server, timeoutMs: 60_000 })
     const out = `${r.stdout}\n${r.stderr}`
     expect(r.timedOut).toBe(false)
-    expect(out).toContain("opencode auth login -p kimi-code-plan-cn")
+    expect(out).toContain("`/connect`, then \"Kimi device login\"")
+    expect(out).toContain("kimi-code-plan-cn")
+    expect(out).not.toContain("opencode auth login")
     expect(out).not.toContain("Hello from the Kimi emulator")
     expect(fs.readFileSync(tokenFile, "utf8")).toBe(kept)
     // the server is still up
