@@ -154,7 +154,7 @@ export type OpenCodeLine = "v1" | "v2"
 export const loginHint = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string => {
   const cli = `\`kimi-auth login${region === "mainland-cn" ? "" : ` --region ${region}`}\``
   return line === "v2"
-    ? `connect ${REGIONS[region].label} (${providerId}) in OpenCode: \`/connect\`, then "Kimi device login"; or run ${cli}`
+    ? `in OpenCode, use \`/connect\`, pick ${REGIONS[region].label} (${providerId}), then "Kimi device login"; or run ${cli}`
     : `run \`opencode auth login -p ${providerId}\` (or ${cli})`
 }
 

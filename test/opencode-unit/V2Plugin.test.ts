@@ -120,7 +120,7 @@ describe("OpenCode 2 plugin (setup)", () => {
   it("refresh with no login throws a message naming OpenCode 2's login (/connect), not 1.18's `opencode auth login`", async () => {
     const { methods } = await setup()
     await expect(methods[0].refresh({ type: "oauth", methodID: V2_METHOD_ID, access: "x", refresh: REFRESH_MARKER, expires: 0 }))
-      .rejects.toThrow(/in OpenCode: `\/connect`, then "Kimi device login"; or run `kimi-auth login`/)
+      .rejects.toThrow(/in OpenCode, use `\/connect`, pick Kimi For Coding \(kimi\.com\) \(kimi-code-plan-cn\), then "Kimi device login"; or run `kimi-auth login`/)
   })
 
   it("http.request: our bearer, the X-Msh headers, thinking in Kimi's form", async () => {
