@@ -139,7 +139,7 @@ const fromEnv = (env: Env, names: ReadonlyArray<string>): { readonly value: stri
 
 /** An example absolute storage folder for messages: in the home folder when that is usable. */
 const exampleStorageDir = () => {
-  const home = os.homedir()
+  const home = homeFolder()
   return path.isAbsolute(home) ? path.join(home, DEFAULT_STORAGE_DIR_NAME) : `/home/you/${DEFAULT_STORAGE_DIR_NAME}`
 }
 
@@ -154,6 +154,18 @@ const checkAbsolute = (what: string, source: string, p: string): Resolved<string
 
 /** The variable the home folder comes from on this platform. */
 const HOME_VAR = process.platform === "win32" ? "USERPROFILE" : "HOME"
+
+/**
+ * The home folder as the environment gives it: `$HOME` whenever the variable
+ * exists, even empty, else `os.homedir()` (the password database); on Windows
+ * `os.homedir()` (`USERPROFILE`). Read here rather than through
+ * `os.homedir()` alone because the runtimes differ: for an empty `$HOME`
+ * Node's answers `""` and Bun's (OpenCode's runtime) the password database's
+ * folder, so the same empty `$HOME` was refused under Node and silently
+ * replaced under Bun.
+ */
+export const homeFolder = (env: NodeJS.ProcessEnv = process.env): string =>
+  process.platform !== "win32" && env["HOME"] !== undefined ? env["HOME"] : os.homedir()
 
 /**
  * Checks the home folder the default storage folder goes in (`home` is
@@ -235,7 +247,7 @@ export const resolveSettings = (options: SettingsOptions = {}, env: Env = {}): R
   } else if (fileGiven !== undefined) {
     storageDir = "" // replaced by the token file's folder below; the home folder is not needed
   } else {
-    const home = checkHome(os.homedir())
+    const home = checkHome(homeFolder())
     if (!home.ok) return home
     storageDir = path.join(home.value, DEFAULT_STORAGE_DIR_NAME)
   }

@@ -6,7 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { resolve } from "../src/KimiAuthConfig.js"
 import { REGIONS, regionOfProvider } from "../src/Region.js"
-import { checkHome, issuerFor, resolveSettings } from "../src/ResolveSettings.js"
+import { checkHome, homeFolder, issuerFor, resolveSettings } from "../src/ResolveSettings.js"
 import * as fs from "node:fs"
 
 const ok = (r: ReturnType<typeof resolveSettings>) => {
@@ -196,4 +196,17 @@ describe("the home folder", () => {
       assert.strictEqual(error._tag, "ConfigError")
       assert.match(error.message, /HOME/)
     }).pipe(Effect.runSync))
+})
+
+describe("homeFolder: $HOME as set, the same under Node and Bun", () => {
+  // Bun's os.homedir() answers the password database's folder for an empty $HOME, Node's answers "":
+  // an empty $HOME must reach checkHome (and be refused) under both.
+  it.runIf(process.platform !== "win32")("an empty or relative $HOME is returned as it is, not replaced", () => {
+    assert.strictEqual(homeFolder({ HOME: "" }), "")
+    assert.strictEqual(homeFolder({ HOME: "rel/home" }), "rel/home")
+    assert.strictEqual(homeFolder({ HOME: "/home/someone" }), "/home/someone")
+  })
+  it("no $HOME at all: the runtime's own answer (the password database)", () => {
+    assert.strictEqual(homeFolder({}), os.homedir())
+  })
 })

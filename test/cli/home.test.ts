@@ -46,7 +46,9 @@ const runIn = (cwd: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv)
 const envWithHome = (home: string) => {
   const env = isolatedEnv(work, { KIMI_OAUTH_HOST: server.url })
   delete env["OPENCODE_KIMI_AUTH_DIR"]
-  return { ...env, HOME: home }
+  // Under Bun the runtime itself creates `$HOME/.bun/install/cache` (its transpiler cache) before our code
+  // runs; turned off, so that what this checks is only what kimi-auth creates. Node ignores the variable.
+  return { ...env, HOME: home, BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0" }
 }
 
 describe("kimi-auth with an unusable home folder", () => {

@@ -15,6 +15,7 @@ import { deviceIdFromTokenFile, readStoredDeviceId } from "../../src/DeviceIdent
 import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
 import { startScriptedServer } from "../support/scriptedServer.js"
 import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
+import { preloadEnv } from "../support/runtime.js"
 
 const DEVICE = "2b7e1516-28ae-4d2a-a6d2-8f1e2f3a4b5c"
 const tokenFile = (expiresAt: number, deviceId = DEVICE) =>
@@ -123,7 +124,7 @@ describe("the token file", () => {
     const rss = path.join(h, "rss")
     const r = await runCli(["token"], isolatedEnv(h, {
       KIMI_RSS_REPORT: rss,
-      NODE_OPTIONS: `--require ${path.join(repoRoot, "test", "fixtures", "report-rss.cjs")}`
+      ...preloadEnv(path.join(repoRoot, "test", "fixtures", "report-rss.cjs"))
     }), { timeoutMs: 30_000 })
     expect(r.code).toBe(7)
     expect(r.stderr).toContain("larger than any token file")
