@@ -130,10 +130,18 @@ function locate(): OpencodeBinary | undefined {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-/** mkdir is atomic: the winner installs, the others wait for it (across vitest workers). */
-async function withInstallLock<A>(body: () => Promise<A>): Promise<A> {
-  const lock = path.join(fixtureDir, ".install.lock")
+/**
+ * Runs `body` holding the folder lock `lock` (mkdir is atomic: the winner does the work, the others wait,
+ * across vitest workers). A lock whose holder is gone, or older than INSTALL_TIMEOUT_MS, is taken over;
+ * waiting longer than that throws `timedOut`'s error. Used by every host install (OpenCode 1 and 2).
+ */
+export async function withDirLock<A>(
+  lock: string,
+  body: () => Promise<A>,
+  timedOut: (message: string) => Error = (message) => new OpencodeUnavailableError(message)
+): Promise<A> {
   const deadline = Date.now() + INSTALL_TIMEOUT_MS
+  fs.mkdirSync(path.dirname(lock), { recursive: true })
   for (;;) {
     try {
       fs.mkdirSync(lock)
@@ -152,7 +160,7 @@ async function withInstallLock<A>(body: () => Promise<A>): Promise<A> {
         if (Date.now() - fs.statSync(lock).mtimeMs > INSTALL_TIMEOUT_MS) stale = true
       } catch {}
       if (stale) fs.rmSync(lock, { recursive: true, force: true })
-      else if (Date.now() > deadline) throw new OpencodeUnavailableError(`timed out waiting for ${lock}`)
+      else if (Date.now() > deadline) throw timedOut(`timed out waiting for ${lock}`)
       else await sleep(250)
     }
   }
@@ -194,7 +202,7 @@ export function ensureOpencode(): Promise<OpencodeBinary> {
   located ??= (async () => {
     const found = locate()
     if (found) return found
-    return withInstallLock(async () => {
+    return withDirLock(path.join(fixtureDir, ".install.lock"), async () => {
       const again = locate() // another worker may have installed it meanwhile
       if (again) return again
       const result = await npmInstallFixture()

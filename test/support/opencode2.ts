@@ -27,7 +27,7 @@ import * as fsp from "node:fs/promises"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { ensureOpencode, INSTALL_TIMEOUT_MS, repoRoot, stripAnsi } from "./opencode.js"
+import { ensureOpencode, INSTALL_TIMEOUT_MS, repoRoot, stripAnsi, withDirLock } from "./opencode.js"
 
 export { INSTALL_TIMEOUT_MS }
 
@@ -67,34 +67,8 @@ export const registryMissing = (): string | undefined => {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
-/** mkdir is atomic: the winner does the work, the others wait (a dead holder's lock is taken over). */
-async function withLock<A>(lock: string, body: () => Promise<A>): Promise<A> {
-  const deadline = Date.now() + INSTALL_TIMEOUT_MS
-  fs.mkdirSync(path.dirname(lock), { recursive: true })
-  for (;;) {
-    try {
-      fs.mkdirSync(lock)
-      fs.writeFileSync(path.join(lock, "pid"), String(process.pid))
-      break
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e
-      let stale = false
-      try {
-        process.kill(Number(fs.readFileSync(path.join(lock, "pid"), "utf8")), 0)
-      } catch (err) {
-        stale = (err as NodeJS.ErrnoException).code === "ESRCH"
-      }
-      if (stale) fs.rmSync(lock, { recursive: true, force: true })
-      else if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`)
-      else await sleep(250)
-    }
-  }
-  try {
-    return await body()
-  } finally {
-    fs.rmSync(lock, { recursive: true, force: true })
-  }
-}
+/** The V2 harness's lock timeouts are plain errors (not the V1 harness's OpencodeUnavailableError). */
+const plainError = (message: string) => new Error(message)
 
 const exec = (cmd: string, args: ReadonlyArray<string>, options: { cwd?: string; stdout?: number } = {}) =>
   new Promise<{ code: number | null; output: string }>((resolve) => {
@@ -130,7 +104,7 @@ export function ensurePreview(): Promise<string> {
     const bin = path.join(previewCache, `opencode2-${PREVIEW_SHA256.slice(0, 12)}`)
     const ok = `${bin}.ok`
     if (fs.existsSync(ok) && fs.existsSync(bin)) return bin
-    return withLock(path.join(previewCache, ".lock"), async () => {
+    return withDirLock(path.join(previewCache, ".lock"), async () => {
       if (fs.existsSync(ok) && fs.existsSync(bin)) return bin
       const part = `${bin}.part-${process.pid}`
       const out = fs.openSync(part, "w", 0o755)
@@ -149,7 +123,7 @@ export function ensurePreview(): Promise<string> {
       fs.renameSync(part, bin)
       fs.writeFileSync(ok, `${PREVIEW_SHA256}\n`)
       return bin
-    })
+    }, plainError)
   })()
   return preview
 }
@@ -169,13 +143,13 @@ export function ensureRegistryServer(): Promise<string> {
       }
     }
     if (installed()) return bin
-    return withLock(path.join(fixtureDir, ".install.lock"), async () => {
+    return withDirLock(path.join(fixtureDir, ".install.lock"), async () => {
       if (installed()) return bin
       const npm = process.platform === "win32" ? "npm.cmd" : "npm"
       const r = await exec(npm, ["ci", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: fixtureDir })
       if (r.code !== 0 || !installed()) throw new Error(`npm ci in ${fixtureDir} failed (${r.code}): ${r.output}`)
       return bin
-    })
+    }, plainError)
   })()
   return registry
 }
