@@ -16,7 +16,7 @@ import { forcedRefreshLogPath } from "../src/ForcedRefreshLog.js"
 import { issuedMomentsAgo, refusesAgain, REJECTED_FRESH_TOKEN_SECONDS } from "../src/TokenManager.js"
 import { startScriptedServer, type ScriptedServer } from "./support/scriptedServer.js"
 import { repoRoot, spawnNode } from "./support/tmp.js"
-import { tokenSet } from "./support/tokens.js"
+import { storageWithLogin, tokenSet } from "./support/tokens.js"
 
 let server: ScriptedServer | undefined
 const temps: Array<string> = []
@@ -58,14 +58,9 @@ describe("an API that answers 401 to every token", () => {
       }
       return { status: 401, body: { error: { message: "invalid token", type: "invalid_authentication_error" } } }
     })
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-refusing-"))
-    temps.push(dir)
-    fs.chmodSync(dir, 0o700)
     // A login issued 100 s ago, valid for 800 s more: not due, and old enough to be refreshed once.
-    fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
-      version: 1, access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code",
-      expires_at: Math.floor(Date.now() / 1000) + 800, device_id: "11111111-1111-4111-8111-111111111111"
-    }), { mode: 0o600 })
+    const dir = storageWithLogin("kimi-refusing-", 800)
+    temps.push(dir)
     const url = server.url
     const outputs = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const children = yield* Effect.forEach([1, 2, 3], () =>

@@ -20,7 +20,7 @@ import { afterUnansweredPoll } from "../src/DeviceFlow.js"
 import { AccessDeniedError, DeviceCodeExpiredError, OAuthError } from "../src/Errors.js"
 import { KimiOAuthClient } from "../src/promise/KimiOAuthClient.js"
 import { mayHaveRotated, servableWhileLockBusy } from "../src/TokenManager.js"
-import { tokenSet } from "./support/tokens.js"
+import { storageWithLogin, tokenSet } from "./support/tokens.js"
 import { type ScriptedServer, startScriptedServer } from "./support/scriptedServer.js"
 import { compiledLibrary, repoRoot, spawnNode } from "./support/tmp.js"
 
@@ -64,13 +64,8 @@ const rotatingLate = async (delayMs: () => number) => {
 
 /** A storage folder holding an expired login (`rt-0`). */
 const expiredLogin = () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-slow-endpoint-"))
+  const dir = storageWithLogin("kimi-slow-endpoint-", -10)
   temps.push(dir)
-  fs.chmodSync(dir, 0o700)
-  fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
-    version: 1, access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code",
-    expires_at: Math.floor(Date.now() / 1000) - 10, device_id: "11111111-1111-4111-8111-111111111111"
-  }), { mode: 0o600 })
   return dir
 }
 
@@ -114,14 +109,9 @@ describe("a lock held longer than the wait, with a valid token at hand", () => {
 
   it("a live holder keeps the lock: the proactive refresh serves the still-valid token instead of LOCK_TIMEOUT, and spends nothing", async () => {
     const stats = await rotatingLate(() => 0)
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-busy-lock-"))
-    temps.push(dir)
-    fs.chmodSync(dir, 0o700)
     // Due (100 s left of 900) but valid.
-    fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
-      version: 1, access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code",
-      expires_at: Math.floor(Date.now() / 1000) + 100, device_id: "11111111-1111-4111-8111-111111111111"
-    }), { mode: 0o600 })
+    const dir = storageWithLogin("kimi-busy-lock-", 100)
+    temps.push(dir)
     const lib = compiledLibrary()
     const outcome = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const holder = yield* spawnNode(path.join(repoRoot, "test", "fixtures", "store-lock.mjs"), [lib, dir, "hold", "0"])

@@ -1,5 +1,8 @@
 /** Token sets and refresh answers numbered `n` (`at-n`, `rt-n`), shared by the token and request tests. */
 import * as Redacted from "effect/Redacted"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { TokenSet } from "../../src/TokenSet.js"
 import { json, type Step } from "./scripted.js"
 
@@ -17,3 +20,18 @@ export const tokenSet = (n: number, expiresAt: number, expiresIn = 900) =>
 /** The token endpoint's 200 answer issuing `at-n` / `rt-n` (900 s), with `extra` fields over it. */
 export const refreshed = (n: number, extra: Record<string, unknown> = {}): Step =>
   json(200, { access_token: `at-${n}`, refresh_token: `rt-${n}`, expires_in: 900, token_type: "Bearer", scope: "kimi-code", ...extra })
+
+/**
+ * A new private (0700) storage folder below the OS temp folder, named `prefix…`, holding a token file with
+ * `at-0` / `rt-0` (900 s lifetime) that expires `secondsLeft` from now (negative: expired), and a device id.
+ * The caller removes it.
+ */
+export const storageWithLogin = (prefix: string, secondsLeft: number): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  fs.chmodSync(dir, 0o700)
+  fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
+    version: 1, access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code",
+    expires_at: Math.floor(Date.now() / 1000) + secondsLeft, device_id: "11111111-1111-4111-8111-111111111111"
+  }), { mode: 0o600 })
+  return dir
+}
