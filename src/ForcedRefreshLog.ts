@@ -15,9 +15,8 @@
  *
  * @since 0.2.0
  */
-import * as nodeFs from "node:fs"
 import * as nodePath from "node:path"
-import { readSmallFileSync } from "./SmallFile.js"
+import { readSmallFileSync, writeSmallFileSync } from "./SmallFile.js"
 
 /** The record's path beside the token file. */
 export const forcedRefreshLogPath = (tokenFilePath: string): string => `${tokenFilePath}.forced-refresh`
@@ -41,15 +40,9 @@ export const readForcedRefreshAt = (tokenFilePath: string): number | undefined =
 export const noteForcedRefresh = (tokenFilePath: string, atMillis: number): void => {
   if (!isFileStore(tokenFilePath)) return
   const file = forcedRefreshLogPath(tokenFilePath)
-  const tmp = `${file}.${process.pid}.tmp`
   try {
-    nodeFs.writeFileSync(tmp, JSON.stringify({ at: atMillis }) + "\n", { mode: 0o600 })
-    nodeFs.renameSync(tmp, file)
+    writeSmallFileSync(file, JSON.stringify({ at: atMillis }) + "\n")
   } catch {
-    try {
-      nodeFs.rmSync(tmp, { force: true })
-    } catch {
-      // nothing to clean
-    }
+    // a note only: the refresh it records is already saved
   }
 }

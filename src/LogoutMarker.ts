@@ -18,6 +18,7 @@
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { writeSmallFileSync } from "./SmallFile.js"
 
 /** The marker's file name inside the storage folder. */
 export const LOGOUT_MARKER_NAME = "logged-out.json"
@@ -87,21 +88,5 @@ export const recordLoggedOut = (storageDir: string, secrets: ReadonlyArray<strin
     updated_at: new Date().toISOString(),
     fingerprints
   }, null, 2) + "\n"
-  const tmp = path.join(storageDir, `.${LOGOUT_MARKER_NAME}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`)
-  const fd = fs.openSync(tmp, "wx", 0o600)
-  try {
-    fs.writeFileSync(fd, text)
-    fs.fsyncSync(fd)
-  } catch (e) {
-    fs.closeSync(fd)
-    fs.rmSync(tmp, { force: true })
-    throw e
-  }
-  fs.closeSync(fd)
-  try {
-    fs.renameSync(tmp, file)
-  } catch (e) {
-    fs.rmSync(tmp, { force: true })
-    throw e
-  }
+  writeSmallFileSync(file, text)
 }

@@ -10,11 +10,16 @@
  * the open), checked again on the descriptor, and read up to a cap: a file
  * larger than the cap is reported by its size, never loaded.
  *
+ * Writing them: {@link writeSmallFileSync}, a new private file renamed over
+ * the old one.
+ *
  * Sync `node:fs`, a few system calls, for files of a few KiB.
  *
  * @since 0.2.0
  */
+import * as crypto from "node:crypto"
 import * as nodeFs from "node:fs"
+import * as nodePath from "node:path"
 
 /**
  * Largest token file read: two tokens at the 8 KiB cap and every other field
@@ -101,3 +106,33 @@ export const describeSize = (bytes: number): string =>
     : bytes >= 1024
     ? `${Math.round(bytes / 1024)} KiB`
     : `${bytes} bytes`
+
+/**
+ * Replaces `file` with `text` atomically: written to a new, randomly named
+ * 0600 file beside it (`wx`, so a planted link or file at that name is never
+ * written through), fsynced, then renamed over `file` (a link at `file` is
+ * replaced, not followed). The temporary file is removed on failure, and the
+ * error is thrown.
+ */
+export const writeSmallFileSync = (file: string, text: string): void => {
+  const tmp = nodePath.join(
+    nodePath.dirname(file),
+    `.${nodePath.basename(file)}.${process.pid}.${crypto.randomBytes(6).toString("hex")}.tmp`
+  )
+  const fd = nodeFs.openSync(tmp, "wx", 0o600)
+  try {
+    nodeFs.writeFileSync(fd, text)
+    nodeFs.fsyncSync(fd)
+  } catch (e) {
+    nodeFs.closeSync(fd)
+    nodeFs.rmSync(tmp, { force: true })
+    throw e
+  }
+  nodeFs.closeSync(fd)
+  try {
+    nodeFs.renameSync(tmp, file)
+  } catch (e) {
+    nodeFs.rmSync(tmp, { force: true })
+    throw e
+  }
+}
