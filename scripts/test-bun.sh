@@ -19,9 +19,15 @@ cd "$(dirname "$0")/.."
 
 files=(
   test/TokenStore.test.ts
+  test/TokenStore.decisions.test.ts
   test/FileLock.test.ts
+  test/FileLock.decisions.test.ts
   test/TokenManager.test.ts
+  test/TokenManager.decisions.test.ts
   test/TokenManager.disk.test.ts
+  test/slowTokenEndpoint.test.ts
+  test/refusingApi.test.ts
+  test/LoginStorage.test.ts
   test/promise
   test/cli
   test/ai-sdk
