@@ -18,16 +18,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 files=(
-  test/TokenStore.test.ts
-  test/TokenStore.decisions.test.ts
-  test/FileLock.test.ts
-  test/FileLock.decisions.test.ts
-  test/TokenManager.test.ts
-  test/TokenManager.decisions.test.ts
-  test/TokenManager.disk.test.ts
-  test/slowTokenEndpoint.test.ts
-  test/refusingApi.test.ts
-  test/LoginStorage.test.ts
+  test/storage/TokenStore.test.ts
+  test/storage/TokenStore.decisions.test.ts
+  test/lock/FileLock.test.ts
+  test/lock/FileLock.decisions.test.ts
+  test/tokens/TokenManager.test.ts
+  test/tokens/TokenManager.decisions.test.ts
+  test/tokens/TokenManager.disk.test.ts
+  test/tokens/slowTokenEndpoint.test.ts
+  test/request/refusingApi.test.ts
+  test/storage/LoginStorage.test.ts
   test/promise
   test/cli
   test/ai-sdk

@@ -27,8 +27,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { canOpenBrowser, opener, openBrowser } from "../src/cli/Browser.js"
-import * as FileLock from "../src/FileLock.js"
-import { retryWindowsRename } from "../src/TokenStore.js"
+import * as FileLock from "../src/lock/FileLock.js"
+import { retryWindowsRename } from "../src/storage/TokenStore.js"
 
 const hasPs = (() => {
   try {

@@ -15,9 +15,9 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { type Env, resolveSettings } from "../ResolveSettings.js"
-import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../SmallFile.js"
-import { isDueAt, parseTokenFileText } from "../TokenValidation.js"
+import { type Env, resolveSettings } from "../light/ResolveSettings.js"
+import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
+import { isDueAt, parseTokenFileText } from "../light/TokenValidation.js"
 
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
 export const DEFAULT_REFRESH_WINDOW_SECONDS = 300

@@ -9,7 +9,7 @@
  * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
-import type { RetryNotice } from "../Retry.js"
+import type { RetryNotice } from "../oauth/Retry.js"
 import { err, isStderrTty } from "./Output.js"
 
 /** The first sentence of a fault's message (what happened, with the URL), without "It will be retried". */

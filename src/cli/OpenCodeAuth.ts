@@ -21,7 +21,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { REGIONS } from "../Region.js"
+import { REGIONS } from "../light/Region.js"
 
 /** The provider ids whose OAuth entries are Kimi logins made by this plugin. */
 export const KIMI_PROVIDER_IDS: ReadonlyArray<string> = Object.values(REGIONS).map((r) => r.providerId)

@@ -5,7 +5,7 @@
  *
  * @since 0.2.0
  */
-import { countdown, isExhausted, type KimiUsage, localTime, type QuotaWindow, usedFraction } from "../Usage.js"
+import { countdown, isExhausted, type KimiUsage, localTime, type QuotaWindow, usedFraction } from "../api/Usage.js"
 
 /** Cells of the percentage bar. */
 const BAR_WIDTH = 20

@@ -16,11 +16,11 @@
  *
  * @since 0.1.0
  */
-import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS, regionOfProvider } from "../Region.js"
-import type { KimiAuthOptions } from "../KimiAuthConfig.js"
-import { resolveSettings } from "../ResolveSettings.js"
-import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../SmallFile.js"
-import { parseTokenFileText } from "../TokenValidation.js"
+import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS, regionOfProvider } from "../light/Region.js"
+import type { KimiAuthOptions } from "../config/KimiAuthConfig.js"
+import { resolveSettings } from "../light/ResolveSettings.js"
+import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
+import { parseTokenFileText } from "../light/TokenValidation.js"
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels } from "./ProviderConfig.js"
 import { toKimiThinking } from "./Thinking.js"

@@ -29,8 +29,8 @@
  *
  * @since 0.3.0
  */
-import { type KimiRegion, REGIONS } from "../Region.js"
-import { resolveSettings } from "../ResolveSettings.js"
+import { type KimiRegion, REGIONS } from "../light/Region.js"
+import { resolveSettings } from "../light/ResolveSettings.js"
 import { DEVICE_LOGIN_LABEL, type KimiPluginOptions, PLUGIN_ID } from "./KimiPlugin.js"
 import type { PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS, OFF_VARIANT, TOGGLE_MODELS } from "./ProviderConfig.js"

@@ -10,8 +10,8 @@
  *
  * @since 0.1.0
  */
-import type { KimiRegion } from "../Region.js"
-import type { SettingsOptions } from "../ResolveSettings.js"
+import type { KimiRegion } from "../light/Region.js"
+import type { SettingsOptions } from "../light/ResolveSettings.js"
 
 /** Units of a duration string such as `"30 seconds"` or `"500 millis"`. */
 export type DurationUnit =

@@ -23,9 +23,9 @@ import { storedTokenLine, tokenChangeLine } from "../../src/cli/commands/token.j
 import { ExitCode } from "../../src/cli/ExitCode.js"
 import { isoSeconds } from "../../src/cli/Output.js"
 import { defectKind, defectMessage, errorEvent, stackFrames } from "../../src/cli/RunCommand.js"
-import type { LoginStatus } from "../../src/LoginStatus.js"
-import type { DeviceAuthorization } from "../../src/OAuthClient.js"
-import { TokenSet } from "../../src/TokenSet.js"
+import type { LoginStatus } from "../../src/oauth/LoginStatus.js"
+import type { DeviceAuthorization } from "../../src/oauth/OAuthClient.js"
+import { TokenSet } from "../../src/tokens/TokenSet.js"
 
 const plain = (s: string) => s
 const tag = (name: string) => (s: string) => `<${name}>${s}</${name}>`

@@ -2,7 +2,7 @@
  * Tiny loopback HTTP helpers for the emulator tests (global fetch).
  */
 import * as Effect from "effect/Effect"
-import { DEFAULT_CLIENT_ID } from "../../src/KimiAuthConfig.js"
+import { DEFAULT_CLIENT_ID } from "../../src/config/KimiAuthConfig.js"
 import { DEVICE_CODE_GRANT } from "../../src/emulator/State.js"
 
 export { DEFAULT_CLIENT_ID, DEVICE_CODE_GRANT }

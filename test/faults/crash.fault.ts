@@ -12,7 +12,7 @@ import * as path from "node:path"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { describe, expect, it } from "vitest"
-import { decodeTokenFile } from "../../src/TokenSet.js"
+import { decodeTokenFile } from "../../src/tokens/TokenSet.js"
 import { compiledLibrary, repoRoot } from "../support/tmp.js"
 import { record } from "./support.js"
 

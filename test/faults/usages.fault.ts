@@ -6,9 +6,9 @@
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { decodeModels, deltasOfLine } from "../../src/KimiApi.js"
-import { classifyRefusal } from "../../src/KimiRequest.js"
-import { decodeUsage } from "../../src/Usage.js"
+import { decodeModels, deltasOfLine } from "../../src/api/KimiApi.js"
+import { classifyRefusal } from "../../src/request/Authorize.js"
+import { decodeUsage } from "../../src/api/Usage.js"
 import { canary } from "./support.js"
 
 const RUNS = Number(process.env["KIMI_FUZZ_RUNS"] ?? 10_000)

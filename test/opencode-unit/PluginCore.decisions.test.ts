@@ -21,9 +21,9 @@ import {
   tokenSetFromEntry,
   withIdentityHeaders
 } from "../../src/opencode/PluginCore.js"
-import { ERROR_HEADER } from "../../src/AuthorizingFetch.js"
-import { PRESENCE_CHECK_MILLIS } from "../../src/TokenManager.js"
-import { TokenSet } from "../../src/TokenSet.js"
+import { ERROR_HEADER } from "../../src/request/AuthorizingFetch.js"
+import { PRESENCE_CHECK_MILLIS } from "../../src/tokens/TokenManager.js"
+import { TokenSet } from "../../src/tokens/TokenSet.js"
 
 const NOW = 1_800_000_000_000
 const tokens = (expiresInFromNow: number, access = "acc", refresh = "ref") =>

@@ -1,8 +1,8 @@
 /** Resolved settings for unit tests: no environment, a fake https host. */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { DeviceIdentity } from "../../src/DeviceIdentity.js"
-import { type KimiAuthOptions, KimiAuthConfig, resolve } from "../../src/KimiAuthConfig.js"
+import { DeviceIdentity } from "../../src/oauth/DeviceIdentity.js"
+import { type KimiAuthOptions, KimiAuthConfig, resolve } from "../../src/config/KimiAuthConfig.js"
 
 /** Settings resolved from options only. */
 export const testSettings = (options: KimiAuthOptions = {}) =>

@@ -38,9 +38,9 @@ const sourceClosure = (entries: ReadonlyArray<string>): Array<string> => {
 }
 
 /**
- * Compiles `src/TokenStore.ts` and `src/FileLock.ts` (and what they import)
+ * Compiles `src/storage/TokenStore.ts` and `src/lock/FileLock.ts` (and what they import)
  * with the options of `tsconfig.build.json`, like `npm run build` does, and
- * returns the folder holding `TokenStore.js`, `FileLock.js`, ….
+ * returns the folder holding `storage/TokenStore.js`, `lock/FileLock.js`, ….
  *
  * The output goes to `node_modules/.cache/opencode-kimi-auth-test/<hash of the sources>`
  * rather than `dist/`: test files run in parallel, and other work in progress
@@ -49,14 +49,14 @@ const sourceClosure = (entries: ReadonlyArray<string>): Array<string> => {
  * concurrent builder's result is reused (the folder appears by an atomic rename).
  */
 export const compiledLibrary = (): string => {
-  const entries = [path.join(repoRoot, "src", "TokenStore.ts"), path.join(repoRoot, "src", "FileLock.ts")]
+  const entries = [path.join(repoRoot, "src", "storage", "TokenStore.ts"), path.join(repoRoot, "src", "lock", "FileLock.ts")]
   const hash = crypto.createHash("sha256")
   for (const file of [...sourceClosure(entries), path.join(repoRoot, "tsconfig.json"), path.join(repoRoot, "tsconfig.build.json")]) {
     hash.update(file).update("\0").update(fs.readFileSync(file)).update("\0")
   }
   const cacheRoot = path.join(repoRoot, "node_modules", ".cache", "opencode-kimi-auth-test")
   const outDir = path.join(cacheRoot, hash.digest("hex").slice(0, 16))
-  if (fs.existsSync(path.join(outDir, "TokenStore.js"))) {
+  if (fs.existsSync(path.join(outDir, "storage", "TokenStore.js"))) {
     // Marked as used: the sweep below (in any checkout sharing node_modules) drops builds unused for ten minutes.
     const now = new Date()
     try {
@@ -64,7 +64,7 @@ export const compiledLibrary = (): string => {
     } catch {
       // Dropped meanwhile: built again below.
     }
-    if (fs.existsSync(path.join(outDir, "TokenStore.js"))) return outDir
+    if (fs.existsSync(path.join(outDir, "storage", "TokenStore.js"))) return outDir
   }
   fs.mkdirSync(cacheRoot, { recursive: true })
   const work = fs.mkdtempSync(path.join(cacheRoot, "build-"))
@@ -95,7 +95,7 @@ export const compiledLibrary = (): string => {
     // Type errors still emit; only a missing output is fatal.
     log = String((e as { stdout?: unknown }).stdout ?? e)
   }
-  if (!fs.existsSync(path.join(work, "out", "TokenStore.js"))) {
+  if (!fs.existsSync(path.join(work, "out", "storage", "TokenStore.js"))) {
     fs.rmSync(work, { recursive: true, force: true })
     throw new Error(`Could not compile the library for child processes:\n${log}`)
   }

@@ -3,7 +3,7 @@ import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { TokenSet } from "../../src/TokenSet.js"
+import { TokenSet } from "../../src/tokens/TokenSet.js"
 import { json, type Step } from "./scripted.js"
 
 /** Tokens `at-n` / `rt-n` expiring at `expiresAt` (epoch seconds), lifetime `expiresIn`. */

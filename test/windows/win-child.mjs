@@ -84,7 +84,7 @@ const run = async () => {
   if (mode === "refresh") {
     const [oauthHost, storageDir] = rest
     const { KimiAuth } = await load("index.js")
-    const { TokenManager } = await load("TokenManager.js")
+    const { TokenManager } = await load("tokens/TokenManager.js")
     const layer = KimiAuth.layer({ oauthHost, storageDir }).pipe(
       Layer.provideMerge(Layer.mergeAll(FetchHttpClient.layer, platform)),
       Layer.provideMerge(Layer.succeed(FetchHttpClient.Fetch, httpFetch))
@@ -99,10 +99,10 @@ const run = async () => {
     print({ ok: true, token, millis: Date.now() - started })
   } else if (mode === "save") {
     const [storageDir, count, first = "1"] = rest
-    const { TokenStore } = await load("TokenStore.js")
-    const { TokenSet } = await load("TokenSet.js")
-    const { KimiAuthConfig } = await load("KimiAuthConfig.js")
-    const { DeviceIdentity } = await load("DeviceIdentity.js")
+    const { TokenStore } = await load("storage/TokenStore.js")
+    const { TokenSet } = await load("tokens/TokenSet.js")
+    const { KimiAuthConfig } = await load("config/KimiAuthConfig.js")
+    const { DeviceIdentity } = await load("oauth/DeviceIdentity.js")
     const pad = "x".repeat(2048)
     const set = (i) =>
       new TokenSet({
@@ -146,9 +146,9 @@ const run = async () => {
     print({ ok: true, ...result })
   } else if (mode === "load-loop") {
     const [storageDir, stopFile, pause = "0"] = rest
-    const { TokenStore } = await load("TokenStore.js")
-    const { KimiAuthConfig } = await load("KimiAuthConfig.js")
-    const { DeviceIdentity } = await load("DeviceIdentity.js")
+    const { TokenStore } = await load("storage/TokenStore.js")
+    const { KimiAuthConfig } = await load("config/KimiAuthConfig.js")
+    const { DeviceIdentity } = await load("oauth/DeviceIdentity.js")
     const layer = TokenStore.layerFile.pipe(
       Layer.provideMerge(DeviceIdentity.layerFixed("00000000-0000-4000-8000-0000000000ee")),
       Layer.provideMerge(KimiAuthConfig.layer({ storageDir })),
@@ -204,7 +204,7 @@ const run = async () => {
     print({ ok: true, opens, torn, missing })
   } else if (mode === "start-time") {
     const pid = Number(rest[0])
-    const FileLock = await load("FileLock.js")
+    const FileLock = await load("lock/FileLock.js")
     print({
       ok: true,
       startTime: FileLock.processStartTime(pid) ?? null,

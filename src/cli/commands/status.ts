@@ -7,7 +7,7 @@
  */
 import * as Effect from "effect/Effect"
 import { Command } from "effect/cli"
-import { loginStatus, type LoginStatus } from "../../LoginStatus.js"
+import { loginStatus, type LoginStatus } from "../../oauth/LoginStatus.js"
 import { debugFlag, jsonFlag } from "../CommonFlags.js"
 import { ExitCode } from "../ExitCode.js"
 import { bold, dim, green, humanDuration, isoSeconds, out, red } from "../Output.js"

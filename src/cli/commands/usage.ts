@@ -7,7 +7,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import { Command } from "effect/cli"
-import { KimiApi } from "../../KimiApi.js"
+import { KimiApi } from "../../api/KimiApi.js"
 import { debugFlag, jsonFlag } from "../CommonFlags.js"
 import { exitCodeHelp } from "../ExitCode.js"
 import { bold, dim, out, red } from "../Output.js"

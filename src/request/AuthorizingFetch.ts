@@ -1,0 +1,173 @@
+/**
+ * The authorizing `fetch`: the {@link authorize} core adapted to the Fetch
+ * API, for the OpenCode plugin, the AI SDK provider and the promise facade.
+ *
+ * - The AI SDK passes `Authorization: Bearer <placeholder apiKey>` in
+ *   `init.headers`; it is overwritten.
+ * - The request body is made replayable before the first send (a stream is
+ *   read into memory once), so the retry sends the same bytes.
+ * - Failures of our own (not logged in, storage, network during refresh)
+ *   become an OpenAI-style JSON error `Response` whose message says what to
+ *   do. A quota refusal becomes a `403` with a message that names the used-up
+ *   window and its reset (never a `429`, which the AI SDK and OpenCode would
+ *   retry in vain); a plain rate limit passes through as Kimi sent it.
+ * - Only a failure of the underlying `fetch` itself (network, abort) rejects,
+ *   with that fetch's own error, as any `fetch` does.
+ * - With `apiBaseUrl`, requests to anything else pass through untouched:
+ *   no bearer, no identity headers, no token lookup.
+ *
+ * @since 0.1.0
+ */
+import { envFetch } from "../net/EnvFetch.js"
+import { API_BODY_LIMIT_BYTES, readWebTextCapped, readWebTextPrefix } from "../net/HttpBody.js"
+import { authorize, type Outcome, quotaMessage, type TokenResult, type TokenSource, type Transport } from "./Authorize.js"
+import { decodeUsage, type KimiUsage } from "../api/Usage.js"
+
+export type { TokenResult } from "./Authorize.js"
+
+/** What the wrapper needs from the token manager. */
+export interface KimiFetchDeps extends TokenSource {
+  /** Identity headers (`X-Msh-*`, `User-Agent`) added to every Kimi request. */
+  readonly headers: Readonly<Record<string, string>>
+  /** The underlying fetch; `globalThis.fetch` by default (honouring `HTTPS_PROXY` / `NO_PROXY` on Node: `EnvFetch.ts`). */
+  readonly fetch?: typeof globalThis.fetch | undefined
+  /**
+   * The Kimi API base (`https://api.kimi.com/coding/v1`), or a function giving
+   * the current one (it follows the login's region). When set, only requests
+   * below it are authorized, and a quota refusal reads `{base}/usages` to say
+   * when the quota resets. Unset: every request is authorized.
+   */
+  readonly apiBaseUrl?: string | (() => string) | undefined
+  /** The message of the `401` answered when Kimi rejects the token and no other one can be had. */
+  readonly rejectedMessage?: string | undefined
+}
+
+/** Marks the error responses this package makes (the value is the error code). */
+export const ERROR_HEADER = "x-kimi-auth-error"
+
+/** An OpenAI-compatible error response the AI SDK reports with its message. */
+export const errorResponse = (status: number, code: string, message: string): Response =>
+  new Response(JSON.stringify({ error: { message, type: code, code } }), {
+    status,
+    headers: { "content-type": "application/json", [ERROR_HEADER]: code }
+  })
+
+type Body = NonNullable<RequestInit["body"]>
+
+const isStream = (b: unknown): b is ReadableStream<Uint8Array> =>
+  typeof b === "object" && b !== null && typeof (b as ReadableStream).getReader === "function"
+
+/** Reads a one-shot body into memory so it can be sent twice. */
+const replayable = async (body: RequestInit["body"]): Promise<Body | undefined> =>
+  body == null ? undefined : isStream(body) ? new Uint8Array(await new Response(body).arrayBuffer()) : body
+
+const isPlainRecord = (h: unknown): h is Record<string, string> =>
+  typeof h === "object" && h !== null && !Array.isArray(h) && Object.getPrototypeOf(h) === Object.prototype
+
+/** How long a quota refusal waits for `/usages` before answering without it. */
+const USAGES_TIMEOUT_MS = 5000
+
+const under = (url: string, base: string) => url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
+
+/** Builds the authorizing fetch. */
+export const makeKimiFetch = (deps: KimiFetchDeps) => {
+  const baseFetch = deps.fetch ?? envFetch()
+  const baseOf = typeof deps.apiBaseUrl === "function" ? deps.apiBaseUrl : () => deps.apiBaseUrl as string | undefined
+  // Computed once: the names we overwrite (lower case) and the pairs we add. Every request is on
+  // the hot path (BENCHMARKS.md, "Request overhead"): a plain-object `init.headers` (what the AI
+  // SDK passes) is merged into a plain object, without a `Headers` round trip.
+  const identity = Object.entries(deps.headers)
+  const overwritten = new Set([...identity.map(([k]) => k.toLowerCase()), "authorization"])
+  const headersFor = (given: RequestInit["headers"], token: string): HeadersInit => {
+    if (given == null || isPlainRecord(given)) {
+      const out: Record<string, string> = {}
+      if (given != null) {
+        for (const k in given) {
+          const v = given[k]
+          if (v !== undefined && !overwritten.has(k.toLowerCase())) out[k] = v
+        }
+      }
+      for (const [k, v] of identity) out[k] = v
+      out["authorization"] = `Bearer ${token}`
+      return out
+    }
+    const headers = new Headers(given)
+    for (const [k, v] of identity) headers.set(k, v)
+    headers.set("authorization", `Bearer ${token}`)
+    return headers
+  }
+
+  const readUsage = async (token: string, signal?: AbortSignal): Promise<KimiUsage | undefined> => {
+    const base = baseOf()
+    if (base === undefined) return undefined
+    const timeout = AbortSignal.timeout(USAGES_TIMEOUT_MS)
+    const response = await baseFetch(`${base}/usages`, {
+      headers: headersFor({ accept: "application/json" }, token),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout
+    })
+    if (!response.ok) {
+      await response.body?.cancel().catch(() => {})
+      return undefined
+    }
+    const decoded = decodeUsage(JSON.parse(await readWebTextCapped(response, API_BODY_LIMIT_BYTES)))
+    return decoded._tag === "Success" ? decoded.success : undefined
+  }
+
+  const transport = (url: string | URL, request: RequestInit, body: Body | undefined): Transport<Response> => ({
+    send: (token) => {
+      const sendInit: RequestInit = { ...request, headers: headersFor(request.headers, token) }
+      if (body !== undefined) sendInit.body = body
+      return baseFetch(url, sendInit)
+    },
+    status: (r) => r.status,
+    header: (r, name) => r.headers.get(name) ?? undefined,
+    readText: readWebTextPrefix,
+    withText: (r, text) => new Response(text, { status: r.status, statusText: r.statusText, headers: r.headers }),
+    discard: async (r) => {
+      await r.body?.cancel().catch(() => {})
+    }
+  })
+
+  const toResponse = (outcome: Outcome<Response>): Response => {
+    switch (outcome._tag) {
+      case "Answered":
+        return outcome.response
+      case "Refused":
+        if (outcome.refusal._tag === "RateLimited") return outcome.response
+        return errorResponse(403, "kimi_quota_exceeded", quotaMessage(outcome.refusal, outcome.usage))
+      case "NoToken":
+        return errorResponse(outcome.failure.status, outcome.failure.code, outcome.failure.message)
+      case "Rejected":
+        return errorResponse(401, "invalid_authentication_error", deps.rejectedMessage ?? outcome.message)
+      case "SendFailed":
+        throw outcome.cause
+    }
+  }
+
+  return async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    // A Request input carries its own method, headers and body: lift them into init so both sends match.
+    let url: string | URL
+    let request: RequestInit
+    if (typeof input === "object" && "url" in input && !(input instanceof URL)) {
+      const r = input as Request
+      const base = baseOf()
+      if (base !== undefined && !under(r.url, base)) return baseFetch(input, init)
+      url = r.url
+      request = {
+        method: r.method,
+        headers: r.headers,
+        body: r.body === null ? null : new Uint8Array(await r.arrayBuffer()),
+        signal: r.signal,
+        ...init
+      }
+    } else {
+      const base = baseOf()
+      if (base !== undefined && !under(String(input), base)) return baseFetch(input, init)
+      url = input
+      request = { ...init }
+    }
+    const body = isStream(request.body) ? await replayable(request.body) : request.body ?? undefined
+    const signal = request.signal ?? undefined
+    return toResponse(await authorize(transport(url, request, body), { tokens: deps, signal, readUsage }))
+  }
+}
