@@ -59,15 +59,18 @@ const cleanEnv = (): NodeJS.ProcessEnv => {
 
 const lastJson = (stdout: string) => JSON.parse(stdout.trim().split("\n").pop() ?? "null") as Record<string, unknown>
 
-/** Every fenced ```ts block of README.md's section under `heading` (up to the next `## `), as modules. */
-const readmeBlocks = (heading: string): Array<string> => {
-  const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8")
+/**
+ * Every fenced ```ts block of a document's section under `heading` (up to the next `## `), as modules:
+ * README.md's quick example, or docs/api.md, where the facade and Effect examples live.
+ */
+const readmeBlocks = (heading: string, file = "README.md"): Array<string> => {
+  const readme = fs.readFileSync(path.join(repoRoot, file), "utf8")
   const at = readme.indexOf(heading)
-  expect(at, `README heading ${heading}`).toBeGreaterThanOrEqual(0)
+  expect(at, `${file} heading ${heading}`).toBeGreaterThanOrEqual(0)
   const end = readme.indexOf("\n## ", at + heading.length)
   const section = readme.slice(at, end === -1 ? undefined : end)
   const blocks = [...section.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!)
-  expect(blocks.length, `ts blocks under ${heading}`).toBeGreaterThan(0)
+  expect(blocks.length, `ts blocks under ${heading} in ${file}`).toBeGreaterThan(0)
   return blocks
 }
 
@@ -184,10 +187,11 @@ describe("installed from the tarball, nothing else", () => {
     }
   }, 120_000)
 
-  it("the seed's snippet, its OAuthConfig and README's facade example type-check without effect, declarations included", () => {
+  it("the seed's snippet, its OAuthConfig and the facade examples of README and docs/api.md type-check without effect, declarations included", () => {
     const seed = fs.readFileSync(path.join(consumers, "seed-user.ts"), "utf8")
     const types = fs.readFileSync(path.join(consumers, "seed-types.ts"), "utf8")
-    const res = typecheck(folder, [seed, types, ...readmeBlocks("## From TypeScript")], { skipLibCheck: false })
+    const facade = [...readmeBlocks("## From TypeScript"), ...readmeBlocks("## From TypeScript", "docs/api.md")]
+    const res = typecheck(folder, [seed, types, ...facade], { skipLibCheck: false })
     expect(res.status, res.stdout + res.stderr).toBe(0)
   }, 120_000)
 
@@ -252,8 +256,8 @@ describe("an Effect application with its own effect", () => {
     expect(result.outputFiles[0]!.contents.length).toBeLessThan(40_000)
   })
 
-  it("README's Effect examples type-check", () => {
-    const res = typecheck(folder, readmeBlocks("## From Effect"))
+  it("docs/api.md's Effect examples type-check", () => {
+    const res = typecheck(folder, readmeBlocks("## From Effect", "docs/api.md"))
     expect(res.status, res.stdout + res.stderr).toBe(0)
   }, 120_000)
 })
