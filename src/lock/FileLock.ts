@@ -86,6 +86,7 @@ import {
   holdsToken,
   type HolderProbe,
   inProcessTimeoutMessage,
+  isFolder,
   judgeHolder,
   judgeStaleness,
   linkFallsBackToCreate,
@@ -413,7 +414,9 @@ const removeIf = (
       )
       if (!restored) yield* Effect.logWarning(`FileLock: could not put back the lock ${file} after moving it by mistake`)
     }
-    yield* fs.remove(grave).pipe(Effect.catchReason("PlatformError", "NotFound", () => Effect.void))
+    // A folder found at the lock path is removed only when empty; with anything in it, it stays moved aside.
+    if (s !== undefined && isFolder(s)) yield* removeEmptyFolder(grave)
+    else yield* fs.remove(grave).pipe(Effect.catchReason("PlatformError", "NotFound", () => Effect.void))
     return undefined
   }).pipe(
     Effect.catch((e: PlatformError.PlatformError | TokenStoreError) =>
@@ -426,6 +429,12 @@ const removeIf = (
     Effect.uninterruptible
   )
 }
+
+/** Removes `dir` if it is an empty folder; otherwise leaves it, and says where it is. */
+const removeEmptyFolder = (dir: string): Effect.Effect<void> =>
+  Effect.try({ try: () => nodeFs.rmdirSync(dir), catch: (e) => e }).pipe(
+    Effect.catch(() => Effect.logWarning(`FileLock: a folder was found at the lock path; it was moved to ${dir}`))
+  )
 
 /**
  * Takes over the stale lock seen in `seen`, holding `<path>.break` so that

@@ -119,6 +119,9 @@ export const lockFileContent = (info: LockInfo): string => JSON.stringify(info) 
 export const notAFile = (kind: "folder" | "symbolic link" | "other", mode: number): string =>
   kind === "folder" ? "<a folder>" : kind === "symbolic link" ? "<a symbolic link>" : `<not a regular file: mode ${mode.toString(8)}>`
 
+/** Is what `s` read at the lock path a folder ({@link notAFile})? */
+export const isFolder = (s: Pick<LockSnapshot, "identity">): boolean => s.identity.endsWith(`:${notAFile("folder", 0)}`)
+
 // ---------------------------------------------------------------------------
 // Whose lock is it.
 // ---------------------------------------------------------------------------

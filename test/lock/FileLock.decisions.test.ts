@@ -13,6 +13,7 @@ import {
   cannotRemoveNote,
   comparePidScope,
   INITIAL_PID_NAMESPACE,
+  isFolder,
   MAX_TRIES_AT_ONCE,
   notAFile,
   type PidScope,
@@ -408,6 +409,9 @@ describe("odd things at the lock path, and bounded tries", () => {
       assert.isUndefined(toSnapshot({ identity: `1:${raw}`, mtimeMillis: 0, raw }).info, raw)
     }
     assert.strictEqual(notAFile("other", 0o10644), "<not a regular file: mode 10644>")
+    assert.isTrue(isFolder({ identity: `7:${notAFile("folder", 0o40700)}` }))
+    assert.isFalse(isFolder({ identity: `7:${notAFile("symbolic link", 0o120777)}` }))
+    assert.isFalse(isFolder({ identity: "7:<a folder>x" }))
   })
 
   it("triesAtOnce: a waiter retries without sleeping at most a few times in a row", () => {
