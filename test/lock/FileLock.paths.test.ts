@@ -76,6 +76,22 @@ describe.skipIf(!posix)("odd things at the lock path", () => {
       assert.deepStrictEqual(leftOver(dir), ["oauth.json"])
     }))
 
+  it.effect("readLockFile: a link (dangling or not), a FIFO and a folder are seen as what they are, never as nothing or as their target", () =>
+    Effect.gen(function*() {
+      const { dir, lockPath, tokenFile } = yield* storage
+      const at = (make: () => void) => {
+        fs.rmSync(lockPath, { recursive: true, force: true })
+        make()
+        return FileLock.readLockFile(lockPath)?.raw
+      }
+      // Before: undefined (nothing there, try again at once) for the dangling link; the token file's text for the other.
+      assert.strictEqual(at(() => fs.symlinkSync(path.join(dir, "no-such-file"), lockPath)), "<a symbolic link>")
+      assert.strictEqual(at(() => fs.symlinkSync(tokenFile, lockPath)), "<a symbolic link>")
+      assert.strictEqual(at(() => fs.mkdirSync(lockPath)), "<a folder>")
+      assert.match(at(() => execFileSync("mkfifo", [lockPath])) ?? "", /^<not a regular file: mode 10\d{3}>$/)
+      assert.isUndefined(at(() => undefined))
+    }))
+
   for (const to of ["the token file", "another file"] as const) {
     it.live(`a symbolic link to ${to}: never followed; the file is neither written, truncated nor touched, and the link is moved aside`, () =>
       Effect.gen(function*() {
