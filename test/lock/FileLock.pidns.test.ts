@@ -14,26 +14,25 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { afterEach, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FileLock from "../../src/lock/FileLock.js"
 import { storageWithLogin } from "../support/tokens.js"
-import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+import { startSlowRotatingServer } from "../support/slowRotatingServer.js"
 import { compiledLibrary, repoRoot } from "../support/tmp.js"
 
 /** Whether this machine lets us make a PID namespace (Linux, root or user namespaces). */
 const canUnshare = process.platform === "linux" &&
   spawnSync("unshare", ["-p", "-f", "--mount-proc", "true"], { stdio: "ignore", timeout: 10_000 }).status === 0
 
-let server: ScriptedServer | undefined
-const temps: Array<string> = []
-afterEach(async () => {
-  await server?.close()
-  server = undefined
-  for (const t of temps.splice(0)) fs.rmSync(t, { recursive: true, force: true })
-})
+/** A storage folder holding a login (`rt-0`) with `secondsLeft` before its access token expires, removed after the test. */
+const login = (prefix: string, secondsLeft: number) => {
+  const dir = storageWithLogin(prefix, secondsLeft)
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
 
 /** A running child: its output so far, and its end. */
 interface Run {
@@ -66,29 +65,6 @@ const waitFor = async (predicate: () => boolean, what: string, timeoutMillis = 2
   }
 }
 
-/** A token endpoint that rotates on receipt and answers after `delayMs`; `reuses` counts spent tokens sent again. */
-const rotatingLate = async (delayMs: number) => {
-  const stats = { refreshes: 0, reuses: 0 }
-  let live = "rt-0"
-  const spent = new Set<string>()
-  server = await startScriptedServer(async (req) => {
-    const rt = req.form["refresh_token"] ?? ""
-    let reply: { status: number; body: unknown }
-    if (rt === live) {
-      stats.refreshes++
-      spent.add(rt)
-      live = `rt-${stats.refreshes}`
-      reply = { status: 200, body: { access_token: `at-${stats.refreshes}`, refresh_token: live, expires_in: 900, token_type: "Bearer" } }
-    } else {
-      if (spent.has(rt)) stats.reuses++
-      reply = { status: 400, body: { error: "invalid_grant", error_description: "The provided authorization grant is invalid" } }
-    }
-    await new Promise((r) => setTimeout(r, delayMs))
-    return reply
-  })
-  return stats
-}
-
 const lastJson = (r: Run) => JSON.parse(r.output().trim().split("\n").pop() ?? "null") as { ok: boolean; token?: string; code?: string }
 
 describe.skipIf(!canUnshare)("a lock holder in another PID namespace with the same host name (issue 22)", () => {
@@ -100,23 +76,25 @@ describe.skipIf(!canUnshare)("a lock holder in another PID namespace with the sa
   for (const holderSandboxed of [true, false]) {
     const where = holderSandboxed ? "the holder in the sandbox, the waiter outside" : "the holder outside, the waiter in the sandbox"
     it(`${where}: one refresh, no replay, the lock never broken`, async () => {
-      const stats = await rotatingLate(3_000)
-      const dir = storageWithLogin("kimi-pidns-", -10)
-      temps.push(dir)
+      // Rotates on receipt, answers 3 s later, and revokes the family when a spent refresh token comes again.
+      const server = await startSlowRotatingServer("rt-0", { answerAfterMs: 3_000 })
+      onTestFinished(() => server.close())
+      const dir = login("kimi-pidns-", -10)
       const lockPath = path.join(dir, "oauth.json.lock")
       const facade = (sandboxed: boolean) =>
         run(sandboxed, path.join(repoRoot, "test", "fixtures", "slow-refresh.mjs"), [
-          path.join(repoRoot, "dist"), server!.url, dir, "10 seconds", "30 seconds", "1"
+          path.join(repoRoot, "dist"), server.url, dir, "10 seconds", "30 seconds", "1"
         ])
+      const arrived = server.nextArrival()
       const holder = facade(holderSandboxed)
       // The holder's refresh is on the wire (the server answers 3 s later) and its lock is there.
-      await waitFor(() => server!.requests.length === 1 && fs.existsSync(lockPath), "the holder is refreshing")
+      await arrived
       const held = fs.readFileSync(lockPath, "utf8")
       const waiter = facade(!holderSandboxed)
       await Promise.all([holder.done, waiter.done])
       expect([lastJson(holder), lastJson(waiter)].map((o) => o.token ?? o.code), `${holder.output()}\n${waiter.output()}`)
         .toEqual(["at-1", "at-1"])
-      expect(stats).toEqual({ refreshes: 1, reuses: 0 })
+      expect(server.stats).toEqual({ refreshes: 1, reuses: 0, revoked: false })
       // The sandboxed process recorded its namespace; the other judged it by its heartbeat.
       const info = JSON.parse(held) as { pidNamespace?: string; hostname: string }
       expect(info.pidNamespace).toMatch(/^pid:\[\d+\]$/)
@@ -132,8 +110,7 @@ describe.skipIf(!canUnshare)("a lock holder in another PID namespace with the sa
     )
 
   it("a sandboxed holder is waited for until it releases, never broken", async () => {
-    const dir = storageWithLogin("kimi-pidns-hold-", 900)
-    temps.push(dir)
+    const dir = login("kimi-pidns-hold-", 900)
     const holder = run(true, path.join(repoRoot, "test", "fixtures", "store-lock.mjs"), [lib, dir, "hold", "1500"])
     await waitFor(() => holder.output().includes("held "), "the sandboxed child holds the lock")
     const released = await Effect.runPromise(Effect.flatMap(lockOf(dir), (lock) =>
@@ -144,8 +121,7 @@ describe.skipIf(!canUnshare)("a lock holder in another PID namespace with the sa
   }, 60_000)
 
   it("a holder outside is never broken by a waiter in the sandbox (where its pid is free)", async () => {
-    const dir = storageWithLogin("kimi-pidns-count-", 900)
-    temps.push(dir)
+    const dir = login("kimi-pidns-count-", 900)
     const marker = path.join(dir, "inside")
     let child: Run | undefined
     await Effect.runPromise(Effect.flatMap(lockOf(dir), (lock) =>
