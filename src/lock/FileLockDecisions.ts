@@ -263,9 +263,9 @@ export interface StaleVerdict {
 }
 
 /**
- * Is this lock stale? A holder that is `gone` (see {@link holderState}) makes
+ * Is this lock stale? A holder that is `gone` (see {@link judgeHolder}) makes
  * it stale at once; an `alive` one never does (and its heartbeat is
- * forgotten). An `unknown` holder (another host, Windows without a creation
+ * forgotten). An `unknown` holder (another host, PID namespace or boot, Windows without a creation
  * time, unreadable content or something that is not a file) is judged by its
  * heartbeat: a new or changed beat is remembered from `now`, and the lock is
  * stale once the same beat has been seen for more than `staleMillis`, all on
