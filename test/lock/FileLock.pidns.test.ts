@@ -23,9 +23,13 @@ import { storageWithLogin } from "../support/tokens.js"
 import { startSlowRotatingServer } from "../support/slowRotatingServer.js"
 import { compiledLibrary, repoRoot } from "../support/tmp.js"
 
-/** Whether this machine lets us make a PID namespace (Linux, root or user namespaces). */
-const canUnshare = process.platform === "linux" &&
-  spawnSync("unshare", ["-p", "-f", "--mount-proc", "true"], { stdio: "ignore", timeout: 10_000 }).status === 0
+/**
+ * How this machine lets us make a PID namespace with its own /proc: as root, or as a user through a user
+ * namespace (`-r`, where unprivileged user namespaces are allowed); `undefined` where neither works.
+ */
+const unshareFlags = process.platform !== "linux" ? undefined : [["-p", "-f", "--mount-proc"], ["-r", "-p", "-f", "--mount-proc"]]
+  .find((flags) => spawnSync("unshare", [...flags, "true"], { stdio: "ignore", timeout: 10_000 }).status === 0)
+const canUnshare = unshareFlags !== undefined
 
 /** A storage folder holding a login (`rt-0`) with `secondsLeft` before its access token expires, removed after the test. */
 const login = (prefix: string, secondsLeft: number) => {
@@ -43,7 +47,7 @@ interface Run {
 /** Runs `<runtime> script ...args`, in a new PID namespace (with its own /proc) when `sandboxed`. */
 const run = (sandboxed: boolean, script: string, args: ReadonlyArray<string>, env: Record<string, string> = {}): Run => {
   const command = sandboxed ? "unshare" : process.execPath
-  const argv = sandboxed ? ["-p", "-f", "--mount-proc", process.execPath, script, ...args] : [script, ...args]
+  const argv = sandboxed ? [...unshareFlags!, process.execPath, script, ...args] : [script, ...args]
   const child = spawn(command, argv, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""
   child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c))
