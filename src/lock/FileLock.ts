@@ -117,7 +117,10 @@ export interface FileLockOptions {
   readonly timeout: Duration.Input
   /** A lock whose holder cannot be judged from here is taken over once its heartbeat stood still this long. Also sets the heartbeat (a third of it). */
   readonly staleAfter: Duration.Input
-  /** Host name written into the lock and compared for the pid check. Defaults to `os.hostname()`. */
+  /**
+   * Host name written into the lock and compared for the pid check. Defaults to `os.hostname()`. Outside
+   * the initial PID namespace the namespace is appended (see `scopedHostname`).
+   */
   readonly hostname?: string | undefined
 }
 
@@ -555,6 +558,7 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
     const fs = yield* FileSystem.FileSystem
     const pathService = yield* Path.Path
     const semaphore = yield* Semaphore.make(1)
+    const probe = yield* makeHostProbe()
     const ctx: LockContext = {
       ...lockTimings(options),
       fs,
@@ -564,9 +568,10 @@ export const make = (options: FileLockOptions): Effect.Effect<FileLock, never, F
       self: {
         pid: process.pid,
         scope: yield* currentScope(options.hostname ?? os.hostname()),
-        startTime: yield* Effect.cached(ownStartTime())
+        // Elsewhere than Linux through the probe: the tool it chooses (wmic or PowerShell) is run once for both.
+        startTime: yield* Effect.cached(process.platform === "linux" ? ownStartTime() : probe.startTime(process.pid))
       },
-      probe: yield* makeHostProbe(),
+      probe,
       watched: new Map()
     }
 
