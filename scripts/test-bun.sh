@@ -22,6 +22,8 @@ files=(
   test/storage/TokenStore.decisions.test.ts
   test/lock/FileLock.test.ts
   test/lock/FileLock.decisions.test.ts
+  test/lock/FileLock.pidns.test.ts
+  test/lock/FileLock.paths.test.ts
   test/tokens/TokenManager.test.ts
   test/tokens/TokenManager.decisions.test.ts
   test/tokens/TokenManager.disk.test.ts
