@@ -43,6 +43,7 @@ import {
 } from "../request/KimiHttpClient.js"
 import { retryAfterMillis } from "../request/Authorize.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
+import { decodeModels, type KimiModel } from "./Models.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
 
 /** Every way a Kimi API call can fail. */
@@ -57,50 +58,8 @@ export const CHAT_BODY_LIMIT_BYTES = 16 * 1024 * 1024
 const lenient = <S extends Schema.Top>(schema: S) =>
   Schema.optionalKey(schema.pipe(Schema.catchDecoding(() => Effect.succeedNone)))
 
-const ModelJson = Schema.Struct({
-  id: Schema.NonEmptyString,
-  display_name: lenient(Schema.String),
-  context_length: lenient(Schema.Finite),
-  supports_reasoning: lenient(Schema.Boolean),
-  supports_image_in: lenient(Schema.Boolean),
-  supports_video_in: lenient(Schema.Boolean),
-  supports_tool_use: lenient(Schema.Boolean),
-  supports_thinking_type: lenient(Schema.String)
-})
-
-const ModelsJson = Schema.Struct({ data: Schema.Array(Schema.Unknown) })
-
-/** A model the account may use, as `/models` describes it. */
-export interface KimiModel {
-  readonly id: string
-  readonly displayName: string | undefined
-  readonly contextLength: number | undefined
-  readonly supportsReasoning: boolean | undefined
-  readonly supportsImageIn: boolean | undefined
-  readonly supportsVideoIn: boolean | undefined
-  readonly supportsToolUse: boolean | undefined
-  /** `only`, `both` or `no`, when Kimi says it. */
-  readonly supportsThinkingType: string | undefined
-}
-
-const decodeModel = Schema.decodeUnknownOption(ModelJson)
-
-/** Decodes a `/models` body: entries without an id are skipped. Pure. */
-export const decodeModels = (body: unknown): Option.Option<ReadonlyArray<KimiModel>> =>
-  Option.map(Schema.decodeUnknownOption(ModelsJson)(body), ({ data }) =>
-    data.flatMap((raw) => {
-      const m = decodeModel(raw)
-      return Option.isNone(m) ? [] : [{
-        id: m.value.id,
-        displayName: m.value.display_name,
-        contextLength: m.value.context_length,
-        supportsReasoning: m.value.supports_reasoning,
-        supportsImageIn: m.value.supports_image_in,
-        supportsVideoIn: m.value.supports_video_in,
-        supportsToolUse: m.value.supports_tool_use,
-        supportsThinkingType: m.value.supports_thinking_type
-      }]
-    }))
+// The one `/models` decoder lives in Models.ts; re-exported here, where it was first published.
+export { decodeModels, type KimiModel } from "./Models.js"
 
 // ---------------------------------------------------------------------------
 // Chat
