@@ -49,7 +49,7 @@ describe("kimi-auth usage against the emulator", () => {
     })
 
   it("text and --json show what the emulator counted", async () => {
-    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 4, weeklyLimit: 40 } })
+    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 4, weeklyLimit: 40 }, usages: "old" })
     const tokens = emu.issueTokens()
     seed(tokens.accessToken, tokens.refreshToken)
     for (let i = 0; i < 3; i++) expect((await chat(emu, tokens.accessToken)).status).toBe(200)
