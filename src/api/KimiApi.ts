@@ -191,7 +191,7 @@ export const deltasOfLine = (line: string): ReadonlyArray<ChatDelta> => {
 export interface KimiApiShape {
   /** The account's models (`GET /models`). */
   readonly models: Effect.Effect<ReadonlyArray<KimiModel>, KimiApiFailure>
-  /** The plan's quota (`GET /usages`). */
+  /** The plan's quota (`GET /usages`), either shape, normalised (`KimiUsage.shape` says which: see `UsageModel.ts`). */
   readonly usage: Effect.Effect<KimiUsage, KimiApiFailure>
   /** One whole completion (`POST /chat/completions`). */
   readonly chat: (request: ChatRequest) => Effect.Effect<ChatCompletion, KimiApiFailure>
