@@ -12,6 +12,7 @@ import {
   windowLabel,
   windowMinutes
 } from "../../src/api/Usage.js"
+import { BOOSTER_WALLET } from "../../src/emulator/Quota.js"
 
 const decoded = (u: unknown): KimiUsage => {
   const r = decodeUsage(u)
@@ -104,12 +105,8 @@ const newPlans = {
     limit_month_total: { used_ratio: 1, reset_time: "2027-01-01T00:00:00Z" },
     limit_month_code: { used_ratio: "0.5", reset_time: "2027-01-01T00:00:00Z" }
   },
-  boosterWallet: {
-    balance: { type: "BOOSTER", amount: "2000000000", amountLeft: "1250000000" },
-    monthlyChargeLimitEnabled: true,
-    monthlyChargeLimit: { priceInCents: 2000, currency: "USD" },
-    monthlyUsed: { priceInCents: 1750, currency: "USD" }
-  }
+  // $20.00 bought, $12.50 left, $17.50 of a $20.00 monthly cap charged: the emulator's wallet.
+  boosterWallet: BOOSTER_WALLET
 }
 
 describe("decodeUsage: the new plans' shape", () => {
