@@ -45,6 +45,7 @@ import { retryAfterMillis } from "../request/Authorize.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
 import { decodeModels, type KimiModel } from "./Models.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
+import { USAGES_PATH } from "./UsageReader.js"
 
 /** Every way a Kimi API call can fail. */
 export type KimiApiFailure = TokenError | QuotaExceededError | RateLimitedError | KimiApiError
@@ -277,9 +278,9 @@ export const make = Effect.gen(function*() {
   }).pipe(Effect.withSpan("KimiApi.models"))
 
   const usage = Effect.gen(function*() {
-    const { url, response } = yield* get("/usages")
+    const { url, response } = yield* get(USAGES_PATH)
     const decoded = decodeUsage(yield* readJson(url, response))
-    if (decoded._tag === "Failure") return yield* undecodable(url, "/usages")
+    if (decoded._tag === "Failure") return yield* undecodable(url, USAGES_PATH)
     return decoded.success
   }).pipe(Effect.withSpan("KimiApi.usage"))
 
