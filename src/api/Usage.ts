@@ -147,7 +147,7 @@ const decodeRatioWindow = Schema.decodeUnknownOption(RatioWindowJson)
 const decodeBooster = Schema.decodeUnknownOption(BoosterWalletJson)
 
 /** The new shape's windows, in the order they are shown. */
-export const NEW_SHAPE_WINDOWS: ReadonlyArray<{
+const NEW_SHAPE_WINDOWS: ReadonlyArray<{
   readonly key: string
   readonly label: string
   readonly kind: QuotaWindow["kind"]
@@ -160,7 +160,7 @@ export const NEW_SHAPE_WINDOWS: ReadonlyArray<{
 ]
 
 /** A `used_ratio` as a share from 0 to 1 (clamped); `undefined` when it is not a number. */
-export const ratioOf = (value: number | undefined): number | undefined =>
+const ratioOf = (value: number | undefined): number | undefined =>
   value === undefined || !Number.isFinite(value) ? undefined : Math.min(1, Math.max(0, value))
 
 /** The old shape's windows: the weekly `usage` first, then `limits[]` (an entry that is not an object is skipped). */
@@ -204,7 +204,7 @@ export const centsOfFixedPoint = (amount: number | undefined): number | undefine
 const wholeCents = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? undefined : Math.round(n))
 
 /** The booster wallet read from what was sent; `undefined` when it is not an object. */
-export const boosterOf = (raw: unknown): BoosterWallet | undefined => {
+const boosterOf = (raw: unknown): BoosterWallet | undefined => {
   const decoded = raw === undefined ? undefined : decodeBooster(raw)
   if (decoded === undefined || decoded._tag === "None") return undefined
   const b = decoded.value
