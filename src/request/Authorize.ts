@@ -15,7 +15,8 @@
  * 5. for a quota answer, the account's `/usages` (when the host can read it)
  *    so the caller can say which window is used up and when it resets;
  * 6. every error answer (status 400 and up) handed back with the bearer token
- *    that was sent scrubbed from its body, in every form a server may echo it
+ *    that was sent scrubbed from its body (its first {@link REFUSAL_BODY_LIMIT}
+ *    bytes: error bodies are small), in every form a server may echo it
  *    (as is, URL-encoded, JSON-escaped, base64): hosts print error bodies
  *    (the AI SDK's message, OpenCode's error line), and an API that echoes
  *    the `Authorization` header must not make them print the token.
