@@ -29,6 +29,8 @@ files=(
   test/tokens/TokenManager.disk.test.ts
   test/tokens/slowTokenEndpoint.test.ts
   test/request/refusingApi.test.ts
+  test/request/echoedToken.test.ts
+  test/opencode-unit/quotaMessage.test.ts
   test/storage/LoginStorage.test.ts
   test/promise
   test/cli
