@@ -7,10 +7,10 @@
  *
  * @since 0.3.0
  */
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
+import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import type { TokenSet } from "../tokens/TokenSet.js"
 import {
@@ -50,8 +50,11 @@ export interface NoteOps {
   readonly isLoggedOut: (secrets: ReadonlyArray<Redacted.Redacted<string>>) => boolean
   /** Adds the fingerprints of `secrets` to the logout marker. Fails with the OS error (see `noteProblem`). */
   readonly recordLoggedOut: (secrets: ReadonlyArray<string>) => Effect.Effect<void, unknown>
-  /** What the forced-refresh note tells about `onDisk`, on this process's clock (see `forcedRefreshSeen`). Never fails. */
-  readonly forcedRefreshSeen: (onDisk: TokenSet) => Effect.Effect<ForcedRefreshSeen | undefined>
+  /**
+   * What the forced-refresh note tells about `onDisk`, on this process's
+   * clock, which reads `nowMillis` (see `forcedRefreshSeen`). Never fails.
+   */
+  readonly forcedRefreshSeen: (onDisk: TokenSet, nowMillis: number) => Effect.Effect<ForcedRefreshSeen | undefined>
   /** Notes a refresh forced by an API rejection, at `atMillis`, that issued `issued`. Best effort, never fails. */
   readonly noteForcedRefresh: (issued: TokenSet, atMillis: number) => Effect.Effect<void>
   /** Notes that Kimi refused the refresh token of `refused` for good, for `status`. Best effort, never fails. */
@@ -73,15 +76,25 @@ const firstSightOf = (seen: Ref.Ref<{ readonly key: string; readonly at: number 
 /** Reads the forced-refresh note `read()` for `onDisk` on this process's clock. */
 const seenWith = (
   seen: Ref.Ref<{ readonly key: string; readonly at: number }>,
-  read: () => NoteRead<ForcedRefreshNote>
+  read: () => readonly [NoteRead<ForcedRefreshNote>, number]
 ) =>
-(onDisk: TokenSet) =>
+(onDisk: TokenSet, now: number) =>
   Effect.gen(function*() {
-    const note = read()
-    const now = yield* Clock.currentTimeMillis
+    const [note, writtenAt] = read()
     const first = yield* firstSightOf(seen, forcedRefreshKey(note), now)
-    return forcedRefreshSeen(note, Redacted.value(onDisk.accessToken), now, first)
+    return forcedRefreshSeen(note, Redacted.value(onDisk.accessToken), now, first, writtenAt)
   })
+
+/** The forced-refresh note beside `tokenFile` and its mtime (0 when it cannot be had). */
+const readForced = (tokenFile: string) => (): readonly [NoteRead<ForcedRefreshNote>, number] => {
+  const file = forcedRefreshPath(tokenFile)
+  const note = readNoteSync(file, ForcedRefreshJson)
+  try {
+    return [note, note._tag === "Read" ? nodeFs.lstatSync(file).mtimeMs : 0]
+  } catch {
+    return [note, 0]
+  }
+}
 
 /** A best-effort write of a note: logged at debug level when it fails. */
 const bestEffort = (what: string, write: () => void): Effect.Effect<void> =>
@@ -96,7 +109,7 @@ export const makeFileNotes = (tokenFile: string, storageDir: string): Effect.Eff
     return {
       isLoggedOut: (secrets) => isLoggedOut(storageDir, secrets.map(Redacted.value)),
       recordLoggedOut: (secrets) => Effect.try({ try: () => recordLoggedOut(storageDir, secrets), catch: (e) => e }),
-      forcedRefreshSeen: seenWith(seen, () => readNoteSync(forcedRefreshPath(tokenFile), ForcedRefreshJson)),
+      forcedRefreshSeen: seenWith(seen, readForced(tokenFile)),
       noteForcedRefresh: (issued, atMillis) =>
         bestEffort("forced-refresh", () =>
           writeNoteSync(forcedRefreshPath(tokenFile), ForcedRefreshJson, {
@@ -126,7 +139,7 @@ export const makeMemoryNotes: Effect.Effect<NoteOps> = Effect.gen(function*() {
     isLoggedOut: (secrets) => secrets.some((s) => Redacted.value(s) !== "" && loggedOut.has(fingerprint(Redacted.value(s)))),
     recordLoggedOut: (secrets) =>
       Effect.sync(() => secrets.filter((s) => s !== "").forEach((s) => loggedOut.add(fingerprint(s)))),
-    forcedRefreshSeen: seenWith(seen, () => (forced === undefined ? { _tag: "Missing" } : { _tag: "Read", value: forced })),
+    forcedRefreshSeen: seenWith(seen, () => [forced === undefined ? { _tag: "Missing" } : { _tag: "Read", value: forced }, 0]),
     noteForcedRefresh: (issued, atMillis) =>
       Effect.sync(() => {
         forced = { at: atMillis, access_token_sha256: fingerprint(Redacted.value(issued.accessToken)) }

@@ -235,24 +235,31 @@ export const forcedRefreshKey = (note: NoteRead<ForcedRefreshNote>): string =>
 
 /**
  * Reads the forced-refresh note found, for the token on disk (its access
- * token `onDiskAccess`), on this process's clock: a time ahead of `nowMillis`
- * counts from `firstSeenMillis` (when this process first saw this very note),
- * so a note from a clock ahead, or from the far future, holds a forced
- * refresh back for one window of this process's own time, never forever; a
- * note that cannot be read (a folder, a link, damaged) counts the same way,
- * without naming a token. No note, nothing seen.
+ * token `onDiskAccess`), on this process's clock. The note's time is the
+ * later of what its writer's clock said (`at`) and when the file system
+ * stamped it (`writtenAtMillis`, its mtime: one clock for every process
+ * sharing the folder), so a writer whose clock is behind does not make a
+ * fresh note look old. A time ahead of `nowMillis` counts from
+ * `firstSeenMillis` (when this process first saw this very note), so a note
+ * from a clock ahead, or from the far future, holds a forced refresh back for
+ * one window of this process's own time, never forever; a note that cannot be
+ * read (a folder, a link, damaged) counts the same way, without naming a
+ * token. No note, nothing seen.
  */
 export const forcedRefreshSeen = (
   note: NoteRead<ForcedRefreshNote>,
   onDiskAccess: string,
   nowMillis: number,
-  firstSeenMillis: number
+  firstSeenMillis: number,
+  writtenAtMillis = 0
 ): ForcedRefreshSeen | undefined => {
   if (note._tag === "Missing") return undefined
-  if (note._tag === "Unreadable") return { atMillis: Math.min(firstSeenMillis, nowMillis), issuedIt: undefined }
+  const firstSeen = Math.min(firstSeenMillis, nowMillis)
+  if (note._tag === "Unreadable") return { atMillis: firstSeen, issuedIt: undefined }
+  const at = Math.max(note.value.at, writtenAtMillis)
   const named = note.value.access_token_sha256
   return {
-    atMillis: note.value.at <= nowMillis ? note.value.at : Math.min(firstSeenMillis, nowMillis),
+    atMillis: at <= nowMillis ? at : firstSeen,
     issuedIt: named === undefined ? undefined : named === fingerprint(onDiskAccess)
   }
 }

@@ -666,7 +666,7 @@ const attemptLocked = (m: Manager, rejected: Redacted.Redacted<string> | undefin
         yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
         return done(onDisk)
       }
-      const seen = force ? yield* m.store.forcedRefreshSeen(onDisk) : undefined
+      const seen = force ? yield* m.store.forcedRefreshSeen(onDisk, now * 1000) : undefined
       if (force && declinesForcedRefresh(onDisk, rejected, now, latest(m.state.lastForcedMillis, seen?.atMillis), seen?.issuedIt)) {
         // The API refused a token issued moments ago: another refresh would not help. The same token back
         // tells the caller (KimiRequest: "Rejected"), and the family is not rotated again.
