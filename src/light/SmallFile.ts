@@ -65,9 +65,34 @@ const zeroes = (b: Uint8Array, from: number, step: number): boolean => {
   return true
 }
 
+/** UTF-16BE text (an odd last byte is dropped). */
+const utf16be = (b: Buffer): string => Buffer.from(b.subarray(0, b.length - (b.length % 2))).swap16().toString("utf16le")
+
+/** `text` without trailing NULs and white space (a loop: a regex here backtracks badly on long runs of spaces). */
+const trimEndPadding = (text: string): string => {
+  let end = text.length
+  while (end > 0) {
+    const c = text.charCodeAt(end - 1)
+    if (c !== 0 && c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) break
+    end--
+  }
+  return text.slice(0, end)
+}
+
+/** UTF-32 text (after its byte order mark); a code point out of range becomes U+FFFD. */
+const utf32 = (b: Buffer, littleEndian: boolean): string => {
+  let text = ""
+  for (let i = 0; i + 3 < b.length; i += 4) {
+    const cp = littleEndian ? b.readUInt32LE(i) : b.readUInt32BE(i)
+    text += String.fromCodePoint(cp <= 0x10ffff ? cp : 0xfffd)
+  }
+  return text
+}
+
 /**
  * The text of a small file's bytes, as editors and shells write it: a UTF-8
- * byte order mark is dropped; UTF-16 (LE or BE) is decoded when it starts
+ * byte order mark is dropped; UTF-32 is decoded after its byte order mark,
+ * and UTF-16 (LE or BE) when it starts
  * with its byte order mark, or, without one, when every other byte is zero
  * (ASCII text such as JSON in UTF-16); trailing NUL padding is cut. Anything
  * else is UTF-8 (invalid sequences become U+FFFD, which no token holds, so
@@ -77,13 +102,15 @@ const zeroes = (b: Uint8Array, from: number, step: number): boolean => {
 export const decodeFileText = (bytes: Uint8Array): string => {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   let text: string
-  if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) text = b.subarray(3).toString("utf8")
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xfe && b[2] === 0 && b[3] === 0) text = utf32(b.subarray(4), true)
+  else if (b.length >= 4 && b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff) text = utf32(b.subarray(4), false)
+  else if (b.length >= 3 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) text = b.subarray(3).toString("utf8")
   else if (b.length >= 2 && b[0] === 0xff && b[1] === 0xfe) text = b.subarray(2).toString("utf16le")
-  else if (b.length >= 2 && b[0] === 0xfe && b[1] === 0xff) text = Buffer.from(b.subarray(2)).swap16().toString("utf16le")
+  else if (b.length >= 2 && b[0] === 0xfe && b[1] === 0xff) text = utf16be(b.subarray(2))
   else if (b.length >= 4 && b.length % 2 === 0 && b[0] !== 0 && zeroes(b, 1, 2)) text = b.toString("utf16le")
-  else if (b.length >= 4 && b.length % 2 === 0 && b[1] !== 0 && zeroes(b, 0, 2)) text = Buffer.from(b).swap16().toString("utf16le")
+  else if (b.length >= 4 && b.length % 2 === 0 && b[1] !== 0 && zeroes(b, 0, 2)) text = utf16be(b)
   else text = b.toString("utf8")
-  return text.replace(/[\u0000\s]+$/, "")
+  return trimEndPadding(text)
 }
 
 /**

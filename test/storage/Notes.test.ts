@@ -16,6 +16,7 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -59,7 +60,7 @@ const storeLayer = (storageDir: string) =>
   )
 
 /** Runs `f` with the file store over `dir`, failing if it takes more than 5 s (a FIFO that blocks). */
-const withStore = <A, E>(dir: string, f: (store: TokenStore["Service"]) => Effect.Effect<A, E, never>) =>
+const withStore = <A, E>(dir: string, f: (store: TokenStore["Service"]) => Effect.Effect<A, E, Scope.Scope>) =>
   Effect.runPromise(
     Effect.scoped(Effect.flatMap(TokenStore, f)).pipe(
       Effect.timeout("5 seconds"),
