@@ -164,7 +164,7 @@ export const removeNoteSync = (file: string): void => {
 export const noteProblem = (file: string, cause: unknown): string => {
   const code = (cause as NodeJS.ErrnoException | undefined)?.code ?? "error"
   return code === "EISDIR" || code === "ENOTEMPTY" || code === "EEXIST"
-    ? `${file} is a folder, where this tool keeps a file of its own; remove it (rm -r ${file}) and try again`
+    ? `${file} is a folder, where this tool keeps a file of its own; move it away (mv ${file} ${file}.bad) and try again`
     : `check that ${path.dirname(file)} is writable by you (${code})`
 }
 

@@ -490,13 +490,21 @@ const load = (s: FileStore): Effect.Effect<TokenSet | undefined, TokenStoreError
  * Records the fingerprints of the login being removed (`logged-out.json`, see
  * `Notes`, {@link secretsToForget}) so that no copy of it (OpenCode's
  * `auth.json`) is ever adopted back; then removes the file. The file is read
- * capped and non-blocking (a FIFO there never hangs a logout). A file that
+ * capped and non-blocking: a FIFO or a folder there never hangs a logout, and
+ * is refused, left as it is, like `load` refuses it. A file that
  * holds no login is removed without a record. If the record cannot be
  * written, nothing is removed, and the message says what is in the way.
  */
 const clear = (s: FileStore): Effect.Effect<boolean, TokenStoreError> =>
   Effect.gen(function*() {
     const found = yield* readCapped(s.file, TOKEN_FILE_LIMIT_BYTES).pipe(Effect.orElseSucceed(() => undefined))
+    if (found?._tag === "NotAFile") {
+      return yield* new TokenStoreError({
+        path: s.file,
+        message: `The token file ${s.file} is ${found.kind}, not a regular file, so it holds no login; it was left ` +
+          `as it is. Move it away (mv ${s.file} ${s.file}.bad) if nothing else uses it.`
+      })
+    }
     const decoded = found?._tag === "Text"
       ? yield* decodeTokenFile(found.text).pipe(Effect.orElseSucceed(() => undefined))
       : undefined

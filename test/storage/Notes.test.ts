@@ -9,7 +9,7 @@
  * FIFO there blocked the refresh for good (case 3); a folder at
  * `logged-out.json` made `logout` fail with "check writable (EISDIR)"; a
  * folder at the forced-refresh note silently lost the one-a-minute rule
- * (case 7b).
+ * (case 7b); a FIFO as the token file hung `logout` (case 3b).
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
@@ -159,7 +159,7 @@ describe.runIf(posix)("odd things at logged-out.json", () => {
       expect(result._tag).toBe("Failure")
       const message = result._tag === "Failure" ? result.failure.message : ""
       expect(message).toContain(`${logoutMarkerPath(dir)} is a folder`)
-      expect(message).toContain(`rm -r ${logoutMarkerPath(dir)}`)
+      expect(message).toContain(`mv ${logoutMarkerPath(dir)} ${logoutMarkerPath(dir)}.bad`)
       expect(message).not.toContain("EISDIR")
       expect(fs.existsSync(tokenFileOf(dir))).toBe(true)
       expect(bytes(path.join(logoutMarkerPath(dir), "keep"))).toBe("keep me")
@@ -185,6 +185,28 @@ describe.runIf(posix)("odd things at logged-out.json", () => {
     expect(bytes(logoutMarkerPath(elsewhere))).toBe(target)
     expect(isLoggedOut(dir, ["rt-new"])).toBe(false)
     expect(isLoggedOut(dir, ["rt-old"])).toBe(true)
+  })
+})
+
+describe.runIf(posix)("odd things at the token file on logout", () => {
+  it.each([
+    ["a FIFO", "a named pipe (FIFO)", (p: string) => execFileSync("mkfifo", ["-m", "600", p])],
+    ["a folder", "a folder", (p: string) => fs.mkdirSync(p)]
+  ] as const)("%s: clear ends at once, refuses it by name, leaves it, records nothing", async (_, kind, odd) => {
+    const dir = newDir()
+    odd(tokenFileOf(dir))
+    const result = await Effect.runPromise(
+      Effect.flatMap(TokenStore, (s) => Effect.result(s.clear)).pipe(
+        Effect.timeout("5 seconds"),
+        Effect.provide(storeLayer(dir))
+      )
+    )
+    expect(result._tag).toBe("Failure")
+    const message = result._tag === "Failure" ? result.failure.message : ""
+    expect(message).toContain(`${tokenFileOf(dir)} is ${kind}, not a regular file`)
+    expect(message).toContain(`mv ${tokenFileOf(dir)} ${tokenFileOf(dir)}.bad`)
+    expect(kindAt(tokenFileOf(dir))).not.toBe("missing")
+    expect(kindAt(logoutMarkerPath(dir))).toBe("missing")
   })
 })
 
