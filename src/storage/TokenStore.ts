@@ -40,7 +40,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import type * as PlatformError from "effect/PlatformError"
-import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
@@ -51,7 +50,8 @@ import { describeError } from "./Errno.js"
 import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "../lock/FileLock.js"
 import { KimiAuthConfig, lockWaitFor } from "../config/KimiAuthConfig.js"
-import { makeFileNotes, makeMemoryNotes, type NoteOps } from "./NoteOps.js"
+import { makeMemory } from "./MemoryStore.js"
+import { makeFileNotes, type NoteOps } from "./NoteOps.js"
 import { noteProblem } from "./Notes.js"
 import { readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import {
@@ -73,6 +73,8 @@ import {
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "../tokens/TokenSet.js"
 
 export type { InterruptedRefresh, NoteOps }
+/** Re-exported: the in-memory store (see `MemoryStore`). */
+export { makeMemory }
 
 /**
  * The token store: the token file, its lock, and every small note beside it
@@ -562,39 +564,6 @@ export const makeFile: Effect.Effect<
     prepareSave: prepareSave(s)
   } satisfies TokenStoreShape
 })
-
-/**
- * An in-memory store with the same semantics (tests): `load` returns what was
- * last saved, `clear` records the logout and reports whether there was
- * anything, the notes live in memory, and `withLock` is an in-process lock
- * with the default 30 s bounded wait.
- */
-export const makeMemory = (initial?: TokenSet): Effect.Effect<TokenStoreShape> =>
-  Effect.gen(function*() {
-    const ref = yield* Ref.make<TokenSet | undefined>(initial)
-    const path = "memory:oauth.json"
-    const lock = yield* FileLock.makeInProcess({ path: `${path}.lock`, timeout: "30 seconds" })
-    const notes = yield* makeMemoryNotes
-    const save = (tokens: TokenSet) => Effect.andThen(Ref.set(ref, tokens), notes.clearInFlight)
-    const prepareSave = Effect.map(notes.readInFlight, (interrupted): PreparedSave => ({
-      interrupted,
-      markInFlight: notes.markInFlight,
-      abandon: notes.clearInFlight,
-      commit: save
-    }))
-    return {
-      ...notes,
-      path,
-      load: Ref.get(ref),
-      save,
-      prepareSave,
-      clear: Ref.getAndSet(ref, undefined).pipe(
-        Effect.tap((previous) => notes.recordLoggedOut(secretsToForget(previous)).pipe(Effect.ignore)),
-        Effect.map((previous) => previous !== undefined)
-      ),
-      withLock: lock.withLock
-    } satisfies TokenStoreShape
-  })
 
 /** The token store service. */
 export class TokenStore extends Context.Service<TokenStore, TokenStoreShape>()("opencode-kimi-auth/TokenStore") {

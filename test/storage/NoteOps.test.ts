@@ -13,6 +13,7 @@ import { TestClock } from "effect/testing"
 import { OAuthClient } from "../../src/oauth/OAuthClient.js"
 import { TokenStore } from "../../src/storage/TokenStore.js"
 import { TokenManager } from "../../src/tokens/TokenManager.js"
+import type { TokenSet } from "../../src/tokens/TokenSet.js"
 import { makeScripted, type Step } from "../support/scripted.js"
 import { identityLayer } from "../support/settings.js"
 import { refreshed, tokenSet } from "../support/tokens.js"
@@ -27,36 +28,41 @@ const setup = (steps: ReadonlyArray<Step>) => {
   return { requests: scripted.requests, layer: Layer.merge(manager, store) }
 }
 
-describe("a forced-refresh note from another process's clock", () => {
-  it.effect("a year ahead, naming the token on disk: declined for one minute of this clock, then refreshed", () => {
-    const { requests, layer } = setup([refreshed(1)])
-    return Effect.gen(function*() {
-      const store = yield* TokenStore
-      const m = yield* TokenManager
-      const onDisk = (yield* store.load)!
-      // Another process, its clock a year ahead, force-refreshed and issued the token on disk.
-      yield* store.noteForcedRefresh(onDisk, 365 * 24 * 3600 * 1000)
-      assert.strictEqual(Redacted.value((yield* m.invalidate(onDisk.accessToken)).accessToken), "at-0")
-      yield* TestClock.adjust("59 seconds")
-      assert.strictEqual(Redacted.value((yield* m.invalidate(onDisk.accessToken)).accessToken), "at-0")
-      assert.strictEqual(requests.length, 0)
-      yield* TestClock.adjust("1 second")
-      assert.strictEqual(Redacted.value((yield* m.invalidate(onDisk.accessToken)).accessToken), "at-1")
-      assert.strictEqual(requests.length, 1)
-    }).pipe(Effect.provide(layer))
-  })
+/** Runs `f` with the memory store, its login `at-0`, and a manager whose token endpoint issues `at-1`. */
+const withLogin = (f: (store: TokenStore["Service"], m: TokenManager["Service"], onDisk: TokenSet, requests: ReadonlyArray<unknown>) => Effect.Effect<void, unknown>) => {
+  const { requests, layer } = setup([refreshed(1)])
+  return Effect.gen(function*() {
+    const store = yield* TokenStore
+    yield* f(store, yield* TokenManager, (yield* store.load)!, requests)
+  }).pipe(Effect.provide(layer))
+}
+const A_YEAR_MILLIS = 365 * 24 * 3600 * 1000
+const accessOf = (t: TokenSet) => Redacted.value(t.accessToken)
 
-  it.effect("naming another token: no bearing on this one, whose first rejection is healed at once", () => {
-    const { requests, layer } = setup([refreshed(1)])
-    return Effect.gen(function*() {
-      const store = yield* TokenStore
-      const m = yield* TokenManager
-      const onDisk = (yield* store.load)!
-      yield* store.noteForcedRefresh(tokenSet(9, 900), 365 * 24 * 3600 * 1000)
-      assert.strictEqual(Redacted.value((yield* m.invalidate(onDisk.accessToken)).accessToken), "at-1")
-      assert.strictEqual(requests.length, 1)
-    }).pipe(Effect.provide(layer))
-  })
+describe("a forced-refresh note from another process's clock", () => {
+  it.effect("a year ahead, naming the token on disk: declined for one minute of this clock, then refreshed", () =>
+    withLogin((store, m, onDisk, requests) =>
+      Effect.gen(function*() {
+        // Another process, its clock a year ahead, force-refreshed and issued the token on disk.
+        yield* store.noteForcedRefresh(onDisk, A_YEAR_MILLIS)
+        assert.strictEqual(accessOf(yield* m.invalidate(onDisk.accessToken)), "at-0")
+        yield* TestClock.adjust("59 seconds")
+        assert.strictEqual(accessOf(yield* m.invalidate(onDisk.accessToken)), "at-0")
+        assert.strictEqual(requests.length, 0)
+        yield* TestClock.adjust("1 second")
+        assert.strictEqual(accessOf(yield* m.invalidate(onDisk.accessToken)), "at-1")
+        assert.strictEqual(requests.length, 1)
+      })
+    ))
+
+  it.effect("naming another token: no bearing on this one, whose first rejection is healed at once", () =>
+    withLogin((store, m, onDisk, requests) =>
+      Effect.gen(function*() {
+        yield* store.noteForcedRefresh(tokenSet(9, 900), A_YEAR_MILLIS)
+        assert.strictEqual(accessOf(yield* m.invalidate(onDisk.accessToken)), "at-1")
+        assert.strictEqual(requests.length, 1)
+      })
+    ))
 })
 
 describe("the memory store's notes", () => {

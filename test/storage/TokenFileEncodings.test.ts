@@ -21,20 +21,15 @@ import { KimiAuthConfig } from "../../src/config/KimiAuthConfig.js"
 import { decodeFileText } from "../../src/light/SmallFile.js"
 import { DeviceIdentity } from "../../src/oauth/DeviceIdentity.js"
 import { TokenStore } from "../../src/storage/TokenStore.js"
+import { encodeTokenFile } from "../../src/tokens/TokenSet.js"
 import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
+import { tokenSet } from "../support/tokens.js"
 
 const DEVICE = "2b7e1516-28ae-4d2a-a6d2-8f1e2f3a4b5c"
+/** The login `at-7` / `rt-7` as the store writes it, indented as an editor shows it, with `eol` line ends. */
 const text = (eol = "\n") =>
-  JSON.stringify({
-    version: 1,
-    access_token: "at-file",
-    refresh_token: "rt-file",
-    token_type: "Bearer",
-    expires_in: 900,
-    scope: "kimi-code",
-    expires_at: Math.floor(Date.now() / 1000) + 800,
-    device_id: DEVICE
-  }, null, 2).replace(/\n/g, eol)
+  JSON.stringify(JSON.parse(encodeTokenFile(tokenSet(7, Math.floor(Date.now() / 1000) + 800), DEVICE)), null, 2)
+    .replace(/\n/g, eol)
 
 const utf16be = (s: string) => Buffer.from(s, "utf16le").swap16()
 const utf32 = (s: string, le: boolean) => {
@@ -90,7 +85,7 @@ const load = (storageDir: string) =>
 
 describe("decodeFileText", () => {
   it.each(encodings)("%s: the JSON text itself", (_, bytes) => {
-    expect(JSON.parse(decodeFileText(bytes())).refresh_token).toBe("rt-file")
+    expect(JSON.parse(decodeFileText(bytes())).refresh_token).toBe("rt-7")
   })
 
   it.each([
@@ -117,7 +112,7 @@ describe("a token file as other tools write it", () => {
     fs.writeFileSync(file, bytes(), { mode: 0o600 })
     const before = fs.readFileSync(file)
     const loaded = await load(dir)
-    expect(loaded && Redacted.value(loaded.refreshToken)).toBe("rt-file")
+    expect(loaded && Redacted.value(loaded.refreshToken)).toBe("rt-7")
     expect(fs.readFileSync(file).equals(before)).toBe(true)
     expect(fs.readdirSync(dir).filter((n) => n.includes("corrupt"))).toEqual([])
   })
@@ -128,7 +123,7 @@ describe("a token file as other tools write it", () => {
     const before = fs.readFileSync(file)
     const token = await runCli(["token"], isolatedEnv(h), { timeoutMs: 20_000 })
     expect(token.code).toBe(0)
-    expect(token.stdout.trim()).toBe("at-file")
+    expect(token.stdout.trim()).toBe("at-7")
     const status = await runCli(["status"], isolatedEnv(h), { timeoutMs: 20_000 })
     expect(status.code).toBe(0)
     expect(status.stdout).toContain("Logged in")
