@@ -175,13 +175,13 @@ export const noteProblem = (file: string, cause: unknown): string => {
 const MAX_FINGERPRINTS = 256
 
 /**
- * Whether any of `secrets` (a copy's refresh and access tokens) belongs to a
- * login the user logged out of in `storageDir`. Fails closed: `true` as well
- * when the marker exists but cannot be read (damaged, huge, a link, a
- * folder), so nothing is adopted until a login is made. Never throws.
+ * Whether any of `secrets` has its fingerprint in the list note at `file`
+ * (a note of `LogoutMarkerJson`'s shape: the logout marker, or any other list
+ * of fingerprints). Fails closed: `true` as well when the note exists but
+ * cannot be read (damaged, huge, a link, a folder). Never throws.
  */
-export const isLoggedOut = (storageDir: string, secrets: ReadonlyArray<string>): boolean => {
-  const r = readNoteSync(logoutMarkerPath(storageDir), LogoutMarkerJson)
+export const isListed = (file: string, secrets: ReadonlyArray<string>): boolean => {
+  const r = readNoteSync(file, LogoutMarkerJson)
   if (r._tag === "Missing") return false
   if (r._tag === "Unreadable") return true
   const known = new Set(r.value.fingerprints)
@@ -189,23 +189,40 @@ export const isLoggedOut = (storageDir: string, secrets: ReadonlyArray<string>):
 }
 
 /**
- * Adds the fingerprints of `secrets` to the marker in `storageDir` (created
+ * Adds the fingerprints of `secrets` to the list note at `file`, the newest
+ * {@link MAX_FINGERPRINTS} kept, with `note` saying what the list is (created
  * 0600 if absent; an unreadable one is replaced). Atomic; throws on an I/O
- * error (the caller says what, with {@link noteProblem}). Nothing to record
- * is a no-op.
+ * error (the caller says what, with {@link noteProblem}). Nothing to add is a
+ * no-op.
  */
-export const recordLoggedOut = (storageDir: string, secrets: ReadonlyArray<string>): void => {
+export const addToList = (file: string, secrets: ReadonlyArray<string>, note: string): void => {
   const added = secrets.filter((s) => s !== "").map((s) => fingerprint(s))
   if (added.length === 0) return
-  const file = logoutMarkerPath(storageDir)
   const before = readNoteSync(file, LogoutMarkerJson)
   const kept = before._tag === "Read" ? before.value.fingerprints.filter((f) => !added.includes(f)) : []
   writeNoteSync(file, LogoutMarkerJson, {
-    note: "Fingerprints (SHA-256, truncated) of Kimi logins logged out of; copies of them are never used again.",
+    note,
     updated_at: new Date().toISOString(),
     fingerprints: [...kept, ...new Set(added)].slice(-MAX_FINGERPRINTS)
   }, 2)
 }
+
+/**
+ * Whether any of `secrets` (a copy's refresh and access tokens) belongs to a
+ * login the user logged out of in `storageDir` ({@link isListed}: an
+ * unreadable marker counts as matching, so nothing is adopted until a login
+ * is made). Never throws.
+ */
+export const isLoggedOut = (storageDir: string, secrets: ReadonlyArray<string>): boolean =>
+  isListed(logoutMarkerPath(storageDir), secrets)
+
+/** Adds the fingerprints of `secrets` to the logout marker in `storageDir` ({@link addToList}). Throws on an I/O error. */
+export const recordLoggedOut = (storageDir: string, secrets: ReadonlyArray<string>): void =>
+  addToList(
+    logoutMarkerPath(storageDir),
+    secrets,
+    "Fingerprints (SHA-256, truncated) of Kimi logins logged out of; copies of them are never used again."
+  )
 
 // ---------------------------------------------------------------------------
 // The forced-refresh note
