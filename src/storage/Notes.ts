@@ -26,9 +26,12 @@
  * - **One fingerprint** ({@link fingerprint}): SHA-256 in hex, cut to the
  *   length each note's format has always had. Never a token.
  *
- * Effect-free and synchronous (a few system calls on files of a few hundred
- * bytes), so the plugin's checks and the CLI can call it; `TokenStore` wraps
- * it in the store's interface, and the token manager never sees a path.
+ * Synchronous, with no runtime needed (a few system calls on files of a few
+ * hundred bytes; Schema decodes in place), so the plugin's core and the CLI
+ * can call it outside an Effect; `TokenStore` offers it through the store's
+ * interface (`NoteOps`), and the token manager never sees a path. The light
+ * path (`src/light/`, no Effect at all) does not import it: its reader and
+ * writer are `SmallFile`'s.
  *
  * @since 0.3.0
  */
