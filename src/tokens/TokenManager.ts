@@ -72,8 +72,6 @@ import {
   type ServerError
 } from "../Errors.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
-import { isLoggedOut } from "../storage/LogoutMarker.js"
-import { noteForcedRefresh, readForcedRefreshAt } from "../storage/ForcedRefreshLog.js"
 import { OAuthClient, type OAuthClientShape } from "../oauth/OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong, type RetryPolicy } from "../oauth/Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "../storage/TokenStore.js"
@@ -203,7 +201,7 @@ const BUSY_LOCK_BACKOFF_MILLIS = 10_000
 /**
  * Whether a forced refresh for a rejected token should be refused: a refresh
  * forced by a rejection happened less than `windowSeconds` ago (in any
- * process: `lastForcedMillis`, see `ForcedRefreshLog`) and the rejected token,
+ * process: `lastForcedMillis`, and the store's forced-refresh note) and the rejected token,
  * the one on disk, was issued within the window too, so it is most likely
  * what that refresh produced and Kimi refuses it as well. A first rejection
  * (Kimi revoked a token once, even a fresh one) is still healed by a refresh.
@@ -212,11 +210,13 @@ export const refusesAgain = (
   tokens: TokenSet,
   nowSeconds: number,
   lastForcedMillis: number | undefined,
-  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS
+  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS,
+  issuedIt?: boolean | undefined
 ): boolean => {
   if (lastForcedMillis === undefined) return false
   const since = nowSeconds * 1000 - lastForcedMillis
-  return since >= 0 && since < windowSeconds * 1000 && issuedMomentsAgo(tokens, nowSeconds, windowSeconds)
+  // `issuedIt`: the note names this very token as what that refresh issued, whatever the clocks say of its age.
+  return since >= 0 && since < windowSeconds * 1000 && (issuedIt === true || issuedMomentsAgo(tokens, nowSeconds, windowSeconds))
 }
 
 const latest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
@@ -287,9 +287,11 @@ export const declinesForcedRefresh = (
   onDisk: TokenSet,
   rejected: Redacted.Redacted<string> | undefined,
   nowSeconds: number,
-  lastForcedMillis: number | undefined
+  lastForcedMillis: number | undefined,
+  issuedIt?: boolean | undefined
 ): boolean =>
-  rejected !== undefined && !replacedSince(onDisk, rejected) && refusesAgain(onDisk, nowSeconds, lastForcedMillis)
+  rejected !== undefined && !replacedSince(onDisk, rejected) &&
+  refusesAgain(onDisk, nowSeconds, lastForcedMillis, REJECTED_FRESH_TOKEN_SECONDS, issuedIt)
 
 /**
  * Whether a refresh that failed for now (a transient fault, a busy lock, an
@@ -633,10 +635,10 @@ const afterRefusal = (m: Manager, onDisk: TokenSet, prepared: PreparedSave, nowS
 
 /** Notes a refusal for good beside the file (still under the lock, so the file holds the refused token). Nothing is deleted. */
 const noteRefusal = (store: TokenStoreShape, error: TokenError) =>
-  isRefusedForGood(error) && store.recordRefusal
+  isRefusedForGood(error)
     ? store.load.pipe(
       Effect.orElseSucceed(() => undefined),
-      Effect.flatMap((refused) => refused && store.recordRefusal ? store.recordRefusal(refused, error.message.split(";")[0]!) : Effect.void)
+      Effect.flatMap((refused) => refused ? store.recordRefusal(refused, error.message.split(";")[0]!) : Effect.void)
     )
     : Effect.void
 
@@ -664,7 +666,8 @@ const attemptLocked = (m: Manager, rejected: Redacted.Redacted<string> | undefin
         yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
         return done(onDisk)
       }
-      if (force && declinesForcedRefresh(onDisk, rejected, now, latest(m.state.lastForcedMillis, readForcedRefreshAt(m.store.path)))) {
+      const seen = force ? yield* m.store.forcedRefreshSeen(onDisk, now * 1000) : undefined
+      if (force && declinesForcedRefresh(onDisk, rejected, now, latest(m.state.lastForcedMillis, seen?.atMillis), seen?.issuedIt)) {
         // The API refused a token issued moments ago: another refresh would not help. The same token back
         // tells the caller (KimiRequest: "Rejected"), and the family is not rotated again.
         yield* Effect.logDebug("token refresh: the API rejected a token issued moments ago; not refreshing again").pipe(
@@ -680,7 +683,7 @@ const attemptLocked = (m: Manager, rejected: Redacted.Redacted<string> | undefin
       if (force && outcome._tag === "Done" && outcome.tokens !== onDisk) {
         // Recorded for every process: a rejection of what this refresh issued is not refreshed again for a while.
         m.state.lastForcedMillis = now * 1000
-        noteForcedRefresh(m.store.path, m.state.lastForcedMillis)
+        yield* m.store.noteForcedRefresh(outcome.tokens, m.state.lastForcedMillis)
       }
       if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
         yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")
@@ -854,7 +857,7 @@ export const make = (options: TokenManagerOptions = {}) =>
       retryPolicy: { baseDelay: options.retryBaseDelay ?? "500 millis", maxDelay: options.retryMaxDelay ?? "8 seconds" },
       maxRetryMillis: Duration.toMillis(Duration.fromInputUnsafe(options.maxRetryTime ?? "20 seconds")),
       state: { cached: undefined, unsaved: undefined, lastForcedMillis: undefined, retryNotBefore: 0, proactiveFailures: 0, presenceCheckedAt: 0 },
-      loggedOut: (secrets) => isLoggedOut(settings.storageDir, secrets.map((s) => Redacted.value(s))),
+      loggedOut: store.isLoggedOut,
       load: loadTokens(store)
     }
     const checkInterval = Duration.toMillis(Duration.fromInputUnsafe(options.backgroundCheckInterval ?? "60 seconds"))
