@@ -40,6 +40,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import type * as PlatformError from "effect/PlatformError"
+import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
@@ -54,6 +55,7 @@ import * as FileLock from "../lock/FileLock.js"
 import { KimiAuthConfig, lockWaitFor } from "../config/KimiAuthConfig.js"
 import { recordLoggedOut } from "./LogoutMarker.js"
 import { readRefusal, recordRefusal, type RefreshRefusal } from "./RefreshRefusal.js"
+import { recordSpent } from "./SpentRefreshTokens.js"
 import { readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import {
   asideCandidate,
@@ -122,6 +124,8 @@ export interface TokenStoreShape {
   readonly recordRefusal?: ((refused: TokenSet, detail: string) => Effect.Effect<void>) | undefined
   /** The recorded refusal, when it concerns the refresh token of `stored`. Never fails. */
   readonly refusalOf?: ((stored: TokenSet) => Effect.Effect<RefreshRefusal | undefined>) | undefined
+  /** Notes that a refresh rotated `spent` away (`oauth.json.spent`, see `SpentRefreshTokens.ts`). Never fails. Optional. */
+  readonly recordSpent?: ((spent: Redacted.Redacted<string>) => Effect.Effect<void>) | undefined
 }
 
 /** Space reserved for one save, and the "refresh in flight" marker around the request. */
@@ -578,7 +582,8 @@ export const makeFile: Effect.Effect<
     withLock: lock.withLock,
     prepareSave: prepareSave(s),
     recordRefusal: (refused, detail) => recordRefusal(s.fs, file, refused, detail),
-    refusalOf: (stored) => readRefusal(s.fs, file, stored)
+    refusalOf: (stored) => readRefusal(s.fs, file, stored),
+    recordSpent: (spent) => recordSpent(file, spent)
   } satisfies TokenStoreShape
 })
 
