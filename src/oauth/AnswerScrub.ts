@@ -18,8 +18,30 @@
  */
 import { redactSecrets } from "../Errors.js"
 
-/** A JSON string literal (escapes included), on one line. */
-const STRING_LITERAL = /"(?:[^"\\\n\r]|\\.)*"/g
+/**
+ * `text` with `f` applied to each JSON string literal (quotes and escapes
+ * included, on one line). One pass, linear: a literal that does not close
+ * before the end of its line is left as text, and no literal starts inside
+ * it (a hostile body of 64 KiB of `\"` took seconds with a regular expression).
+ */
+const mapLiterals = (text: string, f: (literal: string) => string): string => {
+  let out = ""
+  let i = 0
+  while (i < text.length) {
+    const start = text.indexOf("\"", i)
+    if (start < 0) break
+    let j = start + 1
+    while (j < text.length && text[j] !== "\"" && text[j] !== "\n" && text[j] !== "\r") j += text[j] === "\\" ? 2 : 1
+    if (text[j] === "\"") {
+      out += text.slice(i, start) + f(text.slice(start, j + 1))
+      i = j + 1
+    } else {
+      out += text.slice(i, j)
+      i = j
+    }
+  }
+  return out + text.slice(i)
+}
 
 /** A JSON escape sequence. */
 const ESCAPE = /\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])/g
@@ -60,7 +82,7 @@ const scrubLiteral = (literal: string, secrets: ReadonlyArray<string>): string =
  */
 export const scrubBody = (body: string, secrets: ReadonlyArray<string>): string => {
   if (secrets.every((s) => s === "")) return body
-  const scrubbed = redactSecrets(body, secrets).replace(STRING_LITERAL, (literal) => scrubLiteral(literal, secrets))
+  const scrubbed = mapLiterals(redactSecrets(body, secrets), (literal) => scrubLiteral(literal, secrets))
   if (!scrubbed.includes("\\")) return scrubbed
   const view = unescaped(scrubbed)
   const cleanView = redactSecrets(view, secrets)

@@ -132,6 +132,13 @@ describe("scrubBody and scrubText (table)", () => {
     ["no secret: untouched", `{"error":"invalid_grant"}`, `{"error":"invalid_grant"}`]
   ]
   for (const [name, body, want] of cases) it(name, () => assert.strictEqual(scrubBody(body, secrets), want))
+  it("a literal that never closes is left as text, and a body of them is scrubbed in one pass (64 KiB of \\\" in well under a second)", () => {
+    assert.strictEqual(scrubBody(`"open ${u(REFRESH)}\n{"d":"${u(REFRESH)}"}`, secrets), `"open <redacted>\n{"d":"<redacted>"}`)
+    const hostile = `"${"\\\"".repeat(32 * 1024)}`
+    const started = performance.now()
+    assert.strictEqual(scrubBody(hostile, secrets), hostile)
+    assert.isBelow(performance.now() - started, 1000)
+  })
   it("no secrets sent: the body as is", () => assert.strictEqual(scrubBody(`x ${u("a")}`, []), `x ${u("a")}`))
   it("scrubText removes the base64 and URL-encoded forms from a decoded value", () => {
     assert.strictEqual(scrubText(`a ${encodeURIComponent(REFRESH)} b`, secrets), "a <redacted> b")
