@@ -28,6 +28,18 @@ import { DeviceFlow } from "../oauth/DeviceFlow.js"
 import { LOGIN_HINT, redactSecrets } from "../Errors.js"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
 import { isLoggedOut } from "../storage/Notes.js"
+import { isSpent } from "../storage/SpentRefreshTokens.js"
+import {
+  adoptLogLine,
+  adoptRule,
+  newestMovedAside,
+  notAdoptedMessage,
+  type OAuthEntry,
+  isAdoptableEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "./Adoption.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
@@ -56,15 +68,6 @@ export interface PluginCoreConfig {
   readonly line?: OpenCodeLine | undefined
   /** OpenCode's `client.auth.set`, to mirror refreshed tokens into `auth.json`. */
   readonly setAuth?: ((args: { path: { id: string }; body: OAuthEntry }) => unknown) | undefined
-}
-
-/** An `auth.json` OAuth entry as OpenCode keeps it. */
-export interface OAuthEntry {
-  readonly type: "oauth"
-  readonly refresh: string
-  readonly access: string
-  /** Epoch milliseconds. */
-  readonly expires: number
 }
 
 /** What `authorize()` of the device login method returns to OpenCode. */
@@ -252,43 +255,6 @@ export const stillStoredRule = (fileExists: () => boolean, loggedOut: () => bool
   }
 }
 
-/** Whether an `auth.json` entry carries a login worth adopting (a refresh token and an access token). */
-export const isAdoptableEntry = (entry: OAuthEntry): boolean =>
-  typeof entry.refresh === "string" && entry.refresh !== "" && typeof entry.access === "string"
-
-/** What adopting OpenCode's stored copy comes to. */
-export type AdoptOutcome = "kept" | "logged-out" | "adopted"
-
-/**
- * Whether to adopt OpenCode's stored copy: never over a stored login
- * (`"kept"`), never a login the user logged out of (`"logged-out"`, the
- * logout marker outweighs the copy), else `"adopted"`.
- */
-export const adoptRule = (hasStoredLogin: boolean, copyLoggedOut: () => boolean): AdoptOutcome =>
-  hasStoredLogin ? "kept" : copyLoggedOut() ? "logged-out" : "adopted"
-
-/** The token set an adopted `auth.json` entry becomes (its expiry in epoch seconds, lifetime from `nowMillis`). */
-export const tokenSetFromEntry = (entry: OAuthEntry, region: KimiRegion, nowMillis: number): TokenSet => {
-  const expiresAt = Math.floor(entry.expires / 1000)
-  return new TokenSet({
-    accessToken: Redacted.make(entry.access),
-    refreshToken: Redacted.make(entry.refresh),
-    tokenType: "Bearer",
-    expiresIn: Math.max(0, expiresAt - Math.floor(nowMillis / 1000)),
-    scope: "",
-    expiresAt,
-    region
-  })
-}
-
-/** The debug line for an adoption's outcome (no token in it). */
-export const adoptLogLine = (outcome: AdoptOutcome, providerId: string, storePath: string): string =>
-  outcome === "logged-out"
-    ? `plugin: OpenCode's stored login for ${providerId} is one the user logged out of; not adopted`
-    : outcome === "adopted"
-    ? `plugin: adopted OpenCode's stored login for ${providerId} into ${storePath}`
-    : `plugin: a login is already stored; OpenCode's copy for ${providerId} is not needed`
-
 /** The mirror-once rule: mirror into OpenCode's auth store only with a host client, and once per access token. */
 export const shouldMirror = (access: string, mirrored: string | undefined, canMirror: boolean): boolean =>
   canMirror && access !== mirrored
@@ -377,6 +343,8 @@ interface CoreContext {
   identityHeaders: Readonly<Record<string, string>>
   oauthFetch: Promise<ReturnType<typeof makeKimiFetch>> | undefined
   oauthFetchReady: ReturnType<typeof makeKimiFetch> | undefined
+  /** Why OpenCode's copy of the login was not adopted (it may be spent), told with every "login required". */
+  notAdopted: string | undefined
 }
 
 const runIn = <A>(ctx: CoreContext, effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
@@ -469,19 +437,28 @@ const adopt = async (ctx: CoreContext, entry: OAuthEntry): Promise<void> => {
   const settings = ctx.settings
   if (ctx.configProblem || !settings) return
   if (!isAdoptableEntry(entry)) return
+  const file = settings.tokenFilePath
+  let moved: ReturnType<typeof newestMovedAside>
   await ctx.run(
     Effect.gen(function*() {
       const store = yield* TokenStore
-      // Under the lock, so a logout in another process cannot slip between the checks and the save.
+      // Under the lock, so a logout or a refresh in another process cannot slip between the checks and the save.
       const adopted = yield* store.withLock(Effect.gen(function*() {
         const outcome = adoptRule(
           (yield* store.load) !== undefined,
           // A copy of a login the user logged out of (`kimi-auth logout`) is never brought back; a new login is.
-          () => isLoggedOut(settings.storageDir, [entry.refresh, entry.access])
+          () => isLoggedOut(settings.storageDir, [entry.refresh, entry.access]),
+          // Nor one whose refresh token was spent: refreshing it would be a replay, and Kimi revokes the login.
+          () => isSpent(file, [entry.refresh]),
+          () => supersededByMoved(entry.expires, (moved = newestMovedAside(file))?.mtimeMillis)
         )
         if (outcome === "adopted") yield* store.save(tokenSetFromEntry(entry, ctx.region, Date.now()))
         return outcome
       }))
+      ctx.notAdopted = notAdoptedMessage(adopted, ctx.providerId, loginHint(ctx.providerId, ctx.region, ctx.line), {
+        tokenFilePath: file,
+        movedAside: moved?.path
+      })
       yield* Effect.logDebug(adoptLogLine(adopted, ctx.providerId, store.path))
     })
   )
@@ -505,6 +482,7 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
     throw new Error(failureMessage(ctx, exit.cause))
   }
   const tokens = exit.value
+  ctx.notAdopted = undefined
   ctx.mirrored = Redacted.value(tokens.accessToken)
   ctx.fast = { tokens, access: ctx.mirrored }
   return loginSuccessOf(tokens)
@@ -598,7 +576,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     run: (effect, signal) => runIn(ctx, effect, signal),
     source: makeManagedTokenSource({
       run: (effect, signal) => runIn(ctx, effect, signal),
-      failure: pluginTokenFailure(providerId, region, line),
+      failure: (cause) => withAdoptionNote(pluginTokenFailure(providerId, region, line)(cause), ctx.notAdopted),
       ...(configProblem ? { unavailable: { ok: false, status: 500, code: "kimi_config", message: configProblem } } : {}),
       refuse: otherRegionRefusal(providerId, region, line),
       onTokens: (tokens) => {
@@ -607,7 +585,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
       }
     }),
     runtime: undefined, fast: undefined, fastCheckedAt: 0, mirrored: undefined,
-    identityHeaders: {}, oauthFetch: undefined, oauthFetchReady: undefined
+    identityHeaders: {}, oauthFetch: undefined, oauthFetchReady: undefined, notAdopted: undefined
   }
   return {
     fetch: (input, init) => ctx.oauthFetchReady !== undefined ? ctx.oauthFetchReady(input, init) : fetchAfterBuild(ctx, input, init),
@@ -635,3 +613,14 @@ export const modelsFromApi = (body: unknown): Array<ApiModel> =>
   }))
 
 export { errorResponse }
+export {
+  adoptLogLine,
+  type AdoptOutcome,
+  adoptRule,
+  isAdoptableEntry,
+  notAdoptedMessage,
+  type OAuthEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "./Adoption.js"

@@ -40,6 +40,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import type * as PlatformError from "effect/PlatformError"
+import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
@@ -53,6 +54,7 @@ import { KimiAuthConfig, lockWaitFor } from "../config/KimiAuthConfig.js"
 import { makeMemory } from "./MemoryStore.js"
 import { makeFileNotes, type NoteOps } from "./NoteOps.js"
 import { noteProblem } from "./Notes.js"
+import { recordSpent } from "./SpentRefreshTokens.js"
 import { readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import {
   asideCandidate,
@@ -116,6 +118,8 @@ export interface TokenStoreShape extends NoteOps {
    * the shape for older implementations; the file and memory stores have it.
    */
   readonly prepareSave?: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> | undefined
+  /** Notes that a refresh rotated `spent` away (`oauth.json.spent`, see `SpentRefreshTokens.ts`). Never fails. Optional. */
+  readonly recordSpent?: ((spent: Redacted.Redacted<string>) => Effect.Effect<void>) | undefined
 }
 
 /** Space reserved for one save, and the "refresh in flight" marker around the request. */
@@ -561,7 +565,8 @@ export const makeFile: Effect.Effect<
     save: (tokens) => save(s, tokens),
     clear: clear(s),
     withLock: lock.withLock,
-    prepareSave: prepareSave(s)
+    prepareSave: prepareSave(s),
+    recordSpent: (spent) => recordSpent(file, spent)
   } satisfies TokenStoreShape
 })
 

@@ -379,6 +379,20 @@ export const readRefusal = (
     ? { _tag: "RotatedElsewhere", tokens: again }
     : { _tag: "RefreshAgain", tokens: again }
 
+/**
+ * The refresh token a refresh spent, to note as such: the one `sent`, when
+ * the answer rotated it (new tokens with another refresh token, or an
+ * unusable answer that still carried one); `undefined` when nothing was
+ * rotated (refused, unreachable, or the same refresh token kept).
+ */
+export const spentByRefresh = (
+  sent: Redacted.Redacted<string>,
+  result: Result.Result<TokenSet, { readonly _tag: string; readonly rotatedRefreshToken?: Redacted.Redacted<string> | undefined }>
+): Redacted.Redacted<string> | undefined => {
+  const kept = result._tag === "Success" ? result.success.refreshToken : result.failure.rotatedRefreshToken
+  return kept !== undefined && !sameSecret(kept, sent) ? sent : undefined
+}
+
 /** Tokens the server issued that could not be saved, and the refresh token they replaced. */
 export interface UnsavedTokens {
   readonly tokens: TokenSet
@@ -579,6 +593,9 @@ const refreshOnce = (m: Manager, base: TokenSet, prepared: PreparedSave) =>
   Effect.gen(function*() {
     yield* prepared.markInFlight
     const result = yield* Effect.result(m.oauth.refreshToken(base.refreshToken, base))
+    // Noted before the save: the sent token is spent even when the new ones cannot be stored.
+    const spent = spentByRefresh(base.refreshToken, result)
+    if (spent !== undefined && m.store.recordSpent) yield* m.store.recordSpent(spent)
     if (result._tag === "Failure") return yield* afterFailedRequest(m, base, prepared, result.failure)
     return yield* saveRefreshed(m, base, result.success, prepared)
   }).pipe(Effect.uninterruptible)
