@@ -16,6 +16,7 @@
  *
  * @since 0.1.0
  */
+import { lazyModule } from "../light/LazyModule.js"
 import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS, regionOfProvider } from "../light/Region.js"
 import type { KimiAuthOptions } from "../config/KimiAuthConfig.js"
 import { resolveSettings } from "../light/ResolveSettings.js"
@@ -107,8 +108,7 @@ const authorizationOf = (headers: RequestInit["headers"]): string | undefined =>
 }
 
 /** The core module, imported once per process on first need. */
-let coreModule: Promise<typeof import("./PluginCore.js")> | undefined
-const loadCoreModule = () => (coreModule ??= import("./PluginCore.js"))
+const loadCoreModule = lazyModule(() => import("./PluginCore.js"))
 
 /** What the token file says, read cheaply (no Effect): no login, or a login with its region (if recorded). */
 type StoredLogin = { readonly kind: "none" } | { readonly kind: "login"; readonly region: KimiRegion | undefined }

@@ -29,6 +29,8 @@
  *
  * @since 0.3.0
  */
+import { debugLine } from "../light/Debug.js"
+import { lazyModule } from "../light/LazyModule.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
 import { resolveSettings } from "../light/ResolveSettings.js"
 import { DEVICE_LOGIN_LABEL, type KimiPluginOptions, PLUGIN_ID } from "./KimiPlugin.js"
@@ -67,13 +69,10 @@ export interface V2Context {
   readonly session?: { readonly hook?: Hook } | undefined
 }
 
-const debugEnabled = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
-const debug = (message: string) => {
-  if (debugEnabled()) process.stderr.write(`opencode-kimi-auth: ${message}\n`)
-}
+const debug = (message: string) => debugLine(message)
 
-let coreModule: Promise<typeof import("./PluginCore.js")> | undefined
-const loadCoreModule = () => (coreModule ??= import("./PluginCore.js"))
+/** The core module, imported once per process on first need. */
+const loadCoreModule = lazyModule(() => import("./PluginCore.js"))
 
 const isRecord = (u: unknown): u is Record<string, any> => typeof u === "object" && u !== null && !Array.isArray(u)
 

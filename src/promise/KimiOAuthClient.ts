@@ -19,7 +19,6 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { DeviceFlow } from "../oauth/DeviceFlow.js"
@@ -31,7 +30,8 @@ import { authErrorFailure, makeManagedTokenSource } from "../request/ManagedToke
 import { gaveUp } from "../oauth/Login.js"
 import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
 import { loginStatus } from "../oauth/LoginStatus.js"
-import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import type { KimiAuthServices } from "../KimiAuth.js"
+import { type EdgeRuntime, makeEdgeRuntime } from "../edge/Runtime.js"
 import { KimiApi } from "../api/KimiApi.js"
 import type { KimiRegion } from "../light/Region.js"
 import { TokenManager } from "../tokens/TokenManager.js"
@@ -184,19 +184,19 @@ const toKimiAuthError = (cause: Cause.Cause<unknown>, signal?: AbortSignal): Kim
 
 /** The promise facade over the Effect core. */
 export class KimiOAuthClient {
-  readonly #runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown>
+  readonly #runtime: EdgeRuntime
   #disposed = false
   #login: Promise<unknown> | undefined
 
   constructor(config: OAuthConfig = {}) {
     const { clientSecret: _secret, scopes: _scopes, ...options } = config
-    this.#runtime = ManagedRuntime.make(layerNode(options))
+    this.#runtime = makeEdgeRuntime(options, "default")
   }
 
   async #run<A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<A> {
     if (this.#disposed) throw new KimiAuthError("DISPOSED", "This KimiOAuthClient was disposed; create a new one.")
     if (signal?.aborted) throw new KimiAuthError("ABORTED", "The operation was cancelled.", { cause: signal.reason })
-    const exit = await this.#runtime.runPromiseExit(effect, signal ? { signal } : undefined)
+    const exit = await this.#runtime.run(effect, signal)
     if (Exit.isSuccess(exit)) return exit.value
     throw toKimiAuthError(exit.cause, signal)
   }

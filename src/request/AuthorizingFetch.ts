@@ -21,6 +21,7 @@
 import { envFetch } from "../net/EnvFetch.js"
 import { API_BODY_LIMIT_BYTES, readWebTextCapped, readWebTextPrefix } from "../net/HttpBody.js"
 import { authorize, type Outcome, quotaMessage, type TokenResult, type TokenSource, type Transport } from "./Authorize.js"
+import { isBelowApiBase } from "./ApiBase.js"
 import { decodeUsage, type KimiUsage } from "../api/Usage.js"
 
 export type { TokenResult } from "./Authorize.js"
@@ -66,8 +67,6 @@ const isPlainRecord = (h: unknown): h is Record<string, string> =>
 
 /** How long a quota refusal waits for `/usages` before answering without it. */
 const USAGES_TIMEOUT_MS = 5000
-
-const under = (url: string, base: string) => url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
 
 /** Builds the authorizing fetch. */
 export const makeKimiFetch = (deps: KimiFetchDeps) => {
@@ -151,7 +150,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     if (typeof input === "object" && "url" in input && !(input instanceof URL)) {
       const r = input as Request
       const base = baseOf()
-      if (base !== undefined && !under(r.url, base)) return baseFetch(input, init)
+      if (base !== undefined && !isBelowApiBase(r.url, base)) return baseFetch(input, init)
       url = r.url
       request = {
         method: r.method,
@@ -162,7 +161,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
       }
     } else {
       const base = baseOf()
-      if (base !== undefined && !under(String(input), base)) return baseFetch(input, init)
+      if (base !== undefined && !isBelowApiBase(String(input), base)) return baseFetch(input, init)
       url = input
       request = { ...init }
     }

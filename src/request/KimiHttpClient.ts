@@ -42,6 +42,7 @@ import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "../config/Kimi
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "../KimiAuth.js"
 import { API_BODY_LIMIT_BYTES, concatBytes, readTextCapped, readTextPrefix } from "../net/HttpBody.js"
 import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./Authorize.js"
+import { isBelowApiBase } from "./ApiBase.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
@@ -50,10 +51,6 @@ import { blockingWindow, decodeUsage, type KimiUsage } from "../api/Usage.js"
 /** The typed failures of a Kimi request besides the HTTP client's own. */
 export type KimiRequestError = TokenError | QuotaExceededError
 
-
-/** True when `url` is the API base or below it. */
-export const isUnder = (url: string, base: string): boolean =>
-  url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
 
 /**
  * The API base requests are authorized for: a pinned one (option or env),
@@ -243,7 +240,7 @@ export const make = Effect.gen(function*() {
   return HttpClient.make((request, url) =>
     Effect.gen(function*() {
       const base = yield* currentBase
-      if (!isUnder(url.href, base)) return yield* underlying.execute(request)
+      if (!isBelowApiBase(url.href, base)) return yield* underlying.execute(request)
       const sendable = yield* replayable(request).pipe(
         Effect.mapError((cause) =>
           new HttpClientError.HttpClientError({

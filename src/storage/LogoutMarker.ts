@@ -90,3 +90,12 @@ export const recordLoggedOut = (storageDir: string, secrets: ReadonlyArray<strin
   }, null, 2) + "\n"
   writeSmallFileSync(file, text)
 }
+
+/**
+ * The one "logged out elsewhere" rule: a login served from memory was
+ * removed by a logout (in this process or another) when its token file is
+ * gone and `logged-out.json` records it. `recorded` (a file read) is asked
+ * only when the file is gone. The token manager and the plugin's fast path
+ * both decide by it.
+ */
+export const removedByLogout = (fileGone: boolean, recorded: () => boolean): boolean => fileGone && recorded()

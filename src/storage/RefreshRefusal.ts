@@ -61,7 +61,7 @@ export const recordRefusal = (
 }
 
 /** The note, when it concerns the refresh token in `stored`; `undefined` otherwise (none, stale, unreadable, damaged). */
-export const readRefusal = (
+export const readRefusalNote = (
   fs: FileSystem.FileSystem,
   tokenFilePath: string,
   stored: TokenSet

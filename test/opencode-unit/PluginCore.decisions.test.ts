@@ -1,4 +1,4 @@
-/** The plugin core's decisions, each tested directly as a table (src/opencode/PluginCore.ts). */
+/** The plugin core's decisions, each tested directly as a table (src/opencode/PluginCoreDecisions.ts). */
 import * as Redacted from "effect/Redacted"
 import { describe, expect, it } from "vitest"
 import {
@@ -10,7 +10,6 @@ import {
   isRefusalStatus,
   loginStartOf,
   loginSuccessOf,
-  type OAuthEntry,
   oauthEntryOf,
   QUOTA_ERROR_TYPE,
   quotaResponse,
@@ -20,7 +19,8 @@ import {
   stillStoredRule,
   tokenSetFromEntry,
   withIdentityHeaders
-} from "../../src/opencode/PluginCore.js"
+} from "../../src/opencode/PluginCoreDecisions.js"
+import type { OAuthEntry } from "../../src/opencode/PluginCore.js"
 import { ERROR_HEADER } from "../../src/request/AuthorizingFetch.js"
 import { PRESENCE_CHECK_MILLIS } from "../../src/tokens/TokenManager.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"
