@@ -2,31 +2,15 @@
  * How the person at the terminal runs `kimi-auth`, so that the commands the
  * CLI names work when pasted: `kimi-auth` when it is on PATH (a global
  * install, a link), `npx kimi-auth` after a local install (the script lives
- * in a project's `node_modules` and no `kimi-auth` is on PATH) or when npm
- * ran it (`npx`, `npm exec`). Read only on the way to printing a hint.
+ * in a project's `node_modules` and no `kimi-auth` is on PATH). Read only on
+ * the way to printing a hint.
  *
  * @since 0.3.0
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { CliInvoker } from "../edge/HintWords.js"
-
-/** What {@link invokerRule} reads: the running script, npm's variables, and whether `kimi-auth` is on PATH. */
-export interface InvokerFacts {
-  /** The script Node runs (`process.argv[1]`). */
-  readonly script: string | undefined
-  /** `npm_command` (`exec` under `npx` / `npm exec`). */
-  readonly npmCommand: string | undefined
-  /** Whether a `kimi-auth` executable is on PATH (asked only when it matters). */
-  readonly onPath: () => boolean
-}
-
-/** The invoker rule: npm ran it, or a script inside `node_modules` with none on PATH, is `npx kimi-auth`. */
-export const invokerRule = (facts: InvokerFacts): CliInvoker =>
-  facts.npmCommand === "exec" ||
-    (facts.script !== undefined && facts.script.split(/[\\/]/).includes("node_modules") && !facts.onPath())
-    ? "npx kimi-auth"
-    : "kimi-auth"
+import { invokerRule } from "./RunCommandDecisions.js"
 
 /** Whether `kimi-auth` (or `kimi-auth.cmd` on Windows) is in one of PATH's folders. */
 export const kimiAuthOnPath = (env: Readonly<Record<string, string | undefined>> = process.env): boolean => {
@@ -46,4 +30,4 @@ export const kimiAuthOnPath = (env: Readonly<Record<string, string | undefined>>
 
 /** How this process was run, by {@link invokerRule}. */
 export const currentInvoker = (): CliInvoker =>
-  invokerRule({ script: process.argv[1], npmCommand: process.env["npm_command"], onPath: () => kimiAuthOnPath() })
+  invokerRule({ script: process.argv[1], onPath: () => kimiAuthOnPath() })

@@ -17,6 +17,7 @@ import type { KimiRegion } from "../light/Region.js"
 import { TokenStore } from "../storage/TokenStore.js"
 import { debugEnabled } from "./CommonFlags.js"
 import { ExitCode, exitCodeFor } from "./ExitCode.js"
+import { defectKind, defectMessage, errorEvent, stackFrames } from "./RunCommandDecisions.js"
 import { currentInvoker } from "./Invoker.js"
 import { err, out, red } from "./Output.js"
 
@@ -28,23 +29,6 @@ export interface RunFlags {
 
 /** Logs go to stderr so stdout stays clean for `token` and `--json`; Debug level with `--debug`. */
 export const loggingLayer = (debug: boolean) => edgeLoggingLayer("stderr", debugEnabled({ debug }))
-
-/** The `--json` line of a failure: `{ event: "error", error, exit_code, message }`. */
-export const errorEvent = (error: string, code: ExitCode, message: string): string =>
-  JSON.stringify({ event: "error", error, exit_code: code, message }) + "\n"
-
-/** A defect's kind, safe to print: an Error's name (letters, digits, `_`; at most 40), else its `typeof`. Never its message. */
-export const defectKind = (defect: unknown): string =>
-  defect instanceof Error ? defect.name.replace(/[^A-Za-z0-9_]/g, "").slice(0, 40) || "Error" : typeof defect
-
-/** What a defect in command `name` says: a bug to report, and that the stored login is unchanged. */
-export const defectMessage = (name: string, kind: string): string =>
-  `kimi-auth ${name} stopped on an unexpected internal error (${kind}). This is a bug: ` +
-  `please report it with the command you ran. Your stored login was not changed by this message.`
-
-/** The `at …` frames of a stack (at most 12), without its message line (which may hold a secret). */
-export const stackFrames = (stack: string): string =>
-  stack.split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 12).join("\n")
 
 /**
  * The last resort for a defect (a bug, or a value nothing expected): one line

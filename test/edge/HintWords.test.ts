@@ -7,7 +7,7 @@
 import { describe, expect, it } from "vitest"
 import { advised, adviseWith, defaultHintWords, LOGIN_HINT, loginHintFor, messageIn, type NextStep, NotLoggedInError, TokenStoreError } from "../../src/Errors.js"
 import { cliHintWords, cliLoginCommand, openCodeHintWords, openCodeLogin } from "../../src/edge/HintWords.js"
-import { invokerRule } from "../../src/cli/Invoker.js"
+import { invokerRule } from "../../src/cli/RunCommandDecisions.js"
 import { V2_METHOD_ID } from "../../src/opencode/V2Plugin.js"
 
 const logIn: NextStep = { _tag: "LogIn" }
@@ -89,13 +89,13 @@ describe("how the CLI is run, for the commands it names", () => {
   const onPath = () => true
   const notOnPath = () => false
   it.each([
-    ["a global install", "/usr/lib/node_modules/opencode-kimi-auth/dist/bundle/cli.js", undefined, onPath, "kimi-auth"],
-    ["a local install, nothing on PATH", "/p/node_modules/opencode-kimi-auth/dist/bundle/cli.js", undefined, notOnPath, "npx kimi-auth"],
-    ["a local install, another on PATH", "/p/node_modules/opencode-kimi-auth/dist/bundle/cli.js", undefined, onPath, "kimi-auth"],
-    ["npx / npm exec", "/p/node_modules/.bin/kimi-auth", "exec", onPath, "npx kimi-auth"],
-    ["a checkout", "/src/opencode-kimi-auth/dist/bundle/cli.js", undefined, notOnPath, "kimi-auth"],
-    ["a Windows local install", "C:\\p\\node_modules\\opencode-kimi-auth\\dist\\bundle\\cli.js", undefined, notOnPath, "npx kimi-auth"]
-  ] as const)("%s", (_, script, npmCommand, path, invoker) => {
-    expect(invokerRule({ script, npmCommand, onPath: path })).toBe(invoker)
+    ["a global install", "/usr/lib/node_modules/opencode-kimi-auth/dist/bundle/cli.js", onPath, "kimi-auth"],
+    ["a local install, nothing on PATH (npx)", "/p/node_modules/opencode-kimi-auth/dist/bundle/cli.js", notOnPath, "npx kimi-auth"],
+    ["a local install, another on PATH", "/p/node_modules/opencode-kimi-auth/dist/bundle/cli.js", onPath, "kimi-auth"],
+    ["a checkout, even when npm started its parent", "/src/opencode-kimi-auth/dist/bundle/cli.js", notOnPath, "kimi-auth"],
+    ["no script known", undefined, notOnPath, "kimi-auth"],
+    ["a Windows local install", "C:\\p\\node_modules\\opencode-kimi-auth\\dist\\bundle\\cli.js", notOnPath, "npx kimi-auth"]
+  ] as const)("%s", (_, script, path, invoker) => {
+    expect(invokerRule({ script, onPath: path })).toBe(invoker)
   })
 })
