@@ -9,7 +9,10 @@
  * truth, OpenCode's `auth.json` only mirrored (it has no lock and drops the
  * device id), and a copy of a login the user logged out of is never adopted
  * back (`LogoutMarker`). Nothing here throws into OpenCode: failures become an error
- * `Response` or an `Error` whose message says what to do.
+ * `Response` or an `Error` whose message says what to do, in OpenCode's words
+ * (the error's hint rendered by `edge/HintWords.ts`). The runtime is the
+ * shared edge bootstrap (`edge/Runtime.ts`); the pure decisions live in
+ * `PluginCoreDecisions.ts`.
  *
  * @since 0.2.0
  */
@@ -36,28 +39,7 @@ import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../request/Au
 import { decodeUsage, type KimiUsage } from "../api/Usage.js"
 import { errorResponse, makeKimiFetch, type TokenResult } from "../request/AuthorizingFetch.js"
 import { makeManagedTokenSource } from "../request/ManagedTokenSource.js"
-import {
-  adoptLogLine,
-  adoptRule,
-  type FastToken,
-  failureOf,
-  fastPathRule,
-  isAdoptableEntry,
-  isRefusalStatus,
-  loginStartOf,
-  loginSuccessOf,
-  oauthEntryOf,
-  type OpenCodeLine,
-  openCodeMessage,
-  pluginTokenFailure,
-  quotaResponse,
-  rejectedMessageFor,
-  resendTokenRule,
-  shouldMirror,
-  stillStoredRule,
-  tokenSetFromEntry,
-  withIdentityHeaders
-} from "./PluginCoreDecisions.js"
+import * as Decisions from "./PluginCoreDecisions.js"
 
 export { type OpenCodeLine, QUOTA_ERROR_TYPE } from "./PluginCoreDecisions.js"
 
@@ -70,7 +52,7 @@ export interface PluginCoreConfig {
   /** The OpenCode provider id (`kimi-code-plan-cn`, `kimi-code-plan-global`). */
   readonly providerId: string
   /** The OpenCode line hosting the plugin, for the login command its messages name (default `"v1"`). */
-  readonly line?: OpenCodeLine | undefined
+  readonly line?: Decisions.OpenCodeLine | undefined
   /** OpenCode's `client.auth.set`, to mirror refreshed tokens into `auth.json`. */
   readonly setAuth?: ((args: { path: { id: string }; body: OAuthEntry }) => unknown) | undefined
 }
@@ -149,7 +131,7 @@ interface CoreContext {
   readonly config: PluginCoreConfig
   readonly providerId: string
   readonly region: KimiRegion
-  readonly line: OpenCodeLine
+  readonly line: Decisions.OpenCodeLine
   readonly authOptions: KimiAuthOptions
   readonly settings: KimiAuthSettings | undefined
   readonly configProblem: string | undefined
@@ -160,7 +142,7 @@ interface CoreContext {
   /** The edge runtime (`src/edge/Runtime.ts`): silent unless `DEBUG`, with the background refresher. */
   readonly runtime: EdgeRuntime
   /** Fast path of the request `fetch` (BENCHMARKS.md, "Request overhead"); see {@link fastAccessToken}. */
-  fast: FastToken | undefined
+  fast: Decisions.FastToken | undefined
   fastCheckedAt: number
   mirrored: string | undefined
   identityHeaders: Readonly<Record<string, string>>
@@ -169,10 +151,10 @@ interface CoreContext {
 }
 
 /** The logout presence check on disk (one stat, and a small read only when the file is gone); notes its time. */
-const stillStored = (ctx: CoreContext, f: FastToken): boolean => {
+const stillStored = (ctx: CoreContext, f: Decisions.FastToken): boolean => {
   ctx.fastCheckedAt = Date.now()
   const settings = ctx.settings
-  return settings === undefined || stillStoredRule(
+  return settings === undefined || Decisions.stillStoredRule(
     () => nodeFs.existsSync(settings.tokenFilePath),
     () => isLoggedOut(settings.storageDir, [f.access, Redacted.value(f.tokens.refreshToken)])
   )
@@ -187,7 +169,7 @@ const stillStored = (ctx: CoreContext, f: FastToken): boolean => {
  */
 const fastAccessToken = (ctx: CoreContext, signal?: AbortSignal): Promise<TokenResult> => {
   const f = ctx.fast
-  const rule = fastPathRule(f, Date.now(), ctx.windowSeconds, ctx.fastCheckedAt, signal?.aborted === true)
+  const rule = Decisions.fastPathRule(f, Date.now(), ctx.windowSeconds, ctx.fastCheckedAt, signal?.aborted === true)
   if (rule !== "slow") {
     if (rule === "serve" || stillStored(ctx, f!)) return Promise.resolve({ ok: true, token: f!.access } as const)
     ctx.fast = undefined
@@ -204,13 +186,13 @@ const refreshAfterRejection = (ctx: CoreContext, rejected: string, signal?: Abor
 const mirror = (ctx: CoreContext, tokens: TokenSet): void => {
   const setAuth = ctx.config.setAuth
   const access = Redacted.value(tokens.accessToken)
-  if (!shouldMirror(access, ctx.mirrored, setAuth !== undefined)) return
+  if (!Decisions.shouldMirror(access, ctx.mirrored, setAuth !== undefined)) return
   ctx.mirrored = access
   const forget = () => {
     ctx.mirrored = undefined
   }
   try {
-    Promise.resolve(setAuth!({ path: { id: ctx.providerId }, body: oauthEntryOf(tokens) })).catch(forget)
+    Promise.resolve(setAuth!({ path: { id: ctx.providerId }, body: Decisions.oauthEntryOf(tokens) })).catch(forget)
   } catch {
     forget() // a synchronous throw from the host's client must not reach the request
   }
@@ -246,34 +228,34 @@ const fetchAfterBuild = async (ctx: CoreContext, input: RequestInfo | URL, init?
 
 const apiKeyFetch = async (ctx: CoreContext, input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
   await readyOAuthFetch(ctx)
-  return globalThis.fetch(input, withIdentityHeaders(init, ctx.identityHeaders))
+  return globalThis.fetch(input, Decisions.withIdentityHeaders(init, ctx.identityHeaders))
 }
 
 const adopt = async (ctx: CoreContext, entry: OAuthEntry): Promise<void> => {
   const settings = ctx.settings
   if (ctx.configProblem || !settings) return
-  if (!isAdoptableEntry(entry)) return
+  if (!Decisions.isAdoptableEntry(entry)) return
   await ctx.run(
     Effect.gen(function*() {
       const store = yield* TokenStore
       // Under the lock, so a logout in another process cannot slip between the checks and the save.
       const adopted = yield* store.withLock(Effect.gen(function*() {
-        const outcome = adoptRule(
+        const outcome = Decisions.adoptRule(
           (yield* store.load) !== undefined,
           // A copy of a login the user logged out of (`kimi-auth logout`) is never brought back; a new login is.
           () => isLoggedOut(settings.storageDir, [entry.refresh, entry.access])
         )
-        if (outcome === "adopted") yield* store.save(tokenSetFromEntry(entry, ctx.region, Date.now()))
+        if (outcome === "adopted") yield* store.save(Decisions.tokenSetFromEntry(entry, ctx.region, Date.now()))
         return outcome
       }))
-      yield* Effect.logDebug(adoptLogLine(adopted, ctx.providerId, store.path))
+      yield* Effect.logDebug(Decisions.adoptLogLine(adopted, ctx.providerId, store.path))
     })
   )
 }
 
 /** The message of a failed run, with OpenCode's login command first. */
 const failureMessage = (ctx: CoreContext, cause: Cause.Cause<unknown>): string =>
-  openCodeMessage(failureOf(cause), ctx.providerId, ctx.region, ctx.line)
+  Decisions.openCodeMessage(Decisions.failureOf(cause), ctx.providerId, ctx.region, ctx.line)
 
 const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => async () => {
   const exit = await ctx.run(
@@ -285,13 +267,13 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
     })
   )
   if (Exit.isFailure(exit)) {
-    await ctx.run(Effect.logWarning(`Kimi login failed: ${failureOf(exit.cause).message}`))
+    await ctx.run(Effect.logWarning(`Kimi login failed: ${Decisions.failureOf(exit.cause).message}`))
     throw new Error(failureMessage(ctx, exit.cause))
   }
   const tokens = exit.value
   ctx.mirrored = Redacted.value(tokens.accessToken)
   ctx.fast = { tokens, access: ctx.mirrored }
-  return loginSuccessOf(tokens)
+  return Decisions.loginSuccessOf(tokens)
 }
 
 /**
@@ -305,7 +287,7 @@ const startLogin = async (ctx: CoreContext): Promise<DeviceLoginStart> => {
   // Proven storable first: the user must never approve a login that cannot be kept.
   const started = await ctx.run(Effect.andThen(checkCanStoreLogin, Effect.flatMap(DeviceFlow, (f) => f.start)))
   if (Exit.isFailure(started)) throw new Error(`Kimi login could not start: ${failureMessage(ctx, started.cause)}`)
-  return loginStartOf(started.value, Date.now(), finishLogin(ctx, started.value))
+  return Decisions.loginStartOf(started.value, Date.now(), finishLogin(ctx, started.value))
 }
 
 const listModels = async (ctx: CoreContext, apiBaseUrl: string, budgetMillis: number): Promise<ReadonlyArray<ApiModel>> => {
@@ -336,7 +318,7 @@ const resendAfterRejection = async (ctx: CoreContext, request: Request, rejected
   await readyOAuthFetch(ctx)
   // The first send of this fetch is the retry: its token comes from the forced refresh.
   const once = makeOAuthFetch(ctx, async (signal) =>
-    resendTokenRule(await refreshAfterRejection(ctx, rejected, signal), rejected, ctx.rejectedMessage))
+    Decisions.resendTokenRule(await refreshAfterRejection(ctx, rejected, signal), rejected, ctx.rejectedMessage))
   return once(request)
 }
 
@@ -353,13 +335,13 @@ const readUsage = async (ctx: CoreContext): Promise<KimiUsage | undefined> => {
 }
 
 const judgeRefusal = async (ctx: CoreContext, response: Response): Promise<Response> => {
-  if (!isRefusalStatus(response.status)) return response
+  if (!Decisions.isRefusalStatus(response.status)) return response
   const text = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
   const refusal = classifyRefusal(response.status, text, response.headers.get("retry-after") ?? undefined)
   if (refusal?._tag !== "QuotaExceeded") {
     return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers })
   }
-  return quotaResponse(quotaMessage(refusal, await readUsage(ctx)))
+  return Decisions.quotaResponse(quotaMessage(refusal, await readUsage(ctx)))
 }
 
 // Once built, the core's fetch is handed on as is: every request passes here, and a wrapper that
@@ -380,15 +362,15 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const settingsExit = Effect.runSyncExit(resolve(authOptions))
   const runtime = makeEdgeRuntime({ ...authOptions, backgroundRefresh: true }, "silent")
   const settings = Exit.isSuccess(settingsExit) ? settingsExit.value : undefined
-  const configProblem = Exit.isFailure(settingsExit) ? failureOf(settingsExit.cause).message : undefined
+  const configProblem = Exit.isFailure(settingsExit) ? Decisions.failureOf(settingsExit.cause).message : undefined
   const ctx: CoreContext = {
     config, providerId, region, line, authOptions, settings, configProblem,
     windowSeconds: settings ? Duration.toSeconds(settings.refreshWindow) : 300,
-    rejectedMessage: rejectedMessageFor(openCodeLogin(providerId, region, line)),
+    rejectedMessage: Decisions.rejectedMessageFor(openCodeLogin(providerId, region, line)),
     run: runtime.run,
     source: makeManagedTokenSource({
       run: runtime.run,
-      failure: pluginTokenFailure(providerId, region, line),
+      failure: Decisions.pluginTokenFailure(providerId, region, line),
       ...(configProblem ? { unavailable: { ok: false, status: 500, code: "kimi_config", message: configProblem } } : {}),
       onTokens: (tokens) => {
         mirror(ctx, tokens)
