@@ -41,7 +41,7 @@ import { isTransient, NotLoggedInError } from "../Errors.js"
 import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "../KimiAuth.js"
 import { API_BODY_LIMIT_BYTES, concatBytes, readTextCapped, readTextPrefix } from "../net/HttpBody.js"
-import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./Authorize.js"
+import { authorize, kimiHeaders, type Outcome, quotaMessage, REJECTED_DETAIL, type TokenResult } from "./Authorize.js"
 import { isBelowApiBase } from "./ApiBase.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
@@ -104,7 +104,7 @@ const toHttpClientError = (
     case "NoToken":
     case "Rejected": {
       const cause = outcome._tag === "Rejected"
-        ? new NotLoggedInError({ reason: "refresh-rejected", message: outcome.message })
+        ? new NotLoggedInError({ reason: "refresh-rejected", message: outcome.message, detail: REJECTED_DETAIL, hint: { _tag: "LogIn" } })
         : outcome.failure.error ?? new NotLoggedInError({ reason: "no-tokens", message: outcome.failure.message })
       const props = { request, cause, description: (cause as { message: string }).message }
       // A TransportError is what `retryTransient` retries: only for a token error that may clear up by itself
