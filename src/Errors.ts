@@ -2,8 +2,12 @@
  * The typed errors of opencode-kimi-auth.
  *
  * Every error is a tagged class whose `message` tells a person what happened
- * and what to do next. None of them ever carries a token: response excerpts
- * are scrubbed by {@link excerpt} before they are stored.
+ * and what to do next. The errors that end in "log in again" also carry that
+ * advice as data ({@link Advice}: `detail`, a {@link NextStep} `hint`,
+ * `region`, `account`), so each edge words it for its host
+ * ({@link messageIn}) instead of patching the text. None of them ever carries
+ * a token: response excerpts are scrubbed by {@link excerpt} before they are
+ * stored.
  *
  * @since 0.1.0
  */
