@@ -23,7 +23,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { DeviceFlow } from "../oauth/DeviceFlow.js"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
-import { isTransient } from "../Errors.js"
+import { isTransient, type NextStep } from "../Errors.js"
 import { issuerFor, KimiAuthConfig } from "../config/KimiAuthConfig.js"
 import { makeKimiFetch } from "../request/AuthorizingFetch.js"
 import { authErrorFailure, makeManagedTokenSource } from "../request/ManagedTokenSource.js"
@@ -100,8 +100,15 @@ export class KimiAuthError extends Error {
   override readonly name = "KimiAuthError"
   /** The cross-build brand; see {@link KimiAuthError.is}. */
   readonly [KimiAuthErrorBrand] = true
+  /**
+   * What to run next, as data, when the typed error carries it (a login
+   * again, at which region; a file to move away first): render it in your
+   * host's words instead of parsing `message`.
+   */
+  readonly hint: NextStep | undefined
   constructor(readonly code: KimiAuthErrorCode, message: string, options?: { readonly cause?: unknown }) {
     super(message, options)
+    this.hint = (options?.cause as { readonly hint?: NextStep } | undefined)?.hint
   }
 
   /** Whether `u` is a `KimiAuthError` from any build or copy of this package. */

@@ -111,3 +111,16 @@ describe("a login of the other region, in every edge", () => {
     )
   })
 })
+
+describe("the facade's errors carry the hint as data", () => {
+  it("KimiAuthError.hint is the typed error's: a login at the region asked for", async () => {
+    const client = new KimiOAuthClient({ storageDir: loginOf("mainland-cn"), region: "global" })
+    try {
+      const e = (await client.getValidAccessToken().catch((x: unknown) => x)) as KimiAuthError
+      expect(e.hint).toEqual({ _tag: "LogIn", region: "global" })
+      expect(new KimiAuthError("ABORTED", "The operation was cancelled.").hint).toBeUndefined()
+    } finally {
+      await client.dispose()
+    }
+  })
+})
