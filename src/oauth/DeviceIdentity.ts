@@ -10,6 +10,22 @@
  * a non-ASCII host name or the trailing newline of an OS version string has
  * broken real logins.
  *
+ * `X-Msh-Platform` is `kimi_cli` by default: the archived Python client's
+ * value, not `kimi_code_cli`, which Moonshot's current client (kimi-code
+ * 2.1.0) sends. Why we keep it:
+ * - it is one of a consistent triple with `X-Msh-Version` (`1.0.0`) and the
+ *   `KimiCLI/1.0.0` user agent; `kimi_code_cli` beside a version kimi-code
+ *   never had would claim to be an ancient kimi-code build, which a server
+ *   gate on client versions is likelier to refuse than an archived client;
+ * - every login this package made was issued and refreshed with it, and the
+ *   allow-list that kimi-code issue #1795 claims the server checks is
+ *   unverified here (no live account in the test lanes): changing the value
+ *   under existing logins would be a guess made for every user at once.
+ * It stays configurable: the `platform` option, or `KIMI_MSH_PLATFORM` in the
+ * environment (then set `version` to a matching kimi-code version). If Kimi
+ * starts refusing `kimi_cli`, that is the switch, and the default follows.
+ * docs/kimi.md keeps this decision with the other protocol choices.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"

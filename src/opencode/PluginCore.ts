@@ -21,8 +21,10 @@ import * as nodeFs from "node:fs"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { DeviceFlow } from "../oauth/DeviceFlow.js"
+import { redactSecrets } from "../Errors.js"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
 import { isLoggedOut } from "../storage/LogoutMarker.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
@@ -36,7 +38,9 @@ import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
 import { readWebTextPrefix } from "../net/HttpBody.js"
 import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../request/Authorize.js"
-import { decodeUsage, type KimiUsage } from "../api/Usage.js"
+import type { KimiUsage } from "../api/Usage.js"
+import { readUsageWithFetch } from "../api/UsageReader.js"
+import { decodeModels } from "../api/Models.js"
 import { errorResponse, makeKimiFetch, type TokenResult } from "../request/AuthorizingFetch.js"
 import { makeManagedTokenSource } from "../request/ManagedTokenSource.js"
 import * as Decisions from "./PluginCoreDecisions.js"
@@ -117,9 +121,11 @@ export interface PluginCore {
   /**
    * Reads a `403`/`429` answer: a quota refusal becomes a `403` naming the
    * used-up window and its reset, coded so hosts do not retry it; anything
-   * else comes back as it was (its body kept).
+   * else comes back as it was (its body kept). With `sentToken` (the bearer
+   * the request carried), any error answer's body is handed back with that
+   * token scrubbed in every form a server may echo it.
    */
-  readonly judgeRefusal: (response: Response) => Promise<Response>
+  readonly judgeRefusal: (response: Response, sentToken?: string) => Promise<Response>
   readonly dispose: () => Promise<void>
 }
 
@@ -322,21 +328,14 @@ const resendAfterRejection = async (ctx: CoreContext, request: Request, rejected
   return once(request)
 }
 
-const readUsage = async (ctx: CoreContext): Promise<KimiUsage | undefined> => {
-  if (!ctx.settings) return undefined
-  try {
-    const response = await coreFetch(ctx, `${ctx.settings.apiBaseUrl}/usages`, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(5000) })
-    if (!response.ok) return undefined
-    const decoded = decodeUsage(await response.json())
-    return decoded._tag === "Success" ? decoded.success : undefined
-  } catch {
-    return undefined
-  }
-}
+// The core's fetch authorizes the read; the reader bounds it and never throws.
+const readUsage = async (ctx: CoreContext): Promise<KimiUsage | undefined> =>
+  ctx.settings ? readUsageWithFetch((url, init) => coreFetch(ctx, url, init), ctx.settings.apiBaseUrl) : undefined
 
-const judgeRefusal = async (ctx: CoreContext, response: Response): Promise<Response> => {
-  if (!Decisions.isRefusalStatus(response.status)) return response
-  const text = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
+const judgeRefusal = async (ctx: CoreContext, response: Response, sentToken?: string): Promise<Response> => {
+  if (!Decisions.isRefusalStatus(response.status) && (sentToken === undefined || response.status < 400)) return response
+  const read = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
+  const text = sentToken === undefined ? read : redactSecrets(read, [sentToken])
   const refusal = classifyRefusal(response.status, text, response.headers.get("retry-after") ?? undefined)
   if (refusal?._tag !== "QuotaExceeded") {
     return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers })
@@ -390,32 +389,19 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     accessToken: (signal) => fastAccessToken(ctx, signal),
     identity: async () => (await readyOAuthFetch(ctx), ctx.identityHeaders),
     resendAfterRejection: (request, rejected) => resendAfterRejection(ctx, request, rejected),
-    judgeRefusal: (response) => judgeRefusal(ctx, response),
+    judgeRefusal: (response, sentToken) => judgeRefusal(ctx, response, sentToken),
     dispose: () => dispose(ctx)
   }
 }
 
-/** Reads a `GET /models` answer leniently: unknown or malformed entries are skipped; never throws. */
-export const modelsFromApi = (body: unknown): Array<ApiModel> => {
-  const data = (body as { data?: unknown } | null)?.data
-  if (!Array.isArray(data)) return []
-  const out: Array<ApiModel> = []
-  for (const m of data) {
-    if (typeof m !== "object" || m === null) continue
-    const r = m as Record<string, unknown>
-    const id = r["id"]
-    if (typeof id !== "string" || id === "") continue
-    const context = r["context_length"]
-    const name = r["display_name"]
-    out.push({
-      id,
-      displayName: typeof name === "string" && name !== "" ? name : undefined,
-      contextLength: typeof context === "number" && Number.isFinite(context) && context > 0 ? context : undefined,
-      reasoning: r["supports_reasoning"] !== false,
-      image: r["supports_image_in"] === true
-    })
-  }
-  return out
-}
+/** Reads a `GET /models` answer leniently (the one decoder, `api/Models.ts`); never throws. */
+export const modelsFromApi = (body: unknown): Array<ApiModel> =>
+  Option.getOrElse(decodeModels(body), () => []).map((m) => ({
+    id: m.id,
+    displayName: m.displayName,
+    contextLength: m.contextLength,
+    reasoning: m.supportsReasoning !== false,
+    image: m.supportsImageIn === true
+  }))
 
 export { errorResponse }

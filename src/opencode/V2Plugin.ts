@@ -139,7 +139,8 @@ const httpResponse = async (r: RegionV2 | undefined, sent: WeakMap<Request, Sent
     event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
     return
   }
-  if (status === 403 || status === 429) event.response = await (await r.getCore()).judgeRefusal(event.response)
+  // Any error answer: the quota message, and the sent token scrubbed from what OpenCode prints.
+  if (status >= 400) event.response = await (await r.getCore()).judgeRefusal(event.response, "token" in record ? record.token : undefined)
 }
 
 /** Everything the hooks need, for both regions. */
