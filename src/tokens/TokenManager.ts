@@ -57,6 +57,8 @@ import type * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import {
+  advised,
+  adviseWith,
   answerMayBeLost,
   type CorruptTokenFileError,
   type InvalidGrantError,
@@ -72,6 +74,7 @@ import {
   type ServerError
 } from "../Errors.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
+import { removedByLogout } from "../storage/Notes.js"
 import { OAuthClient, type OAuthClientShape } from "../oauth/OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong, type RetryPolicy } from "../oauth/Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "../storage/TokenStore.js"
@@ -233,7 +236,7 @@ const unrefSleep = (duration: Duration.Duration): Effect.Effect<void> =>
   })
 
 const notLoggedIn = (reason: NotLoggedInError["reason"], detail: string) =>
-  new NotLoggedInError({ reason, message: `${detail}; ${LOGIN_HINT}.` })
+  new NotLoggedInError({ reason, ...advised(detail, { _tag: "LogIn" }) })
 
 
 // ---------------------------------------------------------------------------
@@ -435,7 +438,8 @@ export const loggedOutElsewhere = (
   read: Result.Result<TokenSet | undefined, unknown>,
   tokens: TokenSet,
   isLoggedOut: (secrets: ReadonlyArray<Redacted.Redacted<string>>) => boolean
-): boolean => read._tag === "Success" && read.success === undefined && isLoggedOut([tokens.refreshToken, tokens.accessToken])
+): boolean =>
+  read._tag === "Success" && removedByLogout(read.success === undefined, () => isLoggedOut([tokens.refreshToken, tokens.accessToken]))
 
 /** Whether a failed refresh is a refusal for good, noted beside the file so that `status` can say so without a request. */
 export const isRefusedForGood = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>
@@ -465,10 +469,13 @@ export const backgroundSleepMillis = (
 }
 
 /** The message of a refusal that an interrupted earlier refresh explains. */
-export const interruptedMessage = (i: InterruptedRefresh): string =>
+export const interruptedMessage = (i: InterruptedRefresh): string => adviseWith(interruptedDetail(i), LOGIN_HINT)
+
+/** {@link interruptedMessage} without the advice. */
+const interruptedDetail = (i: InterruptedRefresh): string =>
   `Your Kimi login was revoked: an earlier token refresh (process ${i.pid} on ${i.hostname}, started ${i.startedAt}) ` +
   `was interrupted, or got no answer in time, after Kimi had rotated the refresh token and before the new tokens ` +
-  `were saved, so the saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
+  `were saved, so the saved refresh token was already spent. Nothing was deleted`
 
 // ---------------------------------------------------------------------------
 // Effects: the pieces `make` wires together, over one shared state.
@@ -516,7 +523,7 @@ const done = (tokens: TokenSet): Attempt => ({ _tag: "Done", tokens })
 const loadTokens = (store: TokenStoreShape): Effect.Effect<TokenSet, TokenStoreError | NotLoggedInError> =>
   store.load.pipe(
     Effect.catchTag("CorruptTokenFileError", (e: CorruptTokenFileError) =>
-      Effect.fail(new NotLoggedInError({ reason: "corrupt-file", message: e.message }))),
+      Effect.fail(new NotLoggedInError({ reason: "corrupt-file", message: e.message, detail: e.detail, hint: e.hint }))),
     Effect.flatMap((t) =>
       t === undefined
         ? Effect.fail(notLoggedIn("no-tokens", `You are not logged in to Kimi (no tokens at ${store.path})`))
@@ -636,7 +643,7 @@ const afterRefusal = (m: Manager, onDisk: TokenSet, prepared: PreparedSave, nowS
     const reading = readRefusal(onDisk, again, prepared.interrupted, nowSeconds)
     switch (reading._tag) {
       case "Interrupted":
-        return Effect.fail(new NotLoggedInError({ reason: "refresh-rejected", message: interruptedMessage(reading.interrupted) }))
+        return Effect.fail(notLoggedIn("refresh-rejected", interruptedDetail(reading.interrupted)))
       case "Revoked":
         return Effect.fail(revoked(e))
       case "RotatedElsewhere":
