@@ -20,6 +20,11 @@ cd "$(dirname "$0")/.."
 files=(
   test/storage/TokenStore.test.ts
   test/storage/TokenStore.decisions.test.ts
+  test/storage/Notes.test.ts
+  test/storage/NoteOps.test.ts
+  test/storage/TokenFileEncodings.test.ts
+  test/storage/clockSkew.test.ts
+  test/storage/foreignOwner.test.ts
   test/lock/FileLock.test.ts
   test/lock/FileLock.decisions.test.ts
   test/lock/FileLock.pidns.test.ts
