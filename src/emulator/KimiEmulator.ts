@@ -34,6 +34,7 @@ import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { DEFAULT_CLIENT_ID } from "../config/KimiAuthConfig.js"
 import { type FaultOptions, FaultInjector, proxyErrorPage } from "./Faults.js"
+import { type EmulatorUser, Users } from "./Users.js"
 import { findModel, MODELS, reasoningText, thinkingOf } from "./Models.js"
 import { Quota, type QuotaOptions, type QuotaSnapshot, type QuotaWindow, RATE_LIMIT_MESSAGE } from "./Quota.js"
 import {
@@ -56,6 +57,7 @@ export {
   USAGE_LIMIT_MESSAGE
 } from "./Quota.js"
 export type { DeviceCodeInfo, DeviceCodeStatus, EmulatorStats, IssuedTokens } from "./State.js"
+export { DEFAULT_USER, type EmulatorUser } from "./Users.js"
 
 /** Options of the emulator. Every field is optional. */
 export interface EmulatorOptions {
@@ -87,6 +89,8 @@ export interface EmulatorOptions {
   readonly quota?: QuotaOptions | undefined
   /** The region `/usages` reports for the account (`user.region`). Default `mainland-cn`. */
   readonly region?: "mainland-cn" | "global" | undefined
+  /** The Kimi users (`/me`); a login is approved as the first unless another is chosen. Default: one user, `emu-user-1`. */
+  readonly users?: ReadonlyArray<EmulatorUser> | undefined
 }
 
 /** The `X-Msh-*` identity headers of a request (`undefined` when absent). */
@@ -149,14 +153,18 @@ export interface EmulatorHandle {
   readonly requests: (path?: string) => ReadonlyArray<RecordedRequest>
   /** Empties the request log. */
   readonly clearRequests: () => void
-  /** Approves a pending device code by user code (`ABCD-EFGH`, case and dash ignored). False when not pending. */
-  readonly approve: (userCode: string) => boolean
+  /**
+   * Approves a pending device code by user code (`ABCD-EFGH`, case and dash
+   * ignored), as `userId` (one of the `users`; the first by default). False
+   * when not pending or the user is unknown.
+   */
+  readonly approve: (userCode: string, userId?: string) => boolean
   /** Denies a pending device code by user code. False when not pending. */
   readonly deny: (userCode: string) => boolean
   /** Every device code issued so far, oldest first. */
   readonly deviceCodes: () => ReadonlyArray<DeviceCodeInfo>
-  /** Mints a logged-in token pair (new family) without a device flow. */
-  readonly issueTokens: () => IssuedTokens
+  /** Mints a logged-in token pair (new family, of `userId` or the first user) without a device flow. */
+  readonly issueTokens: (userId?: string) => IssuedTokens
   /** Makes every access token issued so far expired; refresh tokens keep working. */
   readonly expireAccessTokens: () => void
   /** Revokes every token family: all tokens issued so far stop working. */
@@ -248,7 +256,12 @@ const messageText = (content: unknown): string => {
   return ""
 }
 
-const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: string; readonly region: string }) => {
+const routes = (
+  state: EmulatorState,
+  quota: Quota,
+  account: { readonly userId: string; readonly region: string },
+  users: Users
+) => {
   const setError = (rec: MutableRecord, body: Record<string, unknown>) => {
     const e = body["error"]
     rec.error = typeof e === "string"
@@ -309,6 +322,11 @@ const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: 
       data: MODELS.map((m) => ({ object: "model", created: 1761264000, owned_by: "moonshot", ...m }))
     })
   )
+
+  const me = api((rec) => {
+    const check = state.checkAccessToken(rec.bearer ?? "")
+    return HttpServerResponse.jsonUnsafe(users.meBody(check._tag === "ok" ? check.userId : users.defaultUserId))
+  })
 
   const usages = api(() => HttpServerResponse.jsonUnsafe(quota.usagesBody(state.settings.now(), account)))
 
@@ -407,7 +425,7 @@ const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: 
   const codeForm = (userCode: string) =>
     `<form method="post" action="/device"><p><label>User code <input name="user_code" value="${
       escapeHtml(userCode)
-    }" autocomplete="off"></label></p>` +
+    }" autocomplete="off"></label></p>${users.chooser(escapeHtml)}` +
     `<p><button name="action" value="approve">Approve</button><button name="action" value="deny">Deny</button></p></form>`
 
   const devicePage = Effect.gen(function*() {
@@ -434,7 +452,11 @@ const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: 
     if (action !== "approve" && action !== "deny") {
       return page("Kimi emulator", `<p>Choose Approve or Deny.</p>${codeForm(userCode)}`, 400)
     }
-    const done = action === "approve" ? state.approve(userCode) : state.deny(userCode)
+    const user = rec.form?.["user"]
+    if (action === "approve" && user !== undefined && users.find(user) === undefined) {
+      return page("Kimi emulator", `<p>No user <code>${escapeHtml(user)}</code> here.</p>${codeForm(userCode)}`, 400)
+    }
+    const done = action === "approve" ? state.approve(userCode, user) : state.deny(userCode)
     if (!done) {
       return page(
         "Kimi emulator",
@@ -450,7 +472,7 @@ const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: 
   const index = HttpServerResponse.text(
     "Kimi emulator\n" +
       "POST /api/oauth/device_authorization\nPOST /api/oauth/token\nGET  /device\n" +
-      "GET  /coding/v1/models\nGET  /coding/v1/usages\nPOST /coding/v1/chat/completions\n"
+      "GET  /coding/v1/models\nGET  /coding/v1/usages\nGET  /coding/v1/me\nPOST /coding/v1/chat/completions\n"
   )
 
   return HttpRouter.addAll([
@@ -461,6 +483,7 @@ const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: 
     HttpRouter.route("POST", "/device", deviceDecision),
     HttpRouter.route("GET", "/coding/v1/models", models),
     HttpRouter.route("GET", "/coding/v1/usages", usages),
+    HttpRouter.route("GET", "/coding/v1/me", me),
     HttpRouter.route("POST", "/coding/v1/chat/completions", chat)
   ])
 }
@@ -482,6 +505,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
       ? [options.clientId]
       : [...options.clientId]
 
+    const users = new Users(options.users, options.region ?? "mainland-cn")
     const nodeServer = createServer()
     const host = options.host ?? "127.0.0.1"
     const server = yield* NodeHttpServer.make(() => nodeServer, {
@@ -503,7 +527,8 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
       interval: options.interval ?? 5,
       autoApproveAfterMillis: options.autoApproveAfterMillis,
       pollToleranceMillis: options.pollToleranceMillis ?? 250,
-      now
+      now,
+      defaultUserId: users.defaultUserId
     })
     const faults = new FaultInjector(options.faults ?? {})
     const log: Array<MutableRecord> = []
@@ -512,7 +537,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
 
     const quota = new Quota(options.quota)
     const account = { userId: "emu-user-1", region: options.region ?? "mainland-cn" }
-    const app = yield* HttpRouter.toHttpEffect(routes(state, quota, account))
+    const app = yield* HttpRouter.toHttpEffect(routes(state, quota, account, users))
 
     const handler = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -617,10 +642,10 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
       clearRequests: () => {
         log.length = 0
       },
-      approve: (userCode) => state.approve(userCode),
+      approve: (userCode, userId) => (userId === undefined || users.find(userId) !== undefined) && state.approve(userCode, userId),
       deny: (userCode) => state.deny(userCode),
       deviceCodes: () => state.deviceCodes(),
-      issueTokens: () => state.issueTokens(),
+      issueTokens: (userId) => state.issueTokens(undefined, userId),
       expireAccessTokens: () => state.expireAccessTokens(),
       revokeAll: () => state.revokeAll(),
       setFaults: (f) => faults.set(f),

@@ -18,7 +18,7 @@
  */
 import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS, regionOfProvider } from "../light/Region.js"
 import type { KimiAuthOptions } from "../config/KimiAuthConfig.js"
-import { resolveSettings } from "../light/ResolveSettings.js"
+import { resolveAccountSettings } from "../light/AccountSettings.js"
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import { parseTokenFileText } from "../light/TokenValidation.js"
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
@@ -39,6 +39,9 @@ export const API_KEY_LABEL = "Kimi API key"
 
 /** The `apiKey` the loader hands the AI SDK for OAuth logins; the fetch replaces it with the real token. */
 const OAUTH_PLACEHOLDER = "kimi-oauth"
+
+/** How often a request checks whether the region's active account changed (`kimi-auth switch`). */
+const ACCOUNT_CHECK_MS = 2000
 
 /** How long the model list may hold up OpenCode's start. */
 const MODELS_BUDGET_MS = 1500
@@ -141,12 +144,33 @@ export const regionPlugin = (region: KimiRegion) =>
 async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promise<KimiHooks> => {
   const { provider: _provider, region: _region, ...options } = (rawOptions ?? {}) as KimiPluginOptions
   const providerId = REGIONS[region].providerId
-  const resolved = resolveSettings({ ...options, region }, process.env)
-  const settings = resolved.ok ? resolved.value : undefined
+  // The region's active account (`accounts.json`): its token file is the one this provider serves.
+  const resolved = resolveAccountSettings({ ...options, region }, process.env)
+  let settings = resolved.ok ? resolved.value : undefined
   const pinnedBase = settings?.apiBaseUrlPinned ? settings.apiBaseUrl : undefined
 
   let core: Promise<PluginCore> | undefined
   let coreReady: PluginCore | undefined
+  /** Cores of accounts switched away from: disposed with the plugin (a request may still be running on one). */
+  const retired: Array<PluginCore> = []
+  let accountCheckedAt = Date.now()
+  /**
+   * Follows the region's active account (a `kimi-auth switch`, or a login of
+   * another user): at most every {@link ACCOUNT_CHECK_MS}, the account is
+   * chosen again, and when its token file changed the next request builds
+   * a core on it. One clock read per request otherwise.
+   */
+  const followAccount = () => {
+    const now = Date.now()
+    if (now - accountCheckedAt < ACCOUNT_CHECK_MS || settings === undefined) return
+    accountCheckedAt = now
+    const again = resolveAccountSettings({ ...options, region }, process.env)
+    if (!again.ok || again.value.tokenFilePath === settings.tokenFilePath) return
+    settings = again.value
+    if (coreReady !== undefined) retired.push(coreReady)
+    core = undefined
+    coreReady = undefined
+  }
   const getCore = () =>
     (core ??= loadCoreModule().then((m) => {
       const set = input.client?.auth?.set
@@ -193,6 +217,7 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
   // Not `async`: every request passes here (BENCHMARKS.md, "Request overhead"), and each async layer
   // that awaits the response adds microtask turns; the common case hands on the core's promise as is.
   const requestFetch = (request: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    followAccount()
     const c = coreReady
     if (c === undefined || pendingAdoption !== undefined) return sendAfterSetup(request, init)
     try {
@@ -233,7 +258,15 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
         return { apiKey: OAUTH_PLACEHOLDER, fetch: requestFetch, ...base }
       },
       methods: [
-        { type: "oauth", label: DEVICE_LOGIN_LABEL, authorize: async () => (await getCore()).startLogin() },
+        {
+          type: "oauth",
+          label: DEVICE_LOGIN_LABEL,
+          authorize: async () => {
+            const start = await (await getCore()).startLogin()
+            // A login of another Kimi user adds an account and makes it active: follow it at once.
+            return { ...start, callback: () => start.callback().finally(() => void (accountCheckedAt = 0)) }
+          }
+        },
         { type: "api", label: API_KEY_LABEL }
       ]
     },
@@ -258,10 +291,10 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
       }
     },
     dispose: async () => {
-      const c = coreReady
+      const all = [...retired.splice(0), ...(coreReady === undefined ? [] : [coreReady])]
       core = undefined
       coreReady = undefined
-      await c?.dispose()
+      await Promise.all(all.map((c) => c.dispose()))
     }
   }
 }

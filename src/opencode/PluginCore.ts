@@ -28,9 +28,10 @@ import { DeviceFlow } from "../oauth/DeviceFlow.js"
 import { LOGIN_HINT } from "../Errors.js"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
 import { isLoggedOut } from "../storage/LogoutMarker.js"
-import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
+import { KimiAuthConfig, type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
-import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
+import { checkCanStoreLogin } from "../storage/LoginStorage.js"
+import { storeAsAccount } from "../accounts/AccountLogin.js"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
 import { isDue, PRESENCE_CHECK_MILLIS, TokenManager } from "../tokens/TokenManager.js"
@@ -492,17 +493,21 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
     Effect.gen(function*() {
       const flow = yield* DeviceFlow
       const tokens = yield* flow.awaitTokens(authorization)
-      yield* storeLogin(tokens)
-      return tokens
+      // The same Kimi user replaces their account's login; another user adds an account (its own file),
+      // which becomes the region's active account: the thin half follows it on the next request.
+      const stored = yield* storeAsAccount(tokens)
+      return { tokens, here: stored.tokenFilePath === (yield* KimiAuthConfig).tokenFilePath }
     })
   )
   if (Exit.isFailure(exit)) {
     await ctx.run(Effect.logWarning(`Kimi login failed: ${failureOf(exit.cause).message}`))
     throw new Error(failureMessage(ctx, exit.cause))
   }
-  const tokens = exit.value
-  ctx.mirrored = Redacted.value(tokens.accessToken)
-  ctx.fast = { tokens, access: ctx.mirrored }
+  const { here, tokens } = exit.value
+  if (here) {
+    ctx.mirrored = Redacted.value(tokens.accessToken)
+    ctx.fast = { tokens, access: ctx.mirrored }
+  }
   return loginSuccessOf(tokens)
 }
 

@@ -6,9 +6,10 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Command } from "effect/cli"
 import { loginStatus, type LoginStatus } from "../../oauth/LoginStatus.js"
-import { debugFlag, jsonFlag } from "../CommonFlags.js"
+import { accountFlag, debugFlag, jsonFlag } from "../CommonFlags.js"
 import { ExitCode } from "../ExitCode.js"
 import { bold, dim, green, humanDuration, isoSeconds, out, red } from "../Output.js"
 import { run } from "../RunCommand.js"
@@ -114,7 +115,7 @@ export const statusText = (status: LoginStatus, style: StatusStyle): string => {
 }
 
 /** `kimi-auth status`. */
-export const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag }, (flags) =>
+export const statusCommand = Command.make("status", { account: accountFlag, json: jsonFlag, debug: debugFlag }, (flags) =>
   run(
     "status",
     flags,
@@ -123,7 +124,8 @@ export const statusCommand = Command.make("status", { json: jsonFlag, debug: deb
       yield* Effect.logDebug(statusDebugLine(status))
       yield* out(flags.json ? JSON.stringify(statusJson(status)) + "\n" : statusText(status, { bold, dim, red, green }))
       return statusExitCode(statusState(status))
-    })
+    }),
+    { account: Option.getOrUndefined(flags.account) }
   )).pipe(
     Command.withDescription("Show whether you are logged in, when the access token expires, the device id and the token file. Never prints a secret and makes no request. Exit code 7 when not logged in (or when Kimi refused the last refresh)."),
     Command.withShortDescription("Show whether you are logged in and until when; never a secret"),
