@@ -62,13 +62,17 @@ export const accountSettings = (settings: KimiAuthSettings, account: Pick<Accoun
 
 /**
  * Runs `effect` on the account of `file`: with its own store, lock and token
- * manager (and the same device id). The layer lives for this one run.
+ * manager (and the same device id). The layer lives for this one run, and
+ * is built afresh: the layers are memoized by reference, and the caller's
+ * `TokenStore.layerFile` (on the caller's file) must not be reused here.
  */
 export const onAccount = <A, E, R>(
   settings: KimiAuthSettings,
   account: Pick<Account, "file" | "region"> & Partial<Account>,
   effect: Effect.Effect<A, E, R>
-) => Effect.provide(effect, layerNodeSettings(accountSettings(settings, account)))
+) =>
+  // `local`: a fresh subtree. Shared, the caller's memoized store (its own file) would be reused.
+  Effect.provide(effect, layerNodeSettings(accountSettings(settings, account)), { local: true })
 
 /**
  * Runs `update` on the registry under its lock and writes what it returns
