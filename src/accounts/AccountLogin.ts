@@ -35,7 +35,11 @@ import { fetchMe, type KimiUser } from "./Me.js"
 /** What a login did. */
 export interface AccountLoginResult {
   readonly tokens: TokenSet
-  /** The account logged in (as recorded now); `undefined` for an explicit token file not named `oauth….json`. */
+  /**
+   * The account logged in (as recorded now); `undefined` for the first login
+   * of a storage folder (the default account, named once asked) and for an
+   * explicit token file not named `oauth….json`.
+   */
   readonly account: Account | undefined
   /** The token file it was stored in. */
   readonly tokenFilePath: string
@@ -90,8 +94,9 @@ export const storeAsAccount = (
     const defaultHoldsLogin = peekTokenFile(nodePath.join(dir, DEFAULT_TOKEN_FILE_NAME))._tag === "Login"
     if (!defaultHoldsLogin && readAccountsSync(dir).accounts.length === 0) {
       // The first login here: `oauth.json`, as before accounts; who it is is learned when first needed.
+      // No account is named in the answer: a single login is what it always was.
       yield* storeLogin(tokens)
-      return { tokens, account: readAccountsSync(dir).accounts[0], tokenFilePath: settings.tokenFilePath, replaced: false }
+      return { tokens, account: undefined, tokenFilePath: settings.tokenFilePath, replaced: false }
     }
     const user = yield* whoIs(tokens)
     if (user !== undefined) yield* learnUnknown(region)

@@ -15,6 +15,7 @@ import { renderUnicodeCompact } from "uqr"
 import { KimiAuthConfig, type KimiAuthSettings } from "../../config/KimiAuthConfig.js"
 import { type AccountLoginResult, loginAccount } from "../../accounts/AccountLogin.js"
 import { accountLabel } from "../../light/AccountChoice.js"
+import { DEFAULT_REGION } from "../../light/Region.js"
 import type { DeviceAuthorization } from "../../oauth/OAuthClient.js"
 import type { TokenSet } from "../../tokens/TokenSet.js"
 import { TokenStore } from "../../storage/TokenStore.js"
@@ -244,7 +245,8 @@ export const loginCommand = Command.make(
             : err("Login cancelled; nothing was stored.\n")
         )
       ),
-      { region: Option.getOrUndefined(flags.region) }
+      // A login is at the region asked, else the default one: never the current account's by accident.
+      { region: Option.getOrElse(flags.region, () => DEFAULT_REGION) }
     )
 ).pipe(
   Command.withDescription(
