@@ -181,4 +181,24 @@ describe("OpenCode 1.18: each region's provider on its region's active account",
     expect(lastBearer()).toBe(tokens.gil)
     expect(emu.stats().refreshes).toBe(0)
   })
+
+  it("a device login of another user in OpenCode adds an account beside the first, and the provider follows it", async () => {
+    const ada = seedLogin("oauth.json", "u-ada", "mainland-cn")
+    const cn = await regionPlugin("mainland-cn")({}, hosts())
+    cleanups.push(() => cn.dispose())
+    const fetch = (await cn.auth.loader(async () => undefined)).fetch
+    expect((await chat(fetch)).status).toBe(200)
+    expect(lastBearer()).toBe(ada)
+    const start = await cn.auth.methods[0].authorize()
+    expect(emu.approve(emu.deviceCodes().at(-1)!.userCode, "u-cy")).toBe(true)
+    const done = await start.callback()
+    expect(done.type).toBe("success")
+    expect(fs.existsSync(path.join(dir, "oauth.mainland-cn.u-cy.json"))).toBe(true)
+    // Ada's family is kept as it was.
+    expect(JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8")).access_token).toBe(ada)
+    expect((await chat(fetch)).status).toBe(200)
+    expect(lastBearer()).toBe(done.access)
+    const me = await globalThis.fetch(`${emu.apiBaseUrl}/me`, { headers: { authorization: `Bearer ${done.access}` } })
+    expect(((await me.json()) as { user_id: string }).user_id).toBe("u-cy")
+  })
 })

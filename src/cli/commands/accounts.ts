@@ -107,7 +107,8 @@ export const switchCommand = Command.make(
 ).pipe(
   Command.withDescription(
     "Make an account the active one of its region: the CLI, the facade, the AI SDK and OpenCode's provider of that " +
-      "region use it from their next start. Other accounts stay logged in. " + exitCodeHelp
+      "region use it (a running OpenCode 1.18 within seconds, on its next request). Other accounts stay logged in. " +
+      exitCodeHelp
   ),
   Command.withShortDescription("Make an account the active one of its region"),
   Command.withExamples([
