@@ -109,8 +109,9 @@ const duration = (name: string, input: Duration.Input | undefined, fallback: Dur
 /**
  * Resolves options, environment (read through Effect's `ConfigProvider`)
  * and the region's defaults into settings (see `ResolveSettings.ts` for the
- * rules). Fails with {@link ConfigError} before any I/O when a value is
- * unusable.
+ * rules), and chooses the account's token file (`accounts.json`, read
+ * capped and non-blocking). Fails with {@link ConfigError} before any other
+ * I/O when a value is unusable or a named account is unknown or ambiguous.
  */
 export const resolve = (options: KimiAuthOptions = {}): Effect.Effect<KimiAuthSettings, ConfigError> =>
   Effect.gen(function*() {
