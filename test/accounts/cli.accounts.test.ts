@@ -181,3 +181,19 @@ describe("upgrade: a login from before accounts", () => {
     expect(await accounts()).toHaveLength(1)
   }, 30_000)
 })
+
+describe("a damaged account list", () => {
+  it("reads as empty: the default account still serves, a login still works, and the list is rewritten whole", async () => {
+    expect((await runCli(["accounts"], env())).stdout).toBe("No Kimi account is logged in here. Run `kimi-auth login`.\n")
+    await loginAs("u-ada")
+    fs.writeFileSync(path.join(storage(), "accounts.json"), "{\"accounts\": [ {\"file\": \"../../etc/passwd\"", { mode: 0o600 })
+    expect(await whoHolds(await token())).toBe("u-ada")
+    expect((await accounts()).map((a) => a.label)).toEqual(["Ada (ada@example.com), mainland-cn"])
+    await loginAs("u-bob")
+    expect((await accounts()).map((a) => [a.label, a.active])).toEqual([
+      ["Ada (ada@example.com), mainland-cn", false],
+      ["Bob (bob@example.com), mainland-cn", true]
+    ])
+    expect(JSON.parse(fs.readFileSync(path.join(storage(), "accounts.json"), "utf8")).accounts).toHaveLength(2)
+  }, 60_000)
+})
