@@ -101,7 +101,11 @@ describe("kimi-auth with two Kimi users", () => {
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toMatch(/No Kimi account matches "zed"\. The accounts are: Ada .*; Bob /)
     const status = await runCli(["status", "--json", "--account", "u-bob"], env())
-    expect(JSON.parse(status.stdout)).toMatchObject({ token_file: path.join(storage(), "oauth.mainland-cn.u-bob.json") })
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      token_file: path.join(storage(), "oauth.mainland-cn.u-bob.json"),
+      account: { label: "Bob (bob@example.com), mainland-cn", user_id: "u-bob" }
+    })
+    expect((await runCli(["status"], env())).stdout).toMatch(/^ {2}account: {6}Ada \(ada@example\.com\), mainland-cn$/m)
     expect(emulator.stats().spentTokenReplays).toBe(0)
   })
 

@@ -9,6 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { Command } from "effect/cli"
 import { loginStatus, type LoginStatus } from "../../oauth/LoginStatus.js"
+import { KimiAuthConfig } from "../../config/KimiAuthConfig.js"
+import { accountLabel } from "../../light/AccountChoice.js"
 import { accountFlag, debugFlag, jsonFlag } from "../CommonFlags.js"
 import { ExitCode } from "../ExitCode.js"
 import { bold, dim, green, humanDuration, isoSeconds, out, red } from "../Output.js"
@@ -121,8 +123,18 @@ export const statusCommand = Command.make("status", { account: accountFlag, json
     flags,
     Effect.gen(function*() {
       const status = yield* loginStatus
+      // Which account, once there are accounts (a lone oauth.json from before them prints as it always did).
+      const account = (yield* KimiAuthConfig).account
+      const named = account?.registered ? account : undefined
       yield* Effect.logDebug(statusDebugLine(status))
-      yield* out(flags.json ? JSON.stringify(statusJson(status)) + "\n" : statusText(status, { bold, dim, red, green }))
+      yield* out(
+        flags.json
+          ? JSON.stringify({
+            ...statusJson(status),
+            ...(named ? { account: { label: accountLabel(named), user_id: named.userId ?? null } } : {})
+          }) + "\n"
+          : statusText(status, { bold, dim, red, green }) + (named ? `  account:      ${accountLabel(named)}\n` : "")
+      )
       return statusExitCode(statusState(status))
     }),
     { account: Option.getOrUndefined(flags.account) }
