@@ -137,6 +137,36 @@ const regionFrom = (options: KimiPluginOptions): KimiRegion => {
 }
 
 /**
+ * Follows a region's active account (a `kimi-auth switch`, or a login of
+ * another user): `check()` chooses the account again at most every
+ * {@link ACCOUNT_CHECK_MS} (one clock read otherwise) and answers the new
+ * settings when the token file changed; `soon()` makes the next check run
+ * at once.
+ */
+export const accountFollower = <S extends { readonly tokenFilePath: string }>(
+  choose: () => { readonly ok: true; readonly value: S } | { readonly ok: false },
+  first: S | undefined,
+  now: () => number = Date.now
+) => {
+  let current = first
+  let checkedAt = now()
+  return {
+    check: (): S | undefined => {
+      const t = now()
+      if (t - checkedAt < ACCOUNT_CHECK_MS || current === undefined) return undefined
+      checkedAt = t
+      const again = choose()
+      if (!again.ok || again.value.tokenFilePath === current.tokenFilePath) return undefined
+      current = again.value
+      return current
+    },
+    soon: (): void => {
+      checkedAt = Number.NEGATIVE_INFINITY
+    }
+  }
+}
+
+/**
  * One plugin instance for one region's catalog provider. `server.ts` binds
  * it to each region; `KimiAuthPlugin` picks the region from its options.
  */
@@ -153,20 +183,12 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
   let coreReady: PluginCore | undefined
   /** Cores of accounts switched away from: disposed with the plugin (a request may still be running on one). */
   const retired: Array<PluginCore> = []
-  let accountCheckedAt = Date.now()
-  /**
-   * Follows the region's active account (a `kimi-auth switch`, or a login of
-   * another user): at most every {@link ACCOUNT_CHECK_MS}, the account is
-   * chosen again, and when its token file changed the next request builds
-   * a core on it. One clock read per request otherwise.
-   */
+  const follower = accountFollower(() => resolveAccountSettings({ ...options, region }, process.env), settings)
+  /** A switch of the region's active account: the next request builds a core on the new account's file. */
   const followAccount = () => {
-    const now = Date.now()
-    if (now - accountCheckedAt < ACCOUNT_CHECK_MS || settings === undefined) return
-    accountCheckedAt = now
-    const again = resolveAccountSettings({ ...options, region }, process.env)
-    if (!again.ok || again.value.tokenFilePath === settings.tokenFilePath) return
-    settings = again.value
+    const next = follower.check()
+    if (next === undefined) return
+    settings = next
     if (coreReady !== undefined) retired.push(coreReady)
     core = undefined
     coreReady = undefined
@@ -264,7 +286,7 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
           authorize: async () => {
             const start = await (await getCore()).startLogin()
             // A login of another Kimi user adds an account and makes it active: follow it at once.
-            return { ...start, callback: () => start.callback().finally(() => void (accountCheckedAt = 0)) }
+            return { ...start, callback: () => start.callback().finally(follower.soon) }
           }
         },
         { type: "api", label: API_KEY_LABEL }
