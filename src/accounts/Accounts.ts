@@ -11,6 +11,15 @@
  * refresh token for another; learning who an account is (`/me`) goes
  * through that account's own manager, under that account's lock.
  *
+ * For a host that makes its own choice of account (OpenCode 2.1's rows):
+ * name the account in the options (`account: account.file` pins it
+ * exactly; a user id, email or nickname works too) wherever options are
+ * taken (`KimiAuthConfig.layer`, `KimiAuth.layerNode`, `makePluginCore`), or
+ * run an effect on it with {@link onAccount}. {@link listAccounts} and the
+ * Effect-free `readAccountsSync` / `chooseAccount` / `matchAccount`
+ * (`light/AccountChoice.ts`) say which accounts exist; `storeAsAccount`
+ * (`AccountLogin.ts`) stores an approved login as an account.
+ *
  * @since 0.3.0
  */
 import * as Effect from "effect/Effect"

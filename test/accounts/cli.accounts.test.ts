@@ -106,6 +106,9 @@ describe("kimi-auth with two Kimi users", () => {
       account: { label: "Bob (bob@example.com), mainland-cn", user_id: "u-bob" }
     })
     expect((await runCli(["status"], env())).stdout).toMatch(/^ {2}account: {6}Ada \(ada@example\.com\), mainland-cn$/m)
+    const usage = await runCli(["usage", "--json", "--account", "bob"], env())
+    expect(usage.code, usage.stderr).toBe(0)
+    expect(await whoHolds(emulator.requests("/coding/v1/usages").at(-1)!.bearer!)).toBe("u-bob")
     expect(emulator.stats().spentTokenReplays).toBe(0)
   })
 
