@@ -28,7 +28,7 @@ import { storeLogin } from "../storage/LoginStorage.js"
 import type { TokenStore } from "../storage/TokenStore.js"
 import type { TokenManager } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
-import { learnUser, onAccount, updateRegistry } from "./Accounts.js"
+import { learnUser, onAccount, updateRegistry, withRegistryLock, writeRegistry } from "./Accounts.js"
 import { learn, placeLogin, recordLogin } from "./AccountDecisions.js"
 import { fetchMe, type KimiUser } from "./Me.js"
 
@@ -91,33 +91,39 @@ export const storeAsAccount = (
     }
     const region = tokens.region ?? settings.region
     const dir = settings.storageDir
-    const defaultHoldsLogin = peekTokenFile(nodePath.join(dir, DEFAULT_TOKEN_FILE_NAME))._tag === "Login"
-    if (!defaultHoldsLogin && readAccountsSync(dir).accounts.length === 0) {
-      // The first login here: `oauth.json`, as before accounts; who it is is learned when first needed.
-      // No account is named in the answer: a single login is what it always was.
-      yield* storeLogin(tokens)
-      return { tokens, account: undefined, tokenFilePath: settings.tokenFilePath, replaced: false }
-    }
-    const user = yield* whoIs(tokens)
-    if (user !== undefined) yield* learnUnknown(region)
-    const placement = placeLogin({
-      accounts: readAccountsSync(dir).accounts,
-      user,
-      region,
-      defaultHoldsLogin,
-      fallbackId: `unknown-${crypto.randomBytes(4).toString("hex")}`
-    })
-    const tokenFilePath = nodePath.join(dir, placement.file)
-    yield* Effect.logDebug(
-      `login: ${user === undefined ? "an unknown user" : `user ${user.userId}`} at ${region} -> ${placement.file} ` +
-        `(${placement.replaces === undefined ? "a new account" : "replaces that account's login"})`
-    )
-    if (tokenFilePath === settings.tokenFilePath) yield* storeLogin(tokens)
-    else yield* onAccount(settings, { file: placement.file, region }, storeLogin(tokens))
-    const now = new Date().toISOString()
-    const after = yield* updateRegistry((s) => recordLogin(s.registry, { file: placement.file, user, region, now }))
-    const account = after.accounts.find((a) => a.file === placement.file)
-    return { tokens, account, tokenFilePath, replaced: placement.replaces !== undefined }
+    const defaultFile = nodePath.join(dir, DEFAULT_TOKEN_FILE_NAME)
+    /** No login anywhere here: the login goes to `oauth.json`, as before accounts, and `/me` is not needed yet. */
+    const firstHere = () => peekTokenFile(defaultFile)._tag === "None" && readAccountsSync(dir).accounts.length === 0
+    const asked = !firstHere()
+    const known = asked ? yield* whoIs(tokens) : undefined
+    if (known !== undefined) yield* learnUnknown(region)
+    // The choice and the save under the registry's lock: two logins at once never pick the same free file.
+    return yield* withRegistryLock(Effect.gen(function*() {
+      const store = (file: string) =>
+        nodePath.join(dir, file) === settings.tokenFilePath ? storeLogin(tokens) : onAccount(settings, { file, region }, storeLogin(tokens))
+      if (firstHere()) {
+        // A single login is what it always was: no account is named in the answer (who it is is asked when first needed).
+        yield* store(DEFAULT_TOKEN_FILE_NAME)
+        return { tokens, account: undefined, tokenFilePath: defaultFile, replaced: false }
+      }
+      const user = asked ? known : yield* whoIs(tokens)
+      const placement = placeLogin({
+        accounts: readAccountsSync(dir).accounts,
+        user,
+        region,
+        defaultHoldsLogin: peekTokenFile(defaultFile)._tag === "Login",
+        fallbackId: `unknown-${crypto.randomBytes(4).toString("hex")}`
+      })
+      yield* Effect.logDebug(
+        `login: ${user === undefined ? "an unknown user" : `user ${user.userId}`} at ${region} -> ${placement.file} ` +
+          `(${placement.replaces === undefined ? "a new account" : "replaces that account's login"})`
+      )
+      yield* store(placement.file)
+      const now = new Date().toISOString()
+      const after = yield* writeRegistry((s) => recordLogin(s.registry, { file: placement.file, user, region, now }))
+      const account = after.accounts.find((a) => a.file === placement.file)
+      return { tokens, account, tokenFilePath: nodePath.join(dir, placement.file), replaced: placement.replaces !== undefined }
+    }))
   }).pipe(Effect.withSpan("storeAsAccount"))
 
 /** Runs a device login (as `Login.login`) and stores it as an account ({@link storeAsAccount}). */

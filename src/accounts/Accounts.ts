@@ -84,28 +84,52 @@ export const onAccount = <A, E, R>(
   Effect.provide(effect, layerNodeSettings(accountSettings(settings, account)), { local: true })
 
 /**
- * Runs `update` on the registry under its lock and writes what it returns
- * (atomically; nothing when it returns `undefined`). Returns the accounts as
- * read afterwards.
+ * Runs `effect` holding the registry's lock (`accounts.json.lock`, the same
+ * cross-process lock as the token files'). Not re-entrant across calls: do
+ * not call {@link updateRegistry} inside it, use {@link writeRegistry}.
+ * Lock order: the registry's, then a token file's, never the other way.
  */
-export const updateRegistry = (
-  update: (stored: StoredAccounts) => Registry | undefined
-): Effect.Effect<StoredAccounts, TokenStoreError | LockTimeoutError, KimiAuthConfig> =>
+export const withRegistryLock = <A, E, R>(
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | TokenStoreError | LockTimeoutError, R | KimiAuthConfig> =>
   Effect.gen(function*() {
     const settings = yield* KimiAuthConfig
-    const dir = settings.storageDir
-    const file = nodePath.join(dir, REGISTRY_FILE_NAME)
+    const file = nodePath.join(settings.storageDir, REGISTRY_FILE_NAME)
     const lock = yield* FileLock.make({ path: `${file}.lock`, timeout: lockWaitFor(settings), staleAfter: settings.staleLockAfter })
-    return yield* lock.withLock(Effect.try({
+      .pipe(Effect.provide(platformLayer))
+    return yield* lock.withLock(effect)
+  })
+
+/**
+ * Reads the registry, runs `update` and writes what it returns (atomically;
+ * nothing when it returns `undefined`); the caller holds the registry lock.
+ * Returns the accounts as read afterwards.
+ */
+export const writeRegistry = (
+  update: (stored: StoredAccounts) => Registry | undefined
+): Effect.Effect<StoredAccounts, TokenStoreError, KimiAuthConfig> =>
+  Effect.flatMap(KimiAuthConfig, (settings) => {
+    const dir = settings.storageDir
+    return Effect.try({
       try: () => {
         const next = update(readAccountsSync(dir))
         if (next !== undefined) writeRegistrySync(dir, next)
         return readAccountsSync(dir)
       },
       catch: (cause) =>
-        new TokenStoreError({ path: file, message: `Cannot write the account list ${file}; check that ${dir} is writable by you.`, cause })
-    }))
-  }).pipe(Effect.provide(platformLayer))
+        new TokenStoreError({
+          path: nodePath.join(dir, REGISTRY_FILE_NAME),
+          message: `Cannot write the account list ${nodePath.join(dir, REGISTRY_FILE_NAME)}; check that ${dir} is writable by you.`,
+          cause
+        })
+    })
+  })
+
+/** {@link writeRegistry} under the registry's lock. */
+export const updateRegistry = (
+  update: (stored: StoredAccounts) => Registry | undefined
+): Effect.Effect<StoredAccounts, TokenStoreError | LockTimeoutError, KimiAuthConfig> =>
+  withRegistryLock(writeRegistry(update))
 
 /**
  * Who the account is, asked of Kimi (`/me`) with the account's own access

@@ -149,6 +149,22 @@ describe("kimi-auth with two Kimi users", () => {
   }, 60_000)
 })
 
+describe("two logins at once on a fresh machine", () => {
+  it("never pick the same free file: both users end up as accounts, no login lost", async () => {
+    const runs = [runCli(["login", "--no-browser", "--json"], env()), runCli(["login", "--no-browser", "--json"], env())]
+    for (let i = 0; i < 200 && emulator.deviceCodes().length < 2; i++) await new Promise((r) => setTimeout(r, 50))
+    const [a, b] = emulator.deviceCodes()
+    expect(emulator.approve(a!.userCode, "u-ada")).toBe(true)
+    expect(emulator.approve(b!.userCode, "u-bob")).toBe(true)
+    for (const r of await Promise.all(runs)) expect(r.code, r.stderr).toBe(0)
+    const list = await accounts()
+    expect(list.map((x) => x.user_id).sort()).toEqual(["u-ada", "u-bob"])
+    expect(list.every((x) => x.state === "valid")).toBe(true)
+    expect(await whoHolds(await token("--account", "ada"))).toBe("u-ada")
+    expect(await whoHolds(await token("--account", "bob"))).toBe("u-bob")
+  }, 60_000)
+})
+
 describe("upgrade: a login from before accounts", () => {
   it("keeps oauth.json byte for byte as the default account, learns who it is, and a new user is added beside it", async () => {
     const issued = emulator.issueTokens("u-ada")
