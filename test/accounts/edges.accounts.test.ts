@@ -17,6 +17,7 @@ import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
 import { encodeRegistry, type Registry } from "../../src/light/AccountRegistry.js"
 import { regionPlugin } from "../../src/opencode/KimiPlugin.js"
 import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
+import { seedAccountLogin } from "../support/accounts.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 
 const USERS = [
@@ -43,15 +44,7 @@ afterEach(async () => {
 
 const hosts = () => ({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })
 
-/** A login of `userId` in `file`, as a login leaves it. */
-const seedLogin = (file: string, userId: string, region: "mainland-cn" | "global") => {
-  const t = emu.issueTokens(userId)
-  fs.writeFileSync(path.join(dir, file), JSON.stringify({
-    version: 1, access_token: t.accessToken, refresh_token: t.refreshToken, token_type: "Bearer", expires_in: 900,
-    scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 800, region
-  }), { mode: 0o600 })
-  return t.accessToken
-}
+const seedLogin = (file: string, userId: string, region: "mainland-cn" | "global") => seedAccountLogin(emu, dir, file, userId, region)
 
 /** Ada (default, mainland-cn), Bob (mainland-cn, active there) and Gil (global); the registry as logins leave it. */
 const seedThree = (active: Registry["active"] = { "mainland-cn": "oauth.mainland-cn.u-bob.json", global: "oauth.global.u-gil.json" }) => {

@@ -13,6 +13,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
+import { seedAccountLogin } from "../support/accounts.js"
 import { type CliResult, isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 
 const previous = process.env["KIMI_AUTH_PREVIOUS_CLI"]
@@ -47,13 +48,8 @@ const runPrevious = (args: ReadonlyArray<string>): Promise<CliResult> =>
     })
   })
 
-const writeLogin = (file: string, userId: string, expiresAt: number) => {
-  const t = emulator.issueTokens(userId)
-  fs.writeFileSync(path.join(storage(), file), JSON.stringify({
-    version: 1, access_token: t.accessToken, refresh_token: t.refreshToken, token_type: "Bearer", expires_in: 900,
-    scope: "kimi-code", expires_at: expiresAt, region: "mainland-cn", device_id: "0f0e0d0c-0b0a-4909-8807-060504030201"
-  }), { mode: 0o600 })
-}
+const writeLogin = (file: string, userId: string, expiresAt: number) =>
+  seedAccountLogin(emulator, storage(), file, userId, "mainland-cn", expiresAt)
 
 describe.skipIf(previous === undefined)("the previous release beside this one", () => {
   it("one due default login raced from both: 1 refresh, 0 reuse; each serves the other's login and honours its logout", async () => {

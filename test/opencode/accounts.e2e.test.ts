@@ -10,6 +10,7 @@ import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { encodeRegistry } from "../../src/light/AccountRegistry.js"
+import { seedAccountLogin } from "../support/accounts.js"
 import { runCli } from "../support/cli.js"
 import { ensureOpencode, INSTALL_TIMEOUT_MS, makeOpencodeEnv, type OpencodeEnv, skipOpencode } from "../support/opencode.js"
 import { repoRoot } from "../support/cli.js"
@@ -53,14 +54,8 @@ describe.skipIf(skipOpencode)("accounts inside OpenCode 1.18.33", () => {
     return { e, storage }
   }
 
-  const seed = (storage: string, file: string, userId: string, region: "mainland-cn" | "global") => {
-    const t = emulator.issueTokens(userId)
-    fs.writeFileSync(path.join(storage, file), JSON.stringify({
-      version: 1, access_token: t.accessToken, refresh_token: t.refreshToken, token_type: "Bearer", expires_in: 900,
-      scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 800, region
-    }), { mode: 0o600 })
-    return t.accessToken
-  }
+  const seed = (storage: string, file: string, userId: string, region: "mainland-cn" | "global") =>
+    seedAccountLogin(emulator, storage, file, userId, region)
 
   const bearersOf = async (e: OpencodeEnv, model: string) => {
     emulator.clearRequests()
