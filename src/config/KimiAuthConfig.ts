@@ -8,6 +8,11 @@
  * a URL with credentials and a relative storage path are refused, all before
  * any I/O. The rules live in the effect-free `ResolveSettings.ts`.
  *
+ * The account (option `account`, else the active account of the region) is
+ * chosen here, from the storage folder's `accounts.json`
+ * (`light/AccountSettings.ts`): the configuration decides which token file,
+ * and so which rotation family, every other service works on.
+ *
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
@@ -18,7 +23,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { ConfigError } from "../Errors.js"
 import { DEFAULT_REGION, REGIONS } from "../light/Region.js"
-import { checkBaseUrl, ENV, type PlainSettings, resolveSettings, type SettingsOptions } from "../light/ResolveSettings.js"
+import type { Account } from "../light/AccountChoice.js"
+import { type AccountSettingsOptions, resolveAccountSettings } from "../light/AccountSettings.js"
+import { checkBaseUrl, ENV, type PlainSettings } from "../light/ResolveSettings.js"
 
 export {
   DEFAULT_CLIENT_ID,
@@ -36,7 +43,7 @@ export const DEFAULT_OAUTH_HOST = REGIONS[DEFAULT_REGION].oauthHost
 export const DEFAULT_API_BASE_URL = REGIONS[DEFAULT_REGION].apiBaseUrl
 
 /** Options accepted by {@link KimiAuthConfig.layer}; each beats the environment. */
-export interface KimiAuthOptions extends SettingsOptions {
+export interface KimiAuthOptions extends AccountSettingsOptions {
   /** Refresh when less than this much lifetime remains (capped for short-lived tokens). Default 300 s. */
   readonly refreshWindow?: Duration.Input | undefined
   /** Timeout of each HTTP request. Default 30 s. */
@@ -70,6 +77,11 @@ export interface KimiAuthSettings extends PlainSettings {
   readonly requestTimeout: Duration.Duration
   readonly lockTimeout: Duration.Duration
   readonly staleLockAfter: Duration.Duration
+  /**
+   * The account these settings are for (its token file is `tokenFilePath`);
+   * `undefined` for an explicit token file, or before any account exists.
+   */
+  readonly account?: Account | undefined
 }
 
 /**
@@ -97,8 +109,9 @@ const duration = (name: string, input: Duration.Input | undefined, fallback: Dur
 /**
  * Resolves options, environment (read through Effect's `ConfigProvider`)
  * and the region's defaults into settings (see `ResolveSettings.ts` for the
- * rules). Fails with {@link ConfigError} before any I/O when a value is
- * unusable.
+ * rules), and chooses the account's token file (`accounts.json`, read
+ * capped and non-blocking). Fails with {@link ConfigError} before any other
+ * I/O when a value is unusable or a named account is unknown or ambiguous.
  */
 export const resolve = (options: KimiAuthOptions = {}): Effect.Effect<KimiAuthSettings, ConfigError> =>
   Effect.gen(function*() {
@@ -107,7 +120,7 @@ export const resolve = (options: KimiAuthOptions = {}): Effect.Effect<KimiAuthSe
       const value = yield* optionalEnv(name).pipe(Effect.orElseSucceed(() => Option.none<string>()))
       if (Option.isSome(value)) env[name] = value.value
     }
-    const plain = resolveSettings(options, env)
+    const plain = resolveAccountSettings(options, env)
     if (!plain.ok) return yield* new ConfigError({ message: plain.message })
     return {
       ...plain.value,

@@ -39,11 +39,12 @@ import {
   tokenSetFromEntry,
   withAdoptionNote
 } from "./Adoption.js"
-import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
+import { KimiAuthConfig, type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
 import type { KimiAuthServices } from "../KimiAuth.js"
 import { type EdgeRuntime, makeEdgeRuntime } from "../edge/Runtime.js"
 import { openCodeLogin } from "../edge/HintWords.js"
-import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
+import { checkCanStoreLogin } from "../storage/LoginStorage.js"
+import { storeAsAccount } from "../accounts/AccountLogin.js"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
 import type { KimiRegion } from "../light/Region.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
@@ -282,18 +283,22 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
     Effect.gen(function*() {
       const flow = yield* DeviceFlow
       const tokens = yield* flow.awaitTokens(authorization)
-      yield* storeLogin(tokens)
-      return tokens
+      // The same Kimi user replaces their account's login; another user adds an account (its own file),
+      // which becomes the region's active account: the thin half follows it on the next request.
+      const stored = yield* storeAsAccount(tokens)
+      return { tokens, here: stored.tokenFilePath === (yield* KimiAuthConfig).tokenFilePath }
     })
   )
   if (Exit.isFailure(exit)) {
     await ctx.run(Effect.logWarning(`Kimi login failed: ${Decisions.failureOf(exit.cause).message}`))
     throw new Error(failureMessage(ctx, exit.cause))
   }
-  const tokens = exit.value
+  const { here, tokens } = exit.value
   ctx.notAdopted = undefined
-  ctx.mirrored = Redacted.value(tokens.accessToken)
-  ctx.fast = { tokens, access: ctx.mirrored }
+  if (here) {
+    ctx.mirrored = Redacted.value(tokens.accessToken)
+    ctx.fast = { tokens, access: ctx.mirrored }
+  }
   return Decisions.loginSuccessOf(tokens)
 }
 
