@@ -1,5 +1,5 @@
 /**
- * The decisions of `src/tokens/TokenManager.ts`, each tested directly, without a
+ * The decisions of `src/tokens/TokenManagerDecisions.ts`, each tested directly, without a
  * store, a server or a clock: must we refresh now, may we serve the old
  * token, what a refused refresh means after a re-read, which tokens to start
  * from, when to retry and after what delay, and when the background
@@ -12,6 +12,7 @@ import { InvalidResponseError, NotLoggedInError, TokenStoreError } from "../../s
 import {
   answersFromMemory,
   backgroundSleepMillis,
+  badAnswerNotNow,
   clockJumped,
   declinesForcedRefresh,
   interruptedMessage,
@@ -19,20 +20,26 @@ import {
   loggedOutElsewhere,
   presenceCheckDue,
   PRESENCE_CHECK_MILLIS,
-  readRefusal,
+  readRefusedRefresh as readRefusal,
   refreshedElsewhere,
   replacedSince,
+  retryAt as retryNotBeforeFor,
   retryGivesUp,
-  retryNotBeforeFor,
-  servableMeanwhile,
-  servedDespiteBadAnswer,
-  servesDuringBackoff,
+  servedNotNow,
+  servesMeanwhile as servableMeanwhile,
   startingTokens,
+  stillNotNow as servesDuringBackoff,
   type UnsavedTokens
-} from "../../src/tokens/TokenManager.js"
+} from "../../src/tokens/TokenManagerDecisions.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"
 
 /** A set `a<id>`/`r<id>` expiring at `expiresAt` after a lifetime of `expiresIn` (900 s: due 450 s before expiry with a 300 s window). */
+/** The bad-answer case as the one "not now" outcome and the one serving rule. */
+const servedDespiteBadAnswer = (error: InvalidResponseError, onDisk: TokenSet, force: boolean, now: number) => {
+  const n = badAnswerNotNow(error, onDisk)
+  return n === undefined ? undefined : servedNotNow(n, force, now)
+}
+
 const tokenSet = (id: number | string, expiresAt: number, expiresIn = 900) =>
   new TokenSet({
     accessToken: Redacted.make(`a${id}`),

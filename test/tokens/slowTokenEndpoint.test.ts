@@ -19,7 +19,7 @@ import { lockWaitFor } from "../../src/config/KimiAuthConfig.js"
 import { afterUnansweredPoll } from "../../src/oauth/DeviceFlow.js"
 import { AccessDeniedError, DeviceCodeExpiredError, OAuthError } from "../../src/Errors.js"
 import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
-import { mayHaveRotated, servableWhileLockBusy } from "../../src/tokens/TokenManager.js"
+import { mayHaveRotated, servesMeanwhile as servableWhileLockBusy } from "../../src/tokens/TokenManagerDecisions.js"
 import { storageWithLogin, tokenSet } from "../support/tokens.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
 import { compiledLibrary, repoRoot, spawnNode } from "../support/tmp.js"
@@ -70,12 +70,12 @@ const expiredLogin = () => {
 }
 
 /** Runs `count` children at once with these deadlines and returns their outcomes. */
-const children = (count: number, dir: string, requestTimeout: string, lockTimeout: string, attempts = 1) =>
+const children = (count: number, dir: string, requestTimeout: string, lockTimeout: string, attempts = 1, answerTimeout?: string) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const url = server!.url
     const all = yield* Effect.forEach(Array.from({ length: count }), () =>
       spawnNode(path.join(repoRoot, "test", "fixtures", "slow-refresh.mjs"), [
-        path.join(repoRoot, "dist"), url, dir, requestTimeout, lockTimeout, String(attempts)
+        path.join(repoRoot, "dist"), url, dir, requestTimeout, lockTimeout, String(attempts), ...(answerTimeout ? [answerTimeout] : [])
       ]))
     yield* Effect.forEach(all, (c) => c.exited, { concurrency: "unbounded" })
     return all.map((c) => JSON.parse(c.output().trim().split("\n").pop()!) as Outcome)
@@ -143,7 +143,8 @@ describe("a refresh that gets no answer in time", () => {
     let delay = 2500
     const stats = await rotatingLate(() => delay)
     const dir = expiredLogin()
-    const [first] = await children(1, dir, "1 second", "30 seconds")
+    // The answer bound (refreshAnswerTimeout) set as short as the request timeout: the answer is "late" for it.
+    const [first] = await children(1, dir, "1 second", "30 seconds", 1, "1 second")
     expect(first).toMatchObject({ ok: false, code: "NETWORK_ERROR" })
     // Kimi rotated on receipt; the answer came too late. The marker says a refresh is in doubt.
     expect(stats.refreshes).toBe(1)
