@@ -224,6 +224,8 @@ const decide = (m: Wired, rejected: Redacted.Redacted<string> | undefined, force
     const valid = state.cached ??
       (force ? undefined : yield* Effect.option(m.load).pipe(Effect.map((o) => o._tag === "Some" ? o.value : undefined)))
     if (state.inFlight !== undefined) return { _tag: "Wait", refresh: state.inFlight, valid, started: false } as const
+    // A call cancelled before it got here (an aborted signal) starts no refresh: its interruption lands now.
+    yield* Effect.yieldNow
     const refresh = yield* Deferred.make<TokenSet, TokenError>()
     yield* update(m, () => ({ inFlight: refresh }))
     yield* runRefresh(m, rejected, force, valid).pipe(
