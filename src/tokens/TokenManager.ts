@@ -247,12 +247,11 @@ const decide = (m: Wired, rejected: Redacted.Redacted<string> | undefined, force
  */
 const awaitRefresh = (m: Manager, step: Extract<Step, { _tag: "Wait" }>, force: boolean): Effect.Effect<TokenSet, TokenError> =>
   Effect.gen(function*() {
-    const patient = Deferred.await(step.refresh).pipe(
-      Effect.onInterrupt(() => Deferred.await(step.refresh).pipe(Effect.timeoutOption(m.requestTimeout), Effect.ignore))
-    )
-    if (!servesMeanwhile(step.valid, force, yield* nowSeconds)) return yield* patient
+    const patiently = <A, E>(wait: Effect.Effect<A, E>) =>
+      wait.pipe(Effect.onInterrupt(() => Deferred.await(step.refresh).pipe(Effect.timeoutOption(m.requestTimeout), Effect.ignore)))
+    if (!servesMeanwhile(step.valid, force, yield* nowSeconds)) return yield* patiently(Deferred.await(step.refresh))
     if (!step.started) return step.valid
-    const answer = yield* patient.pipe(Effect.timeoutOption(m.requestTimeout), Effect.result)
+    const answer = yield* patiently(Deferred.await(step.refresh).pipe(Effect.timeoutOption(m.requestTimeout))).pipe(Effect.result)
     if (answer._tag === "Success") return answer.success._tag === "Some" ? answer.success.value : step.valid
     return isNotNowError(answer.failure) ? step.valid : yield* Effect.fail(answer.failure)
   })
