@@ -33,7 +33,7 @@ import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
-import { TokenManager } from "../tokens/TokenManager.js"
+import { SpentRefreshTokens, TokenManager } from "../tokens/TokenManager.js"
 import { isDue, PRESENCE_CHECK_MILLIS } from "../tokens/TokenManagerDecisions.js"
 import { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
@@ -353,6 +353,16 @@ export const resendTokenRule = (result: TokenResult, rejected: string, rejectedM
 // ---------------------------------------------------------------------------
 // Effectful pieces over one small shared context.
 
+/**
+ * The refresh tokens no core of this process sends again (refused by Kimi, or
+ * of an unknown outcome). One for the whole process on purpose: OpenCode
+ * disposes the plugin (and with it the core and its runtime) and builds it
+ * again, and it may load the plugin more than once; a refused refresh token
+ * stays refused for all of them (issue 22: a revoked token was tried three
+ * more times in one run). Memory only; fingerprints, not secrets.
+ */
+const processSpent = new SpentRefreshTokens()
+
 /** What the core's pieces share: the provider, its settings, the runtime, the token source and the fast path. */
 interface CoreContext {
   readonly config: PluginCoreConfig
@@ -364,6 +374,8 @@ interface CoreContext {
   readonly configProblem: string | undefined
   readonly windowSeconds: number
   readonly rejectedMessage: string
+  /** Refresh tokens this process will not send again ({@link processSpent}). */
+  readonly spent: SpentRefreshTokens
   readonly run: <A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) => Promise<Exit.Exit<A, unknown>>
   source: ReturnType<typeof makeManagedTokenSource>
   runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown> | undefined
@@ -378,7 +390,9 @@ interface CoreContext {
 
 const runIn = <A>(ctx: CoreContext, effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
   (ctx.runtime ??= ManagedRuntime.make(
-    layerNode({ ...ctx.authOptions, backgroundRefresh: true }).pipe(Layer.provideMerge(loggingLayer()))
+    layerNode({ ...ctx.authOptions, backgroundRefresh: true, tokenManager: { spentRefreshTokens: ctx.spent } }).pipe(
+      Layer.provideMerge(loggingLayer())
+    )
   )).runPromiseExit(effect, signal ? { signal } : undefined).catch((e) => Exit.die(e))
 
 /** The logout presence check on disk (one stat, and a small read only when the file is gone); notes its time. */
@@ -599,6 +613,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     config, providerId, region, line, authOptions, settings, configProblem,
     windowSeconds: settings ? Duration.toSeconds(settings.refreshWindow) : 300,
     rejectedMessage: rejectedMessageFor(loginHint(providerId, region, line)),
+    spent: processSpent,
     run: (effect, signal) => runIn(ctx, effect, signal),
     source: makeManagedTokenSource({
       run: (effect, signal) => runIn(ctx, effect, signal),
