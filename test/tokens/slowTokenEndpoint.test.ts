@@ -138,6 +138,31 @@ describe("a token endpoint slower than the lock's wait", () => {
   }, 60_000)
 })
 
+describe("a refresh answered later than the request timeout (issue 22)", () => {
+  it("three processes, a 2 s request timeout, the answer after 4 s: the holder awaits it, the waiters outwait it; one refresh, no replay", async () => {
+    const stats = await rotatingLate(() => 4000)
+    const dir = expiredLogin()
+    // Default answer bound (5 minutes); the lock waiters' bound follows it.
+    const outcomes = await children(3, dir, "2 seconds", "1 second", 3)
+    expect(outcomes.map((o) => o.code ?? "ok")).toEqual(["ok", "ok", "ok"])
+    expect(new Set(outcomes.map((o) => o.token))).toEqual(new Set(["at-1"]))
+    expect(stats).toEqual({ refreshes: 1, reuses: 0 })
+    expect(JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8")).refresh_token).toBe("rt-1")
+    expect(fs.existsSync(path.join(dir, "oauth.json.refreshing"))).toBe(false)
+  }, 60_000)
+
+  it("a due but valid login: each process is served its valid token within the request timeout; the late answer is still saved", async () => {
+    const stats = await rotatingLate(() => 4000)
+    const dir = storageWithLogin("kimi-late-valid-", 100)
+    temps.push(dir)
+    const outcomes = await children(2, dir, "2 seconds", "1 second", 3)
+    expect(outcomes.map((o) => o.code ?? "ok")).toEqual(["ok", "ok"])
+    // Served at-0 meanwhile, or at-1 if the answer was in by then; never a replay.
+    expect(stats).toEqual({ refreshes: 1, reuses: 0 })
+    expect(JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8")).refresh_token).toBe("rt-1")
+  }, 60_000)
+})
+
 describe("a refresh that gets no answer in time", () => {
   it("keeps its in-flight marker, so the later rejection of the spent token says what happened", async () => {
     let delay = 2500
