@@ -353,14 +353,7 @@ export const resendTokenRule = (result: TokenResult, rejected: string, rejectedM
 // ---------------------------------------------------------------------------
 // Effectful pieces over one small shared context.
 
-/**
- * The refresh tokens no core of this process sends again (refused by Kimi, or
- * of an unknown outcome). One for the whole process on purpose: OpenCode
- * disposes the plugin (and with it the core and its runtime) and builds it
- * again, and it may load the plugin more than once; a refused refresh token
- * stays refused for all of them (issue 22: a revoked token was tried three
- * more times in one run). Memory only; fingerprints, not secrets.
- */
+/** Refresh tokens no core of this process sends again (refused, or of an unknown outcome): OpenCode rebuilds cores. */
 const processSpent = new SpentRefreshTokens()
 
 /** What the core's pieces share: the provider, its settings, the runtime, the token source and the fast path. */
@@ -374,7 +367,6 @@ interface CoreContext {
   readonly configProblem: string | undefined
   readonly windowSeconds: number
   readonly rejectedMessage: string
-  /** Refresh tokens this process will not send again ({@link processSpent}). */
   readonly spent: SpentRefreshTokens
   readonly run: <A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) => Promise<Exit.Exit<A, unknown>>
   source: ReturnType<typeof makeManagedTokenSource>
@@ -390,9 +382,8 @@ interface CoreContext {
 
 const runIn = <A>(ctx: CoreContext, effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
   (ctx.runtime ??= ManagedRuntime.make(
-    layerNode({ ...ctx.authOptions, backgroundRefresh: true, tokenManager: { spentRefreshTokens: ctx.spent } }).pipe(
-      Layer.provideMerge(loggingLayer())
-    )
+    layerNode({ ...ctx.authOptions, backgroundRefresh: true, tokenManager: { spentRefreshTokens: ctx.spent } })
+      .pipe(Layer.provideMerge(loggingLayer()))
   )).runPromiseExit(effect, signal ? { signal } : undefined).catch((e) => Exit.die(e))
 
 /** The logout presence check on disk (one stat, and a small read only when the file is gone); notes its time. */
