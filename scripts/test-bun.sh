@@ -26,6 +26,7 @@ files=(
   test/tokens/TokenManager.decisions.test.ts
   test/tokens/TokenManager.disk.test.ts
   test/tokens/slowTokenEndpoint.test.ts
+  test/tokens/lateRefresh.test.ts
   test/request/refusingApi.test.ts
   test/storage/LoginStorage.test.ts
   test/promise
