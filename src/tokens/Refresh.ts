@@ -76,6 +76,7 @@ import {
   servedNotNow,
   type SpentRefreshTokens,
   startingTokens,
+  whatHappened,
   type UnsavedTokens
 } from "./TokenManagerDecisions.js"
 
@@ -128,8 +129,6 @@ export interface Manager {
   readonly maxRetryMillis: number
   /** The ordinary request timeout: how long an interrupted caller still waits for an answer on the wire. */
   readonly requestTimeout: Duration.Duration
-  /** How long a sent refresh is awaited (`refreshAnswerTimeout`). */
-  readonly answerTimeout: Duration.Duration
   readonly state: Ref.Ref<ManagerState>
   /** Refresh tokens this process will not send again. */
   readonly spent: SpentRefreshTokens
@@ -226,7 +225,7 @@ const afterFailedRequest = (m: Manager, base: TokenSet, prepared: PreparedSave, 
     if (error._tag === "NetworkError" && mayHaveRotated(error)) {
       m.spent.note(base.refreshToken, "outcome-unknown")
       yield* Effect.logWarning("token refresh: sent, but its outcome is unknown; the in-flight marker stays")
-      return yield* Effect.fail(refreshOutcomeUnknown(error.url, unknownDetail(m, error.reason)))
+      return yield* Effect.fail(refreshOutcomeUnknown(error.url, whatHappened(error.message)))
     }
     yield* prepared.abandon
     return yield* Effect.fail(error)
@@ -291,12 +290,6 @@ const current = (m: Manager): Effect.Effect<TokenSet, TokenStoreError | NotLogge
     }
   })
 
-/** Why the outcome of a refresh is unknown, in words. */
-const unknownDetail = (m: Manager, reason: string | undefined) =>
-  reason === "timeout"
-    ? `no answer within ${Math.round(Duration.toSeconds(m.answerTimeout))} s`
-    : `the connection broke after sending: ${reason ?? "unknown"}`
-
 const revoked = (e: InvalidGrantError) =>
   notLoggedIn("refresh-rejected", `Your Kimi login has expired or was revoked (${e.status})`)
 
@@ -359,7 +352,7 @@ const spentHere = (m: Manager, onDisk: TokenSet): Effect.Effect<Attempt, TokenEr
   const reason = m.spent.reasonFor(onDisk.refreshToken)
   if (reason === undefined) return undefined
   if (reason === "refused") return Effect.fail(refusedBefore())
-  return Effect.succeed(notNow(refreshOutcomeUnknown(undefined, "sent earlier in this process"), onDisk))
+  return Effect.succeed(notNow(refreshOutcomeUnknown("", "A token refresh sent earlier by this process got no answer."), onDisk))
 }
 
 /** The locked part of one attempt: re-read, decide, reserve the save, refresh once, store. */

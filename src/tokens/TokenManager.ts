@@ -351,7 +351,6 @@ const wire = (options: TokenManagerOptions) =>
       retryPolicy: { baseDelay: options.retryBaseDelay ?? "500 millis", maxDelay: options.retryMaxDelay ?? "8 seconds" },
       maxRetryMillis: Duration.toMillis(Duration.fromInputUnsafe(options.maxRetryTime ?? "20 seconds")),
       requestTimeout: settings.requestTimeout,
-      answerTimeout: settings.refreshAnswerTimeout,
       state: yield* Ref.make(initialState),
       spent: options.spentRefreshTokens ?? new SpentRefreshTokens(),
       loggedOut: (secrets) => isLoggedOut(settings.storageDir, secrets.map((s) => Redacted.value(s))),

@@ -248,21 +248,27 @@ export const retryGivesUp = (
 
 /**
  * The error of a refresh whose outcome is unknown: it was sent, and no answer
- * came within the bound (or the connection broke after sending). Kimi
- * may have rotated the refresh token on receipt; if so, the new one was only
- * in the lost answer. This process does not send that refresh token again;
- * the in-flight marker stays beside the token file. `detail` says why
- * (no answer within the bound, the connection broke, or it was sent earlier).
+ * came within the bound (or the connection broke after sending). Kimi may
+ * have rotated the refresh token on receipt; if so, the new one was only in
+ * the lost answer. This process does not send that refresh token again; the
+ * in-flight marker stays beside the token file. `what` is the first sentence
+ * of the network error (what happened), or says it was sent earlier.
  */
-export const refreshOutcomeUnknown = (url: string | undefined, detail: string): NetworkError =>
+export const refreshOutcomeUnknown = (url: string, what: string): NetworkError =>
   new NetworkError({
-    url: url ?? "",
+    url,
     reason: "outcome-unknown",
-    message: `A token refresh was sent${url === undefined ? "" : ` to ${url}`} but its outcome is unknown (${detail}). ` +
-      `Kimi may have rotated the refresh token, and the new one was only in that answer, so this process will not ` +
-      `send the saved one again; nothing was deleted. Run \`kimi-auth token\` once the connection is back: its one try ` +
-      `either succeeds (the refresh never arrived) or shows the login is gone, and then ${LOGIN_HINT}.`
+    message: `${what} The token refresh was sent, so its outcome is unknown: Kimi may have rotated the refresh token, ` +
+      `and the new one was only in that answer. This process will not send the saved one again; nothing was ` +
+      `deleted. Run \`kimi-auth token\` once the connection is back: its one try either succeeds (the refresh ` +
+      `never arrived) or shows the login is gone, and then ${LOGIN_HINT}.`
   })
+
+/** The first sentence of a network error's message: what happened, without its advice. */
+export const whatHappened = (message: string): string => {
+  const end = message.indexOf(". ")
+  return end === -1 ? message : message.slice(0, end + 1)
+}
 
 /** Whether `error` is a {@link refreshOutcomeUnknown} error. */
 export const isOutcomeUnknown = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>

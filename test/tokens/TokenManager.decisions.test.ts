@@ -21,6 +21,8 @@ import {
   presenceCheckDue,
   PRESENCE_CHECK_MILLIS,
   readRefusedRefresh as readRefusal,
+  retriesAfter,
+  whatHappened,
   refreshedElsewhere,
   replacedSince,
   retryAt as retryNotBeforeFor,
@@ -268,5 +270,25 @@ describe("when to retry, and after what delay", () => {
   it("clockJumped: a wake later than the sleep plus a check interval", () => {
     expect(clockJumped(100_000, 0, 30_000, 60_000)).toBe(true)
     expect(clockJumped(90_000, 0, 30_000, 60_000)).toBe(false)
+  })
+})
+
+describe("a refresh whose outcome is unknown is never replayed", () => {
+  it.each([
+    // [case, error, retried]
+    ["a refused connection", { _tag: "NetworkError", reason: "TransportError (ECONNREFUSED)" }, true],
+    ["a 503", { _tag: "ServerError" }, true],
+    ["no answer within the bound", { _tag: "NetworkError", reason: "timeout" }, false],
+    ["the connection broke after sending", { _tag: "NetworkError", reason: "TransportError (ECONNRESET)" }, false],
+    ["an unknown outcome", { _tag: "NetworkError", reason: "outcome-unknown" }, false],
+    ["a refusal", { _tag: "InvalidGrantError" }, false]
+  ] as const)("retriesAfter: %s", (_, error, retried) => {
+    expect(retriesAfter(error)).toBe(retried)
+  })
+
+  it("whatHappened keeps the first sentence, the URL's dots included", () => {
+    expect(whatHappened("The Kimi OAuth server at http://127.0.0.1:8080/api/oauth/token did not answer within 30 s. Check your connection; it will be retried."))
+      .toBe("The Kimi OAuth server at http://127.0.0.1:8080/api/oauth/token did not answer within 30 s.")
+    expect(whatHappened("no sentence end")).toBe("no sentence end")
   })
 })
