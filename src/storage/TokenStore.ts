@@ -122,6 +122,12 @@ export interface TokenStoreShape {
   readonly recordRefusal?: ((refused: TokenSet, detail: string) => Effect.Effect<void>) | undefined
   /** The recorded refusal, when it concerns the refresh token of `stored`. Never fails. */
   readonly refusalOf?: ((stored: TokenSet) => Effect.Effect<RefreshRefusal | undefined>) | undefined
+  /**
+   * The "refresh in flight" marker as it is now, read without the lock: a
+   * refresh on the wire in some process (or a leftover). Never fails.
+   * Optional: without it, nobody is seen on the wire.
+   */
+  readonly inFlight?: Effect.Effect<InterruptedRefresh | undefined> | undefined
 }
 
 /** Space reserved for one save, and the "refresh in flight" marker around the request. */
@@ -578,7 +584,8 @@ export const makeFile: Effect.Effect<
     withLock: lock.withLock,
     prepareSave: prepareSave(s),
     recordRefusal: (refused, detail) => recordRefusal(s.fs, file, refused, detail),
-    refusalOf: (stored) => readRefusal(s.fs, file, stored)
+    refusalOf: (stored) => readRefusal(s.fs, file, stored),
+    inFlight: readMarker(s.markerPath)
   } satisfies TokenStoreShape
 })
 
@@ -596,7 +603,7 @@ export const makeMemory = (initial?: TokenSet): Effect.Effect<TokenStoreShape> =
     const save = (tokens: TokenSet) => Effect.andThen(Ref.set(ref, tokens), Ref.set(marker, undefined))
     const prepareSave = Effect.map(Ref.get(marker), (interrupted): PreparedSave => ({
       interrupted,
-      markInFlight: Ref.set(marker, { pid: process.pid, hostname: "memory", startedAt: new Date().toISOString() }),
+      markInFlight: Ref.set(marker, { pid: process.pid, hostname: os.hostname(), startedAt: new Date().toISOString() }),
       abandon: Ref.set(marker, undefined),
       commit: save
     }))
@@ -606,7 +613,8 @@ export const makeMemory = (initial?: TokenSet): Effect.Effect<TokenStoreShape> =
       save,
       prepareSave,
       clear: Ref.getAndSet(ref, undefined).pipe(Effect.map((previous) => previous !== undefined)),
-      withLock: lock.withLock
+      withLock: lock.withLock,
+      inFlight: Ref.get(marker)
     } satisfies TokenStoreShape
   })
 

@@ -129,6 +129,8 @@ export interface Manager {
   readonly maxRetryMillis: number
   /** The ordinary request timeout: how long an interrupted caller still waits for an answer on the wire. */
   readonly requestTimeout: Duration.Duration
+  /** How long a sent refresh is awaited (`refreshAnswerTimeout`), in millis. */
+  readonly answerMillis: number
   readonly state: Ref.Ref<ManagerState>
   /** Refresh tokens this process will not send again. */
   readonly spent: SpentRefreshTokens

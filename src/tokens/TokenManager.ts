@@ -41,6 +41,7 @@
  *
  * @since 0.1.0
  */
+import * as os from "node:os"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
@@ -77,6 +78,8 @@ import {
   loggedOutElsewhere,
   notNow,
   type NotNow,
+  ON_THE_WIRE_RECHECK_MILLIS,
+  onTheWireElsewhere,
   presenceCheckDue,
   replacedSince,
   retryAt,
@@ -205,6 +208,22 @@ const withoutRefresh = (m: Manager, rejected: Redacted.Redacted<string> | undefi
     return undefined
   })
 
+/**
+ * Whether a proactive call serves `valid` now because another process has a
+ * refresh on the wire ({@link onTheWireElsewhere}): not now, look again after
+ * {@link ON_THE_WIRE_RECHECK_MILLIS}; that process's answer reaches the file.
+ */
+const onTheWireNow = (m: Manager, valid: TokenSet | undefined, force: boolean) =>
+  Effect.gen(function*() {
+    const nowMillis = yield* Clock.currentTimeMillis
+    if (m.store.inFlight === undefined || !servesMeanwhile(valid, force, nowMillis / 1000)) return false
+    const marker = yield* m.store.inFlight
+    if (!onTheWireElsewhere(marker, nowMillis, m.answerMillis, { pid: process.pid, hostname: os.hostname() })) return false
+    yield* update(m, () => ({ retryAtMillis: retryAt(valid, nowMillis, ON_THE_WIRE_RECHECK_MILLIS), cached: valid }))
+    yield* Effect.logDebug("token refresh: another process has a refresh on the wire; serving the valid token meanwhile")
+    return true
+  })
+
 /** Where a call stands: tokens at hand, or a refresh to wait on (`started`: this call started it). */
 type Step =
   | { readonly _tag: "Ready"; readonly tokens: TokenSet }
@@ -224,6 +243,7 @@ const decide = (m: Wired, rejected: Redacted.Redacted<string> | undefined, force
     const valid = state.cached ??
       (force ? undefined : yield* Effect.option(m.load).pipe(Effect.map((o) => o._tag === "Some" ? o.value : undefined)))
     if (state.inFlight !== undefined) return { _tag: "Wait", refresh: state.inFlight, valid, started: false } as const
+    if (yield* onTheWireNow(m, valid, force)) return { _tag: "Ready", tokens: valid! } as const
     // A call cancelled before it got here (an aborted signal) starts no refresh: its interruption lands now.
     yield* Effect.yieldNow
     const refresh = yield* Deferred.make<TokenSet, TokenError>()
@@ -351,6 +371,7 @@ const wire = (options: TokenManagerOptions) =>
       retryPolicy: { baseDelay: options.retryBaseDelay ?? "500 millis", maxDelay: options.retryMaxDelay ?? "8 seconds" },
       maxRetryMillis: Duration.toMillis(Duration.fromInputUnsafe(options.maxRetryTime ?? "20 seconds")),
       requestTimeout: settings.requestTimeout,
+      answerMillis: Duration.toMillis(settings.refreshAnswerTimeout),
       state: yield* Ref.make(initialState),
       spent: options.spentRefreshTokens ?? new SpentRefreshTokens(),
       loggedOut: (secrets) => isLoggedOut(settings.storageDir, secrets.map((s) => Redacted.value(s))),

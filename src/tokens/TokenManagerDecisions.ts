@@ -200,6 +200,28 @@ export const stillNotNow = (
   retryAtMillis: number
 ): cached is TokenSet => nowSeconds * 1000 < retryAtMillis && servesMeanwhile(cached, force, nowSeconds)
 
+/** After seeing another process's refresh on the wire, a proactive call looks again after this long. */
+export const ON_THE_WIRE_RECHECK_MILLIS = 5_000
+
+/**
+ * Whether the "refresh in flight" marker says another process has a refresh
+ * on the wire now: written by another process (not `self`), less than
+ * `boundMillis` (the answer bound) before `nowMillis`; an older one is a
+ * leftover. A proactive call with a servable token then serves it instead of
+ * queueing for the lock behind a late answer. A marker from the future by
+ * more than a minute (clocks that disagree) counts as a leftover.
+ */
+export const onTheWireElsewhere = (
+  marker: InterruptedRefresh | undefined,
+  nowMillis: number,
+  boundMillis: number,
+  self: { readonly pid: number; readonly hostname: string }
+): boolean => {
+  if (marker === undefined || (marker.pid === self.pid && marker.hostname === self.hostname)) return false
+  const age = nowMillis - Date.parse(marker.startedAt)
+  return Number.isFinite(age) && age > -60_000 && age < boundMillis
+}
+
 /**
  * The "not now" of an answer that rotated the refresh token but sent an
  * unusable access token: the current access token with the new refresh token

@@ -21,6 +21,7 @@ import {
   presenceCheckDue,
   PRESENCE_CHECK_MILLIS,
   readRefusedRefresh as readRefusal,
+  onTheWireElsewhere,
   retriesAfter,
   whatHappened,
   refreshedElsewhere,
@@ -290,5 +291,24 @@ describe("a refresh whose outcome is unknown is never replayed", () => {
     expect(whatHappened("The Kimi OAuth server at http://127.0.0.1:8080/api/oauth/token did not answer within 30 s. Check your connection; it will be retried."))
       .toBe("The Kimi OAuth server at http://127.0.0.1:8080/api/oauth/token did not answer within 30 s.")
     expect(whatHappened("no sentence end")).toBe("no sentence end")
+  })
+})
+
+describe("is another process's refresh on the wire now", () => {
+  const self = { pid: 10, hostname: "here" }
+  const at = (millis: number) => new Date(millis).toISOString()
+  const T = 1_000_000_000
+  it.each([
+    // [case, marker, on the wire]
+    ["no marker", undefined, false],
+    ["our own marker", { pid: 10, hostname: "here", startedAt: at(T - 1000) }, false],
+    ["another process, a second ago", { pid: 11, hostname: "here", startedAt: at(T - 1000) }, true],
+    ["the same pid on another host", { pid: 10, hostname: "there", startedAt: at(T - 1000) }, true],
+    ["older than the answer bound: a leftover", { pid: 11, hostname: "here", startedAt: at(T - 300_000) }, false],
+    ["a little in the future (clocks disagree)", { pid: 11, hostname: "here", startedAt: at(T + 30_000) }, true],
+    ["far in the future", { pid: 11, hostname: "here", startedAt: at(T + 120_000) }, false],
+    ["an unreadable time", { pid: 11, hostname: "here", startedAt: "yesterday" }, false]
+  ] as const)("onTheWireElsewhere: %s", (_, marker, onTheWire) => {
+    expect(onTheWireElsewhere(marker, T, 300_000, self)).toBe(onTheWire)
   })
 })

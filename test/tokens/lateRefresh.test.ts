@@ -198,3 +198,42 @@ describe("a refresh token Kimi refused is not sent again in the process", () => 
       )
     }))
 })
+
+describe("another process has a refresh on the wire", () => {
+  /** The memory store, with a "refresh in flight" marker of another process written at `startedAtMillis` (test clock). */
+  const withForeignMarker = (store: TokenStoreShape, startedAtMillis: number): TokenStoreShape => ({
+    ...store,
+    inFlight: Effect.succeed({ pid: 999_999, hostname: "elsewhere", startedAt: new Date(startedAtMillis).toISOString() })
+  })
+
+  it.effect("a proactive call serves its valid token at once instead of queueing behind it; a leftover marker does not stop a refresh", () =>
+    Effect.gen(function*() {
+      const memory = yield* memoryStore(tokenSet(0, 900))
+      // The other process sent its refresh at 480 s (test clock); the answer bound is 5 minutes.
+      const { requests, layer } = setup(withForeignMarker(memory, 480_000), [refreshed(1)])
+      yield* Effect.gen(function*() {
+        const m = yield* TokenManager
+        yield* TestClock.adjust("500 seconds") // due, valid
+        assert.strictEqual(Redacted.value(yield* m.getAccessToken), "at-0")
+        yield* TestClock.adjust("4 seconds")
+        assert.strictEqual(Redacted.value(yield* m.getAccessToken), "at-0")
+        assert.strictEqual(requests.length, 0)
+        // At 781 s the marker is older than the bound: a leftover, and the refresh goes ahead.
+        yield* TestClock.adjust("277 seconds")
+        assert.strictEqual(Redacted.value(yield* m.getAccessToken), "at-1")
+        assert.strictEqual(requests.length, 1)
+      }).pipe(Effect.provide(layer))
+    }))
+
+  it.effect("an expired token waits on the lock instead (it cannot be served)", () =>
+    Effect.gen(function*() {
+      const memory = yield* memoryStore(tokenSet(0, 900))
+      const { requests, layer } = setup(withForeignMarker(memory, 990_000), [refreshed(1)])
+      yield* Effect.gen(function*() {
+        const m = yield* TokenManager
+        yield* TestClock.adjust("1000 seconds")
+        assert.strictEqual(Redacted.value(yield* m.getAccessToken), "at-1")
+        assert.strictEqual(requests.length, 1)
+      }).pipe(Effect.provide(layer))
+    }))
+})
