@@ -50,9 +50,9 @@ import {
   LOGIN_HINT,
   NetworkError,
   OAuthError,
-  redactSecrets,
   type ServerError
 } from "../Errors.js"
+import { scrubBody, scrubText } from "./AnswerScrub.js"
 import { proxyNote } from "../net/EnvFetch.js"
 import { OAUTH_BODY_LIMIT_BYTES, readTextCapped } from "../net/HttpBody.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
@@ -305,7 +305,8 @@ const noRedirects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 /**
  * Reads an answer of `url` to the end: a redirect is refused (never followed),
  * and so is an answer from elsewhere or a body past {@link OAUTH_BODY_LIMIT_BYTES};
- * `secrets` (what the request sent) are scrubbed from its `safeBody`.
+ * `secrets` (what the request sent) are scrubbed from its `safeBody`, as is and
+ * after JSON decoding, and its `scrub` removes them from each decoded field.
  */
 const readAnswer = (url: string, secrets: ReadonlyArray<string>) => (response: HttpClientResponse.HttpClientResponse) =>
   Effect.gen(function*() {
@@ -326,7 +327,8 @@ const readAnswer = (url: string, secrets: ReadonlyArray<string>) => (response: H
       status: response.status,
       retryAfter: response.headers["retry-after"],
       body,
-      safeBody: redactSecrets(body, secrets)
+      safeBody: scrubBody(body, secrets),
+      scrub: (text: string) => scrubText(text, secrets)
     } satisfies RawResponse
   })
 

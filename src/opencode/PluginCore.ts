@@ -25,21 +25,35 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as References from "effect/References"
 import { DeviceFlow } from "../oauth/DeviceFlow.js"
-import { LOGIN_HINT } from "../Errors.js"
+import { LOGIN_HINT, redactSecrets } from "../Errors.js"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
-import { isLoggedOut } from "../storage/LogoutMarker.js"
+import { isLoggedOut } from "../storage/Notes.js"
+import { isSpent } from "../storage/SpentRefreshTokens.js"
+import {
+  adoptLogLine,
+  adoptRule,
+  newestMovedAside,
+  notAdoptedMessage,
+  type OAuthEntry,
+  isAdoptableEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "./Adoption.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
 import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
 import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
-import { SpentRefreshTokens, TokenManager } from "../tokens/TokenManager.js"
+import { HeldBackRefreshTokens, TokenManager } from "../tokens/TokenManager.js"
 import { isDue, PRESENCE_CHECK_MILLIS } from "../tokens/TokenManagerDecisions.js"
 import { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
 import { readWebTextPrefix } from "../net/HttpBody.js"
 import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../request/Authorize.js"
-import { decodeUsage, type KimiUsage } from "../api/Usage.js"
+import type { KimiUsage } from "../api/Usage.js"
+import { readUsageWithFetch } from "../api/UsageReader.js"
+import { decodeModels } from "../api/Models.js"
 import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "../request/AuthorizingFetch.js"
 import { makeManagedTokenSource, type TokenFailure } from "../request/ManagedTokenSource.js"
 
@@ -55,15 +69,6 @@ export interface PluginCoreConfig {
   readonly line?: OpenCodeLine | undefined
   /** OpenCode's `client.auth.set`, to mirror refreshed tokens into `auth.json`. */
   readonly setAuth?: ((args: { path: { id: string }; body: OAuthEntry }) => unknown) | undefined
-}
-
-/** An `auth.json` OAuth entry as OpenCode keeps it. */
-export interface OAuthEntry {
-  readonly type: "oauth"
-  readonly refresh: string
-  readonly access: string
-  /** Epoch milliseconds. */
-  readonly expires: number
 }
 
 /** What `authorize()` of the device login method returns to OpenCode. */
@@ -120,9 +125,11 @@ export interface PluginCore {
   /**
    * Reads a `403`/`429` answer: a quota refusal becomes a `403` naming the
    * used-up window and its reset, coded so hosts do not retry it; anything
-   * else comes back as it was (its body kept).
+   * else comes back as it was (its body kept). With `sentToken` (the bearer
+   * the request carried), any error answer's body is handed back with that
+   * token scrubbed in every form a server may echo it.
    */
-  readonly judgeRefusal: (response: Response) => Promise<Response>
+  readonly judgeRefusal: (response: Response, sentToken?: string) => Promise<Response>
   readonly dispose: () => Promise<void>
 }
 
@@ -249,43 +256,6 @@ export const stillStoredRule = (fileExists: () => boolean, loggedOut: () => bool
   }
 }
 
-/** Whether an `auth.json` entry carries a login worth adopting (a refresh token and an access token). */
-export const isAdoptableEntry = (entry: OAuthEntry): boolean =>
-  typeof entry.refresh === "string" && entry.refresh !== "" && typeof entry.access === "string"
-
-/** What adopting OpenCode's stored copy comes to. */
-export type AdoptOutcome = "kept" | "logged-out" | "adopted"
-
-/**
- * Whether to adopt OpenCode's stored copy: never over a stored login
- * (`"kept"`), never a login the user logged out of (`"logged-out"`, the
- * logout marker outweighs the copy), else `"adopted"`.
- */
-export const adoptRule = (hasStoredLogin: boolean, copyLoggedOut: () => boolean): AdoptOutcome =>
-  hasStoredLogin ? "kept" : copyLoggedOut() ? "logged-out" : "adopted"
-
-/** The token set an adopted `auth.json` entry becomes (its expiry in epoch seconds, lifetime from `nowMillis`). */
-export const tokenSetFromEntry = (entry: OAuthEntry, region: KimiRegion, nowMillis: number): TokenSet => {
-  const expiresAt = Math.floor(entry.expires / 1000)
-  return new TokenSet({
-    accessToken: Redacted.make(entry.access),
-    refreshToken: Redacted.make(entry.refresh),
-    tokenType: "Bearer",
-    expiresIn: Math.max(0, expiresAt - Math.floor(nowMillis / 1000)),
-    scope: "",
-    expiresAt,
-    region
-  })
-}
-
-/** The debug line for an adoption's outcome (no token in it). */
-export const adoptLogLine = (outcome: AdoptOutcome, providerId: string, storePath: string): string =>
-  outcome === "logged-out"
-    ? `plugin: OpenCode's stored login for ${providerId} is one the user logged out of; not adopted`
-    : outcome === "adopted"
-    ? `plugin: adopted OpenCode's stored login for ${providerId} into ${storePath}`
-    : `plugin: a login is already stored; OpenCode's copy for ${providerId} is not needed`
-
 /** The mirror-once rule: mirror into OpenCode's auth store only with a host client, and once per access token. */
 export const shouldMirror = (access: string, mirrored: string | undefined, canMirror: boolean): boolean =>
   canMirror && access !== mirrored
@@ -354,7 +324,7 @@ export const resendTokenRule = (result: TokenResult, rejected: string, rejectedM
 // Effectful pieces over one small shared context.
 
 /** Refresh tokens no core of this process sends again (refused, or of an unknown outcome): OpenCode rebuilds cores. */
-const processSpent = new SpentRefreshTokens()
+const processSpent = new HeldBackRefreshTokens()
 
 /** What the core's pieces share: the provider, its settings, the runtime, the token source and the fast path. */
 interface CoreContext {
@@ -367,7 +337,7 @@ interface CoreContext {
   readonly configProblem: string | undefined
   readonly windowSeconds: number
   readonly rejectedMessage: string
-  readonly spent: SpentRefreshTokens
+  readonly spent: HeldBackRefreshTokens
   readonly run: <A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) => Promise<Exit.Exit<A, unknown>>
   source: ReturnType<typeof makeManagedTokenSource>
   runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown> | undefined
@@ -378,11 +348,13 @@ interface CoreContext {
   identityHeaders: Readonly<Record<string, string>>
   oauthFetch: Promise<ReturnType<typeof makeKimiFetch>> | undefined
   oauthFetchReady: ReturnType<typeof makeKimiFetch> | undefined
+  /** Why OpenCode's copy of the login was not adopted (it may be spent), told with every "login required". */
+  notAdopted: string | undefined
 }
 
 const runIn = <A>(ctx: CoreContext, effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
   (ctx.runtime ??= ManagedRuntime.make(
-    layerNode({ ...ctx.authOptions, backgroundRefresh: true, tokenManager: { spentRefreshTokens: ctx.spent } })
+    layerNode({ ...ctx.authOptions, backgroundRefresh: true, tokenManager: { heldBackRefreshTokens: ctx.spent } })
       .pipe(Layer.provideMerge(loggingLayer()))
   )).runPromiseExit(effect, signal ? { signal } : undefined).catch((e) => Exit.die(e))
 
@@ -471,19 +443,28 @@ const adopt = async (ctx: CoreContext, entry: OAuthEntry): Promise<void> => {
   const settings = ctx.settings
   if (ctx.configProblem || !settings) return
   if (!isAdoptableEntry(entry)) return
+  const file = settings.tokenFilePath
+  let moved: ReturnType<typeof newestMovedAside>
   await ctx.run(
     Effect.gen(function*() {
       const store = yield* TokenStore
-      // Under the lock, so a logout in another process cannot slip between the checks and the save.
+      // Under the lock, so a logout or a refresh in another process cannot slip between the checks and the save.
       const adopted = yield* store.withLock(Effect.gen(function*() {
         const outcome = adoptRule(
           (yield* store.load) !== undefined,
           // A copy of a login the user logged out of (`kimi-auth logout`) is never brought back; a new login is.
-          () => isLoggedOut(settings.storageDir, [entry.refresh, entry.access])
+          () => isLoggedOut(settings.storageDir, [entry.refresh, entry.access]),
+          // Nor one whose refresh token was spent: refreshing it would be a replay, and Kimi revokes the login.
+          () => isSpent(file, [entry.refresh]),
+          () => supersededByMoved(entry.expires, (moved = newestMovedAside(file))?.mtimeMillis)
         )
         if (outcome === "adopted") yield* store.save(tokenSetFromEntry(entry, ctx.region, Date.now()))
         return outcome
       }))
+      ctx.notAdopted = notAdoptedMessage(adopted, ctx.providerId, loginHint(ctx.providerId, ctx.region, ctx.line), {
+        tokenFilePath: file,
+        movedAside: moved?.path
+      })
       yield* Effect.logDebug(adoptLogLine(adopted, ctx.providerId, store.path))
     })
   )
@@ -507,6 +488,7 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
     throw new Error(failureMessage(ctx, exit.cause))
   }
   const tokens = exit.value
+  ctx.notAdopted = undefined
   ctx.mirrored = Redacted.value(tokens.accessToken)
   ctx.fast = { tokens, access: ctx.mirrored }
   return loginSuccessOf(tokens)
@@ -558,21 +540,14 @@ const resendAfterRejection = async (ctx: CoreContext, request: Request, rejected
   return once(request)
 }
 
-const readUsage = async (ctx: CoreContext): Promise<KimiUsage | undefined> => {
-  if (!ctx.settings) return undefined
-  try {
-    const response = await coreFetch(ctx, `${ctx.settings.apiBaseUrl}/usages`, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(5000) })
-    if (!response.ok) return undefined
-    const decoded = decodeUsage(await response.json())
-    return decoded._tag === "Success" ? decoded.success : undefined
-  } catch {
-    return undefined
-  }
-}
+// The core's fetch authorizes the read; the reader bounds it and never throws.
+const readUsage = async (ctx: CoreContext): Promise<KimiUsage | undefined> =>
+  ctx.settings ? readUsageWithFetch((url, init) => coreFetch(ctx, url, init), ctx.settings.apiBaseUrl) : undefined
 
-const judgeRefusal = async (ctx: CoreContext, response: Response): Promise<Response> => {
-  if (!isRefusalStatus(response.status)) return response
-  const text = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
+const judgeRefusal = async (ctx: CoreContext, response: Response, sentToken?: string): Promise<Response> => {
+  if (!isRefusalStatus(response.status) && (sentToken === undefined || response.status < 400)) return response
+  const read = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
+  const text = sentToken === undefined ? read : redactSecrets(read, [sentToken])
   const refusal = classifyRefusal(response.status, text, response.headers.get("retry-after") ?? undefined)
   if (refusal?._tag !== "QuotaExceeded") {
     return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers })
@@ -608,7 +583,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     run: (effect, signal) => runIn(ctx, effect, signal),
     source: makeManagedTokenSource({
       run: (effect, signal) => runIn(ctx, effect, signal),
-      failure: pluginTokenFailure(providerId, region, line),
+      failure: (cause) => withAdoptionNote(pluginTokenFailure(providerId, region, line)(cause), ctx.notAdopted),
       ...(configProblem ? { unavailable: { ok: false, status: 500, code: "kimi_config", message: configProblem } } : {}),
       refuse: otherRegionRefusal(providerId, region, line),
       onTokens: (tokens) => {
@@ -617,7 +592,7 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
       }
     }),
     runtime: undefined, fast: undefined, fastCheckedAt: 0, mirrored: undefined,
-    identityHeaders: {}, oauthFetch: undefined, oauthFetchReady: undefined
+    identityHeaders: {}, oauthFetch: undefined, oauthFetchReady: undefined, notAdopted: undefined
   }
   return {
     fetch: (input, init) => ctx.oauthFetchReady !== undefined ? ctx.oauthFetchReady(input, init) : fetchAfterBuild(ctx, input, init),
@@ -629,32 +604,30 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     accessToken: (signal) => fastAccessToken(ctx, signal),
     identity: async () => (await readyOAuthFetch(ctx), ctx.identityHeaders),
     resendAfterRejection: (request, rejected) => resendAfterRejection(ctx, request, rejected),
-    judgeRefusal: (response) => judgeRefusal(ctx, response),
+    judgeRefusal: (response, sentToken) => judgeRefusal(ctx, response, sentToken),
     dispose: () => dispose(ctx)
   }
 }
 
-/** Reads a `GET /models` answer leniently: unknown or malformed entries are skipped; never throws. */
-export const modelsFromApi = (body: unknown): Array<ApiModel> => {
-  const data = (body as { data?: unknown } | null)?.data
-  if (!Array.isArray(data)) return []
-  const out: Array<ApiModel> = []
-  for (const m of data) {
-    if (typeof m !== "object" || m === null) continue
-    const r = m as Record<string, unknown>
-    const id = r["id"]
-    if (typeof id !== "string" || id === "") continue
-    const context = r["context_length"]
-    const name = r["display_name"]
-    out.push({
-      id,
-      displayName: typeof name === "string" && name !== "" ? name : undefined,
-      contextLength: typeof context === "number" && Number.isFinite(context) && context > 0 ? context : undefined,
-      reasoning: r["supports_reasoning"] !== false,
-      image: r["supports_image_in"] === true
-    })
-  }
-  return out
-}
+/** Reads a `GET /models` answer leniently (the one decoder, `api/Models.ts`); never throws. */
+export const modelsFromApi = (body: unknown): Array<ApiModel> =>
+  Option.getOrElse(decodeModels(body), () => []).map((m) => ({
+    id: m.id,
+    displayName: m.displayName,
+    contextLength: m.contextLength,
+    reasoning: m.supportsReasoning !== false,
+    image: m.supportsImageIn === true
+  }))
 
 export { errorResponse }
+export {
+  adoptLogLine,
+  type AdoptOutcome,
+  adoptRule,
+  isAdoptableEntry,
+  notAdoptedMessage,
+  type OAuthEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "./Adoption.js"

@@ -216,7 +216,8 @@ export const makeV2Handlers = (regions: ReadonlyArray<RegionV2>) => {
       event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
       return
     }
-    if (status === 403 || status === 429) event.response = await (await r.getCore()).judgeRefusal(event.response)
+    // Any error answer: the quota message, and the sent token scrubbed from what OpenCode prints.
+    if (status >= 400) event.response = await (await r.getCore()).judgeRefusal(event.response, "token" in record ? record.token : undefined)
   }
 
   /** `model.request` (2.0.x): mutable `headers` per model call. */

@@ -282,8 +282,10 @@ export class KimiOAuthClient {
   }
 
   /**
-   * The plan's quota from Kimi's `/usages`: the weekly window and the rolling
-   * ones (5-hour), each with used/limit and when it resets. The same data as
+   * The plan's quota from Kimi's `/usages`, in either of its shapes: every
+   * window (old shape: weekly and 5-hour with used/limit; new plans: 5-hour,
+   * weekly, monthly total and monthly code with the share used) with when it
+   * resets, the booster wallet, and `shape`. The same data as
    * `kimi-auth usage` and the Effect `KimiApi.usage`. Rejects with code
    * `NOT_LOGGED_IN` without a usable login.
    */

@@ -40,12 +40,13 @@ import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
 import { isTransient, NotLoggedInError } from "../Errors.js"
 import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "../KimiAuth.js"
-import { API_BODY_LIMIT_BYTES, concatBytes, readTextCapped, readTextPrefix } from "../net/HttpBody.js"
+import { concatBytes, readTextPrefix } from "../net/HttpBody.js"
 import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./Authorize.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
-import { blockingWindow, decodeUsage, type KimiUsage } from "../api/Usage.js"
+import { blockingWindow } from "../api/Usage.js"
+import { readUsageWithClient } from "../api/UsageReader.js"
 
 /** The typed failures of a Kimi request besides the HTTP client's own. */
 export type KimiRequestError = TokenError | QuotaExceededError
@@ -179,22 +180,6 @@ const promiseRunner = (context: Context.Context<never>) => {
     })
 }
 
-/** The account's `/usages` with a token, through the platform client; `undefined` on any failure (5 s budget). */
-const usagesWith = (
-  underlying: HttpClient.HttpClient,
-  authorized: (request: HttpClientRequest.HttpClientRequest) => HttpClientRequest.HttpClientRequest,
-  base: string
-): Effect.Effect<KimiUsage | undefined> =>
-  underlying.execute(authorized(HttpClientRequest.acceptJson(HttpClientRequest.get(`${base}/usages`)))).pipe(
-    Effect.flatMap((r): Effect.Effect<string, unknown> =>
-      r.status === 200 ? readTextCapped(r, API_BODY_LIMIT_BYTES) : Effect.fail(r.status)
-    ),
-    Effect.flatMap((text) => Effect.try(() => decodeUsage(JSON.parse(text)))),
-    Effect.map((decoded) => (decoded._tag === "Success" ? decoded.success : undefined)),
-    Effect.timeout("5 seconds"),
-    Effect.orElseSucceed(() => undefined)
-  )
-
 /** What becomes of an outcome on `HttpClient.HttpClient`: the response, or the failure that carries the typed error. */
 const settle = (
   request: HttpClientRequest.HttpClientRequest,
@@ -273,7 +258,7 @@ export const make = Effect.gen(function*() {
             refreshAfterRejection: (rejected, s) => tokenResult(tokens.refresh(rejected), s)
           },
           signal,
-          readUsage: (token, s) => promise(usagesWith(underlying, authorized(token), base), s ?? signal)
+          readUsage: (token, s) => promise(readUsageWithClient(underlying, authorized(token), base), s ?? signal)
         })
       )
       return yield* settle(request, outcome, yield* Clock.currentTimeMillis)

@@ -16,14 +16,14 @@
  * - **An unknown outcome** (no answer within the bound, or the connection
  *   broke after sending) is never replayed blindly: the in-flight marker
  *   stays, the refresh token is recorded as not to be sent again by this
- *   process ({@link SpentRefreshTokens}), and the call fails with
+ *   process ({@link HeldBackRefreshTokens}), and the call fails with
  *   {@link refreshOutcomeUnknown} (or, proactive, serves the still-valid
  *   token). The next process that tries (the user running `kimi-auth token`)
  *   sends it once: a good answer means the first never arrived; a refusal
  *   says the login was lost to the unknown refresh and how to log in again.
  * - **A refusal** (`invalid_grant`) is final for that refresh token in this
  *   process: it is never sent again, even after the runtime is rebuilt
- *   (OpenCode's plugin shares one {@link SpentRefreshTokens} per provider).
+ *   (OpenCode's plugin shares one {@link HeldBackRefreshTokens} per provider).
  *
  * Decisions are in `./TokenManagerDecisions.ts`; state is one `Ref`.
  *
@@ -54,7 +54,6 @@ import {
   TokenStoreError,
   type TransientError
 } from "../Errors.js"
-import { noteForcedRefresh, readForcedRefreshAt } from "../storage/ForcedRefreshLog.js"
 import type { OAuthClientShape } from "../oauth/OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong, type RetryPolicy } from "../oauth/Retry.js"
 import type { PreparedSave, TokenStoreShape } from "../storage/TokenStore.js"
@@ -74,7 +73,8 @@ import {
   retriesAfter,
   retryGivesUp,
   servedNotNow,
-  type SpentRefreshTokens,
+  spentByRefresh,
+  type HeldBackRefreshTokens,
   startingTokens,
   whatHappened,
   type UnsavedTokens
@@ -133,7 +133,7 @@ export interface Manager {
   readonly answerMillis: number
   readonly state: Ref.Ref<ManagerState>
   /** Refresh tokens this process will not send again. */
-  readonly spent: SpentRefreshTokens
+  readonly spent: HeldBackRefreshTokens
   /** Whether a logout recorded any of `secrets` (`logged-out.json` in the storage folder). */
   readonly loggedOut: (secrets: ReadonlyArray<Redacted.Redacted<string>>) => boolean
   /** The stored tokens, or why there are none. */
@@ -266,6 +266,9 @@ const refreshOnce = (m: Manager, base: TokenSet, prepared: PreparedSave) =>
   Effect.gen(function*() {
     yield* prepared.markInFlight
     const result = yield* sendAndAwait(m, base).pipe(Effect.flatten, Effect.result)
+    // Noted before the save: the sent token is spent even when the new ones cannot be stored.
+    const spent = spentByRefresh(base.refreshToken, result)
+    if (spent !== undefined && m.store.recordSpent) yield* m.store.recordSpent(spent)
     if (result._tag === "Failure") return yield* afterFailedRequest(m, base, prepared, result.failure)
     return yield* saveRefreshed(m, base, result.success, prepared)
   }).pipe(Effect.uninterruptible)
@@ -328,10 +331,10 @@ const afterRefusal = (m: Manager, onDisk: TokenSet, prepared: PreparedSave, now:
 
 /** Notes a refusal for good beside the file (still under the lock, so the file holds the refused token). Nothing is deleted. */
 const noteRefusal = (store: TokenStoreShape, error: TokenError) =>
-  isRefusedForGood(error) && store.recordRefusal
+  isRefusedForGood(error)
     ? store.load.pipe(
       Effect.orElseSucceed(() => undefined),
-      Effect.flatMap((refused) => refused && store.recordRefusal ? store.recordRefusal(refused, error.message.split(";")[0]!) : Effect.void)
+      Effect.flatMap((refused) => refused ? store.recordRefusal(refused, error.message.split(";")[0]!) : Effect.void)
     )
     : Effect.void
 
@@ -368,7 +371,8 @@ const attemptLocked = (m: Manager, rejected: Redacted.Redacted<string> | undefin
         return done(onDisk)
       }
       const lastForced = (yield* Ref.get(m.state)).lastForcedMillis
-      if (force && declinesForcedRefresh(onDisk, rejected, now, latest(lastForced, readForcedRefreshAt(m.store.path)))) {
+      const seen = force ? yield* m.store.forcedRefreshSeen(onDisk, now * 1000) : undefined
+      if (force && declinesForcedRefresh(onDisk, rejected, now, latest(lastForced, seen?.atMillis), seen?.issuedIt)) {
         // The API refused a token issued moments ago: another refresh would not help. The same token back
         // tells the caller (KimiRequest: "Rejected"), and the family is not rotated again.
         yield* Effect.logDebug("token refresh: the API rejected a token issued moments ago; not refreshing again").pipe(
@@ -386,7 +390,7 @@ const attemptLocked = (m: Manager, rejected: Redacted.Redacted<string> | undefin
       if (force && outcome._tag === "Done" && outcome.tokens !== onDisk) {
         // Recorded for every process: a rejection of what this refresh issued is not refreshed again for a while.
         yield* update(m, () => ({ lastForcedMillis: now * 1000 }))
-        noteForcedRefresh(m.store.path, now * 1000)
+        yield* m.store.noteForcedRefresh(outcome.tokens, now * 1000)
       }
       if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
         yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")

@@ -54,7 +54,6 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import { isTransient, type LockTimeoutError, LOGIN_HINT, NotLoggedInError, type TokenStoreError } from "../Errors.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
-import { isLoggedOut } from "../storage/LogoutMarker.js"
 import { OAuthClient } from "../oauth/OAuthClient.js"
 import { backoffDelay } from "../oauth/Retry.js"
 import { TokenStore } from "../storage/TokenStore.js"
@@ -85,12 +84,12 @@ import {
   retryAt,
   servedNotNow,
   servesMeanwhile,
-  SpentRefreshTokens,
+  HeldBackRefreshTokens,
   stillNotNow
 } from "./TokenManagerDecisions.js"
 
 export type { TokenError } from "./Refresh.js"
-export { SpentRefreshTokens } from "./TokenManagerDecisions.js"
+export { HeldBackRefreshTokens } from "./TokenManagerDecisions.js"
 
 /** Tuning of the token manager. */
 export interface TokenManagerOptions {
@@ -118,7 +117,7 @@ export interface TokenManagerOptions {
    * shared by managers that stand for the same login in one process (the
    * OpenCode plugin rebuilds its runtime). Default: one per manager.
    */
-  readonly spentRefreshTokens?: SpentRefreshTokens | undefined
+  readonly heldBackRefreshTokens?: HeldBackRefreshTokens | undefined
 }
 
 /** The token manager service. */
@@ -216,8 +215,8 @@ const withoutRefresh = (m: Manager, rejected: Redacted.Redacted<string> | undefi
 const onTheWireNow = (m: Manager, valid: TokenSet | undefined, force: boolean) =>
   Effect.gen(function*() {
     const nowMillis = yield* Clock.currentTimeMillis
-    if (m.store.inFlight === undefined || !servesMeanwhile(valid, force, nowMillis / 1000)) return false
-    const marker = yield* m.store.inFlight
+    if (!servesMeanwhile(valid, force, nowMillis / 1000)) return false
+    const marker = yield* m.store.readInFlight
     if (!onTheWireElsewhere(marker, nowMillis, m.answerMillis, { pid: process.pid, hostname: os.hostname() })) return false
     yield* update(m, () => ({ retryAtMillis: retryAt(valid, nowMillis, ON_THE_WIRE_RECHECK_MILLIS), cached: valid }))
     yield* Effect.logDebug("token refresh: another process has a refresh on the wire; serving the valid token meanwhile")
@@ -373,8 +372,8 @@ const wire = (options: TokenManagerOptions) =>
       requestTimeout: settings.requestTimeout,
       answerMillis: Duration.toMillis(settings.refreshAnswerTimeout),
       state: yield* Ref.make(initialState),
-      spent: options.spentRefreshTokens ?? new SpentRefreshTokens(),
-      loggedOut: (secrets) => isLoggedOut(settings.storageDir, secrets.map((s) => Redacted.value(s))),
+      spent: options.heldBackRefreshTokens ?? new HeldBackRefreshTokens(),
+      loggedOut: store.isLoggedOut,
       load: loadTokens(store),
       permit: yield* Semaphore.make(1),
       scope: yield* Effect.scope

@@ -26,7 +26,7 @@ import {
   type TokenStoreError
 } from "../Errors.js"
 import type { InterruptedRefresh } from "../storage/TokenStore.js"
-import { fingerprint } from "../storage/LogoutMarker.js"
+import { fingerprint } from "../storage/Notes.js"
 import { TokenSet } from "./TokenSet.js"
 import { isDueAt, refreshThresholdSeconds as thresholdForLifetime } from "../light/TokenValidation.js"
 
@@ -76,7 +76,7 @@ export const issuedMomentsAgo = (tokens: TokenSet, nowSeconds: number, windowSec
 /**
  * Whether a forced refresh for a rejected token should be refused: a refresh
  * forced by a rejection happened less than `windowSeconds` ago (in any
- * process: `lastForcedMillis`, see `ForcedRefreshLog`) and the rejected token,
+ * process: `lastForcedMillis`, and the store's forced-refresh note) and the rejected token,
  * the one on disk, was issued within the window too, so it is most likely
  * what that refresh produced and Kimi refuses it as well. A first rejection
  * (Kimi revoked a token once, even a fresh one) is still healed by a refresh.
@@ -85,11 +85,13 @@ export const refusesAgain = (
   tokens: TokenSet,
   nowSeconds: number,
   lastForcedMillis: number | undefined,
-  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS
+  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS,
+  issuedIt?: boolean | undefined
 ): boolean => {
   if (lastForcedMillis === undefined) return false
   const since = nowSeconds * 1000 - lastForcedMillis
-  return since >= 0 && since < windowSeconds * 1000 && issuedMomentsAgo(tokens, nowSeconds, windowSeconds)
+  // `issuedIt`: the note names this very token as what that refresh issued, whatever the clocks say of its age.
+  return since >= 0 && since < windowSeconds * 1000 && (issuedIt === true || issuedMomentsAgo(tokens, nowSeconds, windowSeconds))
 }
 
 /** Whether the set in hand no longer carries the `rejected` access token: someone (a caller ahead of us, another process) replaced it since. */
@@ -136,9 +138,11 @@ export const declinesForcedRefresh = (
   onDisk: TokenSet,
   rejected: Redacted.Redacted<string> | undefined,
   nowSeconds: number,
-  lastForcedMillis: number | undefined
+  lastForcedMillis: number | undefined,
+  issuedIt?: boolean | undefined
 ): boolean =>
-  rejected !== undefined && !replacedSince(onDisk, rejected) && refusesAgain(onDisk, nowSeconds, lastForcedMillis)
+  rejected !== undefined && !replacedSince(onDisk, rejected) &&
+  refusesAgain(onDisk, nowSeconds, lastForcedMillis, REJECTED_FRESH_TOKEN_SECONDS, issuedIt)
 
 // ---------------------------------------------------------------------------
 // Not now: one outcome, one serving rule
@@ -308,7 +312,7 @@ export type SpentReason = "refused" | "outcome-unknown"
  * replay is pointless and, for Kimi, a reuse of a spent token; after an
  * unknown outcome it would be a blind replay. Kept in memory only.
  */
-export class SpentRefreshTokens {
+export class HeldBackRefreshTokens {
   private readonly spent = new Map<string, SpentReason>()
   /** Records `token` as not to be sent again. */
   note(token: Redacted.Redacted<string>, reason: SpentReason): void {
@@ -347,6 +351,20 @@ export const readRefusedRefresh = (
     : again.remainingSeconds(nowSeconds) > 0
     ? { _tag: "RotatedElsewhere", tokens: again }
     : { _tag: "RefreshAgain", tokens: again }
+
+/**
+ * The refresh token a refresh spent, to note as such: the one `sent`, when
+ * the answer rotated it (new tokens with another refresh token, or an
+ * unusable answer that still carried one); `undefined` when nothing was
+ * rotated (refused, unreachable, or the same refresh token kept).
+ */
+export const spentByRefresh = (
+  sent: Redacted.Redacted<string>,
+  result: Result.Result<TokenSet, { readonly _tag: string; readonly rotatedRefreshToken?: Redacted.Redacted<string> | undefined }>
+): Redacted.Redacted<string> | undefined => {
+  const kept = result._tag === "Success" ? result.success.refreshToken : result.failure.rotatedRefreshToken
+  return kept !== undefined && !sameSecret(kept, sent) ? sent : undefined
+}
 
 /** Tokens the server issued that could not be saved, and the refresh token they replaced. */
 export interface UnsavedTokens {

@@ -20,7 +20,7 @@ import { lockWaitFor } from "../../src/config/KimiAuthConfig.js"
 import type { KimiAuthOptions } from "../../src/config/KimiAuthConfig.js"
 import { OAuthClient } from "../../src/oauth/OAuthClient.js"
 import { TokenManager, type TokenManagerOptions } from "../../src/tokens/TokenManager.js"
-import { SpentRefreshTokens } from "../../src/tokens/TokenManagerDecisions.js"
+import { HeldBackRefreshTokens } from "../../src/tokens/TokenManagerDecisions.js"
 import type { TokenSet } from "../../src/tokens/TokenSet.js"
 import { makeMemory, TokenStore, type TokenStoreShape } from "../../src/storage/TokenStore.js"
 import { hang, late, makeScripted, oauthError, type Step } from "../support/scripted.js"
@@ -179,14 +179,14 @@ describe("a refresh token Kimi refused is not sent again in the process", () => 
       }).pipe(Effect.provide(layer))
     }))
 
-  it.effect("a manager rebuilt with the same SpentRefreshTokens (OpenCode's plugin runtime) does not send it either; a new login does", () =>
+  it.effect("a manager rebuilt with the same HeldBackRefreshTokens (OpenCode's plugin runtime) does not send it either; a new login does", () =>
     Effect.gen(function*() {
       const store = yield* memoryStore(tokenSet(0, 900))
-      const spent = new SpentRefreshTokens()
-      const first = setup(store, [oauthError("invalid_grant")], { spentRefreshTokens: spent })
+      const spent = new HeldBackRefreshTokens()
+      const first = setup(store, [oauthError("invalid_grant")], { heldBackRefreshTokens: spent })
       yield* TestClock.adjust("1000 seconds")
       yield* Effect.flip(Effect.flatMap(TokenManager, (m) => m.getAccessToken)).pipe(Effect.provide(first.layer))
-      const second = setup(store, [refreshed(5)], { spentRefreshTokens: spent })
+      const second = setup(store, [refreshed(5)], { heldBackRefreshTokens: spent })
       const error = yield* Effect.flip(Effect.flatMap(TokenManager, (m) => m.getAccessToken)).pipe(Effect.provide(second.layer))
       assert.strictEqual(error._tag, "NotLoggedInError")
       assert.strictEqual(first.requests.length + second.requests.length, 1)
@@ -203,7 +203,7 @@ describe("another process has a refresh on the wire", () => {
   /** The memory store, with a "refresh in flight" marker of another process written at `startedAtMillis` (test clock). */
   const withForeignMarker = (store: TokenStoreShape, startedAtMillis: number): TokenStoreShape => ({
     ...store,
-    inFlight: Effect.succeed({ pid: 999_999, hostname: "elsewhere", startedAt: new Date(startedAtMillis).toISOString() })
+    readInFlight: Effect.succeed({ pid: 999_999, hostname: "elsewhere", startedAt: new Date(startedAtMillis).toISOString() })
   })
 
   it.effect("a proactive call serves its valid token at once instead of queueing behind it; a leftover marker does not stop a refresh", () =>
