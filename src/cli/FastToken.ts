@@ -8,13 +8,14 @@
  * It answers only when the full command would print the same token without a
  * request, a write or a message; anything else (a configuration error, no
  * file, a file it cannot parse, a token that is due, a link, a file or folder
- * of another user, loose modes the store would repair or refuse, a missing device id, debug logging) returns
+ * of another user, loose modes the store would repair or refuse, a missing device id, `DEBUG` naming this package) returns
  * `undefined` and the caller runs the full command, which says what is wrong.
  *
  * @since 0.2.0
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { debugFromEnv } from "../light/Debug.js"
 import { type Env, resolveSettings } from "../light/ResolveSettings.js"
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import { isDueAt, parseTokenFileText } from "../light/TokenValidation.js"
@@ -39,7 +40,7 @@ const plainAndOurs = (st: fs.Stats, directory: boolean) =>
  * command must decide. Never throws, never prints.
  */
 export const fastToken = (env: Env, nowMillis: number): string | undefined => {
-  if ((env["DEBUG"] ?? "").trim() !== "") return undefined
+  if (debugFromEnv(env)) return undefined
   const settings = resolveSettings({}, env)
   if (!settings.ok) return undefined
   const { tokenFilePath, deviceIdPath } = settings.value

@@ -29,32 +29,17 @@
  *
  * @since 0.3.0
  */
+import { debugLine } from "../light/Debug.js"
+import { lazyModule } from "../light/LazyModule.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
 import { resolveSettings } from "../light/ResolveSettings.js"
 import { DEVICE_LOGIN_LABEL, type KimiPluginOptions, PLUGIN_ID } from "./KimiPlugin.js"
 import type { PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS, OFF_VARIANT, TOGGLE_MODELS } from "./ProviderConfig.js"
+import { credentialOf, errorResponse, isQuotaFailure, type Sent, type V2Credential, V2_METHOD_ID } from "./V2PluginDecisions.js"
 import { toKimiThinking } from "./Thinking.js"
 
-/** The id of the device login method in OpenCode 2 (`POST /api/integration/<id>/connect/oauth {"methodID": …}`). */
-export const V2_METHOD_ID = "kimi-device"
-
-/**
- * What the credential row's `refresh` holds: a marker, not a token. The
- * live refresh token stays in the package's token file, under its lock.
- */
-export const REFRESH_MARKER = "opencode-kimi-auth:token-file"
-
-/** OpenCode 2's OAuth credential (`Credential.OAuth`). */
-export interface V2Credential {
-  readonly type: "oauth"
-  readonly methodID: string
-  readonly access: string
-  readonly refresh: string
-  /** Epoch milliseconds. */
-  readonly expires: number
-  readonly metadata?: Record<string, unknown> | undefined
-}
+export { REFRESH_MARKER, type V2Credential, V2_METHOD_ID } from "./V2PluginDecisions.js"
 
 type Registration = { readonly dispose?: () => unknown } | undefined
 type Hook = (name: string, callback: (event: any) => unknown) => Promise<Registration> | Registration
@@ -67,13 +52,10 @@ export interface V2Context {
   readonly session?: { readonly hook?: Hook } | undefined
 }
 
-const debugEnabled = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
-const debug = (message: string) => {
-  if (debugEnabled()) process.stderr.write(`opencode-kimi-auth: ${message}\n`)
-}
+const debug = (message: string) => debugLine(message)
 
-let coreModule: Promise<typeof import("./PluginCore.js")> | undefined
-const loadCoreModule = () => (coreModule ??= import("./PluginCore.js"))
+/** The core module, imported once per process on first need. */
+const loadCoreModule = lazyModule(() => import("./PluginCore.js"))
 
 const isRecord = (u: unknown): u is Record<string, any> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -112,16 +94,6 @@ const makeRegion = (region: KimiRegion, options: KimiPluginOptions): RegionV2 =>
   }
 }
 
-/** The credential OpenCode 2 stores for a login: the access token and its expiry, never the refresh token. */
-const credentialOf = (methodID: string, access: string, expires: number, metadata?: Record<string, unknown>): V2Credential => ({
-  type: "oauth",
-  methodID,
-  access,
-  refresh: REFRESH_MARKER,
-  expires,
-  ...(metadata !== undefined ? { metadata } : {})
-})
-
 /** The device login method of one region (`integration.transform`'s `draft.method.update` input). */
 export const oauthMethod = (r: RegionV2, onLogin: () => void = () => {}) => ({
   integrationID: r.providerId,
@@ -143,14 +115,33 @@ export const oauthMethod = (r: RegionV2, onLogin: () => void = () => {}) => ({
   }
 })
 
-/** What a request the hook authorized carried: the token we sent, or why there was none. */
-type Sent = { readonly token: string } | { readonly failure: { status: number; code: string; message: string } }
+/** What `http.response` hands the hook. */
+type ResponseEvent = { request: Request; response: Response; model?: unknown }
 
-const errorResponse = (status: number, code: string, message: string): Response =>
-  new Response(JSON.stringify({ error: { message, type: code, code } }), {
-    status,
-    headers: { "content-type": "application/json", "x-kimi-auth-error": code }
-  })
+/** `http.response`: the 401 heal, the quota message, the login and region messages. */
+const httpResponse = async (r: RegionV2 | undefined, sent: WeakMap<Request, Sent>, event: ResponseEvent) => {
+  if (r === undefined) return
+  const record = sent.get(event.request)
+  if (record === undefined) return
+  const status = event.response.status
+  if (status === 401) {
+    await event.response.body?.cancel().catch(() => {})
+    event.response = "token" in record
+      ? await (await r.getCore()).resendAfterRejection(event.request, record.token)
+      : errorResponse(record.failure.status, record.failure.code, record.failure.message)
+    if (event.response.status === 403 || event.response.status === 429) {
+      event.response = await (await r.getCore()).judgeRefusal(event.response)
+    }
+    return
+  }
+  if ("failure" in record && record.failure.code !== "kimi_login_required") {
+    await event.response.body?.cancel().catch(() => {})
+    event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
+    return
+  }
+  // Any error answer: the quota message, and the sent token scrubbed from what OpenCode prints.
+  if (status >= 400) event.response = await (await r.getCore()).judgeRefusal(event.response, "token" in record ? record.token : undefined)
+}
 
 /** Everything the hooks need, for both regions. */
 export const makeV2Handlers = (regions: ReadonlyArray<RegionV2>) => {
@@ -194,32 +185,6 @@ export const makeV2Handlers = (regions: ReadonlyArray<RegionV2>) => {
     event.request = next
   }
 
-  /** `http.response`: the 401 heal, the quota message, the login and region messages. */
-  const httpResponse = async (event: { request: Request; response: Response; model?: unknown }) => {
-    const r = regionOf(event)
-    if (r === undefined) return
-    const record = sent.get(event.request)
-    if (record === undefined) return
-    const status = event.response.status
-    if (status === 401) {
-      await event.response.body?.cancel().catch(() => {})
-      event.response = "token" in record
-        ? await (await r.getCore()).resendAfterRejection(event.request, record.token)
-        : errorResponse(record.failure.status, record.failure.code, record.failure.message)
-      if (event.response.status === 403 || event.response.status === 429) {
-        event.response = await (await r.getCore()).judgeRefusal(event.response)
-      }
-      return
-    }
-    if ("failure" in record && record.failure.code !== "kimi_login_required") {
-      await event.response.body?.cancel().catch(() => {})
-      event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
-      return
-    }
-    // Any error answer: the quota message, and the sent token scrubbed from what OpenCode prints.
-    if (status >= 400) event.response = await (await r.getCore()).judgeRefusal(event.response, "token" in record ? record.token : undefined)
-  }
-
   /** `model.request` (2.0.x): mutable `headers` per model call. */
   const modelRequest = async (event: { headers?: unknown; model?: unknown }) => {
     const r = regionOf(event)
@@ -235,13 +200,12 @@ export const makeV2Handlers = (regions: ReadonlyArray<RegionV2>) => {
 
   /** `retry` (2.0.x): a quota answer is not retried. */
   const retry = (event: Record<string, any>) => {
-    const text = JSON.stringify(event?.error ?? event?.cause ?? "")
-    if (!/insufficient_quota|kimi_quota_exceeded|usage limit is used up/.test(text)) return
+    if (!isQuotaFailure(event?.error ?? event?.cause ?? "")) return
     if ("retry" in event) event.retry = false
     if ("retryable" in event) event.retryable = false
   }
 
-  return { httpRequest, httpResponse, modelRequest, retry }
+  return { httpRequest, httpResponse: (event: ResponseEvent) => httpResponse(regionOf(event), sent, event), modelRequest, retry }
 }
 
 /** The catalog changes: the `off` variant on the toggle models, and the account's models the catalog lacks. */

@@ -112,11 +112,13 @@ export interface AuthorizeOptions {
 /** Bytes of a refusal's body read to classify it (error bodies are small). */
 export const REFUSAL_BODY_LIMIT = 64 * 1024
 
-/** The message of {@link Outcome} `Rejected`. */
-export const REJECTED_MESSAGE =
+/** What {@link Outcome} `Rejected` comes to, without the advice to log in again. */
+export const REJECTED_DETAIL =
   "Kimi rejected the access token and no new one could be obtained (a token refreshed moments ago is not " +
-  "refreshed again); check the API base URL and region (KIMI_CODE_BASE_URL), or log in again " +
-  "(`opencode auth login` in OpenCode, or `kimi-auth login`)."
+  "refreshed again); check the API base URL and region (KIMI_CODE_BASE_URL)"
+
+/** The message of {@link Outcome} `Rejected`. */
+export const REJECTED_MESSAGE = `${REJECTED_DETAIL}, or log in again (\`opencode auth login\` in OpenCode, or \`kimi-auth login\`).`
 
 /** The identity headers plus the bearer: what every Kimi API request carries. */
 export const kimiHeaders = (

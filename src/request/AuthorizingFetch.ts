@@ -21,6 +21,7 @@
 import { envFetch } from "../net/EnvFetch.js"
 import { readWebTextPrefix } from "../net/HttpBody.js"
 import { authorize, type Outcome, quotaMessage, type TokenResult, type TokenSource, type Transport } from "./Authorize.js"
+import { isBelowApiBase } from "./ApiBase.js"
 import type { KimiUsage } from "../api/Usage.js"
 import { readUsageWithFetch } from "../api/UsageReader.js"
 
@@ -64,8 +65,6 @@ const replayable = async (body: RequestInit["body"]): Promise<Body | undefined> 
 
 const isPlainRecord = (h: unknown): h is Record<string, string> =>
   typeof h === "object" && h !== null && !Array.isArray(h) && Object.getPrototypeOf(h) === Object.prototype
-
-const under = (url: string, base: string) => url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
 
 /** The headers of a body that was read and may have changed (a token scrubbed): its old length no longer holds. */
 const withoutLength = (headers: Headers): Headers => {
@@ -148,7 +147,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     if (typeof input === "object" && "url" in input && !(input instanceof URL)) {
       const r = input as Request
       const base = baseOf()
-      if (base !== undefined && !under(r.url, base)) return baseFetch(input, init)
+      if (base !== undefined && !isBelowApiBase(r.url, base)) return baseFetch(input, init)
       url = r.url
       request = {
         method: r.method,
@@ -159,7 +158,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
       }
     } else {
       const base = baseOf()
-      if (base !== undefined && !under(String(input), base)) return baseFetch(input, init)
+      if (base !== undefined && !isBelowApiBase(String(input), base)) return baseFetch(input, init)
       url = input
       request = { ...init }
     }

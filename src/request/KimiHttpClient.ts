@@ -41,7 +41,8 @@ import { isTransient, NotLoggedInError } from "../Errors.js"
 import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "../KimiAuth.js"
 import { concatBytes, readTextPrefix } from "../net/HttpBody.js"
-import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./Authorize.js"
+import { authorize, kimiHeaders, type Outcome, quotaMessage, REJECTED_DETAIL, type TokenResult } from "./Authorize.js"
+import { isBelowApiBase } from "./ApiBase.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
@@ -51,10 +52,6 @@ import { readUsageWithClient } from "../api/UsageReader.js"
 /** The typed failures of a Kimi request besides the HTTP client's own. */
 export type KimiRequestError = TokenError | QuotaExceededError
 
-
-/** True when `url` is the API base or below it. */
-export const isUnder = (url: string, base: string): boolean =>
-  url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
 
 /**
  * The API base requests are authorized for: a pinned one (option or env),
@@ -108,7 +105,7 @@ const toHttpClientError = (
     case "NoToken":
     case "Rejected": {
       const cause = outcome._tag === "Rejected"
-        ? new NotLoggedInError({ reason: "refresh-rejected", message: outcome.message })
+        ? new NotLoggedInError({ reason: "refresh-rejected", message: outcome.message, detail: REJECTED_DETAIL, hint: { _tag: "LogIn" } })
         : outcome.failure.error ?? new NotLoggedInError({ reason: "no-tokens", message: outcome.failure.message })
       const props = { request, cause, description: (cause as { message: string }).message }
       // A TransportError is what `retryTransient` retries: only for a token error that may clear up by itself
@@ -228,7 +225,7 @@ export const make = Effect.gen(function*() {
   return HttpClient.make((request, url) =>
     Effect.gen(function*() {
       const base = yield* currentBase
-      if (!isUnder(url.href, base)) return yield* underlying.execute(request)
+      if (!isBelowApiBase(url.href, base)) return yield* underlying.execute(request)
       const sendable = yield* replayable(request).pipe(
         Effect.mapError((cause) =>
           new HttpClientError.HttpClientError({

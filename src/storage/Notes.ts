@@ -345,3 +345,12 @@ export const inFlightNote = (pid: number, hostname: string, now: Date): typeof I
   hostname,
   startedAt: now.toISOString()
 })
+
+/**
+ * The one "logged out elsewhere" rule: a login served from memory was
+ * removed by a logout (in this process or another) when its token file is
+ * gone and `logged-out.json` records it. `recorded` (a file read) is asked
+ * only when the file is gone. The token manager and the plugin's fast path
+ * both decide by it.
+ */
+export const removedByLogout = (fileGone: boolean, recorded: () => boolean): boolean => fileGone && recorded()

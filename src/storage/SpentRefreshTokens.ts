@@ -61,7 +61,7 @@ export const readSpentNote = (tokenFilePath: string): SpentRead => {
     case "Missing":
       return { _tag: "Absent" }
     case "Unreadable":
-      return { _tag: "Unreadable", what: found.why }
+      return { _tag: "Unreadable", what: found.why === "damaged" ? "not a list of fingerprints (damaged)" : found.why }
     case "Read":
       return { _tag: "Read", fingerprints: found.value.fingerprints }
   }

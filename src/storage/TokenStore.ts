@@ -46,7 +46,7 @@ import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import * as nodePath from "node:path"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
-import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreError } from "../Errors.js"
+import { advised, CorruptTokenFileError, type LockTimeoutError, TokenStoreError } from "../Errors.js"
 import { describeError } from "./Errno.js"
 import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "../lock/FileLock.js"
@@ -415,12 +415,15 @@ const moveAside = (s: FileStore, text: string): Effect.Effect<Outcome, TokenStor
     )
     return { _tag: "Changed" } as const
   }).pipe(
-    Effect.mapError(
-      storeError(
-        s.file,
-        `The token file ${s.file} cannot be read as tokens and could not be moved aside; move or delete it ` +
-          `yourself, then ${LOGIN_HINT}`
-      )
+    Effect.mapError((cause) =>
+      new TokenStoreError({
+        path: s.file,
+        ...advised(
+          `The token file ${s.file} cannot be read as tokens and could not be moved aside (${describe(cause)})`,
+          { _tag: "RemovePath", path: s.file }
+        ),
+        cause
+      })
     ),
     Effect.uninterruptible
   )
@@ -462,8 +465,10 @@ const loadOnce = (
       case "Foreign":
         return yield* new TokenStoreError({
           path: s.file,
-          message:
-            `The token file ${s.file} is ${reading.kind}, not a regular file; it was not read. Move it away, then ${LOGIN_HINT}.`
+          ...advised(`The token file ${s.file} is ${reading.kind}, not a regular file, and was not read`, {
+            _tag: "RemovePath",
+            path: s.file
+          })
         })
       case "Damaged": {
         // A file far larger than any token file is moved aside unread (its bytes never loaded).
@@ -472,8 +477,11 @@ const loadOnce = (
         return yield* new CorruptTokenFileError({
           path: s.file,
           movedTo: outcome.movedTo,
-          message: `The token file ${s.file} could not be read: ${reading.reason}. It was moved to ` +
-            `${outcome.movedTo} (nothing was deleted). To log in again, ${LOGIN_HINT}.`
+          ...advised(
+            `The token file ${s.file} could not be read: ${reading.reason}. It was moved to ${outcome.movedTo}, ` +
+              `and nothing was deleted`,
+            { _tag: "LogIn" }
+          )
         })
       }
     }

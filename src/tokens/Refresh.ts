@@ -41,6 +41,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import {
+  advised,
   type CorruptTokenFileError,
   type InvalidGrantError,
   type InvalidResponseError,
@@ -61,7 +62,7 @@ import { TokenSet } from "./TokenSet.js"
 import {
   badAnswerNotNow,
   declinesForcedRefresh,
-  interruptedMessage,
+  interruptedDetail,
   isOutcomeUnknown,
   isRefusedForGood,
   mayHaveRotated,
@@ -160,13 +161,13 @@ const nowSeconds = Effect.map(Clock.currentTimeMillis, (ms) => ms / 1000)
 const sameSecret = (a: Redacted.Redacted<string>, b: Redacted.Redacted<string>) => Redacted.value(a) === Redacted.value(b)
 
 const notLoggedIn = (reason: NotLoggedInError["reason"], detail: string) =>
-  new NotLoggedInError({ reason, message: `${detail}; ${LOGIN_HINT}.` })
+  new NotLoggedInError({ reason, ...advised(detail, { _tag: "LogIn" }) })
 
 /** The stored tokens of `store`; none, or a damaged file, is {@link NotLoggedInError}. */
 export const loadTokens = (store: TokenStoreShape): Effect.Effect<TokenSet, TokenStoreError | NotLoggedInError> =>
   store.load.pipe(
     Effect.catchTag("CorruptTokenFileError", (e: CorruptTokenFileError) =>
-      Effect.fail(new NotLoggedInError({ reason: "corrupt-file", message: e.message }))),
+      Effect.fail(new NotLoggedInError({ reason: "corrupt-file", message: e.message, detail: e.detail, hint: e.hint }))),
     Effect.flatMap((t) =>
       t === undefined
         ? Effect.fail(notLoggedIn("no-tokens", `You are not logged in to Kimi (no tokens at ${store.path})`))
@@ -314,7 +315,7 @@ const afterRefusal = (m: Manager, onDisk: TokenSet, prepared: PreparedSave, now:
     if (reading._tag === "Interrupted" || reading._tag === "Revoked") m.spent.note(onDisk.refreshToken, "refused")
     switch (reading._tag) {
       case "Interrupted":
-        return Effect.fail(new NotLoggedInError({ reason: "refresh-rejected", message: interruptedMessage(reading.interrupted) }))
+        return Effect.fail(notLoggedIn("refresh-rejected", interruptedDetail(reading.interrupted)))
       case "Revoked":
         return Effect.fail(revoked(e))
       case "RotatedElsewhere":

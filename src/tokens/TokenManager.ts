@@ -52,7 +52,7 @@ import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
-import { isTransient, type LockTimeoutError, LOGIN_HINT, NotLoggedInError, type TokenStoreError } from "../Errors.js"
+import { advised, isTransient, type LockTimeoutError, NotLoggedInError, type TokenStoreError } from "../Errors.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
 import { OAuthClient } from "../oauth/OAuthClient.js"
 import { backoffDelay } from "../oauth/Retry.js"
@@ -302,7 +302,7 @@ const servedFromMemory = (m: Manager, tokens: TokenSet, nowMillis: number): Effe
     yield* update(m, (s) => ({ cached: s.cached === tokens ? undefined : s.cached, unsaved: undefined }))
     return yield* new NotLoggedInError({
       reason: "no-tokens",
-      message: `You were logged out of Kimi (no tokens at ${m.store.path} any more); ${LOGIN_HINT}.`
+      ...advised(`You were logged out of Kimi (no tokens at ${m.store.path} any more)`, { _tag: "LogIn" })
     })
   })
 

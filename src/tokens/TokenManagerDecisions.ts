@@ -17,6 +17,7 @@
 import * as Redacted from "effect/Redacted"
 import type * as Result from "effect/Result"
 import {
+  adviseWith,
   answerMayBeLost,
   type InvalidResponseError,
   isTransient,
@@ -26,7 +27,7 @@ import {
   type TokenStoreError
 } from "../Errors.js"
 import type { InterruptedRefresh } from "../storage/TokenStore.js"
-import { fingerprint } from "../storage/Notes.js"
+import { fingerprint, removedByLogout } from "../storage/Notes.js"
 import { TokenSet } from "./TokenSet.js"
 import { isDueAt, refreshThresholdSeconds as thresholdForLifetime } from "../light/TokenValidation.js"
 
@@ -408,7 +409,8 @@ export const loggedOutElsewhere = (
   read: Result.Result<TokenSet | undefined, unknown>,
   tokens: TokenSet,
   isLoggedOut: (secrets: ReadonlyArray<Redacted.Redacted<string>>) => boolean
-): boolean => read._tag === "Success" && read.success === undefined && isLoggedOut([tokens.refreshToken, tokens.accessToken])
+): boolean =>
+  read._tag === "Success" && removedByLogout(read.success === undefined, () => isLoggedOut([tokens.refreshToken, tokens.accessToken]))
 
 /** Whether a failed refresh is a refusal for good, noted beside the file so that `status` can say so without a request. */
 export const isRefusedForGood = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>
@@ -438,8 +440,11 @@ export const backgroundSleepMillis = (
 }
 
 /** The message of a refusal that an interrupted earlier refresh explains. */
-export const interruptedMessage = (i: InterruptedRefresh): string =>
+export const interruptedMessage = (i: InterruptedRefresh): string => adviseWith(interruptedDetail(i), LOGIN_HINT)
+
+/** {@link interruptedMessage} without the advice. */
+export const interruptedDetail = (i: InterruptedRefresh): string =>
   `Your Kimi login was revoked: an earlier token refresh (process ${i.pid} on ${i.hostname}, started ${i.startedAt}) ` +
   `was interrupted, or got no answer in time, after Kimi had rotated the refresh token and before the new tokens ` +
-  `were saved, so the saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
+  `were saved, so the saved refresh token was already spent. Nothing was deleted`
 

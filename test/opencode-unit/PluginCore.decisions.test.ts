@@ -1,17 +1,22 @@
-/** The plugin core's decisions, each tested directly as a table (src/opencode/PluginCore.ts). */
+/** The plugin core's decisions, each tested directly as a table (src/opencode/PluginCoreDecisions.ts). */
 import * as Redacted from "effect/Redacted"
 import { describe, expect, it } from "vitest"
 import {
   adoptLogLine,
   adoptRule,
+  isAdoptableEntry,
+  notAdoptedMessage,
+  type OAuthEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "../../src/opencode/Adoption.js"
+import {
   type FastToken,
   fastPathRule,
-  isAdoptableEntry,
   isRefusalStatus,
   loginStartOf,
   loginSuccessOf,
-  notAdoptedMessage,
-  type OAuthEntry,
   oauthEntryOf,
   QUOTA_ERROR_TYPE,
   quotaResponse,
@@ -19,11 +24,8 @@ import {
   resendTokenRule,
   shouldMirror,
   stillStoredRule,
-  supersededByMoved,
-  tokenSetFromEntry,
-  withAdoptionNote,
   withIdentityHeaders
-} from "../../src/opencode/PluginCore.js"
+} from "../../src/opencode/PluginCoreDecisions.js"
 import { ERROR_HEADER } from "../../src/request/AuthorizingFetch.js"
 import { PRESENCE_CHECK_MILLIS } from "../../src/tokens/TokenManagerDecisions.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"

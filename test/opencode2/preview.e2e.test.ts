@@ -193,7 +193,8 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside the OpenCode 2
     const out = `${r.stdout}\n${r.stderr}`
     expect(r.timedOut).toBe(false)
     expect(out).toMatch(/in OpenCode, use `\/connect`, pick Kimi For Coding \(kimi\.com\) \(kimi-code-plan-cn\), then \\?"Kimi device login/)
-    expect(out).not.toContain("opencode auth login")
+    // 1.18's `auth login -p` is never named; OpenCode 2's own `auth login <provider> --method kimi-device` is (issue 23).
+    expect(out).not.toContain("opencode auth login -p")
     expect(out).not.toContain("Hello from the Kimi emulator")
     expect(fs.readFileSync(tokenFile, "utf8")).toBe(kept)
     // the server is still up

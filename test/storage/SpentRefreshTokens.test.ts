@@ -96,8 +96,9 @@ describe("the spent list: verdicts (table)", () => {
 })
 
 describe("the spent list: odd files at its path, none followed, none blocking", () => {
-  it("a folder: unknown; recording fails (the Effect logs, never fails) and the folder stays", async () => {
+  it("a folder holding a file: unknown; recording fails (the Effect logs, never fails) and the folder stays", async () => {
     fs.mkdirSync(spentNotePath(file))
+    fs.writeFileSync(path.join(spentNotePath(file), "keep"), "someone's file")
     expect(readSpentNote(file)).toEqual({ _tag: "Unreadable", what: "a folder" })
     expect(isSpent(file, ["rt-0"])).toBe("unknown")
     expect(() => recordSpentSync(file, "rt-0")).toThrow()
