@@ -340,12 +340,8 @@ export const make = Effect.gen(function*() {
   const settings = yield* KimiAuthConfig
   const identity = yield* DeviceIdentity
   const http = yield* HttpClient.HttpClient
-  const post = (
-    endpoint: string,
-    form: Record<string, string | Redacted.Redacted<string>>,
-    oauthHost: string = settings.oauthHost,
-    deadline: Duration.Duration = settings.requestTimeout
-  ) => {
+  const post = (endpoint: string, form: Record<string, string | Redacted.Redacted<string>>, oauthHost = settings.oauthHost,
+    deadline = settings.requestTimeout) => {
     const timeoutMillis = Duration.toMillis(deadline)
     const url = `${oauthHost}${endpoint}`
     const secrets = secretsOf(form)

@@ -126,9 +126,7 @@ export const refreshedElsewhere = (
   nowSeconds: number,
   windowSeconds: number
 ): boolean =>
-  force
-    ? replacedSince(onDisk, rejected) && onDisk.remainingSeconds(nowSeconds) > 0
-    : !isDue(onDisk, nowSeconds, windowSeconds)
+  answersFromMemory(onDisk, rejected, force, nowSeconds, windowSeconds) && (!force || onDisk.remainingSeconds(nowSeconds) > 0)
 
 /**
  * Whether a forced refresh for the `rejected` token is declined and the same
