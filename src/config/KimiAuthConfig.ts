@@ -49,6 +49,12 @@ export interface KimiAuthOptions extends AccountSettingsOptions {
   /** Timeout of each HTTP request. Default 30 s. */
   readonly requestTimeout?: Duration.Input | undefined
   /**
+   * How long a refresh request, once sent, is awaited. Default 5 minutes
+   * ({@link DEFAULT_REFRESH_ANSWER_TIMEOUT}): Kimi rotates the refresh token on
+   * receipt, so the answer is the only copy of the new one.
+   */
+  readonly refreshAnswerTimeout?: Duration.Input | undefined
+  /**
    * Longest wait for the cross-process refresh lock. Default 30 s; never less
    * than a live holder may take within its own deadlines ({@link lockWaitFor}).
    */
@@ -58,15 +64,35 @@ export interface KimiAuthOptions extends AccountSettingsOptions {
 }
 
 /**
+ * The default bound on awaiting a sent refresh: 5 minutes. Kimi answers a
+ * refresh in well under a second; an answer later than the 30 s request
+ * timeout means an overloaded endpoint or a slow link, and dropping it loses
+ * the login (the refresh token rotated on receipt). Five minutes outlasts any
+ * such stall we have seen by far, yet ends a truly dead connection in a time
+ * a person will wait; and with Kimi's 15-minute tokens refreshed at half life
+ * (7.5 minutes left), the token in hand stays valid for the whole wait, so
+ * serving it meanwhile costs nothing.
+ */
+export const DEFAULT_REFRESH_ANSWER_TIMEOUT = "5 minutes"
+
+/**
  * How long a process waits for the token lock: `lockTimeout`, but never less
  * than what a live holder may take within its own deadlines, two refresh
- * requests (a rejected one re-read and sent again) and a save:
- * `2 × requestTimeout + 5 s`. A shorter wait gave up on a holder still
- * waiting for Kimi's answer: with the defaults (both 30 s) the waiters failed
- * just as the holder's slow answer arrived.
+ * requests (a rejected one re-read and sent again), each awaited for
+ * `refreshAnswerTimeout`, and a save: `2 × refreshAnswerTimeout + 5 s`
+ * (`2 × requestTimeout + 5 s` when no answer bound is given). A shorter wait
+ * gave up on a holder still waiting for Kimi's answer, and then spent the
+ * refresh token the holder had already sent.
  */
-export const lockWaitFor = (settings: Pick<KimiAuthSettings, "lockTimeout" | "requestTimeout">): Duration.Duration =>
-  Duration.max(settings.lockTimeout, Duration.sum(Duration.times(settings.requestTimeout, 2), Duration.seconds(5)))
+export const lockWaitFor = (
+  settings: Pick<KimiAuthSettings, "lockTimeout" | "requestTimeout"> & {
+    readonly refreshAnswerTimeout?: Duration.Duration | undefined
+  }
+): Duration.Duration =>
+  Duration.max(
+    settings.lockTimeout,
+    Duration.sum(Duration.times(settings.refreshAnswerTimeout ?? settings.requestTimeout, 2), Duration.seconds(5))
+  )
 
 /**
  * The resolved configuration: endpoints (with whether an option or the
@@ -75,6 +101,8 @@ export const lockWaitFor = (settings: Pick<KimiAuthSettings, "lockTimeout" | "re
 export interface KimiAuthSettings extends PlainSettings {
   readonly refreshWindow: Duration.Duration
   readonly requestTimeout: Duration.Duration
+  /** How long a sent refresh is awaited ({@link DEFAULT_REFRESH_ANSWER_TIMEOUT}); never less than `requestTimeout`. */
+  readonly refreshAnswerTimeout: Duration.Duration
   readonly lockTimeout: Duration.Duration
   readonly staleLockAfter: Duration.Duration
   /**
@@ -106,6 +134,14 @@ const duration = (name: string, input: Duration.Input | undefined, fallback: Dur
       : Effect.fail(new ConfigError({ message: `The ${name} setting "${String(input)}" is not a duration. Give e.g. "30 seconds".` }))
   })
 
+/** The refresh answer bound: the option, else the default, and never less than the request timeout. */
+const answerTimeout = (options: KimiAuthOptions) =>
+  Effect.zipWith(
+    duration("refreshAnswerTimeout", options.refreshAnswerTimeout, DEFAULT_REFRESH_ANSWER_TIMEOUT),
+    duration("requestTimeout", options.requestTimeout, "30 seconds"),
+    (answer, request) => options.refreshAnswerTimeout === undefined ? Duration.max(answer, request) : answer
+  )
+
 /**
  * Resolves options, environment (read through Effect's `ConfigProvider`)
  * and the region's defaults into settings (see `ResolveSettings.ts` for the
@@ -126,6 +162,7 @@ export const resolve = (options: KimiAuthOptions = {}): Effect.Effect<KimiAuthSe
       ...plain.value,
       refreshWindow: yield* duration("refreshWindow", options.refreshWindow, "300 seconds"),
       requestTimeout: yield* duration("requestTimeout", options.requestTimeout, "30 seconds"),
+      refreshAnswerTimeout: yield* answerTimeout(options),
       lockTimeout: yield* duration("lockTimeout", options.lockTimeout, "30 seconds"),
       staleLockAfter: yield* duration("staleLockAfter", options.staleLockAfter, "10 seconds")
     } satisfies KimiAuthSettings

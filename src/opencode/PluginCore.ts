@@ -47,6 +47,7 @@ import { checkCanStoreLogin } from "../storage/LoginStorage.js"
 import { storeAsAccount } from "../accounts/AccountLogin.js"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
 import type { KimiRegion } from "../light/Region.js"
+import { HeldBackRefreshTokens } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
 import { readWebTextPrefix } from "../net/HttpBody.js"
@@ -135,6 +136,9 @@ export interface PluginCore {
 
 // ---------------------------------------------------------------------------
 // Effectful pieces over one small shared context.
+
+/** Refresh tokens no core of this process sends again (refused, or of an unknown outcome): OpenCode rebuilds cores. */
+const processHeldBack = new HeldBackRefreshTokens()
 
 /** What the core's pieces share: the provider, its settings, the runtime, the token source and the fast path. */
 interface CoreContext {
@@ -379,7 +383,10 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const line = config.line ?? "v1"
   const authOptions: KimiAuthOptions = { ...config.options, region }
   const settingsExit = Effect.runSyncExit(resolve(authOptions))
-  const runtime = makeEdgeRuntime({ ...authOptions, backgroundRefresh: true }, "silent")
+  const runtime = makeEdgeRuntime(
+    { ...authOptions, backgroundRefresh: true, tokenManager: { heldBackRefreshTokens: processHeldBack } },
+    "silent"
+  )
   const settings = Exit.isSuccess(settingsExit) ? settingsExit.value : undefined
   const configProblem = Exit.isFailure(settingsExit) ? Decisions.failureOf(settingsExit.cause).message : undefined
   const ctx: CoreContext = {

@@ -76,6 +76,12 @@ export interface OAuthConfig extends Omit<SettingsOptions, "clientId" | "tokenFi
   readonly refreshWindow?: DurationInput | undefined
   /** Timeout of each HTTP request. Default 30 s. */
   readonly requestTimeout?: DurationInput | undefined
+  /**
+   * How long a refresh request, once sent, is awaited: its answer is the only
+   * copy of the new refresh token. Default 5 minutes; meanwhile a still-valid
+   * token keeps being served.
+   */
+  readonly refreshAnswerTimeout?: DurationInput | undefined
   /** Longest wait for the cross-process refresh lock. Default 30 s. */
   readonly lockTimeout?: DurationInput | undefined
   /** A lock older than this whose holder cannot be seen alive is taken over. Default 10 s. */
