@@ -2,8 +2,9 @@
  * `kimi-auth token` without the Effect runtime, for the common case: a valid
  * access token on disk that is not due for refresh. Shell scripts run
  * `$(kimi-auth token)` before every call, so this path reads one small file
- * with the same effect-free rules the core uses (`resolveSettings`,
- * `parseTokenFileText`, `isDueAt`) and prints the token.
+ * with the same effect-free rules the core uses (`resolveAccountSettings`:
+ * the current account's file; `parseTokenFileText`, `isDueAt`) and prints
+ * the token.
  *
  * It answers only when the full command would print the same token without a
  * request, a write or a message; anything else (a configuration error, no
@@ -16,7 +17,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { debugFromEnv } from "../light/Debug.js"
-import { type Env, resolveSettings } from "../light/ResolveSettings.js"
+import { resolveAccountSettings } from "../light/AccountSettings.js"
+import type { Env } from "../light/ResolveSettings.js"
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import { isDueAt, parseTokenFileText } from "../light/TokenValidation.js"
 
@@ -41,7 +43,8 @@ const plainAndOurs = (st: fs.Stats, directory: boolean) =>
  */
 export const fastToken = (env: Env, nowMillis: number): string | undefined => {
   if (debugFromEnv(env)) return undefined
-  const settings = resolveSettings({}, env)
+  // The account the full command would use: the current one (`accounts.json`, read Effect-free).
+  const settings = resolveAccountSettings({}, env)
   if (!settings.ok) return undefined
   const { tokenFilePath, deviceIdPath } = settings.value
   try {
