@@ -22,9 +22,9 @@ const fastAnswer = (args: ReadonlyArray<string>): { stdout: string; stderr?: str
     const token = fastToken(process.env, Date.now())
     return token === undefined ? undefined : { stdout: `${token}\n`, exitCode: 0 }
   }
-  if (args[0] === "status") return fastStatus(args, process.env, Date.now(), { bold, dim, red, green }, currentInvoker)
   const help = helpRequest(args)
-  return help === undefined ? undefined : helpAnswer(help, packageVersion(), currentInvoker())
+  if (help !== undefined) return helpAnswer(help, packageVersion(), currentInvoker())
+  return args[0] === "status" ? fastStatus(args, process.env, Date.now(), { bold, dim, red, green }, currentInvoker) : undefined
 }
 
 quietBrokenPipes()
