@@ -8,7 +8,7 @@
  *
  * @since 0.3.0
  */
-import { ExitCode } from "./ExitCode.js"
+import { EXIT_CODE_MEANINGS, ExitCode } from "./ExitCode.js"
 
 /** One help page of a command. `{k}` in any text stands for how the CLI is run (`kimi-auth` or `npx kimi-auth`). */
 export interface CommandPage {
@@ -114,20 +114,22 @@ export type CommandName = keyof typeof COMMAND_PAGES
 /** A command's one-line summary (the Effect commands' short description too). */
 export const summaryOf = (name: CommandName): string => COMMAND_PAGES[name].summary
 
+/** What to do about an exit code, after its meaning. */
+const EXIT_CODE_ADVICE: Readonly<Record<number, string>> = {
+  [ExitCode.unexpected]: "please report it",
+  [ExitCode.usage]: "check the flags and the KIMI_* variables",
+  [ExitCode.denied]: "log in again and approve",
+  [ExitCode.expired]: "log in again and approve within the time shown",
+  [ExitCode.network]: "try again later; check a proxy",
+  [ExitCode.invalidResponse]: "a proxy, or a wrong KIMI_CODE_BASE_URL?",
+  [ExitCode.notLoggedIn]: "log in (also when Kimi refused the last refresh)",
+  [ExitCode.storage]: "the message names the file and what to do"
+}
+
 /** The exit codes, with what each means and what to do. */
-export const EXIT_CODES: ReadonlyArray<readonly [code: number, meaning: string]> = [
-  [ExitCode.ok, "ok"],
-  [ExitCode.unexpected, "internal error: a bug, please report it"],
-  [ExitCode.usage, "bad configuration or usage: check the flags and KIMI_* variables"],
-  [ExitCode.denied, "login refused in the browser"],
-  [ExitCode.expired, "the login code expired before it was approved: log in again"],
-  [ExitCode.network, "network or server unavailable: try again later"],
-  [ExitCode.invalidResponse, "invalid server response (a proxy, a wrong KIMI_CODE_BASE_URL?)"],
-  [ExitCode.notLoggedIn, "not logged in, or the login is no longer valid: log in"],
-  [ExitCode.storage, "token storage problem: the message names the file"],
-  [ExitCode.interrupted, "interrupted (Ctrl-C)"],
-  [ExitCode.terminated, "terminated (SIGTERM)"]
-]
+export const EXIT_CODES: ReadonlyArray<readonly [code: number, text: string]> = EXIT_CODE_MEANINGS.map((
+  [code, meaning]
+) => [code, EXIT_CODE_ADVICE[code] === undefined ? meaning : `${meaning}: ${EXIT_CODE_ADVICE[code]}`])
 
 /** The topic pages beside the commands: `help exit-codes`, `help completions`, `help environment`. */
 export const TOPIC_PAGES: Readonly<Record<string, ReadonlyArray<string>>> = {
