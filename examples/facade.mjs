@@ -3,14 +3,7 @@
 // added, a 401 healed once). A failure prints its message (what to do), not a stack.
 // Run: npm run build && node examples/facade.mjs [--region global]
 import { KimiAuthError, KimiOAuthClient } from "opencode-kimi-auth"
-import { options, prompt } from "./options.mjs"
-
-const shown = (w) =>
-  w.used !== undefined && w.limit !== undefined
-    ? `${w.used}/${w.limit}`
-    : w.usedRatio !== undefined
-    ? `${Math.round(w.usedRatio * 100)}%`
-    : "?"
+import { options, prompt, shown } from "./options.mjs"
 
 const client = new KimiOAuthClient(options)
 try {

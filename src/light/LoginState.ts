@@ -32,9 +32,8 @@ export interface RefusalSeen {
   readonly detail: string
 }
 
-/** The login state. `tokens` is undefined when not logged in. */
-export interface LoginStatus {
-  readonly tokens: TokenTiming | undefined
+/** Where a login lives and whom it talks to: what {@link loginStatusOf} reads besides the stored login. */
+export interface LoginPlaces {
   /** The stored device id; empty until the first login or request creates it (reading the status never does). */
   readonly deviceId: string
   readonly tokenFilePath: string
@@ -43,10 +42,15 @@ export interface LoginStatus {
   readonly oauthHost: string
   /** The API base requests go to, by the same rule. */
   readonly apiBaseUrl: string
-  /** The region of the stored login (the configured region when not logged in or not recorded). */
+  /** In a status, the region of the stored login; given to {@link loginStatusOf}, the configured region. */
   readonly region: KimiRegion
   /** The refresh window in seconds, as configured. */
   readonly refreshWindowSeconds: number
+}
+
+/** The login state. `tokens` is undefined when not logged in. */
+export interface LoginStatus extends LoginPlaces {
+  readonly tokens: TokenTiming | undefined
   /**
    * Set when Kimi refused the last refresh of the stored refresh token (noted
    * by the refresh itself, read here without a request): the login is dead
@@ -61,18 +65,6 @@ export interface StoredLogin {
   readonly expiresIn: number
   readonly scope: string
   readonly region?: KimiRegion | undefined
-}
-
-/** What {@link loginStatusOf} reads besides the stored login: where things are, and the issuer it uses. */
-export interface LoginPlaces {
-  readonly deviceId: string
-  readonly tokenFilePath: string
-  readonly deviceIdPath: string
-  readonly oauthHost: string
-  readonly apiBaseUrl: string
-  /** The configured region. */
-  readonly region: KimiRegion
-  readonly refreshWindowSeconds: number
 }
 
 /** The timing of a stored token at `nowSeconds` with a refresh window of `windowSeconds`. */
@@ -95,12 +87,7 @@ export const loginStatusOf = (
   nowSeconds: number
 ): LoginStatus => ({
   tokens: stored === undefined ? undefined : tokenTiming(stored, nowSeconds, places.refreshWindowSeconds),
-  deviceId: places.deviceId,
-  tokenFilePath: places.tokenFilePath,
-  deviceIdPath: places.deviceIdPath,
-  oauthHost: places.oauthHost,
-  apiBaseUrl: places.apiBaseUrl,
+  ...places,
   region: stored?.region ?? places.region,
-  refreshWindowSeconds: places.refreshWindowSeconds,
   refreshRefused
 })

@@ -6,13 +6,12 @@
  * person runs them (`npx kimi-auth` after a local install). Each command's
  * page names exactly the flags the Effect command line accepts.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ExitCode } from "../../src/cli/ExitCode.js"
 import { COMMAND_PAGES } from "../../src/cli/HelpPages.js"
-import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
+import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli, runScript } from "../support/cli.js"
 
 const version = (JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")) as { version: string }).version
 const commands = Object.keys(COMMAND_PAGES)
@@ -118,14 +117,7 @@ describe("each page names the flags the command accepts", () => {
     full = path.join(home, "full.mjs")
     fs.writeFileSync(full, `import { runCli } from ${JSON.stringify(path.join(repoRoot, "dist", "bundle", "cli.js"))}\nrunCli()\n`)
   })
-  const runFull = (args: ReadonlyArray<string>): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [full, ...args], { env, stdio: ["ignore", "pipe", "inherit"] })
-      let out = ""
-      child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c))
-      child.on("error", reject)
-      child.on("close", () => resolve(out))
-    })
+  const runFull = async (args: ReadonlyArray<string>): Promise<string> => (await runScript(full, args, env)).stdout
 
   it.each(commands)("%s", async (c) => {
     const [ours, theirs] = await Promise.all([runCli(["help", c], env), runFull([c, "--help"])])
@@ -149,14 +141,7 @@ describe("after a local install (no kimi-auth on PATH)", () => {
     bin = path.join(pkg, "dist", "cli", "main.js")
     localEnv = { ...env, PATH: path.dirname(process.execPath) }
   })
-  const runLocal = (args: ReadonlyArray<string>) =>
-    new Promise<{ code: number | null; stdout: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [bin, ...args], { env: localEnv, stdio: ["ignore", "pipe", "pipe"] })
-      let stdout = ""
-      child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c))
-      child.on("error", reject)
-      child.on("close", (code) => resolve({ code, stdout }))
-    })
+  const runLocal = (args: ReadonlyArray<string>) => runScript(bin, args, localEnv)
 
   it("the pages name `npx kimi-auth`", async () => {
     const [root, status, completions] = await Promise.all([runLocal(["--help"]), runLocal(["help", "status"]), runLocal(["help", "completions"])])

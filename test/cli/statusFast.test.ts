@@ -8,12 +8,11 @@
  * declines (a refusal note: the full command reads it), it must say so.
  */
 import * as crypto from "node:crypto"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { fastStatus } from "../../src/cli/FastStatus.js"
-import { type CliResult, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
+import { isolatedEnv, makeTemp, repoRoot, rmTemp, runCli, runScript } from "../support/cli.js"
 
 let scratch: string
 let fullCli: string
@@ -25,20 +24,7 @@ beforeAll(() => {
 })
 afterAll(() => rmTemp(scratch))
 
-const runFull = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Promise<CliResult> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fullCli, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c))
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c))
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000)
-    child.on("error", reject)
-    child.on("close", (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr })
-    })
-  })
+const runFull = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) => runScript(fullCli, args, env)
 
 const DEVICE_ID = "0f0e0d0c-0b0a-4909-8807-060504030201"
 const now = () => Math.floor(Date.now() / 1000)
