@@ -33,7 +33,7 @@ const myUid = () => (typeof process.getuid === "function" ? process.getuid() : -
  * warning or a refusal (StoragePermissions.ts): not a link, ours, and no
  * group or other access. Anything else falls through, so the store decides.
  */
-const plainAndOurs = (st: fs.Stats, directory: boolean) =>
+export const plainAndOurs = (st: fs.Stats, directory: boolean) =>
   (directory ? st.isDirectory() : st.isFile()) && (!posix || (st.uid === myUid() && (st.mode & 0o077) === 0))
 
 /**
