@@ -41,6 +41,9 @@ import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../request/Au
 import { decodeUsage, type KimiUsage } from "../api/Usage.js"
 import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "../request/AuthorizingFetch.js"
 import { makeManagedTokenSource, type TokenFailure } from "../request/ManagedTokenSource.js"
+import { type ApiModel, modelsFromApi } from "../light/ApiModels.js"
+
+export { type ApiModel, modelsFromApi } from "../light/ApiModels.js"
 
 /** What the thin plugin hands its core. */
 export interface PluginCoreConfig {
@@ -83,14 +86,6 @@ export type CurrentLogin =
 /** The error code of the quota answer the OpenCode 2 hooks hand on (OpenCode 2 reads it as "quota", never retried). */
 export const QUOTA_ERROR_TYPE = "insufficient_quota"
 
-/** One entry of `GET {base}/models`, as far as the plugin reads it. */
-export interface ApiModel {
-  readonly id: string
-  readonly displayName: string | undefined
-  readonly contextLength: number | undefined
-  readonly reasoning: boolean
-  readonly image: boolean
-}
 
 /** The core's services to the thin plugin. */
 export interface PluginCore {
@@ -145,16 +140,17 @@ const failureOf = (cause: Cause.Cause<unknown>): { readonly _tag: string; readon
 }
 
 /**
- * Which OpenCode hosts the plugin: the 1.18 line (`opencode auth login -p <provider>`) or OpenCode 2,
- * whose CLI has no such command (its `auth login` takes a provider URL) and logs in through `/connect`.
+ * Which OpenCode hosts the plugin: the 1.18 line (`opencode auth login -p <provider>`) or OpenCode 2
+ * (2.1: `opencode auth login <provider> --method kimi-device`, or `/connect` in its TUI).
  */
 export type OpenCodeLine = "v1" | "v2"
 
 /** The login command to name inside OpenCode: OpenCode's own first (a plugin user may have no `kimi-auth`). */
 export const loginHint = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string => {
   const cli = `\`kimi-auth login${region === "mainland-cn" ? "" : ` --region ${region}`}\``
+  // OpenCode 2.1 uses a login only through its own row: `kimi-auth login` alone is not seen there.
   return line === "v2"
-    ? `in OpenCode, use \`/connect\`, pick ${REGIONS[region].label} (${providerId}), then "Kimi device login"; or run ${cli}`
+    ? `run \`opencode auth login ${providerId} --method kimi-device\` (or, in OpenCode, use \`/connect\`, pick ${REGIONS[region].label} (${providerId}), then "Kimi device login")`
     : `run \`opencode auth login -p ${providerId}\` (or ${cli})`
 }
 
@@ -627,27 +623,5 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   }
 }
 
-/** Reads a `GET /models` answer leniently: unknown or malformed entries are skipped; never throws. */
-export const modelsFromApi = (body: unknown): Array<ApiModel> => {
-  const data = (body as { data?: unknown } | null)?.data
-  if (!Array.isArray(data)) return []
-  const out: Array<ApiModel> = []
-  for (const m of data) {
-    if (typeof m !== "object" || m === null) continue
-    const r = m as Record<string, unknown>
-    const id = r["id"]
-    if (typeof id !== "string" || id === "") continue
-    const context = r["context_length"]
-    const name = r["display_name"]
-    out.push({
-      id,
-      displayName: typeof name === "string" && name !== "" ? name : undefined,
-      contextLength: typeof context === "number" && Number.isFinite(context) && context > 0 ? context : undefined,
-      reasoning: r["supports_reasoning"] !== false,
-      image: r["supports_image_in"] === true
-    })
-  }
-  return out
-}
 
 export { errorResponse }

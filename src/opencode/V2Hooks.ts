@@ -1,0 +1,194 @@
+/**
+ * The OpenCode 2 session hooks, for both Kimi regions:
+ *
+ * - `http.request`: which login the call carries ({@link rowUse}: the
+ *   package's, the row's own key, or none, refused with a message before
+ *   anything is sent); then our bearer (the only hook whose bearer reaches
+ *   the wire while a row exists, 2.1.2), the `X-Msh-*` headers, and thinking
+ *   in Kimi's form. The token and headers come from the fast path
+ *   (`V2Fast.ts`) while the stored login is valid; the core is imported only
+ *   when it is not.
+ * - `http.response`: a `401` healed once (one refresh under the lock, one
+ *   resend), a quota answer turned into a message with its reset, the login
+ *   and region messages.
+ * - `model.request` (2.0.x): the identity headers; the bearer only on hosts
+ *   without rows (2.1 overrides it with the row's).
+ * - `retry`: a used-up quota or a login failure is not retried (2.1's
+ *   `decision`, the older `retry` / `retryable`).
+ *
+ * Every handler is guarded: a failure of ours is a debug line, never the
+ * host's crash; only a deliberate {@link V2Refusal} stops a call.
+ *
+ * @since 0.3.0
+ */
+import type { KimiRegion } from "../light/Region.js"
+import type { PluginCore } from "./PluginCore.js"
+import { toKimiThinking } from "./Thinking.js"
+import type { FastPath } from "./V2Fast.js"
+import { applyRetryDecision, noRowMessage, rowUse, type RowUse, rowWithoutLoginMessage } from "./V2Rows.js"
+
+/** What the hooks need of one region. */
+export interface RegionV2 {
+  readonly region: KimiRegion
+  readonly providerId: string
+  readonly apiBaseUrl: string | undefined
+  readonly getCore: () => Promise<PluginCore>
+  readonly fast: FastPath
+  readonly thinks: Set<string>
+  readonly dispose: () => Promise<void>
+}
+
+/** A call the plugin stops on purpose: the host shows the message and sends nothing. */
+export class V2Refusal extends Error {
+  override readonly name = "V2Refusal"
+}
+
+/** The host's row API, when it has one (2.1). */
+export interface RowApi {
+  readonly active: (integrationID: string) => Promise<unknown>
+}
+
+/** What a request the hook authorized carried: the token we sent, or why there was none. */
+type Sent = { readonly token: string } | { readonly failure: { status: number; code: string; message: string } }
+
+const isRecord = (u: unknown): u is Record<string, any> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const errorResponse = (status: number, code: string, message: string): Response =>
+  new Response(JSON.stringify({ error: { message, type: code, code } }), {
+    status,
+    headers: { "content-type": "application/json", "x-kimi-auth-error": code }
+  })
+
+/** The token and identity for a request on the package's login: the fast path, else the core. */
+const packageAuth = async (r: RegionV2): Promise<{ token: Awaited<ReturnType<PluginCore["accessToken"]>>; identity: Readonly<Record<string, string>> }> => {
+  const fast = r.fast.auth(Date.now())
+  if (fast !== undefined) return { token: { ok: true, token: fast.token }, identity: fast.headers }
+  const core = await r.getCore()
+  const [token, identity] = await Promise.all([core.accessToken(), core.identity()])
+  return { token, identity }
+}
+
+const identityOf = async (r: RegionV2): Promise<Readonly<Record<string, string>>> => r.fast.identity() ?? (await (await r.getCore()).identity())
+
+/** Everything the hooks need, for both regions. */
+export const makeV2Handlers = (
+  regions: ReadonlyArray<RegionV2>,
+  rows: RowApi | undefined,
+  onAnswered: (r: RegionV2, token: string, identity: Readonly<Record<string, string>>) => void = () => {}
+) => {
+  const byProvider = new Map(regions.map((r) => [r.providerId, r]))
+  const sent = new WeakMap<Request, Sent>()
+  const identities = new WeakMap<Request, Readonly<Record<string, string>>>()
+  const regionOf = (event: any): RegionV2 | undefined => {
+    const id = event?.model?.providerID ?? event?.providerID ?? event?.model?.provider
+    return typeof id === "string" ? byProvider.get(id) : undefined
+  }
+  const useOf = async (r: RegionV2): Promise<RowUse> => {
+    if (rows === undefined) return "package"
+    try {
+      return rowUse(await rows.active(r.providerId), true)
+    } catch {
+      return "package"
+    }
+  }
+
+  /** `http.request`: which login, then thinking in Kimi's form, our bearer and identity headers. */
+  const httpRequest = async (event: { request: Request; model?: unknown }) => {
+    const r = regionOf(event)
+    if (r === undefined || !(event.request instanceof Request)) return
+    const use = await useOf(r)
+    if (use === "none") throw new V2Refusal(noRowMessage(r.providerId, r.region))
+    const request = event.request
+    const body = request.body !== null
+      ? toKimiThinking(await request.clone().text(), { thinksByDefault: (m) => r.thinks.has(m) })
+      : undefined
+    const headers = new Headers(request.headers)
+    let record: Sent | undefined
+    let identity: Readonly<Record<string, string>>
+    if (use === "own-key") {
+      identity = await identityOf(r)
+    } else {
+      const auth = await packageAuth(r)
+      identity = auth.identity
+      const token = auth.token
+      if (token.ok) {
+        headers.set("authorization", `Bearer ${token.token}`)
+        record = { token: token.token }
+      } else if (token.code === "kimi_login_required" && rows !== undefined) {
+        throw new V2Refusal(rowWithoutLoginMessage(r.providerId))
+      } else {
+        // Not logged in on a host without rows: an API-key login keeps its key. Any other failure is told on the answer.
+        record = { failure: token }
+        if (token.code !== "kimi_login_required") headers.delete("authorization")
+      }
+    }
+    for (const [k, v] of Object.entries(identity)) headers.set(k, v)
+    const next = new Request(request.url, { method: request.method, headers, ...(body !== undefined ? { body } : {}), signal: request.signal })
+    if (record !== undefined) sent.set(next, record)
+    identities.set(next, identity)
+    event.request = next
+  }
+
+  /** `http.response`: the 401 heal, the quota message, the login and region messages. */
+  const httpResponse = async (event: { request: Request; response: Response; model?: unknown }) => {
+    const r = regionOf(event)
+    if (r === undefined) return
+    const record = sent.get(event.request)
+    if (record === undefined) return
+    const status = event.response.status
+    if (status === 401) {
+      await event.response.body?.cancel().catch(() => {})
+      event.response = "token" in record
+        ? await (await r.getCore()).resendAfterRejection(event.request, record.token)
+        : errorResponse(record.failure.status, record.failure.code, record.failure.message)
+      if (event.response.status === 403 || event.response.status === 429) {
+        event.response = await (await r.getCore()).judgeRefusal(event.response)
+      }
+      return
+    }
+    if ("failure" in record && record.failure.code !== "kimi_login_required") {
+      await event.response.body?.cancel().catch(() => {})
+      event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
+      return
+    }
+    if (status === 403 || status === 429) event.response = await (await r.getCore()).judgeRefusal(event.response)
+    else if (status === 200 && "token" in record) onAnswered(r, record.token, identities.get(event.request) ?? {})
+  }
+
+  /** `model.request` (2.0.x): mutable `headers` per model call. */
+  const modelRequest = async (event: { headers?: unknown; model?: unknown }) => {
+    const r = regionOf(event)
+    if (r === undefined || !isRecord(event.headers)) return
+    if (rows !== undefined) {
+      // 2.1: the route's auth (the row) wins over a bearer set here; `http.request` sets ours.
+      for (const [k, v] of Object.entries(await identityOf(r))) event.headers[k] = v
+      return
+    }
+    const { token, identity } = await packageAuth(r)
+    for (const [k, v] of Object.entries(identity)) event.headers[k] = v
+    if (token.ok) {
+      for (const k of Object.keys(event.headers)) if (k.toLowerCase() === "authorization") delete event.headers[k]
+      event.headers["authorization"] = `Bearer ${token.token}`
+    }
+  }
+
+  /** `retry`: a used-up quota or a login failure is not retried. */
+  const retry = (event: Record<string, unknown>) => {
+    if (isRecord(event)) applyRetryDecision(event)
+  }
+
+  return { httpRequest, httpResponse, modelRequest, retry }
+}
+
+/**
+ * A handler that never throws into the host: a {@link V2Refusal} is passed on (the host shows its
+ * message and sends nothing); anything else is reported to `debug` and the call goes on as the host made it.
+ */
+export const guarded = <E>(name: string, f: (event: E) => unknown, debug: (message: string) => void) => async (event: E) => {
+  try {
+    await f(event)
+  } catch (e) {
+    if (e instanceof V2Refusal) throw e
+    debug(`the ${name} hook failed (${e instanceof Error ? e.message : String(e)}); the call goes on as OpenCode made it`)
+  }
+}
