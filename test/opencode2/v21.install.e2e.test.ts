@@ -80,7 +80,10 @@ describe.skipIf(missing !== undefined)("installing opencode-kimi-auth in OpenCod
     const r = spawnSync("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error", `git+file://${clone}`], {
       cwd: consumer,
       encoding: "utf8",
-      timeout: INSTALL_TIMEOUT_MS
+      timeout: INSTALL_TIMEOUT_MS,
+      // Without the npm_* variables `npx vitest` sets: the Git dep's own `npm install` (pacote's preparation)
+      // would take npm_config_local_prefix, this checkout, as its project and install into its node_modules.
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)))
     })
     expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
     const installed = path.join(consumer, "node_modules", "opencode-kimi-auth")
