@@ -24,6 +24,7 @@ import { parseTokenFileText } from "../light/TokenValidation.js"
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels } from "./ProviderConfig.js"
 import { toKimiThinking } from "./Thinking.js"
+import { loadCore } from "./LoadCore.js"
 
 /** The plugin's id (OpenCode's plugin-module form). */
 export const PLUGIN_ID = "opencode-kimi-auth"
@@ -107,8 +108,7 @@ const authorizationOf = (headers: RequestInit["headers"]): string | undefined =>
 }
 
 /** The core module, imported once per process on first need. */
-let coreModule: Promise<typeof import("./PluginCore.js")> | undefined
-const loadCoreModule = () => (coreModule ??= import("./PluginCore.js"))
+const loadCoreModule = loadCore
 
 /** What the token file says, read cheaply (no Effect): no login, or a login with its region (if recorded). */
 type StoredLogin = { readonly kind: "none" } | { readonly kind: "login"; readonly region: KimiRegion | undefined }

@@ -70,114 +70,123 @@ const packageAuth = async (r: RegionV2): Promise<{ token: Awaited<ReturnType<Plu
 
 const identityOf = async (r: RegionV2): Promise<Readonly<Record<string, string>>> => r.fast.identity() ?? (await (await r.getCore()).identity())
 
-/** Everything the hooks need, for both regions. */
+/** What the handlers share. */
+interface HookContext {
+  readonly regionOf: (event: any) => RegionV2 | undefined
+  readonly useOf: (r: RegionV2) => Promise<RowUse>
+  readonly rows: RowApi | undefined
+  readonly sent: WeakMap<Request, Sent>
+  readonly identities: WeakMap<Request, Readonly<Record<string, string>>>
+  readonly onAnswered: (r: RegionV2, token: string, identity: Readonly<Record<string, string>>) => void
+}
+
+/** The bearer for a call on the package's login, or why there is none (a refusal when the host has rows). */
+const authorizeHeaders = async (hc: HookContext, r: RegionV2, headers: Headers): Promise<{ record: Sent; identity: Readonly<Record<string, string>> }> => {
+  const { token, identity } = await packageAuth(r)
+  if (token.ok) {
+    headers.set("authorization", `Bearer ${token.token}`)
+    return { record: { token: token.token }, identity }
+  }
+  if (token.code === "kimi_login_required" && hc.rows !== undefined) throw new V2Refusal(rowWithoutLoginMessage(r.providerId))
+  // Not logged in on a host without rows: an API-key login keeps its key. Any other failure is told on the answer.
+  if (token.code !== "kimi_login_required") headers.delete("authorization")
+  return { record: { failure: token }, identity }
+}
+
+/** `http.request`: which login, then thinking in Kimi's form, our bearer and identity headers. */
+const httpRequestOf = (hc: HookContext) => async (event: { request: Request; model?: unknown }) => {
+  const r = hc.regionOf(event)
+  if (r === undefined || !(event.request instanceof Request)) return
+  const use = await hc.useOf(r)
+  if (use === "none") throw new V2Refusal(noRowMessage(r.providerId, r.region))
+  const request = event.request
+  const body = request.body !== null
+    ? toKimiThinking(await request.clone().text(), { thinksByDefault: (m) => r.thinks.has(m) })
+    : undefined
+  const headers = new Headers(request.headers)
+  const { record, identity } = use === "own-key"
+    ? { record: undefined, identity: await identityOf(r) }
+    : await authorizeHeaders(hc, r, headers)
+  for (const [k, v] of Object.entries(identity)) headers.set(k, v)
+  const next = new Request(request.url, { method: request.method, headers, ...(body !== undefined ? { body } : {}), signal: request.signal })
+  if (record !== undefined) hc.sent.set(next, record)
+  hc.identities.set(next, identity)
+  event.request = next
+}
+
+/** `http.response`: the 401 heal, the quota message, the login and region messages. */
+const httpResponseOf = (hc: HookContext) => async (event: { request: Request; response: Response; model?: unknown }) => {
+  const r = hc.regionOf(event)
+  if (r === undefined) return
+  const record = hc.sent.get(event.request)
+  if (record === undefined) return
+  const status = event.response.status
+  if (status === 401) {
+    await event.response.body?.cancel().catch(() => {})
+    event.response = "token" in record
+      ? await (await r.getCore()).resendAfterRejection(event.request, record.token)
+      : errorResponse(record.failure.status, record.failure.code, record.failure.message)
+    if (event.response.status === 403 || event.response.status === 429) {
+      event.response = await (await r.getCore()).judgeRefusal(event.response)
+    }
+    return
+  }
+  if ("failure" in record && record.failure.code !== "kimi_login_required") {
+    await event.response.body?.cancel().catch(() => {})
+    event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
+    return
+  }
+  if (status === 403 || status === 429) event.response = await (await r.getCore()).judgeRefusal(event.response)
+  else if (status === 200 && "token" in record) hc.onAnswered(r, record.token, hc.identities.get(event.request) ?? {})
+}
+
+/** `model.request` (2.0.x): mutable `headers` per model call. */
+const modelRequestOf = (hc: HookContext) => async (event: { headers?: unknown; model?: unknown }) => {
+  const r = hc.regionOf(event)
+  if (r === undefined || !isRecord(event.headers)) return
+  if (hc.rows !== undefined) {
+    // 2.1: the route's auth (the row) wins over a bearer set here; `http.request` sets ours.
+    for (const [k, v] of Object.entries(await identityOf(r))) event.headers[k] = v
+    return
+  }
+  const { token, identity } = await packageAuth(r)
+  for (const [k, v] of Object.entries(identity)) event.headers[k] = v
+  if (token.ok) {
+    for (const k of Object.keys(event.headers)) if (k.toLowerCase() === "authorization") delete event.headers[k]
+    event.headers["authorization"] = `Bearer ${token.token}`
+  }
+}
+
+/** Everything the hooks need, for both regions. `rows`: the host's row API (2.1), when it has one. */
 export const makeV2Handlers = (
   regions: ReadonlyArray<RegionV2>,
   rows: RowApi | undefined,
   onAnswered: (r: RegionV2, token: string, identity: Readonly<Record<string, string>>) => void = () => {}
 ) => {
   const byProvider = new Map(regions.map((r) => [r.providerId, r]))
-  const sent = new WeakMap<Request, Sent>()
-  const identities = new WeakMap<Request, Readonly<Record<string, string>>>()
-  const regionOf = (event: any): RegionV2 | undefined => {
-    const id = event?.model?.providerID ?? event?.providerID ?? event?.model?.provider
-    return typeof id === "string" ? byProvider.get(id) : undefined
-  }
-  const useOf = async (r: RegionV2): Promise<RowUse> => {
-    if (rows === undefined) return "package"
-    try {
-      return rowUse(await rows.active(r.providerId), true)
-    } catch {
-      return "package"
-    }
-  }
-
-  /** `http.request`: which login, then thinking in Kimi's form, our bearer and identity headers. */
-  const httpRequest = async (event: { request: Request; model?: unknown }) => {
-    const r = regionOf(event)
-    if (r === undefined || !(event.request instanceof Request)) return
-    const use = await useOf(r)
-    if (use === "none") throw new V2Refusal(noRowMessage(r.providerId, r.region))
-    const request = event.request
-    const body = request.body !== null
-      ? toKimiThinking(await request.clone().text(), { thinksByDefault: (m) => r.thinks.has(m) })
-      : undefined
-    const headers = new Headers(request.headers)
-    let record: Sent | undefined
-    let identity: Readonly<Record<string, string>>
-    if (use === "own-key") {
-      identity = await identityOf(r)
-    } else {
-      const auth = await packageAuth(r)
-      identity = auth.identity
-      const token = auth.token
-      if (token.ok) {
-        headers.set("authorization", `Bearer ${token.token}`)
-        record = { token: token.token }
-      } else if (token.code === "kimi_login_required" && rows !== undefined) {
-        throw new V2Refusal(rowWithoutLoginMessage(r.providerId))
-      } else {
-        // Not logged in on a host without rows: an API-key login keeps its key. Any other failure is told on the answer.
-        record = { failure: token }
-        if (token.code !== "kimi_login_required") headers.delete("authorization")
+  const hc: HookContext = {
+    regionOf: (event: any) => {
+      const id = event?.model?.providerID ?? event?.providerID ?? event?.model?.provider
+      return typeof id === "string" ? byProvider.get(id) : undefined
+    },
+    useOf: async (r) => {
+      if (rows === undefined) return "package"
+      try {
+        return rowUse(await rows.active(r.providerId), true)
+      } catch {
+        return "package"
       }
-    }
-    for (const [k, v] of Object.entries(identity)) headers.set(k, v)
-    const next = new Request(request.url, { method: request.method, headers, ...(body !== undefined ? { body } : {}), signal: request.signal })
-    if (record !== undefined) sent.set(next, record)
-    identities.set(next, identity)
-    event.request = next
+    },
+    rows,
+    sent: new WeakMap(),
+    identities: new WeakMap(),
+    onAnswered
   }
-
-  /** `http.response`: the 401 heal, the quota message, the login and region messages. */
-  const httpResponse = async (event: { request: Request; response: Response; model?: unknown }) => {
-    const r = regionOf(event)
-    if (r === undefined) return
-    const record = sent.get(event.request)
-    if (record === undefined) return
-    const status = event.response.status
-    if (status === 401) {
-      await event.response.body?.cancel().catch(() => {})
-      event.response = "token" in record
-        ? await (await r.getCore()).resendAfterRejection(event.request, record.token)
-        : errorResponse(record.failure.status, record.failure.code, record.failure.message)
-      if (event.response.status === 403 || event.response.status === 429) {
-        event.response = await (await r.getCore()).judgeRefusal(event.response)
-      }
-      return
-    }
-    if ("failure" in record && record.failure.code !== "kimi_login_required") {
-      await event.response.body?.cancel().catch(() => {})
-      event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
-      return
-    }
-    if (status === 403 || status === 429) event.response = await (await r.getCore()).judgeRefusal(event.response)
-    else if (status === 200 && "token" in record) onAnswered(r, record.token, identities.get(event.request) ?? {})
-  }
-
-  /** `model.request` (2.0.x): mutable `headers` per model call. */
-  const modelRequest = async (event: { headers?: unknown; model?: unknown }) => {
-    const r = regionOf(event)
-    if (r === undefined || !isRecord(event.headers)) return
-    if (rows !== undefined) {
-      // 2.1: the route's auth (the row) wins over a bearer set here; `http.request` sets ours.
-      for (const [k, v] of Object.entries(await identityOf(r))) event.headers[k] = v
-      return
-    }
-    const { token, identity } = await packageAuth(r)
-    for (const [k, v] of Object.entries(identity)) event.headers[k] = v
-    if (token.ok) {
-      for (const k of Object.keys(event.headers)) if (k.toLowerCase() === "authorization") delete event.headers[k]
-      event.headers["authorization"] = `Bearer ${token.token}`
-    }
-  }
-
   /** `retry`: a used-up quota or a login failure is not retried. */
   const retry = (event: Record<string, unknown>) => {
     if (isRecord(event)) applyRetryDecision(event)
   }
-
-  return { httpRequest, httpResponse, modelRequest, retry }
+  return { httpRequest: httpRequestOf(hc), httpResponse: httpResponseOf(hc), modelRequest: modelRequestOf(hc), retry }
 }
 
 /**

@@ -38,6 +38,7 @@ import { makeFastPath } from "./V2Fast.js"
 import { guarded, makeV2Handlers, type RegionV2, type RowApi } from "./V2Hooks.js"
 import { modelsCachePath, modelsStale, readModelsCache, transformModels, writeModelsCache } from "./V2Models.js"
 import { rowWithoutLoginMessage, V2_METHOD_ID } from "./V2Rows.js"
+import { loadCore } from "./LoadCore.js"
 
 export { V2_METHOD_ID } from "./V2Rows.js"
 export { makeV2Handlers } from "./V2Hooks.js"
@@ -80,8 +81,7 @@ const debug = (message: string) => {
   if (debugEnabled()) process.stderr.write(`opencode-kimi-auth: ${message}\n`)
 }
 
-let coreModule: Promise<typeof import("./PluginCore.js")> | undefined
-const loadCoreModule = () => (coreModule ??= import("./PluginCore.js"))
+const loadCoreModule = loadCore
 
 const isRecord = (u: unknown): u is Record<string, any> => typeof u === "object" && u !== null && !Array.isArray(u)
 
