@@ -5,12 +5,20 @@ import { Console, Effect, Stream } from "effect"
 import { KimiApi } from "opencode-kimi-auth/effect"
 import { options, prompt } from "./options.mjs"
 
+const shown = (w) =>
+  w.used !== undefined && w.limit !== undefined
+    ? `${w.used}/${w.limit}`
+    : w.usedRatio !== undefined
+    ? `${Math.round(w.usedRatio * 100)}%`
+    : "?"
+
 const program = Effect.gen(function*() {
   const kimi = yield* KimiApi.KimiApi
   const models = yield* kimi.models
   yield* Console.log(`models: ${models.map((m) => m.id).join(", ")}`)
   const usage = yield* kimi.usage.pipe(
-    Effect.map((u) => u.windows.map((w) => `${w.label} ${w.used ?? "?"}/${w.limit ?? "?"}`).join(", ") || "no windows"),
+    // Counts where Kimi sends them (the old shape), else the share used (the new plans' shape).
+    Effect.map((u) => u.windows.map((w) => `${w.label} ${shown(w)}`).join(", ") || "no windows"),
     Effect.catchTag("KimiApiError", (e) => Effect.succeed(`not available (${e.status})`))
   )
   yield* Console.log(`usage: ${usage}`)

@@ -20,13 +20,22 @@ cd "$(dirname "$0")/.."
 files=(
   test/storage/TokenStore.test.ts
   test/storage/TokenStore.decisions.test.ts
+  test/storage/Notes.test.ts
+  test/storage/NoteOps.test.ts
+  test/storage/TokenFileEncodings.test.ts
+  test/storage/clockSkew.test.ts
+  test/storage/foreignOwner.test.ts
   test/lock/FileLock.test.ts
   test/lock/FileLock.decisions.test.ts
+  test/lock/FileLock.pidns.test.ts
+  test/lock/FileLock.paths.test.ts
   test/tokens/TokenManager.test.ts
   test/tokens/TokenManager.decisions.test.ts
   test/tokens/TokenManager.disk.test.ts
   test/tokens/slowTokenEndpoint.test.ts
   test/request/refusingApi.test.ts
+  test/request/echoedToken.test.ts
+  test/opencode-unit/quotaMessage.test.ts
   test/storage/LoginStorage.test.ts
   test/promise
   test/cli

@@ -2,13 +2,48 @@
  * The typed errors of opencode-kimi-auth.
  *
  * Every error is a tagged class whose `message` tells a person what happened
- * and what to do next. None of them ever carries a token: response excerpts
- * are scrubbed by {@link excerpt} before they are stored.
+ * and what to do next. The errors that end in "log in again" also carry that
+ * advice as data ({@link Advice}: `detail`, a {@link NextStep} `hint`,
+ * `region`, `account`), so each edge words it for its host
+ * ({@link messageIn}) instead of patching the text. None of them ever carries
+ * a token: response excerpts are scrubbed by {@link excerpt} before they are
+ * stored.
  *
  * @since 0.1.0
  */
 import * as Data from "effect/Data"
 import type * as Redacted from "effect/Redacted"
+import type { KimiRegion } from "./light/Region.js"
+
+/**
+ * What to run next, as data. Each edge words it for its host
+ * (`src/edge/Advice.ts`): the CLI's command, OpenCode 1's
+ * `opencode auth login -p <provider>`, OpenCode 2's `/connect`; the default
+ * `message` of an error uses {@link defaultHintWords}.
+ *
+ * - `LogIn`: log in (again), at `region` when known.
+ * - `RemovePath`: move the file at `path` away, then log in.
+ */
+export type NextStep =
+  | { readonly _tag: "LogIn"; readonly region?: KimiRegion | undefined }
+  | { readonly _tag: "RemovePath"; readonly path: string; readonly region?: KimiRegion | undefined }
+
+/**
+ * An error's advice as data, beside its `message`: what happened
+ * (`detail`, without what to do), what to run next (`hint`), and which
+ * region and account it concerns when known. An edge renders it with
+ * {@link messageIn}; none patches another's text.
+ */
+export interface Advice {
+  /** What happened, in words, without what to do about it. */
+  readonly detail?: string | undefined
+  /** What to run next. */
+  readonly hint?: NextStep | undefined
+  /** The Kimi region concerned, when known. */
+  readonly region?: KimiRegion | undefined
+  /** The account concerned, when known. */
+  readonly account?: string | undefined
+}
 
 /**
  * The configuration cannot be used as given (for example a plain-`http:` OAuth
@@ -79,12 +114,12 @@ export class OAuthError extends Data.TaggedError("OAuthError")<{
   readonly error: string
   readonly errorDescription?: string | undefined
   readonly message: string
-}> {}
+} & Advice> {}
 
 /** The user refused the device authorization request (`access_denied`). */
 export class AccessDeniedError extends Data.TaggedError("AccessDeniedError")<{
   readonly message: string
-}> {}
+} & Advice> {}
 
 /**
  * The device code expired before the user approved it (`expired_token`, or the
@@ -92,7 +127,7 @@ export class AccessDeniedError extends Data.TaggedError("AccessDeniedError")<{
  */
 export class DeviceCodeExpiredError extends Data.TaggedError("DeviceCodeExpiredError")<{
   readonly message: string
-}> {}
+} & Advice> {}
 
 /**
  * The token endpoint rejected the refresh token (`invalid_grant`, or 401): it
@@ -102,14 +137,14 @@ export class InvalidGrantError extends Data.TaggedError("InvalidGrantError")<{
   readonly status: number
   readonly errorDescription?: string | undefined
   readonly message: string
-}> {}
+} & Advice> {}
 
 /** Reading or writing the token storage failed for a reason other than absence. */
 export class TokenStoreError extends Data.TaggedError("TokenStoreError")<{
   readonly path: string
   readonly message: string
   readonly cause?: unknown
-}> {}
+} & Advice> {}
 
 /**
  * The token file could not be parsed. It was moved aside to `movedTo` (never
@@ -119,7 +154,7 @@ export class CorruptTokenFileError extends Data.TaggedError("CorruptTokenFileErr
   readonly path: string
   readonly movedTo: string
   readonly message: string
-}> {}
+} & Advice> {}
 
 /** The cross-process refresh lock could not be taken within its bounded wait. */
 export class LockTimeoutError extends Data.TaggedError("LockTimeoutError")<{
@@ -128,13 +163,20 @@ export class LockTimeoutError extends Data.TaggedError("LockTimeoutError")<{
 }> {}
 
 /**
- * There is no usable login: no tokens stored, or the refresh token is dead.
- * The message says which command logs in again.
+ * There is no usable login: no tokens stored, the refresh token is dead, or
+ * the login is of the other region. The message says which command logs in
+ * again; `hint` holds it as data.
  */
 export class NotLoggedInError extends Data.TaggedError("NotLoggedInError")<{
-  readonly reason: "no-tokens" | "refresh-rejected" | "corrupt-file"
+  /**
+   * Why: no tokens stored, the refresh token refused, a damaged file, or a
+   * login of the other region (`loginRegion`) where `region` was asked for.
+   */
+  readonly reason: "no-tokens" | "refresh-rejected" | "corrupt-file" | "other-region"
+  /** For `other-region`: the region the stored login belongs to. */
+  readonly loginRegion?: KimiRegion | undefined
   readonly message: string
-}> {}
+} & Advice> {}
 
 /** Errors that may clear up by themselves: retried with backoff. */
 export type TransientError = NetworkError | ServerError
@@ -154,22 +196,52 @@ export const answerMayBeLost = (error: { readonly _tag: string; readonly reason?
   (error.reason === "timeout" || /ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED/.test(error.reason ?? ""))
 
 /**
- * The command a person runs to log in again, quoted in every `NotLoggedInError`.
- * It names OpenCode's two real providers; the CLI and the plugin replace it
- * with the one command of the region at hand ({@link loginHintFor}).
+ * The command a person runs to log in again, in an error's default
+ * `message` when the region is not known: it names the CLI and OpenCode's two
+ * real providers. Edges word the hint their own way ({@link messageIn}).
  */
 export const LOGIN_HINT =
   "run `kimi-auth login` (or, in OpenCode, `opencode auth login -p kimi-code-plan-cn`; `-p kimi-code-plan-global` for kimi.ai)"
 
 /** {@link LOGIN_HINT} for one region: the `kimi-auth login` flags and OpenCode's provider of that region. */
-export const loginHintFor = (region: "mainland-cn" | "global"): string =>
+export const loginHintFor = (region: KimiRegion): string =>
   region === "global"
     ? "run `kimi-auth login --region global` (or `opencode auth login -p kimi-code-plan-global` in OpenCode)"
     : "run `kimi-auth login` (or `opencode auth login -p kimi-code-plan-cn` in OpenCode)"
 
-/** `message` with {@link LOGIN_HINT} replaced by the hint of `region`. */
-export const withRegionLoginHint = (message: string, region: "mainland-cn" | "global"): string =>
-  message.split(LOGIN_HINT).join(loginHintFor(region))
+/** How an edge words a {@link NextStep}: a clause such as "run `kimi-auth login`". */
+export type HintWords = (hint: NextStep) => string
+
+/** The default words of a hint, in every error's `message`: {@link LOGIN_HINT} (or its region's). */
+export const defaultHintWords: HintWords = (hint) => {
+  const login = hint.region === undefined ? LOGIN_HINT : loginHintFor(hint.region)
+  return hint._tag === "RemovePath" ? `move ${hint.path} away, then ${login}` : login
+}
+
+/**
+ * A message from what happened and what to do: `detail; clause.`, or, when
+ * `detail` ends a sentence, `detail Clause.` (the clause as its own sentence).
+ */
+export const adviseWith = (detail: string, clause: string): string =>
+  /[.!?]$/.test(detail)
+    ? `${detail} ${clause.charAt(0).toUpperCase()}${clause.slice(1)}.`
+    : `${detail}; ${clause}.`
+
+/** The advice fields of an error and its default `message` ({@link defaultHintWords}). */
+export const advised = (detail: string, hint: NextStep): Required<Pick<Advice, "detail" | "hint">> & { readonly message: string } => ({
+  detail,
+  hint,
+  message: adviseWith(detail, defaultHintWords(hint))
+})
+
+/**
+ * An error's message in an edge's words: its advice rendered with `words`
+ * when it carries one, else its `message` as is.
+ */
+export const messageIn = (
+  error: { readonly message: string; readonly detail?: string | undefined; readonly hint?: NextStep | undefined },
+  words: HintWords
+): string => error.detail !== undefined && error.hint !== undefined ? adviseWith(error.detail, words(error.hint)) : error.message
 
 const TOKENISH =
   /("?(?:access[_-]?token|refresh[_-]?token|id[_-]?token|device[_-]?code|client[_-]?secret|password|token)"?\s*[:=]\s*"?)([^"&,\s}]+)/gi

@@ -26,6 +26,8 @@ import { KimiAuthConfig, type KimiAuthOptions } from "./config/KimiAuthConfig.js
 import { OAuthClient } from "./oauth/OAuthClient.js"
 import { TokenManager, type TokenManagerOptions } from "./tokens/TokenManager.js"
 import { TokenStore } from "./storage/TokenStore.js"
+import { isRegion } from "./light/Region.js"
+import { guardRegion } from "./tokens/RegionGuard.js"
 
 /** Options of the composed layer. */
 export interface KimiAuthLayerOptions extends KimiAuthOptions {
@@ -48,9 +50,13 @@ export const layer = (
   const identity = Layer.provideMerge(DeviceIdentity.layer, config)
   const store = Layer.provideMerge(TokenStore.layerFile, identity)
   const oauth = Layer.provideMerge(OAuthClient.layer, store)
-  const manager = options.backgroundRefresh
-    ? TokenManager.layerWithBackgroundRefresh(options.tokenManager)
-    : TokenManager.layer(options.tokenManager)
+  // A region asked for is not served a login of the other region (RegionGuard.ts).
+  const manager = guardRegion(
+    isRegion(options.region) ? options.region : undefined,
+    options.backgroundRefresh
+      ? TokenManager.layerWithBackgroundRefresh(options.tokenManager)
+      : TokenManager.layer(options.tokenManager)
+  )
   const flow = DeviceFlow.layerWith(options.deviceFlow ?? {})
   return Layer.mergeAll(manager, flow).pipe(Layer.provideMerge(oauth))
 }

@@ -3,7 +3,8 @@
  * seconds. A device code appears, the login is approved, tokens land on disk,
  * a chat request goes through the OpenCode plugin's fetch with a fresh bearer
  * token, a forced refresh rotates the tokens, a thinking request streams its
- * reasoning, and the plan's quota is read, used up and refused. No secret is
+ * reasoning, and the plan's quota is read (in the new plans' `/usages` shape:
+ * 5-hour, weekly and monthly windows, the booster wallet), used up and refused. No secret is
  * ever printed: tokens are shown as short fingerprints. Colour only on a
  * terminal, and never with `NO_COLOR` (as the CLI).
  *
@@ -118,13 +119,13 @@ const main = async () => {
     say(`answer:    ${content}`)
     if (thinking.status !== 200 || reasoning === "" || content === "") throw new Error("the thinking request did not stream reasoning")
 
-    step(7, "The plan's quota: the emulator uses up the 5-hour window")
+    step(7, "The plan's quota (the new plans' /usages shape): the emulator uses up the 5-hour window")
     emulator.exhaustQuota("fiveHour")
     const refused = await chat("One more?")
     const refusal = (await refused.json()) as { error?: { message?: string } }
     say(`the next chat: HTTP ${refused.status}, no refresh, no retry; OpenCode would show:`)
     say(`"${refusal.error?.message}"`)
-    say("kimi-auth usage:")
+    say("kimi-auth usage (every window's share and reset, then the booster wallet):")
     const usageCode = await kimiAuth(["usage"], env)
     if (usageCode !== 0) throw new Error(`kimi-auth usage exited ${usageCode}`)
     if (refused.status !== 403 || emulator.stats().refreshes !== 1) {

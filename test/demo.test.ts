@@ -37,10 +37,15 @@ describe("npm run demo", () => {
     expect(r.stdout).toMatch(/reasoning: Thinking: the user said "Why is the sky blue\?"/)
     // the quota: Kimi's refusal, shown with its reset, then `kimi-auth usage`
     expect(r.stdout).toMatch(/the next chat: HTTP 403, no refresh, no retry/)
-    expect(r.stdout).toMatch(/usage limit is used up \(5-hour window: 100 of 100 used\); it resets at /)
+    // The emulator answers the new plans' /usages shape: shares and resets, no counts, and the booster wallet.
+    expect(r.stdout).toMatch(/usage limit is used up \(5-hour window: 100% used\); it resets at /)
     expect(r.stdout).toMatch(/You've reached your usage limit/)
-    expect(r.stdout).toMatch(/^ {3}│ weekly +░+ +0% +3\/1000 +resets /m)
-    expect(r.stdout).toMatch(/^ {3}│ 5-hour +█+ 100% +100\/100 +resets .* used up$/m)
+    expect(r.stdout).toMatch(/^ {3}│ 5-hour +█{20} 100% +resets .* used up$/m)
+    expect(r.stdout).toMatch(/^ {3}│ weekly +░{20} +0% +resets /m)
+    expect(r.stdout).toMatch(/^ {3}│ monthly total +░{20} +0% +resets /m)
+    expect(r.stdout).toMatch(/^ {3}│ monthly code +░{20} +0% +resets /m)
+    expect(r.stdout).toMatch(/^ {3}│ booster wallet: \$12\.50 left of \$20\.00$/m)
+    expect(r.stdout).toMatch(/^ {3}│ monthly charge limit: \$17\.50 of \$20\.00 used$/m)
     expect(r.stdout + r.stderr).not.toMatch(/emu_(at|rt|dc)_/)
     // Piped: plain text, as the CLI prints it.
     expect(r.stdout).not.toMatch(/\x1b/)

@@ -88,7 +88,7 @@ describe("examples/", () => {
       expect(r.code).toBe(0)
       expect(r.stdout.trimEnd().split("\n").at(-1)).toBe(`${KimiEmulator.GREETING}. You said: ${name}`)
       expect(emu.requests("/coding/v1/chat/completions").at(-1)?.json).toMatchObject({ stream: true })
-      if (name === "effect.mjs") expect(r.stdout).toMatch(/^models: kimi-for-coding(, [\w-]+)+\nusage: weekly 0\/1000, 5-hour 0\/100\n/)
+      if (name === "effect.mjs") expect(r.stdout).toMatch(/^models: kimi-for-coding(, [\w-]+)+\nusage: 5-hour 0%, weekly 0%, monthly total 0%, monthly code 0%\n/)
     })
   }
 })

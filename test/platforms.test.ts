@@ -28,15 +28,19 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { canOpenBrowser, opener, openBrowser } from "../src/cli/Browser.js"
 import * as FileLock from "../src/lock/FileLock.js"
+import { type HolderState, judgeHolder, type LockInfo } from "../src/lock/FileLockDecisions.js"
+import * as ProcessIdentity from "../src/lock/ProcessIdentity.js"
 import { retryWindowsRename } from "../src/storage/TokenStore.js"
 
-const hasPs = (() => {
-  try {
-    return FileLock.processStartTime(process.pid, "darwin") !== undefined
-  } catch {
-    return false
-  }
-})()
+/** `ProcessIdentity.processStartTime`, run (its `ps` child process is async). */
+const startTimeOf = (pid: number, platform: NodeJS.Platform) => Effect.runPromise(ProcessIdentity.processStartTime(pid, platform))
+
+/** The lock's verdict on `info` as a waiter on `platform` (host `hostname`, no PID namespace recorded) sees it. */
+const holderState = (info: LockInfo, hostname: string, platform: NodeJS.Platform): Promise<HolderState> =>
+  Effect.runPromise(Effect.flatMap(ProcessIdentity.makeHostProbe(platform), (probe) =>
+    judgeHolder(info, { hostname, platform, pidNamespace: undefined, bootId: undefined }, probe)))
+
+const hasPs = await startTimeOf(process.pid, "darwin").then((t) => t !== undefined, () => false)
 
 /** A real child process that sleeps until killed. */
 const sleeper = Effect.acquireRelease(
@@ -55,27 +59,27 @@ describe("macOS: the lock holder's start time from ps", () => {
     Effect.scoped(Effect.gen(function*() {
       const child = yield* sleeper
       const pid = child.pid!
-      const first = FileLock.processStartTime(pid, "darwin")
+      const first = yield* ProcessIdentity.processStartTime(pid, "darwin")
       assert.match(first ?? "", /^ps:\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4}$/)
-      assert.strictEqual(FileLock.processStartTime(pid, "darwin"), first)
+      assert.strictEqual((yield* ProcessIdentity.processStartTime(pid, "darwin")), first)
       const host = os.hostname()
       const info = { pid, hostname: host, acquiredAt: new Date().toISOString(), token: "t", startTime: first }
-      assert.strictEqual(FileLock.holderState(info, host, "darwin"), "alive")
+      assert.strictEqual(yield* Effect.promise(() => holderState(info, host, "darwin")), "alive")
       // The same pid, recorded with another start time: a different process now has it.
       assert.strictEqual(
-        FileLock.holderState({ ...info, startTime: "ps:Mon Jan  1 00:00:00 2024" }, host, "darwin"),
+        yield* Effect.promise(() => holderState({ ...info, startTime: "ps:Mon Jan  1 00:00:00 2024" }, host, "darwin")),
         "gone"
       )
       child.kill("SIGKILL")
       yield* exited(child)
-      assert.strictEqual(FileLock.processStartTime(pid, "darwin"), undefined)
-      assert.strictEqual(FileLock.holderState(info, host, "darwin"), "gone")
+      assert.strictEqual((yield* ProcessIdentity.processStartTime(pid, "darwin")), undefined)
+      assert.strictEqual(yield* Effect.promise(() => holderState(info, host, "darwin")), "gone")
     })))
 
   it.effect.skipIf(!hasPs)("on darwin the start time is ps's (its lstart text), on linux /proc's (clock ticks since boot)", () =>
-    Effect.sync(() => {
-      const ps = FileLock.processStartTime(process.pid, "darwin")
-      const linux = FileLock.processStartTime(process.pid, "linux")
+    Effect.gen(function*() {
+      const ps = yield* ProcessIdentity.processStartTime(process.pid, "darwin")
+      const linux = yield* ProcessIdentity.processStartTime(process.pid, "linux")
       assert.match(ps ?? "", /^ps:/)
       assert.match(linux ?? "", /^linux:\d+$/)
     }))
@@ -135,38 +139,38 @@ describe("macOS: the browser opener", () => {
 describe("Windows: the process creation time", () => {
   it("wmic's CreationDate (local time and offset) and PowerShell's FILETIME name the same instant alike", () => {
     // 2026-12-02 17:50:12.123456 at UTC+01:00 is 16:50:12.123456 UTC.
-    const wmic = FileLock.parseWmicCreationDate("\r\r\nCreationDate=20261202175012.123456+060\r\r\n\r\r\n")
+    const wmic = ProcessIdentity.parseWmicCreationDate("\r\r\nCreationDate=20261202175012.123456+060\r\r\n\r\r\n")
     const micros = BigInt(Date.UTC(2026, 11, 2, 16, 50, 12)) * 1000n + 123456n + 11_644_473_600_000_000n
     assert.strictEqual(wmic, `win:${micros}`)
-    assert.strictEqual(FileLock.parseFileTimeUtc(`${micros * 10n + 7n}\r\n`), wmic)
+    assert.strictEqual(ProcessIdentity.parseFileTimeUtc(`${micros * 10n + 7n}\r\n`), wmic)
     // wmic writes UTF-16 to some pipes: the NULs are dropped.
     const utf16 = Buffer.from("CreationDate=20261202175012.123456+060", "utf16le").toString("latin1")
-    assert.strictEqual(FileLock.parseWmicCreationDate(utf16), wmic)
+    assert.strictEqual(ProcessIdentity.parseWmicCreationDate(utf16), wmic)
     // West of UTC.
     assert.strictEqual(
-      FileLock.parseWmicCreationDate("CreationDate=20261202105012.123456-360"),
+      ProcessIdentity.parseWmicCreationDate("CreationDate=20261202105012.123456-360"),
       wmic
     )
   })
 
   it("anything else is no creation time: empty output, an error text, a missing process", () => {
     for (const out of ["", "No Instance(s) Available.", "Error: Command line not supported", "CreationDate=\r\n"]) {
-      assert.strictEqual(FileLock.parseWmicCreationDate(out), undefined, out)
+      assert.strictEqual(ProcessIdentity.parseWmicCreationDate(out), undefined, out)
     }
     for (const out of ["", "Get-Process : Cannot find a process with the process identifier 5.", "12", "-1"]) {
-      assert.strictEqual(FileLock.parseFileTimeUtc(out), undefined, out)
+      assert.strictEqual(ProcessIdentity.parseFileTimeUtc(out), undefined, out)
     }
   })
 
-  it("a live pid whose creation time cannot be compared is judged by its heartbeat on win32, taken as alive elsewhere", () => {
+  it("a live pid whose creation time cannot be compared is judged by its heartbeat on win32, taken as alive elsewhere", async () => {
     const host = os.hostname()
     // This process is alive; its "win32" start time is unreadable here (no wmic, no PowerShell on Linux).
     const info = { pid: process.pid, hostname: host, acquiredAt: new Date().toISOString(), token: "t" }
-    assert.strictEqual(FileLock.holderState(info, host, "win32"), "unknown")
-    assert.strictEqual(FileLock.holderState({ ...info, startTime: "win:1" }, host, "win32"), "unknown")
-    assert.strictEqual(FileLock.holderState(info, host, "linux"), "alive")
+    assert.strictEqual(await holderState(info, host, "win32"), "unknown")
+    assert.strictEqual(await holderState({ ...info, startTime: "win:1" }, host, "win32"), "unknown")
+    assert.strictEqual(await holderState(info, host, "linux"), "alive")
     // A free pid is gone on every platform.
-    assert.strictEqual(FileLock.holderState({ ...info, pid: 4_194_305 }, host, "win32"), "gone")
+    assert.strictEqual(await holderState({ ...info, pid: 4_194_305 }, host, "win32"), "gone")
   })
 })
 

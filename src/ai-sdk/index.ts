@@ -27,12 +27,11 @@
 import { createOpenAICompatible, type OpenAICompatibleProvider } from "@ai-sdk/openai-compatible"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as ManagedRuntime from "effect/ManagedRuntime"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
 import { issuerFor, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
-import { type KimiAuthLayerOptions, type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import { makeEdgeRuntime } from "../edge/Runtime.js"
+import type { KimiAuthLayerOptions } from "../KimiAuth.js"
+import { rebased } from "../request/ApiBase.js"
 import { makeKimiFetch } from "../request/AuthorizingFetch.js"
 import { causeMessage as messageOf, makeManagedTokenSource, typedFailure } from "../request/ManagedTokenSource.js"
 import { thinkingOf } from "../opencode/Thinking.js"
@@ -85,11 +84,8 @@ export const createKimi = (options: KimiProviderOptions = {}): KimiProvider => {
   if (Exit.isFailure(settingsExit)) throw new Error(`createKimi: ${messageOf(settingsExit.cause)}`)
   const settings: KimiAuthSettings = settingsExit.value
 
-  let runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown> | undefined
-  const run = <A, E>(effect: Effect.Effect<A, E, KimiAuthServices>, signal?: AbortSignal) =>
-    (runtime ??= ManagedRuntime.make(layerNode(authOptions).pipe(Layer.provideMerge(Logger.layer([])))))
-      .runPromiseExit(effect, signal ? { signal } : undefined)
-      .catch((e: unknown) => Exit.die(e))
+  const runtime = makeEdgeRuntime(authOptions, "silent")
+  const run = runtime.run
 
   // The login's issuer decides the API base unless it is pinned; follow every token set handed out.
   let latest: TokenSet | undefined
@@ -123,8 +119,7 @@ export const createKimi = (options: KimiProviderOptions = {}): KimiProvider => {
     const f = await (ready ??= build())
     const base = apiBaseUrl()
     if (base === settings.apiBaseUrl || (typeof input !== "string" && !(input instanceof URL))) return f(input, init)
-    const url = String(input)
-    return f(url.startsWith(`${settings.apiBaseUrl}/`) ? `${base}${url.slice(settings.apiBaseUrl.length)}` : input, init)
+    return f(rebased(String(input), settings.apiBaseUrl, base) ?? input, init)
   }
 
   const provider = createOpenAICompatible<KimiModelId, KimiModelId, string, string>({
@@ -139,6 +134,6 @@ export const createKimi = (options: KimiProviderOptions = {}): KimiProvider => {
   })
 
   let disposed: Promise<void> | undefined
-  const dispose = () => (disposed ??= runtime ? runtime.dispose() : Promise.resolve())
+  const dispose = () => (disposed ??= runtime.dispose())
   return Object.assign(provider, { apiBaseUrl, dispose, [Symbol.asyncDispose]: dispose })
 }

@@ -43,7 +43,9 @@ import {
 } from "../request/KimiHttpClient.js"
 import { retryAfterMillis } from "../request/Authorize.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
+import { decodeModels, type KimiModel } from "./Models.js"
 import { decodeUsage, type KimiUsage } from "./Usage.js"
+import { USAGES_PATH } from "./UsageReader.js"
 
 /** Every way a Kimi API call can fail. */
 export type KimiApiFailure = TokenError | QuotaExceededError | RateLimitedError | KimiApiError
@@ -57,50 +59,8 @@ export const CHAT_BODY_LIMIT_BYTES = 16 * 1024 * 1024
 const lenient = <S extends Schema.Top>(schema: S) =>
   Schema.optionalKey(schema.pipe(Schema.catchDecoding(() => Effect.succeedNone)))
 
-const ModelJson = Schema.Struct({
-  id: Schema.NonEmptyString,
-  display_name: lenient(Schema.String),
-  context_length: lenient(Schema.Finite),
-  supports_reasoning: lenient(Schema.Boolean),
-  supports_image_in: lenient(Schema.Boolean),
-  supports_video_in: lenient(Schema.Boolean),
-  supports_tool_use: lenient(Schema.Boolean),
-  supports_thinking_type: lenient(Schema.String)
-})
-
-const ModelsJson = Schema.Struct({ data: Schema.Array(Schema.Unknown) })
-
-/** A model the account may use, as `/models` describes it. */
-export interface KimiModel {
-  readonly id: string
-  readonly displayName: string | undefined
-  readonly contextLength: number | undefined
-  readonly supportsReasoning: boolean | undefined
-  readonly supportsImageIn: boolean | undefined
-  readonly supportsVideoIn: boolean | undefined
-  readonly supportsToolUse: boolean | undefined
-  /** `only`, `both` or `no`, when Kimi says it. */
-  readonly supportsThinkingType: string | undefined
-}
-
-const decodeModel = Schema.decodeUnknownOption(ModelJson)
-
-/** Decodes a `/models` body: entries without an id are skipped. Pure. */
-export const decodeModels = (body: unknown): Option.Option<ReadonlyArray<KimiModel>> =>
-  Option.map(Schema.decodeUnknownOption(ModelsJson)(body), ({ data }) =>
-    data.flatMap((raw) => {
-      const m = decodeModel(raw)
-      return Option.isNone(m) ? [] : [{
-        id: m.value.id,
-        displayName: m.value.display_name,
-        contextLength: m.value.context_length,
-        supportsReasoning: m.value.supports_reasoning,
-        supportsImageIn: m.value.supports_image_in,
-        supportsVideoIn: m.value.supports_video_in,
-        supportsToolUse: m.value.supports_tool_use,
-        supportsThinkingType: m.value.supports_thinking_type
-      }]
-    }))
+// The one `/models` decoder lives in Models.ts; re-exported here, where it was first published.
+export { decodeModels, type KimiModel } from "./Models.js"
 
 // ---------------------------------------------------------------------------
 // Chat
@@ -232,7 +192,7 @@ export const deltasOfLine = (line: string): ReadonlyArray<ChatDelta> => {
 export interface KimiApiShape {
   /** The account's models (`GET /models`). */
   readonly models: Effect.Effect<ReadonlyArray<KimiModel>, KimiApiFailure>
-  /** The plan's quota (`GET /usages`). */
+  /** The plan's quota (`GET /usages`), either shape, normalised (`KimiUsage.shape` says which: see `UsageModel.ts`). */
   readonly usage: Effect.Effect<KimiUsage, KimiApiFailure>
   /** One whole completion (`POST /chat/completions`). */
   readonly chat: (request: ChatRequest) => Effect.Effect<ChatCompletion, KimiApiFailure>
@@ -318,9 +278,9 @@ export const make = Effect.gen(function*() {
   }).pipe(Effect.withSpan("KimiApi.models"))
 
   const usage = Effect.gen(function*() {
-    const { url, response } = yield* get("/usages")
+    const { url, response } = yield* get(USAGES_PATH)
     const decoded = decodeUsage(yield* readJson(url, response))
-    if (decoded._tag === "Failure") return yield* undecodable(url, "/usages")
+    if (decoded._tag === "Failure") return yield* undecodable(url, USAGES_PATH)
     return decoded.success
   }).pipe(Effect.withSpan("KimiApi.usage"))
 

@@ -1,22 +1,31 @@
 /**
  * The plan's quota as Kimi serves it at `GET {API base}/usages`, decoded
- * leniently, and the small pure helpers every edge shows it with.
+ * leniently in both of its shapes, and the small pure helpers every edge
+ * shows it with. The one decoder: the CLI, the facade, the Effect `KimiApi`
+ * and every quota refusal (through `UsageReader.ts`) read `/usages` with it.
  *
- * Kimi's answer (as Moonshot's own clients read it; numbers arrive as strings):
- * `usage` is the weekly window `{limit, used, remaining, resetTime}`;
- * `limits[]` are rolling windows `{window: {duration, timeUnit}, detail: {…}}`
- * (`300` × `TIME_UNIT_MINUTE` is the 5-hour window); `user`, `parallel` and
- * `boosterWallet` are optional. Fields come and go, so every field is
- * optional, a field of the wrong type is dropped instead of failing the whole
- * answer, and unknown fields are ignored. Only a body that is not a JSON
- * object at all fails.
+ * The old shape (as Moonshot's clients read it until September 2026; numbers
+ * arrive as strings): `usage` is the weekly window `{limit, used, remaining,
+ * resetTime}`; `limits[]` are rolling windows `{window: {duration, timeUnit},
+ * detail: {…}}` (`300` × `TIME_UNIT_MINUTE` is the 5-hour window); `user`,
+ * `parallel` and `boosterWallet` are optional.
+ *
+ * The new plans' shape (kimi-code 2.1.0 reads only this one):
+ * `usages.{limit_5h, limit_7d, limit_month_total, limit_month_code}`, each
+ * `{used_ratio (0..1, number or string), reset_time}`, with no counts, plus a
+ * `boosterWallet` whose amounts are fixed point, 1,000,000 per cent. When
+ * `usages` is an object the answer is read as the new shape, else as the old.
+ *
+ * Fields come and go, so every field is optional, a field of the wrong type is
+ * dropped instead of failing the whole answer, and unknown fields are
+ * ignored. Only a body that is not a JSON object at all fails.
  *
  * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
-import type { KimiUsage, QuotaWindow } from "./UsageModel.js"
+import type { BoosterWallet, KimiUsage, QuotaWindow } from "./UsageModel.js"
 
 // ---------------------------------------------------------------------------
 // The wire shape
@@ -42,8 +51,26 @@ export const UsageLimitJson = Schema.Struct({
   detail: lenient(UsageDetailJson)
 })
 
+/** One window of the new shape, as sent (`used_ratio` 0..1, a number or a string). */
+export const RatioWindowJson = Schema.Struct({
+  used_ratio: lenient(Quantity),
+  reset_time: lenient(Schema.String)
+})
+
+/** An amount of the booster wallet: fixed point, 1,000,000 per cent, as a string or a number. */
+const PriceJson = Schema.Struct({ priceInCents: lenient(Quantity), currency: lenient(Schema.String) })
+
+/** The booster wallet of the new plans, as sent. */
+export const BoosterWalletJson = Schema.Struct({
+  balance: lenient(Schema.Struct({ type: lenient(Schema.String), amount: lenient(Quantity), amountLeft: lenient(Quantity) })),
+  monthlyChargeLimitEnabled: lenient(Schema.Boolean),
+  monthlyChargeLimit: lenient(PriceJson),
+  monthlyUsed: lenient(PriceJson)
+})
+
 /** The whole `/usages` answer, as sent (only the fields this package reads). */
 export const UsagesJson = Schema.Struct({
+  usages: lenient(Schema.Record(Schema.String, Schema.Unknown)),
   user: lenient(Schema.Struct({
     userId: lenient(Schema.String),
     region: lenient(Schema.String),
@@ -62,7 +89,7 @@ export type UsagesJson = typeof UsagesJson.Type
 // The model the edges use
 
 // The model: its types live in UsageModel.ts (effect-free, for the facade's declarations).
-export type { KimiUsage, QuotaWindow } from "./UsageModel.js"
+export type { BoosterWallet, KimiUsage, QuotaWindow } from "./UsageModel.js"
 
 const MINUTES: Readonly<Record<string, number>> = {
   TIME_UNIT_SECOND: 1 / 60,
@@ -116,9 +143,28 @@ const windowOf = (
 })
 
 const decodeLimit = Schema.decodeUnknownOption(UsageLimitJson)
+const decodeRatioWindow = Schema.decodeUnknownOption(RatioWindowJson)
+const decodeBooster = Schema.decodeUnknownOption(BoosterWalletJson)
 
-/** The model from the decoded wire shape: a `limits[]` entry that is not an object is skipped. */
-export const fromJson = (json: UsagesJson): KimiUsage => {
+/** The new shape's windows, in the order they are shown. */
+const NEW_SHAPE_WINDOWS: ReadonlyArray<{
+  readonly key: string
+  readonly label: string
+  readonly kind: QuotaWindow["kind"]
+  readonly durationMinutes: number | undefined
+}> = [
+  { key: "limit_5h", label: "5-hour", kind: "rolling", durationMinutes: 300 },
+  { key: "limit_7d", label: "weekly", kind: "plan", durationMinutes: 10080 },
+  { key: "limit_month_total", label: "monthly total", kind: "monthly", durationMinutes: undefined },
+  { key: "limit_month_code", label: "monthly code", kind: "monthly", durationMinutes: undefined }
+]
+
+/** A `used_ratio` as a share from 0 to 1 (clamped); `undefined` when it is not a number. */
+const ratioOf = (value: number | undefined): number | undefined =>
+  value === undefined || !Number.isFinite(value) ? undefined : Math.min(1, Math.max(0, value))
+
+/** The old shape's windows: the weekly `usage` first, then `limits[]` (an entry that is not an object is skipped). */
+const oldWindows = (json: UsagesJson): Array<QuotaWindow> => {
   const windows: Array<QuotaWindow> = []
   if (json.usage !== undefined) windows.push(windowOf(json.usage, "plan", undefined))
   for (const raw of json.limits ?? []) {
@@ -127,8 +173,61 @@ export const fromJson = (json: UsagesJson): KimiUsage => {
     const w = entry.value.window
     windows.push(windowOf(entry.value.detail, "rolling", windowMinutes(w?.duration, w?.timeUnit)))
   }
+  return windows
+}
+
+/** The new shape's windows that were sent (an entry that is not an object is skipped). */
+const newWindows = (usages: Readonly<Record<string, unknown>>): Array<QuotaWindow> =>
+  NEW_SHAPE_WINDOWS.flatMap((known) => {
+    const entry = Object.hasOwn(usages, known.key) ? decodeRatioWindow(usages[known.key]) : undefined
+    if (entry === undefined || entry._tag === "None") return []
+    return [{
+      label: known.label,
+      kind: known.kind,
+      durationMinutes: known.durationMinutes,
+      limit: undefined,
+      used: undefined,
+      remaining: undefined,
+      resetsAt: toDate(entry.value.reset_time),
+      usedRatio: ratioOf(entry.value.used_ratio),
+      key: known.key
+    }]
+  })
+
+/** A fixed-point amount (1,000,000 per cent) as whole cents; a positive amount under a cent is one cent. */
+export const centsOfFixedPoint = (amount: number | undefined): number | undefined => {
+  if (amount === undefined || !Number.isFinite(amount)) return undefined
+  if (amount <= 0) return 0
+  return Math.max(1, Math.round(amount / 1_000_000))
+}
+
+const wholeCents = (n: number | undefined) => (n === undefined || !Number.isFinite(n) ? undefined : Math.round(n))
+
+/** The booster wallet read from what was sent; `undefined` when it is not an object. */
+const boosterOf = (raw: unknown): BoosterWallet | undefined => {
+  const decoded = raw === undefined ? undefined : decodeBooster(raw)
+  if (decoded === undefined || decoded._tag === "None") return undefined
+  const b = decoded.value
+  return {
+    leftCents: centsOfFixedPoint(b.balance?.amountLeft),
+    totalCents: centsOfFixedPoint(b.balance?.amount),
+    monthlyChargeLimitEnabled: b.monthlyChargeLimitEnabled,
+    monthlyChargeLimitCents: wholeCents(b.monthlyChargeLimit?.priceInCents),
+    monthlyUsedCents: wholeCents(b.monthlyUsed?.priceInCents),
+    currency: b.monthlyChargeLimit?.currency ?? b.monthlyUsed?.currency
+  }
+}
+
+/** The model from the decoded wire shape, whichever of the two it is. */
+export const fromJson = (json: UsagesJson): KimiUsage => {
+  const isNew = json.usages !== undefined
+  const windows = isNew ? newWindows(json.usages!) : oldWindows(json)
+  const shape = isNew ? "new" : json.usage !== undefined || json.limits !== undefined ? "old" : undefined
+  const booster = boosterOf(json.boosterWallet)
   const u = json.user
   return {
+    ...(shape !== undefined ? { shape } : {}),
+    ...(booster !== undefined ? { booster } : {}),
     windows,
     user: u === undefined ? undefined : {
       ...(u.userId !== undefined ? { userId: u.userId } : {}),
@@ -155,13 +254,19 @@ export const decodeUsage = (body: unknown): Result.Result<KimiUsage, string> =>
 // ---------------------------------------------------------------------------
 // Reading the windows
 
-/** True when the window has nothing left. */
+/** True when the window has nothing left (its counts say so, or a `used_ratio` of 1). */
 export const isExhausted = (w: QuotaWindow): boolean =>
-  w.remaining !== undefined ? w.remaining <= 0 : w.limit !== undefined && w.used !== undefined && w.used >= w.limit
+  w.remaining !== undefined
+    ? w.remaining <= 0
+    : w.limit !== undefined && w.used !== undefined
+    ? w.used >= w.limit
+    : w.usedRatio !== undefined && w.usedRatio >= 1
 
-/** `used / limit` between 0 and 1; `undefined` without both numbers. */
+/** The share used, between 0 and 1: `used / limit`, else the new shape's `used_ratio`; `undefined` without either. */
 export const usedFraction = (w: QuotaWindow): number | undefined =>
-  w.limit === undefined || w.used === undefined || w.limit <= 0 ? undefined : Math.min(1, Math.max(0, w.used / w.limit))
+  w.limit === undefined || w.used === undefined || w.limit <= 0
+    ? w.usedRatio
+    : Math.min(1, Math.max(0, w.used / w.limit))
 
 /**
  * The window that blocks: among the exhausted ones, the one that resets last
@@ -212,11 +317,20 @@ export const localTime = (date: Date): string => {
   } ${utcOffset(date)}`
 }
 
-/** `weekly window: 100 of 100 used` (parts that are unknown are left out). */
+/** `weekly window: 100 of 100 used`, or `5-hour window: 100% used` from a ratio (parts that are unknown are left out). */
 export const describeWindow = (w: QuotaWindow): string =>
   w.used !== undefined && w.limit !== undefined
     ? `${w.label} window: ${w.used} of ${w.limit} used`
+    : w.usedRatio !== undefined
+    ? `${w.label} window: ${Math.round(w.usedRatio * 100)}% used`
     : `${w.label} window`
+
+/** An amount of cents as money: `$12.50` for USD, else `12.50 EUR` (`12.50` without a currency). */
+export const money = (cents: number, currency: string | undefined): string => {
+  const amount = (cents / 100).toFixed(2)
+  if (currency === undefined || currency.toUpperCase() === "USD") return currency === undefined ? amount : `$${amount}`
+  return `${amount} ${currency}`
+}
 
 /** `resets at 2026-11-30 17:05 (in 2 h 05 min)`, or `""` without a reset time. */
 export const describeReset = (w: QuotaWindow, nowMillis: number): string =>

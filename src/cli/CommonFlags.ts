@@ -5,6 +5,9 @@
  * @since 0.1.0
  */
 import { Flag } from "effect/cli"
+import { debugFromEnv } from "../light/Debug.js"
+
+export { debugFromEnv }
 
 /** `--debug`: debug logs on stderr. */
 export const debugFlag = Flag.Boolean("debug").pipe(
@@ -14,10 +17,6 @@ export const debugFlag = Flag.Boolean("debug").pipe(
 
 /** `--json`: JSON instead of text. */
 export const jsonFlag = Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription("Print JSON instead of text"))
-
-/** `DEBUG` names this package (`opencode-kimi-auth`, `opencode-kimi-auth:*`) or `*`; comma or space separated, as the `debug` package reads it. */
-export const debugFromEnv = (env: NodeJS.ProcessEnv = process.env): boolean =>
-  /(^|[\s,])(\*|opencode-kimi-auth(:\*)?)([\s,]|$)/.test(env["DEBUG"] ?? "")
 
 /** Whether debug output is on: `--debug`, or `DEBUG` names this package. */
 export const debugEnabled = (flags: { readonly debug: boolean }): boolean => flags.debug || debugFromEnv()

@@ -8,11 +8,12 @@
  * It answers only when the full command would print the same token without a
  * request, a write or a message; anything else (a configuration error, no
  * file, a file it cannot parse, a token that is due, a link, a file or folder
- * of another user, loose modes the store would repair or refuse, a missing device id, debug logging) returns
+ * of another user, loose modes the store would repair or refuse, a missing device id, `DEBUG` naming this package) returns
  * `undefined` and the caller runs the full command, which says what is wrong.
  *
  * @since 0.2.0
  */
+import { debugFromEnv } from "../light/Debug.js"
 import { type Env, resolveSettings } from "../light/ResolveSettings.js"
 import { readStoredLogin } from "../light/StoredLogin.js"
 
@@ -25,7 +26,7 @@ export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
  * command must decide. Never throws, never prints.
  */
 export const fastToken = (env: Env, nowMillis: number): string | undefined => {
-  if ((env["DEBUG"] ?? "").trim() !== "") return undefined
+  if (debugFromEnv(env)) return undefined
   const settings = resolveSettings({}, env)
   if (!settings.ok) return undefined
   return readStoredLogin(settings.value, nowMillis, DEFAULT_REFRESH_WINDOW_SECONDS)?.accessToken

@@ -8,16 +8,17 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as References from "effect/References"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
 import { layerNode, type KimiAuthLayerOptions, type KimiAuthServices } from "../KimiAuth.js"
-import { withRegionLoginHint } from "../Errors.js"
+import { edgeLoggingLayer } from "../edge/Runtime.js"
+import { cliHintWords } from "../edge/HintWords.js"
+import { messageIn, type NextStep } from "../Errors.js"
 import type { KimiRegion } from "../light/Region.js"
 import { TokenStore } from "../storage/TokenStore.js"
 import { debugEnabled } from "./CommonFlags.js"
 import { ExitCode, exitCodeFor } from "./ExitCode.js"
+import { defectKind, defectMessage, errorEvent, stackFrames } from "./RunCommandDecisions.js"
+import { currentInvoker } from "./Invoker.js"
 import { err, out, red } from "./Output.js"
 
 /** The flags `run` reads: `--debug`, and `--json` where the command has it. */
@@ -27,28 +28,7 @@ export interface RunFlags {
 }
 
 /** Logs go to stderr so stdout stays clean for `token` and `--json`; Debug level with `--debug`. */
-export const loggingLayer = (debug: boolean) =>
-  Layer.mergeAll(
-    Layer.succeed(Logger.LogToStderr, true),
-    Layer.succeed(References.MinimumLogLevel, debugEnabled({ debug }) ? "Debug" : "Warn")
-  )
-
-/** The `--json` line of a failure: `{ event: "error", error, exit_code, message }`. */
-export const errorEvent = (error: string, code: ExitCode, message: string): string =>
-  JSON.stringify({ event: "error", error, exit_code: code, message }) + "\n"
-
-/** A defect's kind, safe to print: an Error's name (letters, digits, `_`; at most 40), else its `typeof`. Never its message. */
-export const defectKind = (defect: unknown): string =>
-  defect instanceof Error ? defect.name.replace(/[^A-Za-z0-9_]/g, "").slice(0, 40) || "Error" : typeof defect
-
-/** What a defect in command `name` says: a bug to report, and that the stored login is unchanged. */
-export const defectMessage = (name: string, kind: string): string =>
-  `kimi-auth ${name} stopped on an unexpected internal error (${kind}). This is a bug: ` +
-  `please report it with the command you ran. Your stored login was not changed by this message.`
-
-/** The `at …` frames of a stack (at most 12), without its message line (which may hold a secret). */
-export const stackFrames = (stack: string): string =>
-  stack.split("\n").filter((l) => /^\s+at /.test(l)).slice(0, 12).join("\n")
+export const loggingLayer = (debug: boolean) => edgeLoggingLayer("stderr", debugEnabled({ debug }))
 
 /**
  * The last resort for a defect (a bug, or a value nothing expected): one line
@@ -73,7 +53,7 @@ const reportDefect = (name: string, flags: RunFlags, cause: Cause.Cause<unknown>
  * code: success sets 0 (or the code the body returns), a typed error prints
  * its message (or JSON) and sets its code. Nothing escapes as a stack trace.
  */
-export const run = <E extends { readonly _tag: string; readonly message: string }>(
+export const run = <E extends { readonly _tag: string; readonly message: string; readonly hint?: NextStep | undefined }>(
   name: string,
   flags: RunFlags,
   body: Effect.Effect<ExitCode | void, E, KimiAuthServices>,
@@ -103,7 +83,8 @@ export const run = <E extends { readonly _tag: string; readonly message: string 
       onFailure: (error) =>
         Effect.gen(function*() {
           const code = exitCodeFor(error._tag)
-          const message = region === undefined ? error.message : withRegionLoginHint(error.message, region)
+          // The error's hint in the CLI's words: its region (else the login's, else the configured one), and `npx` after a local install.
+          const message = messageIn(error, cliHintWords(region, currentInvoker()))
           yield* Effect.logDebug(`${name}: failed with ${error._tag}; exit code ${code}`)
           if (flags.json) yield* out(errorEvent(error._tag, code, message))
           else yield* err(`${red("error:")} ${message}\n`)

@@ -34,15 +34,23 @@ import * as Stream from "effect/Stream"
 import { createServer } from "node:http"
 import { DEFAULT_CLIENT_ID } from "../config/KimiAuthConfig.js"
 import { type FaultOptions, FaultInjector, proxyErrorPage } from "./Faults.js"
-import { findModel, MODELS, reasoningText, thinkingOf } from "./Models.js"
-import { Quota, type QuotaOptions, type QuotaSnapshot, type QuotaWindow, RATE_LIMIT_MESSAGE } from "./Quota.js"
+import { Quota, type QuotaOptions, type QuotaSnapshot, type QuotaWindow, RATE_LIMIT_MESSAGE, type UsagesShape } from "./Quota.js"
+import { apiRoutes } from "./routes/Api.js"
+import { chatRoutes } from "./routes/Chat.js"
+import { devicePageRoutes } from "./routes/DevicePage.js"
+import { oauthRoutes } from "./routes/OAuth.js"
 import {
-  type Answer,
-  type DeviceCodeInfo,
-  type EmulatorStats,
-  EmulatorState,
-  type IssuedTokens
-} from "./State.js"
+  apiError,
+  CurrentRequest,
+  FORM,
+  mediaType,
+  type MutableRecord,
+  parseForm,
+  parseJson,
+  type RecordedRequest,
+  type RouteDeps
+} from "./routes/Shared.js"
+import { type DeviceCodeInfo, type EmulatorStats, EmulatorState, type IssuedTokens } from "./State.js"
 
 export type { FaultOptions } from "./Faults.js"
 export { ACCOUNT_ONLY_MODEL_ID, type EmulatorModel, MODELS } from "./Models.js"
@@ -53,8 +61,11 @@ export {
   type QuotaWindow,
   type QuotaWindowInfo,
   RATE_LIMIT_MESSAGE,
-  USAGE_LIMIT_MESSAGE
+  USAGE_LIMIT_MESSAGE,
+  type UsagesShape
 } from "./Quota.js"
+export { GREETING } from "./routes/Chat.js"
+export type { MshHeaders, RecordedRequest } from "./routes/Shared.js"
 export type { DeviceCodeInfo, DeviceCodeStatus, EmulatorStats, IssuedTokens } from "./State.js"
 
 /** Options of the emulator. Every field is optional. */
@@ -85,52 +96,14 @@ export interface EmulatorOptions {
   readonly maxRecordedRequests?: number | undefined
   /** The plan's quota (limits per window, how it is refused, a rate-limit switch). Changeable later with `setQuota`. */
   readonly quota?: QuotaOptions | undefined
-  /** The region `/usages` reports for the account (`user.region`). Default `mainland-cn`. */
+  /** The region `/usages` reports for the account (`user.region`, old shape). Default `mainland-cn`. */
   readonly region?: "mainland-cn" | "global" | undefined
-}
-
-/** The `X-Msh-*` identity headers of a request (`undefined` when absent). */
-export interface MshHeaders {
-  readonly platform: string | undefined
-  readonly version: string | undefined
-  readonly deviceName: string | undefined
-  readonly deviceModel: string | undefined
-  readonly osVersion: string | undefined
-  readonly deviceId: string | undefined
-}
-
-/**
- * One request as the emulator saw it. Secrets are included on purpose (it is
- * a test tool); the emulator never prints them.
- */
-export interface RecordedRequest {
-  /** 1, 2, 3… in arrival order. */
-  readonly seq: number
-  /** Arrival time, emulator clock, epoch ms. */
-  readonly at: number
-  readonly method: string
-  /** Path without the query. */
-  readonly path: string
-  readonly query: Readonly<Record<string, string>>
-  /** All headers, lower-case names. */
-  readonly headers: Readonly<Record<string, string>>
-  readonly msh: MshHeaders
-  readonly userAgent: string | undefined
-  readonly contentType: string | undefined
-  /** Raw body text. */
-  readonly body: string
-  /** Fields of a form-encoded body (last value wins), else `undefined`. */
-  readonly form: Readonly<Record<string, string>> | undefined
-  /** A JSON body, parsed, else `undefined`. */
-  readonly json: unknown
-  /** The bearer token of the `Authorization` header, if any. */
-  readonly bearer: string | undefined
-  /** Status answered; `undefined` when the connection was dropped or no answer was sent yet. */
-  readonly status: number | undefined
-  /** The `error` code of an OAuth or API error answer. */
-  readonly error: string | undefined
-  /** The injected fault, if any. */
-  readonly fault: "server_error" | "drop" | "too_many_requests" | undefined
+  /**
+   * The `/usages` shape answered: `"new"` (the new plans' `usages.{limit_5h, …}` and
+   * `boosterWallet`, the default) or `"old"` (`usage` + `limits[]`). Same as `quota.usages`,
+   * which wins when both are given; changeable later with `setQuota({ usages })`.
+   */
+  readonly usages?: UsagesShape | undefined
 }
 
 /** The running emulator. Every function is synchronous and safe to call from any test. */
@@ -184,50 +157,21 @@ export interface EmulatorHandle {
 /** The emulator's main model (the first of {@link MODELS}). */
 export const MODEL_ID = "kimi-for-coding"
 
-/** The start of every chat answer. */
-export const GREETING = "Hello from the Kimi emulator"
+const index = HttpServerResponse.text(
+  "Kimi emulator\n" +
+    "POST /api/oauth/device_authorization\nPOST /api/oauth/token\nGET  /device\n" +
+    "GET  /coding/v1/models\nGET  /coding/v1/usages\nPOST /coding/v1/chat/completions\n"
+)
 
-type MutableRecord = { -readonly [K in keyof RecordedRequest]: RecordedRequest[K] }
-
-/** The record of the request being handled, for the route handlers. */
-class CurrentRequest extends Context.Service<CurrentRequest, MutableRecord>()(
-  "opencode-kimi-auth/emulator/CurrentRequest"
-) {}
-
-const FORM = "application/x-www-form-urlencoded"
-
-const mediaType = (contentType: string | undefined) => contentType?.split(";")[0]?.trim().toLowerCase()
-
-const parseForm = (text: string) => {
-  const fields: Record<string, string> = {}
-  const duplicates: Array<string> = []
-  for (const [k, v] of new URLSearchParams(text)) {
-    if (k in fields) duplicates.push(k)
-    fields[k] = v
-  }
-  return { fields, duplicates }
-}
-
-const parseJson = (text: string): unknown => {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
-const escapeHtml = (s: string) =>
-  s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[c] ?? c)
-
-/** RFC 6749 5.1: token answers must not be cached. */
-const oauthResponse = (answer: Answer) =>
-  HttpServerResponse.jsonUnsafe(answer.body, {
-    status: answer.status,
-    headers: { "cache-control": "no-store", pragma: "no-cache" }
-  })
-
-const apiError = (status: number, type: string, message: string) =>
-  HttpServerResponse.jsonUnsafe({ error: { message, type } }, { status })
+/** Every route, one module per concern (`routes/`): add an endpoint as a module of its own and list it here. */
+const routes = (deps: RouteDeps) =>
+  HttpRouter.addAll([
+    HttpRouter.route("GET", "/", index),
+    ...oauthRoutes(deps),
+    ...devicePageRoutes(deps),
+    ...apiRoutes(deps),
+    ...chatRoutes(deps)
+  ])
 
 /** Wall-clock delay, deliberately not on the Effect clock: latency is a network effect. */
 const realDelay = (millis: number) =>
@@ -236,236 +180,112 @@ const realDelay = (millis: number) =>
     return Effect.sync(() => clearTimeout(timer))
   })
 
-const messageText = (content: unknown): string => {
-  if (typeof content === "string") return content
-  if (Array.isArray(content)) {
-    return content
-      .map((p: unknown) =>
-        typeof p === "object" && p !== null && "text" in p && typeof p.text === "string" ? p.text : ""
-      )
-      .join("")
-  }
-  return ""
-}
-
-const routes = (state: EmulatorState, quota: Quota, account: { readonly userId: string; readonly region: string }) => {
-  const setError = (rec: MutableRecord, body: Record<string, unknown>) => {
-    const e = body["error"]
-    rec.error = typeof e === "string"
-      ? e
-      : typeof e === "object" && e !== null && "type" in e && typeof e.type === "string"
-      ? e.type
-      : undefined
-  }
-
-  /** An OAuth endpoint: form body required (RFC 6749 3.2), no repeated parameter (3.1). */
-  const oauth = (f: (form: Readonly<Record<string, string>>) => Answer) =>
-    Effect.gen(function*() {
-      const rec = yield* CurrentRequest
-      let answer: Answer
-      if (mediaType(rec.contentType) !== FORM || rec.form === undefined) {
-        answer = {
-          status: 400,
-          body: { error: "invalid_request", error_description: `The request body must be ${FORM}.` }
-        }
-      } else {
-        const { duplicates } = parseForm(rec.body)
-        answer = duplicates.length > 0
-          ? {
-            status: 400,
-            body: { error: "invalid_request", error_description: `Repeated parameter: ${duplicates.join(", ")}.` }
-          }
-          : f(rec.form)
-      }
-      setError(rec, answer.body)
-      return oauthResponse(answer)
-    })
-
-  /** A Kimi Code API endpoint: a valid bearer access token is required. */
-  const api = (f: (rec: MutableRecord) => HttpServerResponse.HttpServerResponse) =>
-    Effect.gen(function*() {
-      const rec = yield* CurrentRequest
-      const check = rec.bearer === undefined ? undefined : state.checkAccessToken(rec.bearer)
-      state.countApi(check?._tag !== "ok")
-      if (check?._tag === "ok") return f(rec)
-      const why = check === undefined
-        ? "the Authorization header is missing or is not a Bearer token"
-        : check._tag === "expired"
-        ? "the access token has expired"
-        : check._tag === "revoked"
-        ? "the access token has been revoked"
-        : "the access token is not valid"
-      rec.error = "invalid_authentication_error"
-      return HttpServerResponse.setHeader(
-        apiError(401, "invalid_authentication_error", `Invalid Authentication: ${why}.`),
-        "www-authenticate",
-        "Bearer"
-      )
-    })
-
-  const models = api(() =>
-    HttpServerResponse.jsonUnsafe({
-      object: "list",
-      data: MODELS.map((m) => ({ object: "model", created: 1761264000, owned_by: "moonshot", ...m }))
-    })
-  )
-
-  const usages = api(() => HttpServerResponse.jsonUnsafe(quota.usagesBody(state.settings.now(), account)))
-
-  let completionSeq = 0
-  const chat = api((rec) => {
-    const body = rec.json
-    if (mediaType(rec.contentType) !== "application/json" || typeof body !== "object" || body === null) {
-      rec.error = "invalid_request_error"
-      return apiError(400, "invalid_request_error", "The request body must be a JSON object.")
-    }
-    const req = body as Record<string, unknown>
-    const messages = req["messages"]
-    if (!Array.isArray(messages) || messages.length === 0) {
-      rec.error = "invalid_request_error"
-      return apiError(400, "invalid_request_error", "messages must be a non-empty array.")
-    }
-    const model = findModel(req["model"])
-    if (model === undefined) {
-      rec.error = "invalid_request_error"
-      return apiError(
-        400,
-        "invalid_request_error",
-        `Unknown model ${JSON.stringify(req["model"])}; use one of ${MODELS.map((m) => m.id).join(", ")}.`
-      )
-    }
-    const refusal = quota.refusalFor(state.settings.now())
-    if (refusal !== undefined) {
-      rec.error = refusal.type
-      let response = apiError(refusal.status, refusal.type, refusal.message)
-      for (const [k, v] of Object.entries(refusal.headers)) response = HttpServerResponse.setHeader(response, k, v)
-      return response
-    }
-    quota.count(state.settings.now())
-    const thinking = thinkingOf(model.id, req)
-    const lastUser = [...messages].reverse().find((m: unknown) =>
-      typeof m === "object" && m !== null && "role" in m && m.role === "user"
-    ) as { content?: unknown } | undefined
-    const said = messageText(lastUser?.content).replace(/\s+/g, " ").trim().slice(0, 200)
-    const text = said === "" ? `${GREETING}.` : `${GREETING}. You said: ${said}`
-    const reasoning = thinking.enabled ? reasoningText(said, thinking.effort) : undefined
-    const id = `chatcmpl-emu-${++completionSeq}`
-    const created = Math.floor(state.settings.now() / 1000)
-    const promptTokens = JSON.stringify(messages).length >> 2
-    const completionTokens = text.split(" ").length + (reasoning?.split(" ").length ?? 0)
-    const usage = {
-      prompt_tokens: promptTokens,
-      completion_tokens: completionTokens,
-      total_tokens: promptTokens + completionTokens
-    }
-    if (req["stream"] !== true) {
-      return HttpServerResponse.jsonUnsafe({
-        id,
-        object: "chat.completion",
-        created,
-        model: model.id,
-        choices: [{
-          index: 0,
-          message: { role: "assistant", content: text, ...(reasoning === undefined ? {} : { reasoning_content: reasoning }) },
-          finish_reason: "stop"
-        }],
-        usage
-      })
-    }
-    const chunk = (choices: ReadonlyArray<unknown>, extra: Record<string, unknown> = {}) =>
-      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: model.id, choices, ...extra })}\n\n`
-    const words = (s: string) => s.match(/\S+\s*/g) ?? [s]
-    const includeUsage = typeof req["stream_options"] === "object" && req["stream_options"] !== null &&
-      (req["stream_options"] as Record<string, unknown>)["include_usage"] === true
-    const events = [
-      // With thinking, Kimi streams delta.reasoning_content first, then the answer in delta.content.
-      ...(reasoning === undefined
-        ? [chunk([{ index: 0, delta: { role: "assistant", content: "" }, finish_reason: null }])]
-        : [
-          chunk([{ index: 0, delta: { role: "assistant", reasoning_content: "" }, finish_reason: null }]),
-          ...words(reasoning).map((p) => chunk([{ index: 0, delta: { reasoning_content: p }, finish_reason: null }]))
-        ]),
-      ...words(text).map((p) => chunk([{ index: 0, delta: { content: p }, finish_reason: null }])),
-      chunk([{ index: 0, delta: {}, finish_reason: "stop" }]),
-      ...(includeUsage ? [chunk([], { usage })] : []),
-      "data: [DONE]\n\n"
-    ]
-    return HttpServerResponse.stream(Stream.fromIterable(events).pipe(Stream.encodeText), {
-      contentType: "text/event-stream",
-      headers: { "cache-control": "no-cache" }
-    })
-  })
-
-  const page = (title: string, inner: string, status = 200) =>
-    HttpServerResponse.html(
-      `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>` +
-        `<style>body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem}` +
-        `code{font-size:1.4rem}button{font-size:1rem;margin-right:.5rem;padding:.4rem 1rem}</style></head>` +
-        `<body><h1>${escapeHtml(title)}</h1>${inner}</body></html>`
-    ).pipe(HttpServerResponse.setStatus(status))
-
-  const codeForm = (userCode: string) =>
-    `<form method="post" action="/device"><p><label>User code <input name="user_code" value="${
-      escapeHtml(userCode)
-    }" autocomplete="off"></label></p>` +
-    `<p><button name="action" value="approve">Approve</button><button name="action" value="deny">Deny</button></p></form>`
-
-  const devicePage = Effect.gen(function*() {
-    const rec = yield* CurrentRequest
-    const userCode = rec.query["user_code"] ?? ""
-    const info = userCode === "" ? undefined : state.findByUserCode(userCode)
-    if (userCode !== "" && info === undefined) {
-      return page("Kimi emulator: unknown code", `<p>No login waits for that code.</p>${codeForm(userCode)}`, 404)
-    }
-    if (info !== undefined && (info.status !== "pending" || state.settings.now() >= info.expiresAt)) {
-      const status = state.settings.now() >= info.expiresAt && info.status === "pending" ? "expired" : info.status
-      return page("Kimi emulator", `<p>The code <code>${escapeHtml(info.userCode)}</code> is ${status}.</p>`)
-    }
-    return page(
-      "Kimi emulator: approve a login",
-      `<p>A device asks to log in to Kimi Code. Check that the code matches the one it shows.</p>${codeForm(userCode)}`
-    )
-  })
-
-  const deviceDecision = Effect.gen(function*() {
-    const rec = yield* CurrentRequest
-    const userCode = rec.form?.["user_code"] ?? ""
-    const action = rec.form?.["action"]
-    if (action !== "approve" && action !== "deny") {
-      return page("Kimi emulator", `<p>Choose Approve or Deny.</p>${codeForm(userCode)}`, 400)
-    }
-    const done = action === "approve" ? state.approve(userCode) : state.deny(userCode)
-    if (!done) {
-      return page(
-        "Kimi emulator",
-        `<p>The code <code>${escapeHtml(userCode)}</code> is unknown, expired or already decided.</p>`,
-        404
-      )
-    }
-    return action === "approve"
-      ? page("Login approved", "<p>You can close this page and return to your terminal.</p>")
-      : page("Login denied", "<p>The device will not be logged in.</p>")
-  })
-
-  const index = HttpServerResponse.text(
-    "Kimi emulator\n" +
-      "POST /api/oauth/device_authorization\nPOST /api/oauth/token\nGET  /device\n" +
-      "GET  /coding/v1/models\nGET  /coding/v1/usages\nPOST /coding/v1/chat/completions\n"
-  )
-
-  return HttpRouter.addAll([
-    HttpRouter.route("GET", "/", index),
-    HttpRouter.route("POST", "/api/oauth/device_authorization", oauth((form) => state.deviceAuthorization(form))),
-    HttpRouter.route("POST", "/api/oauth/token", oauth((form) => state.token(form))),
-    HttpRouter.route("GET", "/device", devicePage),
-    HttpRouter.route("POST", "/device", deviceDecision),
-    HttpRouter.route("GET", "/coding/v1/models", models),
-    HttpRouter.route("GET", "/coding/v1/usages", usages),
-    HttpRouter.route("POST", "/coding/v1/chat/completions", chat)
-  ])
-}
-
 const header = (headers: Readonly<Record<string, string>>, name: string) => headers[name.toLowerCase()]
+
+/** The record of one request, as the routes and the tests see it. */
+const recordOf = (request: HttpServerRequest.HttpServerRequest, body: string, seq: number, at: number): MutableRecord => {
+  const url = new URL(request.url, "http://emulator.invalid")
+  const headers: Record<string, string> = { ...request.headers }
+  const contentType = header(headers, "content-type")
+  const type = mediaType(contentType)
+  const auth = header(headers, "authorization")
+  return {
+    seq,
+    at,
+    method: request.method,
+    path: url.pathname,
+    query: Object.fromEntries(url.searchParams),
+    headers,
+    msh: {
+      platform: header(headers, "x-msh-platform"),
+      version: header(headers, "x-msh-version"),
+      deviceName: header(headers, "x-msh-device-name"),
+      deviceModel: header(headers, "x-msh-device-model"),
+      osVersion: header(headers, "x-msh-os-version"),
+      deviceId: header(headers, "x-msh-device-id")
+    },
+    userAgent: header(headers, "user-agent"),
+    contentType,
+    body,
+    form: type === FORM ? parseForm(body).fields : undefined,
+    json: type === "application/json" ? parseJson(body) : undefined,
+    bearer: auth === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1],
+    status: undefined,
+    error: undefined,
+    fault: undefined
+  }
+}
+
+/** The answer of an injected fault (a dropped connection answers nothing: its socket is destroyed). */
+const faultAnswer = (
+  fault: Exclude<ReturnType<FaultInjector["decide"]>, { readonly _tag: "None" }>,
+  rec: MutableRecord,
+  request: HttpServerRequest.HttpServerRequest
+): HttpServerResponse.HttpServerResponse => {
+  switch (fault._tag) {
+    case "Drop": {
+      rec.fault = "drop"
+      NodeHttpServerRequest.toIncomingMessage(request).socket.destroy()
+      return HttpServerResponse.empty()
+    }
+    case "ServerError": {
+      rec.fault = "server_error"
+      return HttpServerResponse.html(proxyErrorPage(fault.status)).pipe(HttpServerResponse.setStatus(fault.status))
+    }
+    case "TooManyRequests": {
+      rec.fault = "too_many_requests"
+      rec.error = "rate_limit_reached_error"
+      return apiError(429, "rate_limit_reached_error", RATE_LIMIT_MESSAGE)
+        .pipe(HttpServerResponse.setHeader("retry-after", String(fault.retryAfterSeconds)))
+    }
+  }
+}
+
+/** The routes' answer to a request (a `404` naming the route when none matches). */
+const routed = <E extends { readonly reason: { readonly _tag: string }; readonly message: string }, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+  rec: MutableRecord
+) =>
+  app.pipe(
+    Effect.provideService(CurrentRequest, rec),
+    Effect.catch((e) =>
+      Effect.succeed(
+        e.reason._tag === "RouteNotFound"
+          ? HttpServerResponse.jsonUnsafe(
+            { error: "not_found", error_description: `No route for ${rec.method} ${rec.path}.` },
+            { status: 404 }
+          )
+          : HttpServerResponse.jsonUnsafe({ error: "server_error", error_description: e.message }, { status: 500 })
+      )
+    ),
+    Effect.tap((response) =>
+      Effect.sync(() => {
+        if (response.status === 404 && rec.error === undefined) rec.error = "not_found"
+      })
+    )
+  )
+
+/** The accepted client ids: the option's, else Kimi's public one. */
+const clientIdsOf = (options: EmulatorOptions): Array<string> =>
+  options.clientId === undefined
+    ? [DEFAULT_CLIENT_ID]
+    : typeof options.clientId === "string"
+    ? [options.clientId]
+    : [...options.clientId]
+
+/** The OAuth and token state, with the options' lifetimes and intervals (defaults as Kimi's). */
+const stateOf = (options: EmulatorOptions, clientIds: Array<string>, url: string, now: () => number) =>
+  new EmulatorState({
+    clientIds,
+    baseUrl: url,
+    accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 900,
+    refreshTokenTtlSeconds: options.refreshTokenTtlSeconds,
+    deviceCodeTtlSeconds: options.deviceCodeTtlSeconds ?? 900,
+    interval: options.interval ?? 5,
+    autoApproveAfterMillis: options.autoApproveAfterMillis,
+    pollToleranceMillis: options.pollToleranceMillis ?? 250,
+    now
+  })
 
 /**
  * Starts the emulator on loopback; it stops when the scope closes. Fails with
@@ -476,11 +296,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
     const clock = yield* Clock.Clock
     let skew = 0
     const now = () => (options.now ? options.now() : clock.currentTimeMillisUnsafe()) + skew
-    const clientIds = options.clientId === undefined
-      ? [DEFAULT_CLIENT_ID]
-      : typeof options.clientId === "string"
-      ? [options.clientId]
-      : [...options.clientId]
+    const clientIds = clientIdsOf(options)
 
     const nodeServer = createServer()
     const host = options.host ?? "127.0.0.1"
@@ -494,106 +310,31 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
     const urlHost = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host
     const url = `http://${urlHost}:${port}`
 
-    const state = new EmulatorState({
-      clientIds,
-      baseUrl: url,
-      accessTokenTtlSeconds: options.accessTokenTtlSeconds ?? 900,
-      refreshTokenTtlSeconds: options.refreshTokenTtlSeconds,
-      deviceCodeTtlSeconds: options.deviceCodeTtlSeconds ?? 900,
-      interval: options.interval ?? 5,
-      autoApproveAfterMillis: options.autoApproveAfterMillis,
-      pollToleranceMillis: options.pollToleranceMillis ?? 250,
-      now
-    })
+    const state = stateOf(options, clientIds, url, now)
     const faults = new FaultInjector(options.faults ?? {})
     const log: Array<MutableRecord> = []
     const maxRecorded = Math.max(1, options.maxRecordedRequests ?? 10_000)
     let seq = 0
 
-    const quota = new Quota(options.quota)
+    const quota = new Quota({ ...options.quota, usages: options.quota?.usages ?? options.usages })
     const account = { userId: "emu-user-1", region: options.region ?? "mainland-cn" }
-    const app = yield* HttpRouter.toHttpEffect(routes(state, quota, account))
+    const app = yield* HttpRouter.toHttpEffect(routes({ state, quota, account }))
 
     const handler = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
-      const url = new URL(request.url, "http://emulator.invalid")
       const body = yield* request.text.pipe(Effect.orElseSucceed(() => ""))
-      const headers: Record<string, string> = { ...request.headers }
-      const contentType = header(headers, "content-type")
-      const type = mediaType(contentType)
-      const auth = header(headers, "authorization")
-      const bearer = auth === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1]
-      const rec: MutableRecord = {
-        seq: ++seq,
-        at: now(),
-        method: request.method,
-        path: url.pathname,
-        query: Object.fromEntries(url.searchParams),
-        headers,
-        msh: {
-          platform: header(headers, "x-msh-platform"),
-          version: header(headers, "x-msh-version"),
-          deviceName: header(headers, "x-msh-device-name"),
-          deviceModel: header(headers, "x-msh-device-model"),
-          osVersion: header(headers, "x-msh-os-version"),
-          deviceId: header(headers, "x-msh-device-id")
-        },
-        userAgent: header(headers, "user-agent"),
-        contentType,
-        body,
-        form: type === FORM ? parseForm(body).fields : undefined,
-        json: type === "application/json" ? parseJson(body) : undefined,
-        bearer,
-        status: undefined,
-        error: undefined,
-        fault: undefined
-      }
+      const rec = recordOf(request, body, ++seq, now())
       log.push(rec)
       if (log.length > maxRecorded) log.splice(0, log.length - maxRecorded)
 
       const latency = faults.latencyFor(rec.path)
       if (latency > 0) yield* realDelay(latency)
       const fault = faults.decide(rec.path)
-      let response: HttpServerResponse.HttpServerResponse
-      switch (fault._tag) {
-        case "Drop": {
-          rec.fault = "drop"
-          NodeHttpServerRequest.toIncomingMessage(request).socket.destroy()
-          return HttpServerResponse.empty()
-        }
-        case "ServerError": {
-          rec.fault = "server_error"
-          response = HttpServerResponse.html(proxyErrorPage(fault.status)).pipe(
-            HttpServerResponse.setStatus(fault.status)
-          )
-          break
-        }
-        case "TooManyRequests": {
-          rec.fault = "too_many_requests"
-          rec.error = "rate_limit_reached_error"
-          response = apiError(429, "rate_limit_reached_error", RATE_LIMIT_MESSAGE)
-            .pipe(HttpServerResponse.setHeader("retry-after", String(fault.retryAfterSeconds)))
-          break
-        }
-        case "None": {
-          response = yield* app.pipe(
-            Effect.provideService(CurrentRequest, rec),
-            Effect.catch((e) =>
-              Effect.succeed(
-                e.reason._tag === "RouteNotFound"
-                  ? HttpServerResponse.jsonUnsafe(
-                    { error: "not_found", error_description: `No route for ${rec.method} ${rec.path}.` },
-                    { status: 404 }
-                  )
-                  : HttpServerResponse.jsonUnsafe({ error: "server_error", error_description: e.message }, {
-                    status: 500
-                  })
-              )
-            )
-          )
-          if (response.status === 404 && rec.error === undefined) rec.error = "not_found"
-        }
-      }
+      // A dropped connection answers nothing: no status is recorded.
+      if (fault._tag === "Drop") return faultAnswer(fault, rec, request)
+      const response = fault._tag === "None"
+        ? yield* routed(app, rec)
+        : faultAnswer(fault, rec, request)
       rec.status = response.status
       // Shown by `kimi-auth emulator --debug`; names no secret (no body, no header value).
       yield* Effect.logDebug(
@@ -675,7 +416,9 @@ export const bannerLines = (handle: EmulatorHandle, options: EmulatorOptions = {
     ? ""
     : `   (auto-approve after ${options.autoApproveAfterMillis} ms)`),
   `  Quota:         ${handle.quota().fiveHour.limit} chat completions per 5 hours, ${handle.quota().weekly.limit} per week` +
-  `   (GET ${handle.apiBaseUrl}/usages)`
+  `, ${handle.quota().monthlyTotal.limit} per month   (GET ${handle.apiBaseUrl}/usages, ${
+    (options.quota?.usages ?? options.usages ?? "new") === "new" ? "the new plans' shape" : "the old shape"
+  })`
 ]
 
 /**

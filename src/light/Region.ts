@@ -25,6 +25,8 @@ export interface RegionEndpoints {
   readonly providerId: string
   /** The name OpenCode's picker shows for that provider. */
   readonly label: string
+  /** The Kimi site of the region, as people know it (`kimi.com`, `kimi.ai`). */
+  readonly site: string
 }
 
 /** Both regions. */
@@ -34,14 +36,16 @@ export const REGIONS: Readonly<Record<KimiRegion, RegionEndpoints>> = {
     oauthHost: "https://auth.kimi.com",
     apiBaseUrl: "https://api.kimi.com/coding/v1",
     providerId: "kimi-code-plan-cn",
-    label: "Kimi For Coding (kimi.com)"
+    label: "Kimi For Coding (kimi.com)",
+    site: "kimi.com"
   },
   global: {
     region: "global",
     oauthHost: "https://auth.kimi.ai",
     apiBaseUrl: "https://api.kimi.ai/coding/v1",
     providerId: "kimi-code-plan-global",
-    label: "Kimi For Coding (kimi.ai)"
+    label: "Kimi For Coding (kimi.ai)",
+    site: "kimi.ai"
   }
 }
 
@@ -50,6 +54,9 @@ export const DEFAULT_REGION: KimiRegion = "mainland-cn"
 
 /** Whether `u` names a region. */
 export const isRegion = (u: unknown): u is KimiRegion => u === "mainland-cn" || u === "global"
+
+/** A region as people say it, once: `kimi.com (mainland-cn)`, `kimi.ai (global)`. */
+export const regionName = (region: KimiRegion): string => `${REGIONS[region].site} (${region})`
 
 /** The region an OpenCode catalog provider id belongs to, if any. */
 export const regionOfProvider = (providerId: string): KimiRegion | undefined => {

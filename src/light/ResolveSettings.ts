@@ -33,7 +33,12 @@ import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS } from "./Region.js"
 export const DEFAULT_CLIENT_ID = "17e5f671-d194-4dfb-9706-5516cb48c098"
 /** The storage folder, below the home directory. */
 export const DEFAULT_STORAGE_DIR_NAME = ".opencode-kimi-auth"
-/** Sent as `X-Msh-Platform`: Kimi For Coding serves coding agents only. */
+/**
+ * Sent as `X-Msh-Platform`: Kimi For Coding serves coding agents only. `kimi_cli`, the
+ * (archived) Python client's value, kept on purpose beside `DEFAULT_VERSION` and the
+ * `KimiCLI/…` user agent: see `oauth/DeviceIdentity.ts` and docs/kimi.md for why, and
+ * `KIMI_MSH_PLATFORM` / the `platform` option to send another.
+ */
 export const DEFAULT_PLATFORM = "kimi_cli"
 /** Sent as `X-Msh-Version`. */
 export const DEFAULT_VERSION = "1.0.0"
@@ -42,7 +47,8 @@ export const DEFAULT_VERSION = "1.0.0"
 export const ENV = {
   oauthHost: ["KIMI_CODE_OAUTH_HOST", "KIMI_OAUTH_HOST"],
   apiBaseUrl: ["KIMI_CODE_BASE_URL"],
-  storageDir: ["OPENCODE_KIMI_AUTH_DIR"]
+  storageDir: ["OPENCODE_KIMI_AUTH_DIR"],
+  platform: ["KIMI_MSH_PLATFORM"]
 } as const
 
 /** The options that decide endpoints, storage and identity (durations are resolved by the Effect wrapper). */
@@ -272,7 +278,7 @@ export const resolveSettings = (options: SettingsOptions = {}, env: Env = {}): R
       tokenFilePath,
       deviceIdPath: path.join(dir, "device_id"),
       lockPath: `${tokenFilePath}.lock`,
-      platform: options.platform ?? DEFAULT_PLATFORM,
+      platform: options.platform ?? fromEnv(env, ENV.platform)?.value ?? DEFAULT_PLATFORM,
       version,
       userAgent: options.userAgent ?? `KimiCLI/${version}`
     }

@@ -21,6 +21,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import {
   type AccessDeniedError,
+  advised,
   answerMayBeLost,
   DeviceCodeExpiredError,
   type InvalidResponseError,
@@ -29,7 +30,7 @@ import {
   OAuthError,
   type ServerError
 } from "../Errors.js"
-import { type DeviceAuthorization, OAuthClient, type OAuthCallError } from "./OAuthClient.js"
+import { CODE_EXPIRED, type DeviceAuthorization, OAuthClient, type OAuthCallError } from "./OAuthClient.js"
 import { retryTransient, type RetryNotice } from "./Retry.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
 
@@ -76,11 +77,7 @@ export interface DeviceFlowShape {
   ) => Effect.Effect<TokenSet, DeviceFlowError>
 }
 
-const expired = () =>
-  new DeviceCodeExpiredError({
-    message: "The login code expired before it was approved. Run `kimi-auth login` again " +
-      "and approve the new code within its time limit."
-  })
+const expired = () => new DeviceCodeExpiredError(advised(CODE_EXPIRED, { _tag: "LogIn" }))
 
 /**
  * The refusal that follows a poll left unanswered (its deadline passed, or
@@ -92,10 +89,13 @@ const expired = () =>
  */
 export const afterUnansweredPoll = (error: DeviceFlowError): DeviceFlowError => {
   if (error._tag !== "DeviceCodeExpiredError" && !(error._tag === "OAuthError" && error.error === "invalid_grant")) return error
-  const message = "A poll of the login got no answer within the request deadline, and Kimi then refused the code " +
-    "as used: the login was most likely approved, and its answer lost to the slow network. Nothing was saved. " +
-    "Run `kimi-auth login` again; on a slow network, raise the request timeout (requestTimeout)."
-  return error._tag === "DeviceCodeExpiredError" ? new DeviceCodeExpiredError({ message }) : new OAuthError({ ...error, message })
+  const advice = advised(
+    "A poll of the login got no answer within the request deadline, and Kimi then refused the code " +
+      "as used: the login was most likely approved, and its answer lost to the slow network. Nothing was saved. " +
+      "On a slow network, raise the request timeout (requestTimeout).",
+    { _tag: "LogIn" }
+  )
+  return error._tag === "DeviceCodeExpiredError" ? new DeviceCodeExpiredError(advice) : new OAuthError({ ...error, ...advice })
 }
 
 /** Builds the device flow over the {@link OAuthClient}. */

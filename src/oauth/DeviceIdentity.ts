@@ -10,6 +10,22 @@
  * a non-ASCII host name or the trailing newline of an OS version string has
  * broken real logins.
  *
+ * `X-Msh-Platform` is `kimi_cli` by default: the archived Python client's
+ * value, not `kimi_code_cli`, which Moonshot's current client (kimi-code
+ * 2.1.0) sends. Why we keep it:
+ * - it is one of a consistent triple with `X-Msh-Version` (`1.0.0`) and the
+ *   `KimiCLI/1.0.0` user agent; `kimi_code_cli` beside a version kimi-code
+ *   never had would claim to be an ancient kimi-code build, which a server
+ *   gate on client versions is likelier to refuse than an archived client;
+ * - every login this package made was issued and refreshed with it, and the
+ *   allow-list that kimi-code issue #1795 claims the server checks is
+ *   unverified here (no live account in the test lanes): changing the value
+ *   under existing logins would be a guess made for every user at once.
+ * It stays configurable: the `platform` option, or `KIMI_MSH_PLATFORM` in the
+ * environment (then set `version` to a matching kimi-code version). If Kimi
+ * starts refusing `kimi_cli`, that is the switch, and the default follows.
+ * docs/kimi.md keeps this decision with the other protocol choices.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
@@ -24,6 +40,7 @@ import { TokenStoreError } from "../Errors.js"
 import { KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import { parseTokenFileText } from "../light/TokenValidation.js"
+import { checkFolder } from "../storage/StoragePermissions.js"
 
 /** The service: the device id and the headers built from it and the machine. */
 export interface DeviceIdentityShape {
@@ -45,6 +62,26 @@ export { asciiHeaderValue, identityHeaders, type MachineFacts, machineFacts } fr
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 /**
+ * The error of a `device_id` that could not be read (`EACCES`, …): the
+ * storage folder's own refusal when it has one (a folder of another user says
+ * so, with the fix), else a hint to check the folder's permissions.
+ */
+const unreadableDeviceId = (settings: Pick<KimiAuthSettings, "storageDir" | "deviceIdPath">, cause: unknown) => {
+  let refusal: string | undefined
+  try {
+    const check = checkFolder(settings.storageDir)
+    if (check._tag === "Refused") refusal = check.message
+  } catch {
+    // the folder cannot be looked at either: the generic hint below
+  }
+  return new TokenStoreError({
+    path: settings.deviceIdPath,
+    message: refusal ?? `Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`,
+    cause
+  })
+}
+
+/**
  * Reads the device id from `device_id`, creating it (0600, in a 0700 folder)
  * when absent. Creation uses an exclusive open, so processes starting at once
  * agree on one id. A file that holds no UUID is replaced.
@@ -58,10 +95,7 @@ export const loadOrCreateDeviceId = Effect.fn("DeviceIdentity.loadOrCreateDevice
     new TokenStoreError({ path: settings.deviceIdPath, message, cause })
   const read = Effect.try({
     try: () => readDeviceIdSync(settings.deviceIdPath),
-    catch: (cause) =>
-      cause instanceof TokenStoreError
-        ? cause
-        : fail(`Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`)(cause)
+    catch: (cause) => cause instanceof TokenStoreError ? cause : unreadableDeviceId(settings, cause)
   })
   const existing = yield* read
   if (existing !== undefined) return existing
@@ -198,12 +232,7 @@ export class DeviceIdentity extends Context.Service<DeviceIdentity, DeviceIdenti
       const settings = yield* KimiAuthConfig
       const existing = yield* Effect.try({
         try: () => readDeviceIdSync(settings.deviceIdPath),
-        catch: (cause) =>
-          cause instanceof TokenStoreError ? cause : new TokenStoreError({
-            path: settings.deviceIdPath,
-            message: `Cannot read the device id at ${settings.deviceIdPath}; check the folder's permissions.`,
-            cause
-          })
+        catch: (cause) => cause instanceof TokenStoreError ? cause : unreadableDeviceId(settings, cause)
       })
       if (existing !== undefined) {
         return { deviceId: existing, headers: identityHeaders(settings, existing), peekDeviceId: () => existing }

@@ -15,7 +15,7 @@ import type { KimiRegion } from "../light/Region.js"
 import { issuerFor } from "../light/ResolveSettings.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
 import { isDue, refreshThresholdSeconds } from "../tokens/TokenManager.js"
-import type { RefreshRefusal } from "../storage/RefreshRefusal.js"
+import type { RefreshRefusal } from "../storage/Notes.js"
 import { TokenStore } from "../storage/TokenStore.js"
 
 /** The stored access token's timing, in seconds. */
@@ -67,7 +67,7 @@ export const loginStatus: Effect.Effect<
   const identity = yield* DeviceIdentity
   const store = yield* TokenStore
   const stored = yield* store.load
-  const refreshRefused = stored !== undefined && store.refusalOf ? yield* store.refusalOf(stored) : undefined
+  const refreshRefused = stored !== undefined ? yield* store.refusalOf(stored) : undefined
   const now = (yield* Clock.currentTimeMillis) / 1000
   const windowSeconds = Duration.toSeconds(settings.refreshWindow)
   const tokens = stored === undefined ? undefined : {

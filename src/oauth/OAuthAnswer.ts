@@ -72,6 +72,12 @@ export interface RawResponse {
    * decoding a success.
    */
   readonly safeBody: string
+  /**
+   * Scrubs the secrets this request sent from one decoded value (a field of
+   * an error body, after JSON decoding turned any escapes back into text).
+   * Absent: nothing to scrub.
+   */
+  readonly scrub?: ((text: string) => string) | undefined
 }
 
 /** Who issued a login: the hosts and region stamped on the token set it yields. */
@@ -259,8 +265,20 @@ export const decodeRefusal = (raw: RawResponse): Effect.Effect<ErrorBody, Server
         })
       ))
     : Schema.decodeUnknownEffect(ErrorResponse)(parseJson(raw.safeBody)).pipe(
-      Effect.mapError(() => invalid(raw, "a body that is not an RFC 6749 error"))
+      Effect.mapError(() => invalid(raw, "a body that is not an RFC 6749 error")),
+      Effect.map((e) => scrubbedError(e, raw.scrub))
     )
+
+/** An error body with each of its kept fields scrubbed after decoding (`scrub`, see {@link RawResponse}). */
+export const scrubbedError = (e: ErrorBody, scrub: ((text: string) => string) | undefined): ErrorBody => {
+  if (scrub === undefined) return e
+  const field = (v: string | null) => (typeof v === "string" ? scrub(v) : v)
+  return {
+    error: scrub(e.error),
+    ...(e.error_description !== undefined ? { error_description: field(e.error_description) } : {}),
+    ...(e.error_uri !== undefined ? { error_uri: field(e.error_uri) } : {})
+  }
+}
 
 const isBlank = (u: unknown) => u === undefined || u === null || u === ""
 

@@ -43,16 +43,16 @@ import type * as HttpClientResponse from "effect/http/HttpClientResponse"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import {
   AccessDeniedError,
+  advised,
   DeviceCodeExpiredError,
   excerpt,
   InvalidGrantError,
   InvalidResponseError,
-  LOGIN_HINT,
   NetworkError,
   OAuthError,
-  redactSecrets,
   type ServerError
 } from "../Errors.js"
+import { scrubBody, scrubText } from "./AnswerScrub.js"
 import { proxyNote } from "../net/EnvFetch.js"
 import { OAUTH_BODY_LIMIT_BYTES, readTextCapped } from "../net/HttpBody.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
@@ -215,22 +215,21 @@ export const pollOutcome = (
       return Effect.succeed({ _tag: "SlowDown" })
     case "access_denied":
       return Effect.fail(
-        new AccessDeniedError({
-          message: "The login was refused in the browser (access_denied). " +
-            "Run `kimi-auth login` again and approve the request to log in."
-        })
+        new AccessDeniedError(
+          advised("The login was refused in the browser (access_denied). To log in, approve the request on the page.", { _tag: "LogIn" })
+        )
       )
     case "expired_token":
       return Effect.fail(
-        new DeviceCodeExpiredError({
-          message: "The login code expired before it was approved. Run `kimi-auth login` again " +
-            "and approve the new code within its time limit."
-        })
+        new DeviceCodeExpiredError(advised(CODE_EXPIRED, { _tag: "LogIn" }))
       )
     default:
       return Effect.fail(oauthError(status, e))
   }
 }
+
+/** What a device code that expired unapproved comes to, without the advice (the device flow says it too). */
+export const CODE_EXPIRED = "The login code expired before it was approved. Approve the next code within its time limit."
 
 /** Whether a refused refresh means the refresh token is no good: `invalid_grant`, or a 401 that does not blame the client id. */
 export const isGrantRejected = (status: number, error: string): boolean =>
@@ -241,9 +240,10 @@ export const grantRejected = (status: number, description: string | undefined) =
   new InvalidGrantError({
     status,
     errorDescription: description ? excerpt(description, 300) : undefined,
-    message: `The stored Kimi login was rejected by the server (HTTP ${status}${
-      description ? `: ${excerpt(description)}` : ""
-    }); ${LOGIN_HINT}.`
+    ...advised(
+      `The stored Kimi login was rejected by the server (HTTP ${status}${description ? `: ${excerpt(description)}` : ""})`,
+      { _tag: "LogIn" }
+    )
   })
 
 /** What a refused refresh means: {@link grantRejected} when {@link isGrantRejected}, else an {@link OAuthError}. */
@@ -301,7 +301,8 @@ const noRedirects = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
 /**
  * Reads an answer of `url` to the end: a redirect is refused (never followed),
  * and so is an answer from elsewhere or a body past {@link OAUTH_BODY_LIMIT_BYTES};
- * `secrets` (what the request sent) are scrubbed from its `safeBody`.
+ * `secrets` (what the request sent) are scrubbed from its `safeBody`, as is and
+ * after JSON decoding, and its `scrub` removes them from each decoded field.
  */
 const readAnswer = (url: string, secrets: ReadonlyArray<string>) => (response: HttpClientResponse.HttpClientResponse) =>
   Effect.gen(function*() {
@@ -322,7 +323,8 @@ const readAnswer = (url: string, secrets: ReadonlyArray<string>) => (response: H
       status: response.status,
       retryAfter: response.headers["retry-after"],
       body,
-      safeBody: redactSecrets(body, secrets)
+      safeBody: scrubBody(body, secrets),
+      scrub: (text: string) => scrubText(text, secrets)
     } satisfies RawResponse
   })
 

@@ -16,11 +16,11 @@
  *
  * @since 0.1.0
  */
-import { DEFAULT_REGION, isRegion, type KimiRegion, REGIONS, regionOfProvider } from "../light/Region.js"
+import { DEFAULT_REGION, type KimiRegion, REGIONS } from "../light/Region.js"
 import type { KimiAuthOptions } from "../config/KimiAuthConfig.js"
-import { resolveSettings } from "../light/ResolveSettings.js"
+import { type PlainSettings, resolveSettings } from "../light/ResolveSettings.js"
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
-import { parseTokenFileText } from "../light/TokenValidation.js"
+import { carriesOwnKey, readsAccountModels, regionFrom, type StoredLogin, storedLoginOf } from "./KimiPluginDecisions.js"
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels } from "./ProviderConfig.js"
 import { toKimiThinking } from "./Thinking.js"
@@ -99,38 +99,131 @@ export interface KimiHooks {
   readonly dispose: () => Promise<void>
 }
 
-/** The Authorization header of a RequestInit's headers, without building a `Headers` for the common plain object. */
-const authorizationOf = (headers: RequestInit["headers"]): string | undefined => {
-  if (headers == null) return undefined
-  if (headers instanceof Headers || Array.isArray(headers)) return new Headers(headers).get("authorization") ?? undefined
-  const record = headers as Record<string, string>
-  return record["authorization"] ?? record["Authorization"]
-}
-
 /** The core module, imported once per process on first need. */
 const loadCoreModule = loadCore
 
-/** What the token file says, read cheaply (no Effect): no login, or a login with its region (if recorded). */
-type StoredLogin = { readonly kind: "none" } | { readonly kind: "login"; readonly region: KimiRegion | undefined }
-
+/** What the token file says, read cheaply (no Effect): see {@link storedLoginOf}. */
 const readStoredLogin = (tokenFilePath: string): StoredLogin => {
   try {
     // Capped and non-blocking: a FIFO or a huge file at the path must not hang or bloat the host.
-    const found = readSmallFileSync(tokenFilePath, TOKEN_FILE_LIMIT_BYTES)
-    if (found._tag === "Missing") return { kind: "none" }
-    const parsed = found._tag === "Text" ? parseTokenFileText(found.text) : undefined
-    return parsed?.ok ? { kind: "login", region: parsed.value.region } : { kind: "login", region: undefined }
+    return storedLoginOf(readSmallFileSync(tokenFilePath, TOKEN_FILE_LIMIT_BYTES))
   } catch {
     return { kind: "none" }
   }
 }
 
-const regionFrom = (options: KimiPluginOptions): KimiRegion => {
-  if (typeof options.provider === "string") {
-    const r = regionOfProvider(options.provider)
-    if (r !== undefined) return r
+/** One instance's state: its provider and settings, the core (loaded on first need), the models that think. */
+interface Instance {
+  readonly region: KimiRegion
+  readonly providerId: string
+  readonly options: KimiAuthOptions
+  readonly input: PluginInputLike
+  readonly settings: PlainSettings | undefined
+  readonly pinnedBase: string | undefined
+  /** Models that think unless told otherwise: the catalog's, then what OpenCode and /models report. */
+  readonly thinking: Set<string>
+  core: Promise<PluginCore> | undefined
+  coreReady: PluginCore | undefined
+  /** OpenCode's stored OAuth login, found by the loader, adopted before the first request. */
+  pendingAdoption: OAuthEntry | undefined
+}
+
+const getCore = (inst: Instance): Promise<PluginCore> =>
+  (inst.core ??= loadCoreModule().then((m) => {
+    const set = inst.input.client?.auth?.set
+    inst.coreReady = m.makePluginCore({
+      options: inst.options,
+      region: inst.region,
+      providerId: inst.providerId,
+      setAuth: set ? (args) => set.call(inst.input.client?.auth, args) : undefined
+    })
+    return inst.coreReady
+  }))
+
+/**
+ * The `fetch` every Kimi request goes through: the thinking switch in
+ * Kimi's form, then OAuth. A request that carries a bearer other than our
+ * placeholder comes from an API-key login: it keeps its key and gets the
+ * identity headers.
+ */
+const send = (inst: Instance, c: PluginCore, request: RequestInfo | URL, init: RequestInit | undefined): Promise<Response> => {
+  let sent = init
+  if (typeof init?.body === "string") {
+    const body = toKimiThinking(init.body, { thinksByDefault: (model) => inst.thinking.has(model) })
+    if (body !== init.body) sent = { ...init, body }
   }
-  return isRegion(options.region) ? options.region : DEFAULT_REGION
+  if (carriesOwnKey(sent?.headers, OAUTH_PLACEHOLDER)) return c.apiKeyFetch(request, sent)
+  return c.fetch(request, sent)
+}
+
+/** First requests: wait for the core, and adopt OpenCode's stored login first when the loader found one. */
+const sendAfterSetup = async (inst: Instance, request: RequestInfo | URL, init: RequestInit | undefined): Promise<Response> => {
+  const c = inst.coreReady ?? (await getCore(inst))
+  if (inst.pendingAdoption !== undefined) {
+    const entry = inst.pendingAdoption
+    inst.pendingAdoption = undefined
+    await c.adopt(entry).catch(() => {})
+  }
+  return send(inst, c, request, init)
+}
+
+// Not `async`: every request passes here (BENCHMARKS.md, "Request overhead"), and each async layer
+// that awaits the response adds microtask turns; the common case hands on the core's promise as is.
+const requestFetch = (inst: Instance) => (request: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+  const c = inst.coreReady
+  if (c === undefined || inst.pendingAdoption !== undefined) return sendAfterSetup(inst, request, init)
+  try {
+    return send(inst, c, request, init)
+  } catch (e) {
+    return Promise.reject(e) // e.g. headers `new Headers` refuses: a rejection, as from any fetch
+  }
+}
+
+/**
+ * The `config` hook: when a login is on disk, puts the request `fetch` into
+ * the catalog provider's options (so a `kimi-auth login` alone is enough:
+ * OpenCode uses a config `fetch` with no `auth.json` entry) and the `off`
+ * variant on the toggle models. Anything the user set in their own block
+ * wins. Reads the token file; never builds the runtime, never throws.
+ */
+const configHook = (inst: Instance, fetch: LoaderResult["fetch"]): KimiHooks["config"] => async (config) => {
+  try {
+    if (!inst.settings || readStoredLogin(inst.settings.tokenFilePath).kind === "none") return
+    config.provider ??= {}
+    config.provider[inst.providerId] = providerBlock(config.provider[inst.providerId], fetch, inst.pinnedBase)
+  } catch {
+    // never break OpenCode's configuration
+  }
+}
+
+/** The `auth` loader: an API key login keeps its key; an OAuth login in `auth.json` only is adopted on the first request. */
+const loader = (inst: Instance, fetch: LoaderResult["fetch"]): KimiHooks["auth"]["loader"] => async (getAuth) => {
+  const auth = await getAuth().catch(() => undefined)
+  const base = inst.pinnedBase !== undefined ? { baseURL: inst.pinnedBase } : {}
+  if (auth && auth.type === "api" && typeof (auth as { key?: unknown }).key === "string") {
+    // An API key login: the SDK sends the key; `requestFetch` adds the identity headers and leaves it alone.
+    return { apiKey: (auth as { key: string }).key, fetch, ...base }
+  }
+  // An OAuth login in auth.json only (e.g. a new storage folder): imported on the first request.
+  if (auth && auth.type === "oauth") inst.pendingAdoption = auth as OAuthEntry
+  return { apiKey: OAUTH_PLACEHOLDER, fetch, ...base }
+}
+
+/** OpenCode's catalog models, plus the account's own (`GET /models`) where it lists more. */
+const models = (inst: Instance): KimiHooks["provider"]["models"] => async (provider, ctx) => {
+  const catalog = (provider?.models ?? {}) as Record<string, unknown>
+  for (const id of thinkingModels(catalog)) inst.thinking.add(id)
+  try {
+    if (!inst.settings) return catalog
+    const oauth = (ctx?.auth as { type?: unknown } | undefined)?.type === "oauth"
+    if (!readsAccountModels(readStoredLogin(inst.settings.tokenFilePath), oauth, inst.region)) return catalog
+    const base = inst.pinnedBase ?? inst.settings.apiBaseUrl
+    const account = await (await getCore(inst)).listModels(base, MODELS_BUDGET_MS)
+    for (const m of account) if (m.reasoning) inst.thinking.add(m.id)
+    return withAccountModels(catalog, account)
+  } catch {
+    return catalog
+  }
 }
 
 /**
@@ -140,127 +233,30 @@ const regionFrom = (options: KimiPluginOptions): KimiRegion => {
 export const regionPlugin = (region: KimiRegion) =>
 async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promise<KimiHooks> => {
   const { provider: _provider, region: _region, ...options } = (rawOptions ?? {}) as KimiPluginOptions
-  const providerId = REGIONS[region].providerId
   const resolved = resolveSettings({ ...options, region }, process.env)
   const settings = resolved.ok ? resolved.value : undefined
-  const pinnedBase = settings?.apiBaseUrlPinned ? settings.apiBaseUrl : undefined
-
-  let core: Promise<PluginCore> | undefined
-  let coreReady: PluginCore | undefined
-  const getCore = () =>
-    (core ??= loadCoreModule().then((m) => {
-      const set = input.client?.auth?.set
-      coreReady = m.makePluginCore({
-        options,
-        region,
-        providerId,
-        setAuth: set ? (args) => set.call(input.client?.auth, args) : undefined
-      })
-      return coreReady
-    }))
-
-  // Models that think unless told otherwise: the catalog's, then what OpenCode and /models report.
-  const thinking = new Set(CATALOG_MODELS)
-  const thinksByDefault = (model: string) => thinking.has(model)
-  let pendingAdoption: OAuthEntry | undefined
-
-  /**
-   * The `fetch` every Kimi request goes through: the thinking switch in
-   * Kimi's form, then OAuth. A request that carries a bearer other than our
-   * placeholder comes from an API-key login: it keeps its key and gets the
-   * identity headers.
-   */
-  const send = (c: PluginCore, request: RequestInfo | URL, init: RequestInit | undefined): Promise<Response> => {
-    let sent = init
-    if (typeof init?.body === "string") {
-      const body = toKimiThinking(init.body, { thinksByDefault })
-      if (body !== init.body) sent = { ...init, body }
-    }
-    const given = authorizationOf(sent?.headers)
-    if (given !== undefined && given !== `Bearer ${OAUTH_PLACEHOLDER}`) return c.apiKeyFetch(request, sent)
-    return c.fetch(request, sent)
+  const inst: Instance = {
+    region, providerId: REGIONS[region].providerId, options, input, settings,
+    pinnedBase: settings?.apiBaseUrlPinned ? settings.apiBaseUrl : undefined,
+    thinking: new Set(CATALOG_MODELS),
+    core: undefined, coreReady: undefined, pendingAdoption: undefined
   }
-  /** First requests: wait for the core, and adopt OpenCode's stored login first when the loader found one. */
-  const sendAfterSetup = async (request: RequestInfo | URL, init: RequestInit | undefined): Promise<Response> => {
-    const c = coreReady ?? (await getCore())
-    if (pendingAdoption !== undefined) {
-      const entry = pendingAdoption
-      pendingAdoption = undefined
-      await c.adopt(entry).catch(() => {})
-    }
-    return send(c, request, init)
-  }
-  // Not `async`: every request passes here (BENCHMARKS.md, "Request overhead"), and each async layer
-  // that awaits the response adds microtask turns; the common case hands on the core's promise as is.
-  const requestFetch = (request: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-    const c = coreReady
-    if (c === undefined || pendingAdoption !== undefined) return sendAfterSetup(request, init)
-    try {
-      return send(c, request, init)
-    } catch (e) {
-      return Promise.reject(e) // e.g. headers `new Headers` refuses: a rejection, as from any fetch
-    }
-  }
-
+  const fetch = requestFetch(inst)
   return {
-    /**
-     * When a login is on disk, puts the request `fetch` into the catalog
-     * provider's options (so a `kimi-auth login` alone is enough: OpenCode uses
-     * a config `fetch` with no `auth.json` entry) and the `off` variant on the
-     * toggle models. Anything the user set in their own block wins. Reads the
-     * token file; never builds the runtime, never throws.
-     */
-    config: async (config) => {
-      try {
-        if (!settings || readStoredLogin(settings.tokenFilePath).kind === "none") return
-        config.provider ??= {}
-        config.provider[providerId] = providerBlock(config.provider[providerId], requestFetch, pinnedBase)
-      } catch {
-        // never break OpenCode's configuration
-      }
-    },
+    config: configHook(inst, fetch),
     auth: {
-      provider: providerId,
-      loader: async (getAuth) => {
-        const auth = await getAuth().catch(() => undefined)
-        const base = pinnedBase !== undefined ? { baseURL: pinnedBase } : {}
-        if (auth && auth.type === "api" && typeof (auth as { key?: unknown }).key === "string") {
-          // An API key login: the SDK sends the key; `requestFetch` adds the identity headers and leaves it alone.
-          return { apiKey: (auth as { key: string }).key, fetch: requestFetch, ...base }
-        }
-        // An OAuth login in auth.json only (e.g. a new storage folder): imported on the first request.
-        if (auth && auth.type === "oauth") pendingAdoption = auth as OAuthEntry
-        return { apiKey: OAUTH_PLACEHOLDER, fetch: requestFetch, ...base }
-      },
+      provider: inst.providerId,
+      loader: loader(inst, fetch),
       methods: [
-        { type: "oauth", label: DEVICE_LOGIN_LABEL, authorize: async () => (await getCore()).startLogin() },
+        { type: "oauth", label: DEVICE_LOGIN_LABEL, authorize: async () => (await getCore(inst)).startLogin() },
         { type: "api", label: API_KEY_LABEL }
       ]
     },
-    /** OpenCode's catalog models, plus the account's own (`GET /models`) where it lists more. */
-    provider: {
-      id: providerId,
-      models: async (provider, ctx) => {
-        const catalog = (provider?.models ?? {}) as Record<string, unknown>
-        for (const id of thinkingModels(catalog)) thinking.add(id)
-        try {
-          if (!settings) return catalog
-          const oauth = (ctx?.auth as { type?: unknown } | undefined)?.type === "oauth"
-          const stored = readStoredLogin(settings.tokenFilePath)
-          if (stored.kind === "none" ? !oauth : stored.region !== undefined && stored.region !== region) return catalog
-          const base = pinnedBase ?? settings.apiBaseUrl
-          const account = await (await getCore()).listModels(base, MODELS_BUDGET_MS)
-          for (const m of account) if (m.reasoning) thinking.add(m.id)
-          return withAccountModels(catalog, account)
-        } catch {
-          return catalog
-        }
-      }
-    },
+    provider: { id: inst.providerId, models: models(inst) },
     dispose: async () => {
-      const c = coreReady
-      core = undefined
-      coreReady = undefined
+      const c = inst.coreReady
+      inst.core = undefined
+      inst.coreReady = undefined
       await c?.dispose()
     }
   }

@@ -13,16 +13,16 @@
  *
  * @since 0.3.0
  */
+import { lazyModule } from "../light/LazyModule.js"
 
 /** The bundled core's specifier relative to the module holding this loader; defined by the bundle build only. */
 declare const KIMI_BUNDLED_CORE: string | undefined
 
 type CoreModule = typeof import("./PluginCore.js")
 
-let loaded: Promise<CoreModule> | undefined
-
-/** The core module, imported once. */
-export const loadCore = (): Promise<CoreModule> =>
-  (loaded ??= typeof KIMI_BUNDLED_CORE === "string"
+/** The core module, imported once per process on first need (a failed load is tried again next time). */
+export const loadCore: () => Promise<CoreModule> = lazyModule(() =>
+  typeof KIMI_BUNDLED_CORE === "string"
     ? (import(/* a computed specifier: never followed by the host's watcher */ new URL(KIMI_BUNDLED_CORE, import.meta.url).href) as Promise<CoreModule>)
-    : import("./PluginCore.js"))
+    : import("./PluginCore.js")
+)

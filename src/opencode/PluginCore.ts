@@ -9,41 +9,55 @@
  * truth, OpenCode's `auth.json` only mirrored (it has no lock and drops the
  * device id), and a copy of a login the user logged out of is never adopted
  * back (`LogoutMarker`). Nothing here throws into OpenCode: failures become an error
- * `Response` or an `Error` whose message says what to do.
+ * `Response` or an `Error` whose message says what to do, in OpenCode's words
+ * (the error's hint rendered by `edge/HintWords.ts`). The runtime is the
+ * shared edge bootstrap (`edge/Runtime.ts`); the pure decisions live in
+ * `PluginCoreDecisions.ts`.
  *
  * @since 0.2.0
  */
-import * as Cause from "effect/Cause"
+import type * as Cause from "effect/Cause"
 import * as nodeFs from "node:fs"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
-import * as Logger from "effect/Logger"
-import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import * as References from "effect/References"
 import { DeviceFlow } from "../oauth/DeviceFlow.js"
-import { LOGIN_HINT } from "../Errors.js"
+import { redactSecrets } from "../Errors.js"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
-import { isLoggedOut } from "../storage/LogoutMarker.js"
+import { isLoggedOut } from "../storage/Notes.js"
+import { isSpent } from "../storage/SpentRefreshTokens.js"
+import {
+  adoptLogLine,
+  adoptRule,
+  isAdoptableEntry,
+  newestMovedAside,
+  notAdoptedMessage,
+  type OAuthEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "./Adoption.js"
 import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
-import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import type { KimiAuthServices } from "../KimiAuth.js"
+import { type EdgeRuntime, makeEdgeRuntime } from "../edge/Runtime.js"
+import { openCodeLogin } from "../edge/HintWords.js"
 import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
-import { type KimiRegion, REGIONS } from "../light/Region.js"
-import { isDue, PRESENCE_CHECK_MILLIS, TokenManager } from "../tokens/TokenManager.js"
-import { TokenSet } from "../tokens/TokenSet.js"
+import type { KimiRegion } from "../light/Region.js"
+import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
 import { readWebTextPrefix } from "../net/HttpBody.js"
 import { classifyRefusal, quotaMessage, REFUSAL_BODY_LIMIT } from "../request/Authorize.js"
-import { decodeUsage, type KimiUsage } from "../api/Usage.js"
-import { ERROR_HEADER, errorResponse, makeKimiFetch, type TokenResult } from "../request/AuthorizingFetch.js"
-import { makeManagedTokenSource, type TokenFailure } from "../request/ManagedTokenSource.js"
-import { type ApiModel, modelsFromApi } from "../light/ApiModels.js"
+import type { KimiUsage } from "../api/Usage.js"
+import { readUsageWithFetch } from "../api/UsageReader.js"
+import { decodeModels } from "../api/Models.js"
+import { errorResponse, makeKimiFetch, type TokenResult } from "../request/AuthorizingFetch.js"
+import { makeManagedTokenSource } from "../request/ManagedTokenSource.js"
+import * as Decisions from "./PluginCoreDecisions.js"
 
-export { type ApiModel, modelsFromApi } from "../light/ApiModels.js"
+export { type OpenCodeLine, QUOTA_ERROR_TYPE } from "./PluginCoreDecisions.js"
 
 /** What the thin plugin hands its core. */
 export interface PluginCoreConfig {
@@ -54,18 +68,9 @@ export interface PluginCoreConfig {
   /** The OpenCode provider id (`kimi-code-plan-cn`, `kimi-code-plan-global`). */
   readonly providerId: string
   /** The OpenCode line hosting the plugin, for the login command its messages name (default `"v1"`). */
-  readonly line?: OpenCodeLine | undefined
+  readonly line?: Decisions.OpenCodeLine | undefined
   /** OpenCode's `client.auth.set`, to mirror refreshed tokens into `auth.json`. */
   readonly setAuth?: ((args: { path: { id: string }; body: OAuthEntry }) => unknown) | undefined
-}
-
-/** An `auth.json` OAuth entry as OpenCode keeps it. */
-export interface OAuthEntry {
-  readonly type: "oauth"
-  readonly refresh: string
-  readonly access: string
-  /** Epoch milliseconds. */
-  readonly expires: number
 }
 
 /** What `authorize()` of the device login method returns to OpenCode. */
@@ -83,9 +88,14 @@ export type CurrentLogin =
   | { readonly ok: true; readonly access: string; readonly expiresMillis: number }
   | Extract<TokenResult, { ok: false }>
 
-/** The error code of the quota answer the OpenCode 2 hooks hand on (OpenCode 2 reads it as "quota", never retried). */
-export const QUOTA_ERROR_TYPE = "insufficient_quota"
-
+/** One entry of `GET {base}/models`, as far as the plugin reads it. */
+export interface ApiModel {
+  readonly id: string
+  readonly displayName: string | undefined
+  readonly contextLength: number | undefined
+  readonly reasoning: boolean
+  readonly image: boolean
+}
 
 /** The core's services to the thin plugin. */
 export interface PluginCore {
@@ -114,236 +124,13 @@ export interface PluginCore {
   /**
    * Reads a `403`/`429` answer: a quota refusal becomes a `403` naming the
    * used-up window and its reset, coded so hosts do not retry it; anything
-   * else comes back as it was (its body kept).
+   * else comes back as it was (its body kept). With `sentToken` (the bearer
+   * the request carried), any error answer's body is handed back with that
+   * token scrubbed in every form a server may echo it.
    */
-  readonly judgeRefusal: (response: Response) => Promise<Response>
+  readonly judgeRefusal: (response: Response, sentToken?: string) => Promise<Response>
   readonly dispose: () => Promise<void>
 }
-
-const debugEnabled = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
-
-/** Silent inside OpenCode's UI unless `DEBUG=opencode-kimi-auth:*`; then debug logs on stderr. */
-const loggingLayer = () =>
-  debugEnabled()
-    ? Layer.mergeAll(Layer.succeed(Logger.LogToStderr, true), Layer.succeed(References.MinimumLogLevel, "Debug"))
-    : Logger.layer([])
-
-const failureOf = (cause: Cause.Cause<unknown>): { readonly _tag: string; readonly message: string } => {
-  const e = Cause.findErrorOption(cause)
-  if (Option.isSome(e)) {
-    const v = e.value as { _tag?: string; message?: string }
-    return { _tag: v._tag ?? "Unknown", message: v.message ?? String(v) }
-  }
-  if (Cause.hasInterruptsOnly(cause)) return { _tag: "Interrupted", message: "The request was cancelled." }
-  const d = Cause.squash(cause)
-  return { _tag: "Defect", message: d instanceof Error ? d.message : String(d) }
-}
-
-/**
- * Which OpenCode hosts the plugin: the 1.18 line (`opencode auth login -p <provider>`) or OpenCode 2
- * (2.1: `opencode auth login <provider> --method kimi-device`, or `/connect` in its TUI).
- */
-export type OpenCodeLine = "v1" | "v2"
-
-/** The login command to name inside OpenCode: OpenCode's own first (a plugin user may have no `kimi-auth`). */
-export const loginHint = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string => {
-  const cli = `\`kimi-auth login${region === "mainland-cn" ? "" : ` --region ${region}`}\``
-  // OpenCode 2.1 uses a login only through its own row: `kimi-auth login` alone is not seen there.
-  return line === "v2"
-    ? `run \`opencode auth login ${providerId} --method kimi-device\` (or, in OpenCode, use \`/connect\`, pick ${REGIONS[region].label} (${providerId}), then "Kimi device login")`
-    : `run \`opencode auth login -p ${providerId}\` (or ${cli})`
-}
-
-/**
- * Rewrites a core message that names `kimi-auth login` (the CLI's wording,
- * `LOGIN_HINT`) so that OpenCode's own command, with this provider, comes first.
- */
-export const openCodeFirst = (message: string, providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string =>
-  message
-    .split(LOGIN_HINT).join(loginHint(providerId, region, line))
-    .replace(/`opencode auth login -p kimi`/g, `\`opencode auth login -p ${providerId}\``)
-    .replace(/(?<!or )[Rr]un `kimi-auth login[^`]*`/g, loginHint(providerId, region, line))
-
-/** The message for a login made at the other region. */
-export const regionMismatch = (stored: KimiRegion, providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string =>
-  `Kimi login is for the other region: you are logged in at ${REGIONS[stored].label} (${stored}), ` +
-  `but ${providerId} is ${REGIONS[region].label} (${region}), which would refuse that token. ` +
-  `To use ${providerId}, ${loginHint(providerId, region, line)}; or pick ${REGIONS[stored].providerId}'s models.`
-
-/** The plugin's refusal of a login made at the other region (Kimi would refuse its token here), or `undefined`. */
-export const otherRegionRefusal = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1") => (tokens: TokenSet): TokenFailure | undefined =>
-  tokens.region !== undefined && tokens.region !== region
-    ? { ok: false, status: 401, code: "kimi_region_mismatch", message: regionMismatch(tokens.region, providerId, region, line) }
-    : undefined
-
-/**
- * The plugin's failure mapping of a token run: an HTTP-ish status and a
- * message for the AI SDK to show, naming OpenCode's login command for this
- * provider.
- */
-export const pluginTokenFailure = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1") => (cause: Cause.Cause<unknown>): TokenFailure => {
-  const login = loginHint(providerId, region, line)
-  const f = failureOf(cause)
-  const message = openCodeFirst(f.message, providerId, region, line)
-  switch (f._tag) {
-    case "NotLoggedInError":
-    case "CorruptTokenFileError":
-      return { ok: false, status: 401, code: "kimi_login_required", message: `Kimi login required: ${message}` }
-    case "NetworkError":
-    case "ServerError":
-      return { ok: false, status: 503, code: "kimi_auth_unavailable", message: `Could not refresh the Kimi token: ${message}` }
-    case "TokenStoreError":
-    case "LockTimeoutError":
-      return { ok: false, status: 500, code: "kimi_token_storage", message }
-    case "ConfigError":
-      return { ok: false, status: 500, code: "kimi_config", message }
-    default:
-      return { ok: false, status: 502, code: "kimi_auth_error", message: `${message} If it persists, ${login}.` }
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Decisions: pure, named, tested directly (test/opencode-unit/PluginCore.decisions.test.ts).
-
-/** The last token set the manager handed out, with its access token read once. */
-export interface FastToken {
-  readonly tokens: TokenSet
-  readonly access: string
-}
-
-/**
- * The fast-path serve rule of the request `fetch`: `"serve"` the remembered
- * token without entering the Effect runtime, `"check"` first that a logout
- * elsewhere has not removed it (at most every `PRESENCE_CHECK_MILLIS`), or
- * `"slow"` (none remembered, a cancelled request, or the token is due).
- * Allocates nothing.
- */
-export const fastPathRule = (
-  fast: FastToken | undefined,
-  nowMillis: number,
-  windowSeconds: number,
-  checkedAtMillis: number,
-  aborted: boolean
-): "serve" | "check" | "slow" =>
-  fast === undefined || aborted || isDue(fast.tokens, nowMillis / 1000, windowSeconds)
-    ? "slow"
-    : nowMillis - checkedAtMillis < PRESENCE_CHECK_MILLIS
-    ? "serve"
-    : "check"
-
-/**
- * The logout presence check: a login is still stored unless its token file is
- * gone and `logged-out.json` records it. `loggedOut` is asked only when the
- * file is missing (it reads a file); a failing check counts as stored.
- */
-export const stillStoredRule = (fileExists: () => boolean, loggedOut: () => boolean): boolean => {
-  try {
-    return fileExists() || !loggedOut()
-  } catch {
-    return true
-  }
-}
-
-/** Whether an `auth.json` entry carries a login worth adopting (a refresh token and an access token). */
-export const isAdoptableEntry = (entry: OAuthEntry): boolean =>
-  typeof entry.refresh === "string" && entry.refresh !== "" && typeof entry.access === "string"
-
-/** What adopting OpenCode's stored copy comes to. */
-export type AdoptOutcome = "kept" | "logged-out" | "adopted"
-
-/**
- * Whether to adopt OpenCode's stored copy: never over a stored login
- * (`"kept"`), never a login the user logged out of (`"logged-out"`, the
- * logout marker outweighs the copy), else `"adopted"`.
- */
-export const adoptRule = (hasStoredLogin: boolean, copyLoggedOut: () => boolean): AdoptOutcome =>
-  hasStoredLogin ? "kept" : copyLoggedOut() ? "logged-out" : "adopted"
-
-/** The token set an adopted `auth.json` entry becomes (its expiry in epoch seconds, lifetime from `nowMillis`). */
-export const tokenSetFromEntry = (entry: OAuthEntry, region: KimiRegion, nowMillis: number): TokenSet => {
-  const expiresAt = Math.floor(entry.expires / 1000)
-  return new TokenSet({
-    accessToken: Redacted.make(entry.access),
-    refreshToken: Redacted.make(entry.refresh),
-    tokenType: "Bearer",
-    expiresIn: Math.max(0, expiresAt - Math.floor(nowMillis / 1000)),
-    scope: "",
-    expiresAt,
-    region
-  })
-}
-
-/** The debug line for an adoption's outcome (no token in it). */
-export const adoptLogLine = (outcome: AdoptOutcome, providerId: string, storePath: string): string =>
-  outcome === "logged-out"
-    ? `plugin: OpenCode's stored login for ${providerId} is one the user logged out of; not adopted`
-    : outcome === "adopted"
-    ? `plugin: adopted OpenCode's stored login for ${providerId} into ${storePath}`
-    : `plugin: a login is already stored; OpenCode's copy for ${providerId} is not needed`
-
-/** The mirror-once rule: mirror into OpenCode's auth store only with a host client, and once per access token. */
-export const shouldMirror = (access: string, mirrored: string | undefined, canMirror: boolean): boolean =>
-  canMirror && access !== mirrored
-
-/** A token set as OpenCode's `auth.json` OAuth entry (expiry in epoch milliseconds). */
-export const oauthEntryOf = (tokens: TokenSet): OAuthEntry => ({
-  type: "oauth",
-  refresh: Redacted.value(tokens.refreshToken),
-  access: Redacted.value(tokens.accessToken),
-  expires: tokens.expiresAt * 1000
-})
-
-/** Whether an answer is a refusal the plugin reads (`403`, `429`); every other answer passes untouched. */
-export const isRefusalStatus = (status: number): boolean => status === 403 || status === 429
-
-/** The answer a quota refusal becomes: a `403` with the message, coded so hosts do not retry it. */
-export const quotaResponse = (message: string): Response =>
-  new Response(JSON.stringify({ error: { message, type: QUOTA_ERROR_TYPE, code: QUOTA_ERROR_TYPE } }), {
-    status: 403,
-    headers: { "content-type": "application/json", [ERROR_HEADER]: "kimi_quota_exceeded" }
-  })
-
-/** The login start mapping: a device authorization as OpenCode's `authorize()` answer, around its `callback`. */
-export const loginStartOf = (
-  authorization: DeviceAuthorization,
-  nowMillis: number,
-  callback: DeviceLoginStart["callback"]
-): DeviceLoginStart => {
-  const minutes = Math.max(1, Math.round(authorization.expiresIn / 60))
-  return {
-    url: authorization.verificationUriComplete ?? authorization.verificationUri,
-    expiresAt: nowMillis + authorization.expiresIn * 1000,
-    instructions: `Enter code: ${authorization.userCode} (confirm it matches the page; it expires in ${minutes} min)`,
-    method: "auto",
-    callback
-  }
-}
-
-/** The login callback mapping: the stored login's tokens as OpenCode's success answer. */
-export const loginSuccessOf = (tokens: TokenSet): Awaited<ReturnType<DeviceLoginStart["callback"]>> => ({
-  type: "success",
-  refresh: Redacted.value(tokens.refreshToken),
-  access: Redacted.value(tokens.accessToken),
-  expires: tokens.expiresAt * 1000
-})
-
-/** What the api-key fetch adds: the request's own headers, with the identity headers set over them. */
-export const withIdentityHeaders = (init: RequestInit | undefined, identity: Readonly<Record<string, string>>): RequestInit => {
-  const headers = new Headers(init?.headers)
-  for (const [k, v] of Object.entries(identity)) headers.set(k, v)
-  return { ...init, headers }
-}
-
-/** The message for a rejected token no refresh could replace, naming this provider's login command. */
-export const rejectedMessageFor = (login: string): string =>
-  `Kimi rejected the access token and no new one could be obtained (a token refreshed moments ago ` +
-  `is not refreshed again); check the provider's region and base URL, or log in again: ${login}.`
-
-/** The resend rule: the retry goes out only with a token other than the rejected one. */
-export const resendTokenRule = (result: TokenResult, rejected: string, rejectedMessage: string): TokenResult =>
-  result.ok && result.token === rejected
-    ? { ok: false, status: 401, code: "invalid_authentication_error", message: rejectedMessage }
-    : result
 
 // ---------------------------------------------------------------------------
 // Effectful pieces over one small shared context.
@@ -353,7 +140,7 @@ interface CoreContext {
   readonly config: PluginCoreConfig
   readonly providerId: string
   readonly region: KimiRegion
-  readonly line: OpenCodeLine
+  readonly line: Decisions.OpenCodeLine
   readonly authOptions: KimiAuthOptions
   readonly settings: KimiAuthSettings | undefined
   readonly configProblem: string | undefined
@@ -361,26 +148,24 @@ interface CoreContext {
   readonly rejectedMessage: string
   readonly run: <A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) => Promise<Exit.Exit<A, unknown>>
   source: ReturnType<typeof makeManagedTokenSource>
-  runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown> | undefined
+  /** The edge runtime (`src/edge/Runtime.ts`): silent unless `DEBUG`, with the background refresher. */
+  readonly runtime: EdgeRuntime
   /** Fast path of the request `fetch` (BENCHMARKS.md, "Request overhead"); see {@link fastAccessToken}. */
-  fast: FastToken | undefined
+  fast: Decisions.FastToken | undefined
   fastCheckedAt: number
   mirrored: string | undefined
   identityHeaders: Readonly<Record<string, string>>
   oauthFetch: Promise<ReturnType<typeof makeKimiFetch>> | undefined
   oauthFetchReady: ReturnType<typeof makeKimiFetch> | undefined
+  /** Why OpenCode's copy of the login was not adopted (it may be spent), told with every "login required". */
+  notAdopted: string | undefined
 }
 
-const runIn = <A>(ctx: CoreContext, effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal) =>
-  (ctx.runtime ??= ManagedRuntime.make(
-    layerNode({ ...ctx.authOptions, backgroundRefresh: true }).pipe(Layer.provideMerge(loggingLayer()))
-  )).runPromiseExit(effect, signal ? { signal } : undefined).catch((e) => Exit.die(e))
-
 /** The logout presence check on disk (one stat, and a small read only when the file is gone); notes its time. */
-const stillStored = (ctx: CoreContext, f: FastToken): boolean => {
+const stillStored = (ctx: CoreContext, f: Decisions.FastToken): boolean => {
   ctx.fastCheckedAt = Date.now()
   const settings = ctx.settings
-  return settings === undefined || stillStoredRule(
+  return settings === undefined || Decisions.stillStoredRule(
     () => nodeFs.existsSync(settings.tokenFilePath),
     () => isLoggedOut(settings.storageDir, [f.access, Redacted.value(f.tokens.refreshToken)])
   )
@@ -395,7 +180,7 @@ const stillStored = (ctx: CoreContext, f: FastToken): boolean => {
  */
 const fastAccessToken = (ctx: CoreContext, signal?: AbortSignal): Promise<TokenResult> => {
   const f = ctx.fast
-  const rule = fastPathRule(f, Date.now(), ctx.windowSeconds, ctx.fastCheckedAt, signal?.aborted === true)
+  const rule = Decisions.fastPathRule(f, Date.now(), ctx.windowSeconds, ctx.fastCheckedAt, signal?.aborted === true)
   if (rule !== "slow") {
     if (rule === "serve" || stillStored(ctx, f!)) return Promise.resolve({ ok: true, token: f!.access } as const)
     ctx.fast = undefined
@@ -412,13 +197,13 @@ const refreshAfterRejection = (ctx: CoreContext, rejected: string, signal?: Abor
 const mirror = (ctx: CoreContext, tokens: TokenSet): void => {
   const setAuth = ctx.config.setAuth
   const access = Redacted.value(tokens.accessToken)
-  if (!shouldMirror(access, ctx.mirrored, setAuth !== undefined)) return
+  if (!Decisions.shouldMirror(access, ctx.mirrored, setAuth !== undefined)) return
   ctx.mirrored = access
   const forget = () => {
     ctx.mirrored = undefined
   }
   try {
-    Promise.resolve(setAuth!({ path: { id: ctx.providerId }, body: oauthEntryOf(tokens) })).catch(forget)
+    Promise.resolve(setAuth!({ path: { id: ctx.providerId }, body: Decisions.oauthEntryOf(tokens) })).catch(forget)
   } catch {
     forget() // a synchronous throw from the host's client must not reach the request
   }
@@ -454,26 +239,35 @@ const fetchAfterBuild = async (ctx: CoreContext, input: RequestInfo | URL, init?
 
 const apiKeyFetch = async (ctx: CoreContext, input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
   await readyOAuthFetch(ctx)
-  return globalThis.fetch(input, withIdentityHeaders(init, ctx.identityHeaders))
+  return globalThis.fetch(input, Decisions.withIdentityHeaders(init, ctx.identityHeaders))
 }
 
 const adopt = async (ctx: CoreContext, entry: OAuthEntry): Promise<void> => {
   const settings = ctx.settings
   if (ctx.configProblem || !settings) return
   if (!isAdoptableEntry(entry)) return
+  const file = settings.tokenFilePath
+  let moved: ReturnType<typeof newestMovedAside>
   await ctx.run(
     Effect.gen(function*() {
       const store = yield* TokenStore
-      // Under the lock, so a logout in another process cannot slip between the checks and the save.
+      // Under the lock, so a logout or a refresh in another process cannot slip between the checks and the save.
       const adopted = yield* store.withLock(Effect.gen(function*() {
         const outcome = adoptRule(
           (yield* store.load) !== undefined,
           // A copy of a login the user logged out of (`kimi-auth logout`) is never brought back; a new login is.
-          () => isLoggedOut(settings.storageDir, [entry.refresh, entry.access])
+          () => isLoggedOut(settings.storageDir, [entry.refresh, entry.access]),
+          // Nor one whose refresh token was spent: refreshing it would be a replay, and Kimi revokes the login.
+          () => isSpent(file, [entry.refresh]),
+          () => supersededByMoved(entry.expires, (moved = newestMovedAside(file))?.mtimeMillis)
         )
         if (outcome === "adopted") yield* store.save(tokenSetFromEntry(entry, ctx.region, Date.now()))
         return outcome
       }))
+      ctx.notAdopted = notAdoptedMessage(adopted, ctx.providerId, openCodeLogin(ctx.providerId, ctx.region, ctx.line), {
+        tokenFilePath: file,
+        movedAside: moved?.path
+      })
       yield* Effect.logDebug(adoptLogLine(adopted, ctx.providerId, store.path))
     })
   )
@@ -481,7 +275,7 @@ const adopt = async (ctx: CoreContext, entry: OAuthEntry): Promise<void> => {
 
 /** The message of a failed run, with OpenCode's login command first. */
 const failureMessage = (ctx: CoreContext, cause: Cause.Cause<unknown>): string =>
-  openCodeFirst(failureOf(cause).message, ctx.providerId, ctx.region, ctx.line)
+  Decisions.openCodeMessage(Decisions.failureOf(cause), ctx.providerId, ctx.region, ctx.line)
 
 const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => async () => {
   const exit = await ctx.run(
@@ -493,13 +287,14 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
     })
   )
   if (Exit.isFailure(exit)) {
-    await ctx.run(Effect.logWarning(`Kimi login failed: ${failureOf(exit.cause).message}`))
+    await ctx.run(Effect.logWarning(`Kimi login failed: ${Decisions.failureOf(exit.cause).message}`))
     throw new Error(failureMessage(ctx, exit.cause))
   }
   const tokens = exit.value
+  ctx.notAdopted = undefined
   ctx.mirrored = Redacted.value(tokens.accessToken)
   ctx.fast = { tokens, access: ctx.mirrored }
-  return loginSuccessOf(tokens)
+  return Decisions.loginSuccessOf(tokens)
 }
 
 /**
@@ -513,7 +308,7 @@ const startLogin = async (ctx: CoreContext): Promise<DeviceLoginStart> => {
   // Proven storable first: the user must never approve a login that cannot be kept.
   const started = await ctx.run(Effect.andThen(checkCanStoreLogin, Effect.flatMap(DeviceFlow, (f) => f.start)))
   if (Exit.isFailure(started)) throw new Error(`Kimi login could not start: ${failureMessage(ctx, started.cause)}`)
-  return loginStartOf(started.value, Date.now(), finishLogin(ctx, started.value))
+  return Decisions.loginStartOf(started.value, Date.now(), finishLogin(ctx, started.value))
 }
 
 const listModels = async (ctx: CoreContext, apiBaseUrl: string, budgetMillis: number): Promise<ReadonlyArray<ApiModel>> => {
@@ -544,30 +339,23 @@ const resendAfterRejection = async (ctx: CoreContext, request: Request, rejected
   await readyOAuthFetch(ctx)
   // The first send of this fetch is the retry: its token comes from the forced refresh.
   const once = makeOAuthFetch(ctx, async (signal) =>
-    resendTokenRule(await refreshAfterRejection(ctx, rejected, signal), rejected, ctx.rejectedMessage))
+    Decisions.resendTokenRule(await refreshAfterRejection(ctx, rejected, signal), rejected, ctx.rejectedMessage))
   return once(request)
 }
 
-const readUsage = async (ctx: CoreContext): Promise<KimiUsage | undefined> => {
-  if (!ctx.settings) return undefined
-  try {
-    const response = await coreFetch(ctx, `${ctx.settings.apiBaseUrl}/usages`, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(5000) })
-    if (!response.ok) return undefined
-    const decoded = decodeUsage(await response.json())
-    return decoded._tag === "Success" ? decoded.success : undefined
-  } catch {
-    return undefined
-  }
-}
+// The core's fetch authorizes the read; the reader bounds it and never throws.
+const readUsage = async (ctx: CoreContext): Promise<KimiUsage | undefined> =>
+  ctx.settings ? readUsageWithFetch((url, init) => coreFetch(ctx, url, init), ctx.settings.apiBaseUrl) : undefined
 
-const judgeRefusal = async (ctx: CoreContext, response: Response): Promise<Response> => {
-  if (!isRefusalStatus(response.status)) return response
-  const text = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
+const judgeRefusal = async (ctx: CoreContext, response: Response, sentToken?: string): Promise<Response> => {
+  if (!Decisions.isRefusalStatus(response.status) && (sentToken === undefined || response.status < 400)) return response
+  const read = await readWebTextPrefix(response, REFUSAL_BODY_LIMIT).catch(() => "")
+  const text = sentToken === undefined ? read : redactSecrets(read, [sentToken])
   const refusal = classifyRefusal(response.status, text, response.headers.get("retry-after") ?? undefined)
   if (refusal?._tag !== "QuotaExceeded") {
     return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers })
   }
-  return quotaResponse(quotaMessage(refusal, await readUsage(ctx)))
+  return Decisions.quotaResponse(quotaMessage(refusal, await readUsage(ctx)))
 }
 
 // Once built, the core's fetch is handed on as is: every request passes here, and a wrapper that
@@ -576,10 +364,8 @@ const coreFetch = (ctx: CoreContext, input: RequestInfo | URL, init?: RequestIni
   ctx.oauthFetchReady !== undefined ? ctx.oauthFetchReady(input, init) : fetchAfterBuild(ctx, input, init)
 
 const dispose = async (ctx: CoreContext): Promise<void> => {
-  const rt = ctx.runtime
-  ctx.runtime = undefined
   ctx.fast = undefined
-  await rt?.dispose().catch(() => {})
+  await ctx.runtime.dispose()
 }
 
 /** Builds the core for one provider: its context, its token source, and the pieces wired over them. */
@@ -588,25 +374,25 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const line = config.line ?? "v1"
   const authOptions: KimiAuthOptions = { ...config.options, region }
   const settingsExit = Effect.runSyncExit(resolve(authOptions))
+  const runtime = makeEdgeRuntime({ ...authOptions, backgroundRefresh: true }, "silent")
   const settings = Exit.isSuccess(settingsExit) ? settingsExit.value : undefined
-  const configProblem = Exit.isFailure(settingsExit) ? failureOf(settingsExit.cause).message : undefined
+  const configProblem = Exit.isFailure(settingsExit) ? Decisions.failureOf(settingsExit.cause).message : undefined
   const ctx: CoreContext = {
     config, providerId, region, line, authOptions, settings, configProblem,
     windowSeconds: settings ? Duration.toSeconds(settings.refreshWindow) : 300,
-    rejectedMessage: rejectedMessageFor(loginHint(providerId, region, line)),
-    run: (effect, signal) => runIn(ctx, effect, signal),
+    rejectedMessage: Decisions.rejectedMessageFor(openCodeLogin(providerId, region, line)),
+    run: runtime.run,
     source: makeManagedTokenSource({
-      run: (effect, signal) => runIn(ctx, effect, signal),
-      failure: pluginTokenFailure(providerId, region, line),
+      run: runtime.run,
+      failure: (cause) => withAdoptionNote(Decisions.pluginTokenFailure(providerId, region, line)(cause), ctx.notAdopted),
       ...(configProblem ? { unavailable: { ok: false, status: 500, code: "kimi_config", message: configProblem } } : {}),
-      refuse: otherRegionRefusal(providerId, region, line),
       onTokens: (tokens) => {
         mirror(ctx, tokens)
         ctx.fast = { tokens, access: Redacted.value(tokens.accessToken) }
       }
     }),
-    runtime: undefined, fast: undefined, fastCheckedAt: 0, mirrored: undefined,
-    identityHeaders: {}, oauthFetch: undefined, oauthFetchReady: undefined
+    runtime, fast: undefined, fastCheckedAt: 0, mirrored: undefined,
+    identityHeaders: {}, oauthFetch: undefined, oauthFetchReady: undefined, notAdopted: undefined
   }
   return {
     fetch: (input, init) => ctx.oauthFetchReady !== undefined ? ctx.oauthFetchReady(input, init) : fetchAfterBuild(ctx, input, init),
@@ -618,10 +404,30 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
     accessToken: (signal) => fastAccessToken(ctx, signal),
     identity: async () => (await readyOAuthFetch(ctx), ctx.identityHeaders),
     resendAfterRejection: (request, rejected) => resendAfterRejection(ctx, request, rejected),
-    judgeRefusal: (response) => judgeRefusal(ctx, response),
+    judgeRefusal: (response, sentToken) => judgeRefusal(ctx, response, sentToken),
     dispose: () => dispose(ctx)
   }
 }
 
+/** Reads a `GET /models` answer leniently (the one decoder, `api/Models.ts`); never throws. */
+export const modelsFromApi = (body: unknown): Array<ApiModel> =>
+  Option.getOrElse(decodeModels(body), () => []).map((m) => ({
+    id: m.id,
+    displayName: m.displayName,
+    contextLength: m.contextLength,
+    reasoning: m.supportsReasoning !== false,
+    image: m.supportsImageIn === true
+  }))
 
 export { errorResponse }
+export {
+  adoptLogLine,
+  type AdoptOutcome,
+  adoptRule,
+  isAdoptableEntry,
+  notAdoptedMessage,
+  type OAuthEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "./Adoption.js"

@@ -25,6 +25,7 @@ import type { KimiRegion } from "../light/Region.js"
 import type { PluginCore } from "./PluginCore.js"
 import { toKimiThinking } from "./Thinking.js"
 import type { FastPath } from "./V2Fast.js"
+import { errorResponse, type Sent } from "./V2PluginDecisions.js"
 import { applyRetryDecision, noRowMessage, rowUse, type RowUse, rowWithoutLoginMessage } from "./V2Rows.js"
 
 /** What the hooks need of one region. */
@@ -48,16 +49,7 @@ export interface RowApi {
   readonly active: (integrationID: string) => Promise<unknown>
 }
 
-/** What a request the hook authorized carried: the token we sent, or why there was none. */
-type Sent = { readonly token: string } | { readonly failure: { status: number; code: string; message: string } }
-
 const isRecord = (u: unknown): u is Record<string, any> => typeof u === "object" && u !== null && !Array.isArray(u)
-
-const errorResponse = (status: number, code: string, message: string): Response =>
-  new Response(JSON.stringify({ error: { message, type: code, code } }), {
-    status,
-    headers: { "content-type": "application/json", "x-kimi-auth-error": code }
-  })
 
 /** The token and identity for a request on the package's login: the fast path, else the core. */
 const packageAuth = async (r: RegionV2): Promise<{ token: Awaited<ReturnType<PluginCore["accessToken"]>>; identity: Readonly<Record<string, string>> }> => {
@@ -136,7 +128,8 @@ const httpResponseOf = (hc: HookContext) => async (event: { request: Request; re
     event.response = errorResponse(record.failure.status, record.failure.code, record.failure.message)
     return
   }
-  if (status === 403 || status === 429) event.response = await (await r.getCore()).judgeRefusal(event.response)
+  // Any error answer: the quota message, and the sent token scrubbed from what OpenCode prints.
+  if (status >= 400) event.response = await (await r.getCore()).judgeRefusal(event.response, "token" in record ? record.token : undefined)
   else if (status === 200 && "token" in record) hc.onAnswered(r, record.token, hc.identities.get(event.request) ?? {})
 }
 

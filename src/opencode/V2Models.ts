@@ -7,14 +7,15 @@
  *
  * The account's models (`GET {API base}/models`) are kept in a small cache
  * file beside the token file (`models-<provider>.json`), so a host's start
- * reads one file and makes no request; the list is read again from Kimi at
- * most every {@link MODELS_MAX_AGE_MILLIS}, after a login, or after a
- * request went through (never during `setup`).
+ * reads one file and makes no request; the list is read again from Kimi
+ * (through the core, `listModels`) after a login, and after a request went
+ * through when the cache is older than {@link MODELS_MAX_AGE_MILLIS}; never
+ * during `setup`.
  *
  * @since 0.3.0
  */
 import * as path from "node:path"
-import { type ApiModel, modelsFromApi } from "../light/ApiModels.js"
+import type { ApiModel } from "./PluginCore.js"
 import { readSmallFileSync, writeSmallFileSync } from "../light/SmallFile.js"
 import { OFF_VARIANT, TOGGLE_MODELS } from "./ProviderConfig.js"
 
@@ -30,30 +31,39 @@ export interface CachedModels {
 /** The cache file of one provider's account models. */
 export const modelsCachePath = (storageDir: string, providerId: string): string => path.join(storageDir, `models-${providerId}.json`)
 
-/** Reads a cache file; `undefined` when missing or unreadable. Never throws. */
+/** One cached model, checked: an id, and the fields of the right types (others dropped). */
+const cachedModel = (u: unknown): ApiModel | undefined => {
+  if (typeof u !== "object" || u === null) return undefined
+  const m = u as Record<string, unknown>
+  if (typeof m["id"] !== "string" || m["id"] === "") return undefined
+  const context = m["contextLength"]
+  return {
+    id: m["id"],
+    displayName: typeof m["displayName"] === "string" ? m["displayName"] : undefined,
+    contextLength: typeof context === "number" && Number.isFinite(context) && context > 0 ? context : undefined,
+    reasoning: m["reasoning"] !== false,
+    image: m["image"] === true
+  }
+}
+
+/** Reads a cache file (the plugin's own format, written by {@link writeModelsCache}); `undefined` when missing or unreadable. Never throws. */
 export const readModelsCache = (file: string): CachedModels | undefined => {
   try {
     const found = readSmallFileSync(file, 256 * 1024)
     if (found._tag !== "Text") return undefined
-    const json = JSON.parse(found.text) as { at?: unknown; data?: unknown }
+    const json = JSON.parse(found.text) as { at?: unknown; models?: unknown }
     const at = typeof json.at === "number" && Number.isFinite(json.at) ? json.at : 0
-    return { at, models: modelsFromApi(json) }
+    const models = Array.isArray(json.models) ? json.models.flatMap((m) => cachedModel(m) ?? []) : []
+    return { at, models }
   } catch {
     return undefined
   }
 }
 
-/** Writes a cache file (the API's own shape, so {@link modelsFromApi} reads it back); best effort. */
+/** Writes a cache file; best effort. */
 export const writeModelsCache = (file: string, models: ReadonlyArray<ApiModel>, at: number): void => {
   try {
-    const data = models.map((m) => ({
-      id: m.id,
-      ...(m.displayName !== undefined ? { display_name: m.displayName } : {}),
-      ...(m.contextLength !== undefined ? { context_length: m.contextLength } : {}),
-      supports_reasoning: m.reasoning,
-      supports_image_in: m.image
-    }))
-    writeSmallFileSync(file, JSON.stringify({ at, data }))
+    writeSmallFileSync(file, JSON.stringify({ at, models }))
   } catch {
     // a cache: the next start reads the list again
   }

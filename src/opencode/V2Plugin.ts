@@ -28,37 +28,21 @@
  *
  * @since 0.3.0
  */
-import { type ApiModel, modelsFromApi } from "../light/ApiModels.js"
+import { debugLine } from "../light/Debug.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
 import { readStoredLogin } from "../light/StoredLogin.js"
 import { DEVICE_LOGIN_LABEL, type KimiPluginOptions, PLUGIN_ID } from "./KimiPlugin.js"
-import type { PluginCore } from "./PluginCore.js"
+import type { ApiModel, PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS } from "./ProviderConfig.js"
 import { makeFastPath } from "./V2Fast.js"
 import { guarded, makeV2Handlers, type RegionV2, type RowApi } from "./V2Hooks.js"
 import { modelsCachePath, modelsStale, readModelsCache, transformModels, writeModelsCache } from "./V2Models.js"
-import { rowWithoutLoginMessage, V2_METHOD_ID } from "./V2Rows.js"
 import { loadCore } from "./LoadCore.js"
+import { credentialOf, type V2Credential, V2_METHOD_ID } from "./V2PluginDecisions.js"
+import { rowWithoutLoginMessage } from "./V2Rows.js"
 
-export { V2_METHOD_ID } from "./V2Rows.js"
+export { REFRESH_MARKER, type V2Credential, V2_METHOD_ID } from "./V2PluginDecisions.js"
 export { makeV2Handlers } from "./V2Hooks.js"
-
-/**
- * What the credential row's `refresh` holds: a marker, not a token. The
- * live refresh token stays in the package's token file, under its lock.
- */
-export const REFRESH_MARKER = "opencode-kimi-auth:token-file"
-
-/** OpenCode 2's OAuth credential (`Credential.OAuth`). */
-export interface V2Credential {
-  readonly type: "oauth"
-  readonly methodID: string
-  readonly access: string
-  readonly refresh: string
-  /** Epoch milliseconds. */
-  readonly expires: number
-  readonly metadata?: Record<string, unknown> | undefined
-}
 
 type Registration = { readonly dispose?: () => unknown } | undefined
 type Register = (f: (draft: any) => void) => Promise<Registration> | Registration
@@ -76,10 +60,7 @@ export interface V2Context {
   readonly session?: { readonly hook?: Hook } | undefined
 }
 
-const debugEnabled = () => /(^|,)\s*(\*|opencode-kimi-auth(:\*)?)\s*(,|$)/.test(process.env["DEBUG"] ?? "")
-const debug = (message: string) => {
-  if (debugEnabled()) process.stderr.write(`opencode-kimi-auth: ${message}\n`)
-}
+const debug = (message: string) => debugLine(message)
 
 const loadCoreModule = loadCore
 
@@ -110,16 +91,6 @@ const makeRegion = (region: KimiRegion, options: KimiPluginOptions): RegionV2 =>
     }
   }
 }
-
-/** The credential OpenCode 2 stores for a login: the access token and its expiry, never the refresh token. */
-const credentialOf = (methodID: string, access: string, expires: number, metadata?: Record<string, unknown>): V2Credential => ({
-  type: "oauth",
-  methodID,
-  access,
-  refresh: REFRESH_MARKER,
-  expires,
-  ...(metadata !== undefined ? { metadata } : {})
-})
 
 /** The device login method of one region (`integration.transform`'s `draft.method.update` input). */
 export const oauthMethod = (r: RegionV2, onLogin: () => void = () => {}) => ({
@@ -179,7 +150,6 @@ const makeAccountModels = (regions: ReadonlyArray<RegionV2>, onChange: () => voi
     apply(r, cached?.models ?? [])
   }
   const inFlight = new Set<string>()
-  const controller = new AbortController()
   const store = (r: RegionV2, models: ReadonlyArray<ApiModel>) => {
     const file = cacheOf(r)
     if (file !== undefined) writeModelsCache(file, models, Date.now())
@@ -187,16 +157,13 @@ const makeAccountModels = (regions: ReadonlyArray<RegionV2>, onChange: () => voi
     apply(r, models)
     if (JSON.stringify(models) !== before) onChange()
   }
-  /** After a request went through: read the list again when the cache is stale (one plain GET, no core). */
-  const afterAnswer = (r: RegionV2, token: string, identity: Readonly<Record<string, string>>) => {
+  /** After a request went through: read the list again, with the core, when the cache is stale (at most every 6 hours). */
+  const afterAnswer = (r: RegionV2) => {
     const file = cacheOf(r)
     if (r.apiBaseUrl === undefined || file === undefined || inFlight.has(r.providerId)) return
     if (!modelsStale(readModelsCache(file), Date.now())) return
     inFlight.add(r.providerId)
-    void fetch(`${r.apiBaseUrl}/models`, { headers: { ...identity, authorization: `Bearer ${token}`, accept: "application/json" }, signal: controller.signal })
-      .then(async (res) => (res.ok ? store(r, modelsFromApi(await res.json())) : undefined))
-      .catch(() => {})
-      .finally(() => inFlight.delete(r.providerId))
+    void afterLogin(r).finally(() => inFlight.delete(r.providerId))
   }
   /** After a login through the host: read the list with the core (it is loaded). */
   const afterLogin = async (r: RegionV2) => {
@@ -208,7 +175,7 @@ const makeAccountModels = (regions: ReadonlyArray<RegionV2>, onChange: () => voi
       // the cached list stays
     }
   }
-  return { lists, afterAnswer, afterLogin, dispose: () => controller.abort() }
+  return { lists, afterAnswer, afterLogin }
 }
 
 /** Registers the model changes through what the host offers; the registrations still pending at setup's end. */
@@ -284,7 +251,6 @@ export const setupV2 = async (ctx: V2Context = {}) => {
   const models = await registerModels(ctx, account.lists)
   registrations.push(models.done)
   return async () => {
-    account.dispose()
     if (models.pending !== undefined) {
       let timer: ReturnType<typeof setTimeout> | undefined
       registrations.push(await Promise.race([models.pending, new Promise<undefined>((r) => (timer = setTimeout(r, 1000, undefined)))]))

@@ -14,9 +14,7 @@
  * @since 0.3.0
  */
 import { REGIONS, type KimiRegion } from "../light/Region.js"
-
-/** The id of the device login method in OpenCode 2 (`opencode auth login <provider> --method kimi-device`). */
-export const V2_METHOD_ID = "kimi-device"
+import { isQuotaFailure, V2_METHOD_ID } from "./V2PluginDecisions.js"
 
 /**
  * What a request through a provider carries:
@@ -57,8 +55,8 @@ export const rowWithoutLoginMessage = (providerId: string): string =>
   `a Kimi login rotates its refresh token at every use, so it cannot be copied between machines, and OpenCode's row holds only a marker. ` +
   `Log in on this machine: run \`${v2LoginCommand(providerId)}\` (then remove the old row with \`opencode auth logout ${providerId} <its label or id>\`).`
 
-/** Error codes of answers the host must not retry: a used-up quota and every login failure. */
-const NO_RETRY = /insufficient_quota|kimi_quota_exceeded|usage limit is used up|exceeded_current_quota_error|kimi_login_required|kimi_region_mismatch|invalid_authentication_error|kimi_config|kimi_token_storage/
+/** Error codes of answers the host must not retry beside a used-up quota ({@link isQuotaFailure}): Kimi's raw quota code, every login failure. */
+const NO_RETRY = /exceeded_current_quota_error|kimi_login_required|kimi_region_mismatch|invalid_authentication_error|kimi_config|kimi_token_storage/
 
 /**
  * Whether the host's retry of a failed call should be stopped: a used-up quota or a login
@@ -76,7 +74,7 @@ export const stopRetry = (event: unknown): boolean => {
   } catch {
     return false
   }
-  return NO_RETRY.test(text)
+  return NO_RETRY.test(text) || isQuotaFailure(text)
 }
 
 /** Applies {@link stopRetry} to a host's retry event, in every shape the V2 hosts use. */

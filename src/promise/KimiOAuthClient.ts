@@ -19,19 +19,19 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { DeviceFlow } from "../oauth/DeviceFlow.js"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
-import { isTransient } from "../Errors.js"
+import { isTransient, type NextStep } from "../Errors.js"
 import { issuerFor, KimiAuthConfig } from "../config/KimiAuthConfig.js"
 import { makeKimiFetch } from "../request/AuthorizingFetch.js"
 import { authErrorFailure, makeManagedTokenSource } from "../request/ManagedTokenSource.js"
 import { gaveUp } from "../oauth/Login.js"
 import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
 import { loginStatus } from "../oauth/LoginStatus.js"
-import { type KimiAuthServices, layerNode } from "../KimiAuth.js"
+import type { KimiAuthServices } from "../KimiAuth.js"
+import { type EdgeRuntime, makeEdgeRuntime } from "../edge/Runtime.js"
 import { KimiApi } from "../api/KimiApi.js"
 import type { KimiRegion } from "../light/Region.js"
 import { TokenManager } from "../tokens/TokenManager.js"
@@ -100,8 +100,15 @@ export class KimiAuthError extends Error {
   override readonly name = "KimiAuthError"
   /** The cross-build brand; see {@link KimiAuthError.is}. */
   readonly [KimiAuthErrorBrand] = true
+  /**
+   * What to run next, as data, when the typed error carries it (a login
+   * again, at which region; a file to move away first): render it in your
+   * host's words instead of parsing `message`.
+   */
+  readonly hint: NextStep | undefined
   constructor(readonly code: KimiAuthErrorCode, message: string, options?: { readonly cause?: unknown }) {
     super(message, options)
+    this.hint = (options?.cause as { readonly hint?: NextStep } | undefined)?.hint
   }
 
   /** Whether `u` is a `KimiAuthError` from any build or copy of this package. */
@@ -184,19 +191,19 @@ const toKimiAuthError = (cause: Cause.Cause<unknown>, signal?: AbortSignal): Kim
 
 /** The promise facade over the Effect core. */
 export class KimiOAuthClient {
-  readonly #runtime: ManagedRuntime.ManagedRuntime<KimiAuthServices, unknown>
+  readonly #runtime: EdgeRuntime
   #disposed = false
   #login: Promise<unknown> | undefined
 
   constructor(config: OAuthConfig = {}) {
     const { clientSecret: _secret, scopes: _scopes, ...options } = config
-    this.#runtime = ManagedRuntime.make(layerNode(options))
+    this.#runtime = makeEdgeRuntime(options, "default")
   }
 
   async #run<A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<A> {
     if (this.#disposed) throw new KimiAuthError("DISPOSED", "This KimiOAuthClient was disposed; create a new one.")
     if (signal?.aborted) throw new KimiAuthError("ABORTED", "The operation was cancelled.", { cause: signal.reason })
-    const exit = await this.#runtime.runPromiseExit(effect, signal ? { signal } : undefined)
+    const exit = await this.#runtime.run(effect, signal)
     if (Exit.isSuccess(exit)) return exit.value
     throw toKimiAuthError(exit.cause, signal)
   }
@@ -282,8 +289,10 @@ export class KimiOAuthClient {
   }
 
   /**
-   * The plan's quota from Kimi's `/usages`: the weekly window and the rolling
-   * ones (5-hour), each with used/limit and when it resets. The same data as
+   * The plan's quota from Kimi's `/usages`, in either of its shapes: every
+   * window (old shape: weekly and 5-hour with used/limit; new plans: 5-hour,
+   * weekly, monthly total and monthly code with the share used) with when it
+   * resets, the booster wallet, and `shape`. The same data as
    * `kimi-auth usage` and the Effect `KimiApi.usage`. Rejects with code
    * `NOT_LOGGED_IN` without a usable login.
    */

@@ -13,14 +13,20 @@
  *    (`403` "You've reached your usage limit…", or `exceeded_current_quota_error`),
  *    or a plain rate limit (`429`, e.g. `rate_limit_reached_error`);
  * 5. for a quota answer, the account's `/usages` (when the host can read it)
- *    so the caller can say which window is used up and when it resets.
+ *    so the caller can say which window is used up and when it resets;
+ * 6. every error answer (status 400 and up) handed back with the bearer token
+ *    that was sent scrubbed from its body (its first {@link REFUSAL_BODY_LIMIT}
+ *    bytes: error bodies are small), in every form a server may echo it
+ *    (as is, URL-encoded, JSON-escaped, base64): hosts print error bodies
+ *    (the AI SDK's message, OpenCode's error line), and an API that echoes
+ *    the `Authorization` header must not make them print the token.
  *
  * It never throws into its host: a token failure, a failed send or a failed
  * `/usages` read becomes a value of {@link Outcome}.
  *
  * @since 0.2.0
  */
-import { excerpt } from "../Errors.js"
+import { excerpt, redactSecrets } from "../Errors.js"
 import { blockingWindow, describeReset, describeWindow, type KimiUsage } from "../api/Usage.js"
 
 /** A token, or why there is none (`error`: the typed cause, for hosts that keep types). */
@@ -106,11 +112,13 @@ export interface AuthorizeOptions {
 /** Bytes of a refusal's body read to classify it (error bodies are small). */
 export const REFUSAL_BODY_LIMIT = 64 * 1024
 
-/** The message of {@link Outcome} `Rejected`. */
-export const REJECTED_MESSAGE =
+/** What {@link Outcome} `Rejected` comes to, without the advice to log in again. */
+export const REJECTED_DETAIL =
   "Kimi rejected the access token and no new one could be obtained (a token refreshed moments ago is not " +
-  "refreshed again); check the API base URL and region (KIMI_CODE_BASE_URL), or log in again " +
-  "(`opencode auth login` in OpenCode, or `kimi-auth login`)."
+  "refreshed again); check the API base URL and region (KIMI_CODE_BASE_URL)"
+
+/** The message of {@link Outcome} `Rejected`. */
+export const REJECTED_MESSAGE = `${REJECTED_DETAIL}, or log in again (\`opencode auth login\` in OpenCode, or \`kimi-auth login\`).`
 
 /** The identity headers plus the bearer: what every Kimi API request carries. */
 export const kimiHeaders = (
@@ -212,13 +220,15 @@ const tokenFailure = (cause: unknown): TokenResult => ({
 export const authorize = async <Res>(transport: Transport<Res>, options: AuthorizeOptions): Promise<Outcome<Res>> => {
   const { tokens, signal } = options
 
+  // An error answer: its body read (capped), the token scrubbed, then told apart (quota, rate limit, other).
   const judge = async (response: Res, token: string): Promise<Outcome<Res>> => {
     const status = transport.status(response)
-    if (status !== 403 && status !== 429) return { _tag: "Answered", response }
-    const text = await safely(() => transport.readText(response, REFUSAL_BODY_LIMIT))
-    if (!text.ok) return { _tag: "SendFailed", cause: text.cause }
-    const kept = transport.withText(response, text.value)
-    const refusal = classifyRefusal(status, text.value, transport.header(response, "retry-after"))
+    const read = await safely(() => transport.readText(response, REFUSAL_BODY_LIMIT))
+    if (!read.ok) return { _tag: "SendFailed", cause: read.cause }
+    const text = redactSecrets(read.value, [token])
+    const kept = transport.withText(response, text)
+    if (status !== 403 && status !== 429) return { _tag: "Answered", response: kept }
+    const refusal = classifyRefusal(status, text, transport.header(response, "retry-after"))
     if (refusal === undefined) return { _tag: "Answered", response: kept }
     const usage = refusal._tag === "QuotaExceeded" && options.readUsage !== undefined
       ? await safely(() => options.readUsage!(token, signal)).then((r) => (r.ok ? r.value : undefined))
@@ -242,7 +252,7 @@ export const authorize = async <Res>(transport: Transport<Res>, options: Authori
     return { _tag: "SendFailed", cause }
   }
   const status = transport.status(response)
-  if (status !== 401) return status === 403 || status === 429 ? judge(response, first.token) : { _tag: "Answered", response }
+  if (status !== 401) return status >= 400 ? judge(response, first.token) : { _tag: "Answered", response }
 
   // The server refused a token we believed valid (revoked, clock skew, rotated elsewhere): one refresh, one retry.
   await safely(() => transport.discard(response))
@@ -257,7 +267,7 @@ export const authorize = async <Res>(transport: Transport<Res>, options: Authori
   if (second.token === rejected) return { _tag: "Rejected", message: REJECTED_MESSAGE }
   const retried = await safely(() => transport.send(second.token))
   if (!retried.ok) return { _tag: "SendFailed", cause: retried.cause }
-  return transport.status(retried.value) === 401 ? { _tag: "Answered", response: retried.value } : judge(retried.value, second.token)
+  return transport.status(retried.value) >= 400 ? judge(retried.value, second.token) : { _tag: "Answered", response: retried.value }
 }
 
 /**

@@ -19,9 +19,11 @@
  * @since 0.1.0
  */
 import { envFetch } from "../net/EnvFetch.js"
-import { API_BODY_LIMIT_BYTES, readWebTextCapped, readWebTextPrefix } from "../net/HttpBody.js"
+import { readWebTextPrefix } from "../net/HttpBody.js"
 import { authorize, type Outcome, quotaMessage, type TokenResult, type TokenSource, type Transport } from "./Authorize.js"
-import { decodeUsage, type KimiUsage } from "../api/Usage.js"
+import { isBelowApiBase } from "./ApiBase.js"
+import type { KimiUsage } from "../api/Usage.js"
+import { readUsageWithFetch } from "../api/UsageReader.js"
 
 export type { TokenResult } from "./Authorize.js"
 
@@ -64,10 +66,13 @@ const replayable = async (body: RequestInit["body"]): Promise<Body | undefined> 
 const isPlainRecord = (h: unknown): h is Record<string, string> =>
   typeof h === "object" && h !== null && !Array.isArray(h) && Object.getPrototypeOf(h) === Object.prototype
 
-/** How long a quota refusal waits for `/usages` before answering without it. */
-const USAGES_TIMEOUT_MS = 5000
-
-const under = (url: string, base: string) => url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
+/** The headers of a body that was read and may have changed (a token scrubbed): its old length no longer holds. */
+const withoutLength = (headers: Headers): Headers => {
+  const out = new Headers(headers)
+  out.delete("content-length")
+  out.delete("content-encoding")
+  return out
+}
 
 /** Builds the authorizing fetch. */
 export const makeKimiFetch = (deps: KimiFetchDeps) => {
@@ -99,18 +104,9 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
 
   const readUsage = async (token: string, signal?: AbortSignal): Promise<KimiUsage | undefined> => {
     const base = baseOf()
-    if (base === undefined) return undefined
-    const timeout = AbortSignal.timeout(USAGES_TIMEOUT_MS)
-    const response = await baseFetch(`${base}/usages`, {
-      headers: headersFor({ accept: "application/json" }, token),
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout
-    })
-    if (!response.ok) {
-      await response.body?.cancel().catch(() => {})
-      return undefined
-    }
-    const decoded = decodeUsage(JSON.parse(await readWebTextCapped(response, API_BODY_LIMIT_BYTES)))
-    return decoded._tag === "Success" ? decoded.success : undefined
+    return base === undefined
+      ? undefined
+      : readUsageWithFetch(baseFetch, base, { headers: headersFor({ accept: "application/json" }, token), signal })
   }
 
   const transport = (url: string | URL, request: RequestInit, body: Body | undefined): Transport<Response> => ({
@@ -122,7 +118,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     status: (r) => r.status,
     header: (r, name) => r.headers.get(name) ?? undefined,
     readText: readWebTextPrefix,
-    withText: (r, text) => new Response(text, { status: r.status, statusText: r.statusText, headers: r.headers }),
+    withText: (r, text) => new Response(text, { status: r.status, statusText: r.statusText, headers: withoutLength(r.headers) }),
     discard: async (r) => {
       await r.body?.cancel().catch(() => {})
     }
@@ -151,7 +147,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     if (typeof input === "object" && "url" in input && !(input instanceof URL)) {
       const r = input as Request
       const base = baseOf()
-      if (base !== undefined && !under(r.url, base)) return baseFetch(input, init)
+      if (base !== undefined && !isBelowApiBase(r.url, base)) return baseFetch(input, init)
       url = r.url
       request = {
         method: r.method,
@@ -162,7 +158,7 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
       }
     } else {
       const base = baseOf()
-      if (base !== undefined && !under(String(input), base)) return baseFetch(input, init)
+      if (base !== undefined && !isBelowApiBase(String(input), base)) return baseFetch(input, init)
       url = input
       request = { ...init }
     }

@@ -40,20 +40,18 @@ import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
 import { isTransient, NotLoggedInError } from "../Errors.js"
 import { issuerFor, KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
 import { type KimiAuthLayerOptions, type KimiAuthServices, layer as kimiAuthLayer, platformLayer } from "../KimiAuth.js"
-import { API_BODY_LIMIT_BYTES, concatBytes, readTextCapped, readTextPrefix } from "../net/HttpBody.js"
-import { authorize, kimiHeaders, type Outcome, quotaMessage, type TokenResult } from "./Authorize.js"
+import { concatBytes, readTextPrefix } from "../net/HttpBody.js"
+import { authorize, kimiHeaders, type Outcome, quotaMessage, REJECTED_DETAIL, type TokenResult } from "./Authorize.js"
+import { isBelowApiBase } from "./ApiBase.js"
 import { type TokenError, TokenManager } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
-import { blockingWindow, decodeUsage, type KimiUsage } from "../api/Usage.js"
+import { blockingWindow } from "../api/Usage.js"
+import { readUsageWithClient } from "../api/UsageReader.js"
 
 /** The typed failures of a Kimi request besides the HTTP client's own. */
 export type KimiRequestError = TokenError | QuotaExceededError
 
-
-/** True when `url` is the API base or below it. */
-export const isUnder = (url: string, base: string): boolean =>
-  url === base || url.startsWith(base.endsWith("/") ? base : `${base}/`)
 
 /**
  * The API base requests are authorized for: a pinned one (option or env),
@@ -107,7 +105,7 @@ const toHttpClientError = (
     case "NoToken":
     case "Rejected": {
       const cause = outcome._tag === "Rejected"
-        ? new NotLoggedInError({ reason: "refresh-rejected", message: outcome.message })
+        ? new NotLoggedInError({ reason: "refresh-rejected", message: outcome.message, detail: REJECTED_DETAIL, hint: { _tag: "LogIn" } })
         : outcome.failure.error ?? new NotLoggedInError({ reason: "no-tokens", message: outcome.failure.message })
       const props = { request, cause, description: (cause as { message: string }).message }
       // A TransportError is what `retryTransient` retries: only for a token error that may clear up by itself
@@ -179,22 +177,6 @@ const promiseRunner = (context: Context.Context<never>) => {
     })
 }
 
-/** The account's `/usages` with a token, through the platform client; `undefined` on any failure (5 s budget). */
-const usagesWith = (
-  underlying: HttpClient.HttpClient,
-  authorized: (request: HttpClientRequest.HttpClientRequest) => HttpClientRequest.HttpClientRequest,
-  base: string
-): Effect.Effect<KimiUsage | undefined> =>
-  underlying.execute(authorized(HttpClientRequest.acceptJson(HttpClientRequest.get(`${base}/usages`)))).pipe(
-    Effect.flatMap((r): Effect.Effect<string, unknown> =>
-      r.status === 200 ? readTextCapped(r, API_BODY_LIMIT_BYTES) : Effect.fail(r.status)
-    ),
-    Effect.flatMap((text) => Effect.try(() => decodeUsage(JSON.parse(text)))),
-    Effect.map((decoded) => (decoded._tag === "Success" ? decoded.success : undefined)),
-    Effect.timeout("5 seconds"),
-    Effect.orElseSucceed(() => undefined)
-  )
-
 /** What becomes of an outcome on `HttpClient.HttpClient`: the response, or the failure that carries the typed error. */
 const settle = (
   request: HttpClientRequest.HttpClientRequest,
@@ -243,7 +225,7 @@ export const make = Effect.gen(function*() {
   return HttpClient.make((request, url) =>
     Effect.gen(function*() {
       const base = yield* currentBase
-      if (!isUnder(url.href, base)) return yield* underlying.execute(request)
+      if (!isBelowApiBase(url.href, base)) return yield* underlying.execute(request)
       const sendable = yield* replayable(request).pipe(
         Effect.mapError((cause) =>
           new HttpClientError.HttpClientError({
@@ -273,7 +255,7 @@ export const make = Effect.gen(function*() {
             refreshAfterRejection: (rejected, s) => tokenResult(tokens.refresh(rejected), s)
           },
           signal,
-          readUsage: (token, s) => promise(usagesWith(underlying, authorized(token), base), s ?? signal)
+          readUsage: (token, s) => promise(readUsageWithClient(underlying, authorized(token), base), s ?? signal)
         })
       )
       return yield* settle(request, outcome, yield* Clock.currentTimeMillis)

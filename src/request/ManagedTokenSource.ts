@@ -7,8 +7,8 @@
  * an `Exit` (never rejects), and a failure mapping from the `Cause` to the
  * `{ ok: false, status, code, message }` the core turns into an error
  * response. What an edge adds on purpose (a configuration that did not
- * resolve, a login of the other region refused, every token set handed out
- * watched) is an option too; the plugin's fast path stays in the plugin,
+ * resolve, every token set handed out watched) is an option too (a login of
+ * the other region is refused by the core itself, `tokens/RegionGuard.ts`); the plugin's fast path stays in the plugin,
  * layered over this source.
  *
  * The two plain failure mappings live here, each a decision with a name:
@@ -47,9 +47,7 @@ export interface ManagedTokenSourceOptions {
   readonly failure: (cause: Cause.Cause<unknown>) => TokenFailure
   /** Answered for every call without running anything (the edge's settings did not resolve). */
   readonly unavailable?: TokenFailure | undefined
-  /** A failure for a token set this edge must not serve (a login of another region), or `undefined`. */
-  readonly refuse?: ((tokens: TokenSet) => TokenFailure | undefined) | undefined
-  /** Sees every token set served, after {@link ManagedTokenSourceOptions.refuse}. */
+  /** Sees every token set served. */
   readonly onTokens?: ((tokens: TokenSet) => void) | undefined
 }
 
@@ -72,8 +70,6 @@ export const makeManagedTokenSource = (options: ManagedTokenSourceOptions): Mana
     const exit = await options.run(effect, signal)
     if (Exit.isFailure(exit)) return options.failure(exit.cause)
     const tokens = exit.value
-    const refused = options.refuse?.(tokens)
-    if (refused) return refused
     options.onTokens?.(tokens)
     return { ok: true, tokens, access: Redacted.value(tokens.accessToken) }
   }

@@ -40,20 +40,21 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Path from "effect/Path"
 import type * as PlatformError from "effect/PlatformError"
-import * as Ref from "effect/Ref"
+import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
-import * as os from "node:os"
 import * as nodePath from "node:path"
 import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
-import { CorruptTokenFileError, LOGIN_HINT, type LockTimeoutError, TokenStoreError } from "../Errors.js"
+import { advised, CorruptTokenFileError, type LockTimeoutError, TokenStoreError } from "../Errors.js"
 import { describeError } from "./Errno.js"
 import { checkFile, checkFolder, type PermissionCheck } from "./StoragePermissions.js"
 import * as FileLock from "../lock/FileLock.js"
 import { KimiAuthConfig, lockWaitFor } from "../config/KimiAuthConfig.js"
-import { recordLoggedOut } from "./LogoutMarker.js"
-import { readRefusal, recordRefusal, type RefreshRefusal } from "./RefreshRefusal.js"
+import { makeMemory } from "./MemoryStore.js"
+import { makeFileNotes, type NoteOps } from "./NoteOps.js"
+import { noteProblem } from "./Notes.js"
+import { recordSpent } from "./SpentRefreshTokens.js"
 import { readSmallFileSync, type SmallFile, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import {
   asideCandidate,
@@ -65,21 +66,24 @@ import {
   isTempFileName,
   judgeTokenFile,
   LOAD_ATTEMPTS,
-  MARKER_LIMIT_BYTES,
-  markerText,
   movedText,
   permissionStep,
-  readMarkerText,
   RESERVED_BYTES,
   secretsToForget,
   tempFileName
 } from "./TokenStoreDecisions.js"
 import { decodeTokenFile, encodeTokenFile, type TokenSet } from "../tokens/TokenSet.js"
 
-export type { InterruptedRefresh }
+export type { InterruptedRefresh, NoteOps }
+/** Re-exported: the in-memory store (see `MemoryStore`). */
+export { makeMemory }
 
-/** The token store. */
-export interface TokenStoreShape {
+/**
+ * The token store: the token file, its lock, and every small note beside it
+ * ({@link NoteOps}: the logout marker, the forced-refresh and refusal notes,
+ * the in-flight marker), so no caller builds a path.
+ */
+export interface TokenStoreShape extends NoteOps {
   /** Absolute path of the token file (`<storageDir>/oauth.json` by default). */
   readonly path: string
   /**
@@ -114,14 +118,8 @@ export interface TokenStoreShape {
    * the shape for older implementations; the file and memory stores have it.
    */
   readonly prepareSave?: Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> | undefined
-  /**
-   * Notes that Kimi refused the refresh token of `refused` for good, for
-   * `status` (see `RefreshRefusal.ts`). Best effort, never fails. Optional:
-   * the memory store has none.
-   */
-  readonly recordRefusal?: ((refused: TokenSet, detail: string) => Effect.Effect<void>) | undefined
-  /** The recorded refusal, when it concerns the refresh token of `stored`. Never fails. */
-  readonly refusalOf?: ((stored: TokenSet) => Effect.Effect<RefreshRefusal | undefined>) | undefined
+  /** Notes that a refresh rotated `spent` away (`oauth.json.spent`, see `SpentRefreshTokens.ts`). Never fails. Optional. */
+  readonly recordSpent?: ((spent: Redacted.Redacted<string>) => Effect.Effect<void>) | undefined
 }
 
 /** Space reserved for one save, and the "refresh in flight" marker around the request. */
@@ -197,8 +195,8 @@ interface FileStore {
   readonly file: string
   /** The storage folder holding it. */
   readonly dir: string
-  /** The "refresh in flight" marker beside it (`oauth.json.refreshing`). */
-  readonly markerPath: string
+  /** The notes beside it, among them the "refresh in flight" marker (`oauth.json.refreshing`). */
+  readonly notes: NoteOps
   /** Its `device_id` is written into every file. */
   readonly identity: DeviceIdentity["Service"]
 }
@@ -281,9 +279,6 @@ const sweepTemps = (s: FileStore): Effect.Effect<void> =>
 const syncDir = (fs: FileSystem.FileSystem, dir: string): Effect.Effect<void> =>
   Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (d) => d.sync)).pipe(Effect.ignore)
 
-/** Removes the "refresh in flight" marker. Never fails. */
-const removeMarker = (s: FileStore): Effect.Effect<void> => s.fs.remove(s.markerPath).pipe(Effect.ignore)
-
 /** Renames a finished temp file over the token file, then makes it durable and clears the marker. */
 const install = (s: FileStore, tmp: string): Effect.Effect<void, TokenStoreError> =>
   Effect.gen(function*() {
@@ -300,7 +295,7 @@ const install = (s: FileStore, tmp: string): Effect.Effect<void, TokenStoreError
       )
     )
     yield* syncDir(s.fs, s.dir)
-    yield* removeMarker(s)
+    yield* s.notes.clearInFlight
     yield* sweepTemps(s)
   })
 
@@ -342,13 +337,6 @@ const rewrite = (fs: FileSystem.FileSystem, p: string, bytes: Uint8Array) =>
     yield* handle.sync
   }))
 
-/** The interrupted refresh the marker tells of ({@link readMarkerText}); an unreadable marker reads as none. */
-const readMarker = (markerPath: string): Effect.Effect<InterruptedRefresh | undefined> =>
-  readCapped(markerPath, MARKER_LIMIT_BYTES).pipe(
-    Effect.map(readMarkerText),
-    Effect.orElseSucceed(() => undefined)
-  )
-
 /**
  * Whether this save may spend the refresh token: {@link RESERVED_BYTES} real
  * bytes (spaces) written to `tmp` and fsynced, so the blocks are allocated
@@ -369,12 +357,6 @@ const reserveSpace = (s: FileStore, tmp: string): Effect.Effect<void, TokenStore
     )
   }))
 
-/** Writes the "refresh in flight" marker ({@link markerText}). Best effort, never fails. */
-const markInFlight = (s: FileStore): Effect.Effect<void> =>
-  Effect.suspend(() =>
-    s.fs.writeFileString(s.markerPath, markerText(process.pid, os.hostname(), new Date()), { mode: FILE_MODE })
-  ).pipe(Effect.ignore)
-
 /** Reserves the space of one save and reads the marker of an interrupted refresh (see {@link PreparedSave}). */
 const prepareSave = (s: FileStore): Effect.Effect<PreparedSave, TokenStoreError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -383,13 +365,13 @@ const prepareSave = (s: FileStore): Effect.Effect<PreparedSave, TokenStoreError,
     // Removed when the scope closes; after a commit it is gone already (renamed), which is ignored.
     yield* Effect.addFinalizer(() => s.fs.remove(tmp).pipe(Effect.ignore))
     yield* reserveSpace(s, tmp)
-    const interrupted = yield* readMarker(s.markerPath)
+    const interrupted = yield* s.notes.readInFlight
     const commit = (tokens: TokenSet) =>
       Effect.gen(function*() {
         yield* rewrite(s.fs, tmp, fileBytes(s, tokens)).pipe(Effect.mapError(writeError(s)))
         yield* install(s, tmp)
       }).pipe(Effect.uninterruptible)
-    return { interrupted, markInFlight: markInFlight(s), abandon: removeMarker(s), commit } satisfies PreparedSave
+    return { interrupted, markInFlight: s.notes.markInFlight, abandon: s.notes.clearInFlight, commit } satisfies PreparedSave
   })
 
 /** A free name beside the file for a damaged copy ({@link asideCandidate}, with a random tail when taken). */
@@ -433,12 +415,15 @@ const moveAside = (s: FileStore, text: string): Effect.Effect<Outcome, TokenStor
     )
     return { _tag: "Changed" } as const
   }).pipe(
-    Effect.mapError(
-      storeError(
-        s.file,
-        `The token file ${s.file} cannot be read as tokens and could not be moved aside; move or delete it ` +
-          `yourself, then ${LOGIN_HINT}`
-      )
+    Effect.mapError((cause) =>
+      new TokenStoreError({
+        path: s.file,
+        ...advised(
+          `The token file ${s.file} cannot be read as tokens and could not be moved aside (${describe(cause)})`,
+          { _tag: "RemovePath", path: s.file }
+        ),
+        cause
+      })
     ),
     Effect.uninterruptible
   )
@@ -480,8 +465,10 @@ const loadOnce = (
       case "Foreign":
         return yield* new TokenStoreError({
           path: s.file,
-          message:
-            `The token file ${s.file} is ${reading.kind}, not a regular file; it was not read. Move it away, then ${LOGIN_HINT}.`
+          ...advised(`The token file ${s.file} is ${reading.kind}, not a regular file, and was not read`, {
+            _tag: "RemovePath",
+            path: s.file
+          })
         })
       case "Damaged": {
         // A file far larger than any token file is moved aside unread (its bytes never loaded).
@@ -490,8 +477,11 @@ const loadOnce = (
         return yield* new CorruptTokenFileError({
           path: s.file,
           movedTo: outcome.movedTo,
-          message: `The token file ${s.file} could not be read: ${reading.reason}. It was moved to ` +
-            `${outcome.movedTo} (nothing was deleted). To log in again, ${LOGIN_HINT}.`
+          ...advised(
+            `The token file ${s.file} could not be read: ${reading.reason}. It was moved to ${outcome.movedTo}, ` +
+              `and nothing was deleted`,
+            { _tag: "LogIn" }
+          )
         })
       }
     }
@@ -512,32 +502,37 @@ const load = (s: FileStore): Effect.Effect<TokenSet | undefined, TokenStoreError
 
 /**
  * Records the fingerprints of the login being removed (`logged-out.json`, see
- * `LogoutMarker`, {@link secretsToForget}) so that no copy of it (OpenCode's
- * `auth.json`) is ever adopted back; then removes the file. A file that does
- * not parse is removed without a record. If the record cannot be written,
- * nothing is removed.
+ * `Notes`, {@link secretsToForget}) so that no copy of it (OpenCode's
+ * `auth.json`) is ever adopted back; then removes the file. The file is read
+ * capped and non-blocking: a FIFO or a folder there never hangs a logout, and
+ * is refused, left as it is, like `load` refuses it. A file that
+ * holds no login is removed without a record. If the record cannot be
+ * written, nothing is removed, and the message says what is in the way.
  */
 const clear = (s: FileStore): Effect.Effect<boolean, TokenStoreError> =>
   Effect.gen(function*() {
-    const text = yield* s.fs.readFileString(s.file).pipe(
-      Effect.catchReason("PlatformError", "NotFound", () => Effect.succeed(undefined)),
-      Effect.orElseSucceed(() => undefined)
-    )
-    const decoded = text === undefined
-      ? undefined
-      : yield* decodeTokenFile(text).pipe(Effect.orElseSucceed(() => undefined))
+    const found = yield* readCapped(s.file, TOKEN_FILE_LIMIT_BYTES).pipe(Effect.orElseSucceed(() => undefined))
+    if (found?._tag === "NotAFile") {
+      return yield* new TokenStoreError({
+        path: s.file,
+        message: `The token file ${s.file} is ${found.kind}, not a regular file, so it holds no login; it was left ` +
+          `as it is. Move it away (mv ${s.file} ${s.file}.bad) if nothing else uses it.`
+      })
+    }
+    const decoded = found?._tag === "Text"
+      ? yield* decodeTokenFile(found.text).pipe(Effect.orElseSucceed(() => undefined))
+      : undefined
     if (decoded !== undefined) {
-      yield* Effect.try({
-        try: () => recordLoggedOut(s.dir, secretsToForget(decoded.tokens)),
-        catch: (cause) =>
+      yield* s.notes.recordLoggedOut(secretsToForget(decoded.tokens)).pipe(
+        Effect.mapError((cause) =>
           new TokenStoreError({
             path: s.file,
             cause,
-            message:
-              `Cannot record the logout in ${s.dir}, so nothing was removed; check that ${s.dir} is writable by you ` +
-              `(${(cause as NodeJS.ErrnoException)?.code ?? "error"})`
+            message: `Cannot record the logout in ${s.dir}, so nothing was removed: ` +
+              noteProblem(s.path.join(s.dir, "logged-out.json"), cause)
           })
-      })
+        )
+      )
     }
     return yield* s.fs.remove(s.file).pipe(
       Effect.as(true),
@@ -557,12 +552,13 @@ export const makeFile: Effect.Effect<
 > = Effect.gen(function*() {
   const settings = yield* KimiAuthConfig
   const file = settings.tokenFilePath
+  const notes = yield* makeFileNotes(file, settings.storageDir)
   const s: FileStore = {
     fs: yield* FileSystem.FileSystem,
     path: yield* Path.Path,
     file,
     dir: settings.storageDir,
-    markerPath: `${file}.refreshing`,
+    notes,
     identity: yield* DeviceIdentity
   }
   const lock = yield* FileLock.make({
@@ -571,44 +567,16 @@ export const makeFile: Effect.Effect<
     staleAfter: settings.staleLockAfter
   })
   return {
+    ...notes,
     path: file,
     load: load(s),
     save: (tokens) => save(s, tokens),
     clear: clear(s),
     withLock: lock.withLock,
     prepareSave: prepareSave(s),
-    recordRefusal: (refused, detail) => recordRefusal(s.fs, file, refused, detail),
-    refusalOf: (stored) => readRefusal(s.fs, file, stored)
+    recordSpent: (spent) => recordSpent(file, spent)
   } satisfies TokenStoreShape
 })
-
-/**
- * An in-memory store with the same semantics (tests): `load` returns what was
- * last saved, `clear` reports whether there was anything, and `withLock` is an
- * in-process lock with the default 30 s bounded wait.
- */
-export const makeMemory = (initial?: TokenSet): Effect.Effect<TokenStoreShape> =>
-  Effect.gen(function*() {
-    const ref = yield* Ref.make<TokenSet | undefined>(initial)
-    const path = "memory:oauth.json"
-    const lock = yield* FileLock.makeInProcess({ path: `${path}.lock`, timeout: "30 seconds" })
-    const marker = yield* Ref.make<InterruptedRefresh | undefined>(undefined)
-    const save = (tokens: TokenSet) => Effect.andThen(Ref.set(ref, tokens), Ref.set(marker, undefined))
-    const prepareSave = Effect.map(Ref.get(marker), (interrupted): PreparedSave => ({
-      interrupted,
-      markInFlight: Ref.set(marker, { pid: process.pid, hostname: "memory", startedAt: new Date().toISOString() }),
-      abandon: Ref.set(marker, undefined),
-      commit: save
-    }))
-    return {
-      path,
-      load: Ref.get(ref),
-      save,
-      prepareSave,
-      clear: Ref.getAndSet(ref, undefined).pipe(Effect.map((previous) => previous !== undefined)),
-      withLock: lock.withLock
-    } satisfies TokenStoreShape
-  })
 
 /** The token store service. */
 export class TokenStore extends Context.Service<TokenStore, TokenStoreShape>()("opencode-kimi-auth/TokenStore") {

@@ -11,20 +11,18 @@
  *
  * @since 0.2.0
  */
+import * as Option from "effect/Option"
 import type * as PlatformError from "effect/PlatformError"
+import * as Schema from "effect/Schema"
 import * as Redacted from "effect/Redacted"
 import type * as Result from "effect/Result"
 import { describeSize, type SmallFile } from "../light/SmallFile.js"
+import { InFlightJson, inFlightNote, interruptedOf, type InterruptedRefresh, UNKNOWN_REFRESH } from "./Notes.js"
 import type { PermissionCheck } from "./StoragePermissions.js"
 import type { TokenFile, TokenFileDecodeError, TokenSet } from "../tokens/TokenSet.js"
 
-/** Who ran a refresh that was interrupted between its request and its save (see `PreparedSave`). */
-export interface InterruptedRefresh {
-  readonly pid: number
-  readonly hostname: string
-  /** ISO time at which the request was about to be sent. */
-  readonly startedAt: string
-}
+export type { InterruptedRefresh }
+export { UNKNOWN_REFRESH }
 
 /** Largest refresh marker read (it holds a pid, a host name and a time). */
 export const MARKER_LIMIT_BYTES = 4096
@@ -120,33 +118,27 @@ export const asideVerdict = (judged: string, moved: string, movedIsLogin: boolea
 export const asideCandidate = (file: string, now: Date): string =>
   `${file}.corrupt-${now.toISOString().replace(/:/g, "-")}`
 
-/** The marker left by a refresh whose owner cannot be read back (unparsable, too large, not a file). */
-export const UNKNOWN_REFRESH: InterruptedRefresh = { pid: 0, hostname: "?", startedAt: "?" }
-
 /**
- * What the "refresh in flight" marker found says: no marker, no interrupted
- * refresh; a marker that cannot be read as one is still an interrupted
- * refresh, of an unknown owner ({@link UNKNOWN_REFRESH}); a field of the
- * wrong type reads as unknown.
+ * What the "refresh in flight" marker found says ({@link interruptedOf}):
+ * no marker, no interrupted refresh; a marker that cannot be read as one is
+ * still an interrupted refresh, of an unknown owner ({@link UNKNOWN_REFRESH});
+ * a field of the wrong type reads as unknown.
  */
-export const readMarkerText = (found: SmallFile): InterruptedRefresh | undefined => {
-  if (found._tag === "Missing") return undefined
-  if (found._tag !== "Text") return UNKNOWN_REFRESH
-  try {
-    const u = JSON.parse(found.text) as Partial<InterruptedRefresh>
-    return {
-      pid: typeof u.pid === "number" ? u.pid : 0,
-      hostname: typeof u.hostname === "string" ? u.hostname : "?",
-      startedAt: typeof u.startedAt === "string" ? u.startedAt : "?"
-    }
-  } catch {
-    return UNKNOWN_REFRESH
-  }
-}
+export const readMarkerText = (found: SmallFile): InterruptedRefresh | undefined =>
+  interruptedOf(
+    found._tag === "Missing"
+      ? found
+      : found._tag !== "Text"
+      ? { _tag: "Unreadable", why: found._tag }
+      : Option.match(Schema.decodeUnknownOption(InFlightJson)(found.text), {
+        onNone: () => ({ _tag: "Unreadable", why: "damaged" }),
+        onSome: (value) => ({ _tag: "Read", value })
+      })
+  )
 
 /** The text of the "refresh in flight" marker this process writes right before its request. */
 export const markerText = (pid: number, hostname: string, now: Date): string =>
-  JSON.stringify({ pid, hostname, startedAt: now.toISOString() }) + "\n"
+  Schema.encodeSync(InFlightJson)(inFlightNote(pid, hostname, now)) + "\n"
 
 /** Name of a writer's temporary file beside the token file `base`: `.oauth.json.<pid>.<random>.tmp`. */
 export const tempFileName = (base: string, pid: number, random: string): string => `.${base}.${pid}.${random}.tmp`

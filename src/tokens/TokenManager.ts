@@ -57,6 +57,8 @@ import type * as Result from "effect/Result"
 import type * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import {
+  advised,
+  adviseWith,
   answerMayBeLost,
   type CorruptTokenFileError,
   type InvalidGrantError,
@@ -72,8 +74,7 @@ import {
   type ServerError
 } from "../Errors.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
-import { isLoggedOut } from "../storage/LogoutMarker.js"
-import { noteForcedRefresh, readForcedRefreshAt } from "../storage/ForcedRefreshLog.js"
+import { removedByLogout } from "../storage/Notes.js"
 import { OAuthClient, type OAuthClientShape } from "../oauth/OAuthClient.js"
 import { backoffDelay, isRetryAfterTooLong, retryAfterTooLong, type RetryPolicy } from "../oauth/Retry.js"
 import { type InterruptedRefresh, type PreparedSave, TokenStore, type TokenStoreShape } from "../storage/TokenStore.js"
@@ -203,7 +204,7 @@ const BUSY_LOCK_BACKOFF_MILLIS = 10_000
 /**
  * Whether a forced refresh for a rejected token should be refused: a refresh
  * forced by a rejection happened less than `windowSeconds` ago (in any
- * process: `lastForcedMillis`, see `ForcedRefreshLog`) and the rejected token,
+ * process: `lastForcedMillis`, and the store's forced-refresh note) and the rejected token,
  * the one on disk, was issued within the window too, so it is most likely
  * what that refresh produced and Kimi refuses it as well. A first rejection
  * (Kimi revoked a token once, even a fresh one) is still healed by a refresh.
@@ -212,11 +213,13 @@ export const refusesAgain = (
   tokens: TokenSet,
   nowSeconds: number,
   lastForcedMillis: number | undefined,
-  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS
+  windowSeconds: number = REJECTED_FRESH_TOKEN_SECONDS,
+  issuedIt?: boolean | undefined
 ): boolean => {
   if (lastForcedMillis === undefined) return false
   const since = nowSeconds * 1000 - lastForcedMillis
-  return since >= 0 && since < windowSeconds * 1000 && issuedMomentsAgo(tokens, nowSeconds, windowSeconds)
+  // `issuedIt`: the note names this very token as what that refresh issued, whatever the clocks say of its age.
+  return since >= 0 && since < windowSeconds * 1000 && (issuedIt === true || issuedMomentsAgo(tokens, nowSeconds, windowSeconds))
 }
 
 const latest = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b))
@@ -233,7 +236,7 @@ const unrefSleep = (duration: Duration.Duration): Effect.Effect<void> =>
   })
 
 const notLoggedIn = (reason: NotLoggedInError["reason"], detail: string) =>
-  new NotLoggedInError({ reason, message: `${detail}; ${LOGIN_HINT}.` })
+  new NotLoggedInError({ reason, ...advised(detail, { _tag: "LogIn" }) })
 
 
 // ---------------------------------------------------------------------------
@@ -287,9 +290,11 @@ export const declinesForcedRefresh = (
   onDisk: TokenSet,
   rejected: Redacted.Redacted<string> | undefined,
   nowSeconds: number,
-  lastForcedMillis: number | undefined
+  lastForcedMillis: number | undefined,
+  issuedIt?: boolean | undefined
 ): boolean =>
-  rejected !== undefined && !replacedSince(onDisk, rejected) && refusesAgain(onDisk, nowSeconds, lastForcedMillis)
+  rejected !== undefined && !replacedSince(onDisk, rejected) &&
+  refusesAgain(onDisk, nowSeconds, lastForcedMillis, REJECTED_FRESH_TOKEN_SECONDS, issuedIt)
 
 /**
  * Whether a refresh that failed for now (a transient fault, a busy lock, an
@@ -377,6 +382,20 @@ export const readRefusal = (
     ? { _tag: "RotatedElsewhere", tokens: again }
     : { _tag: "RefreshAgain", tokens: again }
 
+/**
+ * The refresh token a refresh spent, to note as such: the one `sent`, when
+ * the answer rotated it (new tokens with another refresh token, or an
+ * unusable answer that still carried one); `undefined` when nothing was
+ * rotated (refused, unreachable, or the same refresh token kept).
+ */
+export const spentByRefresh = (
+  sent: Redacted.Redacted<string>,
+  result: Result.Result<TokenSet, { readonly _tag: string; readonly rotatedRefreshToken?: Redacted.Redacted<string> | undefined }>
+): Redacted.Redacted<string> | undefined => {
+  const kept = result._tag === "Success" ? result.success.refreshToken : result.failure.rotatedRefreshToken
+  return kept !== undefined && !sameSecret(kept, sent) ? sent : undefined
+}
+
 /** Tokens the server issued that could not be saved, and the refresh token they replaced. */
 export interface UnsavedTokens {
   readonly tokens: TokenSet
@@ -419,7 +438,8 @@ export const loggedOutElsewhere = (
   read: Result.Result<TokenSet | undefined, unknown>,
   tokens: TokenSet,
   isLoggedOut: (secrets: ReadonlyArray<Redacted.Redacted<string>>) => boolean
-): boolean => read._tag === "Success" && read.success === undefined && isLoggedOut([tokens.refreshToken, tokens.accessToken])
+): boolean =>
+  read._tag === "Success" && removedByLogout(read.success === undefined, () => isLoggedOut([tokens.refreshToken, tokens.accessToken]))
 
 /** Whether a failed refresh is a refusal for good, noted beside the file so that `status` can say so without a request. */
 export const isRefusedForGood = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>
@@ -449,10 +469,13 @@ export const backgroundSleepMillis = (
 }
 
 /** The message of a refusal that an interrupted earlier refresh explains. */
-export const interruptedMessage = (i: InterruptedRefresh): string =>
+export const interruptedMessage = (i: InterruptedRefresh): string => adviseWith(interruptedDetail(i), LOGIN_HINT)
+
+/** {@link interruptedMessage} without the advice. */
+const interruptedDetail = (i: InterruptedRefresh): string =>
   `Your Kimi login was revoked: an earlier token refresh (process ${i.pid} on ${i.hostname}, started ${i.startedAt}) ` +
   `was interrupted, or got no answer in time, after Kimi had rotated the refresh token and before the new tokens ` +
-  `were saved, so the saved refresh token was already spent. Nothing was deleted; ${LOGIN_HINT}.`
+  `were saved, so the saved refresh token was already spent. Nothing was deleted`
 
 // ---------------------------------------------------------------------------
 // Effects: the pieces `make` wires together, over one shared state.
@@ -500,7 +523,7 @@ const done = (tokens: TokenSet): Attempt => ({ _tag: "Done", tokens })
 const loadTokens = (store: TokenStoreShape): Effect.Effect<TokenSet, TokenStoreError | NotLoggedInError> =>
   store.load.pipe(
     Effect.catchTag("CorruptTokenFileError", (e: CorruptTokenFileError) =>
-      Effect.fail(new NotLoggedInError({ reason: "corrupt-file", message: e.message }))),
+      Effect.fail(new NotLoggedInError({ reason: "corrupt-file", message: e.message, detail: e.detail, hint: e.hint }))),
     Effect.flatMap((t) =>
       t === undefined
         ? Effect.fail(notLoggedIn("no-tokens", `You are not logged in to Kimi (no tokens at ${store.path})`))
@@ -577,6 +600,9 @@ const refreshOnce = (m: Manager, base: TokenSet, prepared: PreparedSave) =>
   Effect.gen(function*() {
     yield* prepared.markInFlight
     const result = yield* Effect.result(m.oauth.refreshToken(base.refreshToken, base))
+    // Noted before the save: the sent token is spent even when the new ones cannot be stored.
+    const spent = spentByRefresh(base.refreshToken, result)
+    if (spent !== undefined && m.store.recordSpent) yield* m.store.recordSpent(spent)
     if (result._tag === "Failure") return yield* afterFailedRequest(m, base, prepared, result.failure)
     return yield* saveRefreshed(m, base, result.success, prepared)
   }).pipe(Effect.uninterruptible)
@@ -617,7 +643,7 @@ const afterRefusal = (m: Manager, onDisk: TokenSet, prepared: PreparedSave, nowS
     const reading = readRefusal(onDisk, again, prepared.interrupted, nowSeconds)
     switch (reading._tag) {
       case "Interrupted":
-        return Effect.fail(new NotLoggedInError({ reason: "refresh-rejected", message: interruptedMessage(reading.interrupted) }))
+        return Effect.fail(notLoggedIn("refresh-rejected", interruptedDetail(reading.interrupted)))
       case "Revoked":
         return Effect.fail(revoked(e))
       case "RotatedElsewhere":
@@ -633,10 +659,10 @@ const afterRefusal = (m: Manager, onDisk: TokenSet, prepared: PreparedSave, nowS
 
 /** Notes a refusal for good beside the file (still under the lock, so the file holds the refused token). Nothing is deleted. */
 const noteRefusal = (store: TokenStoreShape, error: TokenError) =>
-  isRefusedForGood(error) && store.recordRefusal
+  isRefusedForGood(error)
     ? store.load.pipe(
       Effect.orElseSucceed(() => undefined),
-      Effect.flatMap((refused) => refused && store.recordRefusal ? store.recordRefusal(refused, error.message.split(";")[0]!) : Effect.void)
+      Effect.flatMap((refused) => refused ? store.recordRefusal(refused, error.message.split(";")[0]!) : Effect.void)
     )
     : Effect.void
 
@@ -664,7 +690,8 @@ const attemptLocked = (m: Manager, rejected: Redacted.Redacted<string> | undefin
         yield* Effect.logDebug("token refresh: another process already refreshed; using the tokens on disk")
         return done(onDisk)
       }
-      if (force && declinesForcedRefresh(onDisk, rejected, now, latest(m.state.lastForcedMillis, readForcedRefreshAt(m.store.path)))) {
+      const seen = force ? yield* m.store.forcedRefreshSeen(onDisk, now * 1000) : undefined
+      if (force && declinesForcedRefresh(onDisk, rejected, now, latest(m.state.lastForcedMillis, seen?.atMillis), seen?.issuedIt)) {
         // The API refused a token issued moments ago: another refresh would not help. The same token back
         // tells the caller (KimiRequest: "Rejected"), and the family is not rotated again.
         yield* Effect.logDebug("token refresh: the API rejected a token issued moments ago; not refreshing again").pipe(
@@ -680,7 +707,7 @@ const attemptLocked = (m: Manager, rejected: Redacted.Redacted<string> | undefin
       if (force && outcome._tag === "Done" && outcome.tokens !== onDisk) {
         // Recorded for every process: a rejection of what this refresh issued is not refreshed again for a while.
         m.state.lastForcedMillis = now * 1000
-        noteForcedRefresh(m.store.path, m.state.lastForcedMillis)
+        yield* m.store.noteForcedRefresh(outcome.tokens, m.state.lastForcedMillis)
       }
       if (outcome._tag === "Done" && prepared.interrupted !== undefined) {
         yield* Effect.logInfo("token refresh: an earlier refresh had been interrupted; the login survived it")
@@ -854,7 +881,7 @@ export const make = (options: TokenManagerOptions = {}) =>
       retryPolicy: { baseDelay: options.retryBaseDelay ?? "500 millis", maxDelay: options.retryMaxDelay ?? "8 seconds" },
       maxRetryMillis: Duration.toMillis(Duration.fromInputUnsafe(options.maxRetryTime ?? "20 seconds")),
       state: { cached: undefined, unsaved: undefined, lastForcedMillis: undefined, retryNotBefore: 0, proactiveFailures: 0, presenceCheckedAt: 0 },
-      loggedOut: (secrets) => isLoggedOut(settings.storageDir, secrets.map((s) => Redacted.value(s))),
+      loggedOut: store.isLoggedOut,
       load: loadTokens(store)
     }
     const checkInterval = Duration.toMillis(Duration.fromInputUnsafe(options.backgroundCheckInterval ?? "60 seconds"))

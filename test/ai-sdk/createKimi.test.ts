@@ -144,7 +144,7 @@ describe("createKimi and the emulator's quota and thinking", () => {
 
   for (const refusal of [403, 429] as const) {
     it(`a used-up quota (${refusal} from the emulator) is one non-retried request and a message with the reset`, async () => {
-      emu = await KimiEmulator.start({ quota: { refusal } })
+      emu = await KimiEmulator.start({ quota: { refusal }, usages: "old" })
       seed(emu.issueTokens())
       emu.exhaustQuota()
       kimi = createKimi({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: dir })

@@ -85,7 +85,7 @@ describe("KimiApi against the emulator", () => {
   })
 
   it("thinking: reasoning_content deltas stream first, then the answer; usage counts the chats; a used-up window is a typed QuotaExceededError", async () => {
-    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 3, weeklyLimit: 50 } })
+    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 3, weeklyLimit: 50 }, usages: "old" })
     const result = await run(emu, emu.issueTokens(), Effect.gen(function*() {
       const kimi = yield* api
       const deltas = yield* kimi.chatStream({ model: "kimi-for-coding", thinking: true, messages: [{ role: "user", content: "think" }] }).pipe(Stream.runCollect)

@@ -1,6 +1,18 @@
 /** The /usages decoder (lenient) and the helpers that show a window. */
 import { describe, expect, it } from "vitest"
-import { blockingWindow, countdown, decodeUsage, type KimiUsage, usedFraction, windowLabel, windowMinutes } from "../../src/api/Usage.js"
+import {
+  blockingWindow,
+  centsOfFixedPoint,
+  countdown,
+  decodeUsage,
+  describeWindow,
+  isExhausted,
+  type KimiUsage,
+  usedFraction,
+  windowLabel,
+  windowMinutes
+} from "../../src/api/Usage.js"
+import { BOOSTER_WALLET } from "../../src/emulator/Quota.js"
 
 const decoded = (u: unknown): KimiUsage => {
   const r = decodeUsage(u)
@@ -82,5 +94,66 @@ describe("window helpers", () => {
   it("countdown reads like a person would say it", () => {
     expect([0, -5, 999, 61_000, 3_600_000 + 5 * 60_000, 2 * 86_400_000 + 3 * 3_600_000].map(countdown))
       .toEqual(["now", "now", "1 s", "1 min 01 s", "1 h 05 min", "2 d 3 h"])
+  })
+})
+
+/** The new plans' answer (kimi-code 2.1.0 reads only this shape): ratios and resets, and the booster wallet. */
+const newPlans = {
+  usages: {
+    limit_5h: { used_ratio: 0.64, reset_time: "2026-12-06T23:00:00Z" },
+    limit_7d: { used_ratio: "0.25", reset_time: "2026-12-10T00:00:00Z" },
+    limit_month_total: { used_ratio: 1, reset_time: "2027-01-01T00:00:00Z" },
+    limit_month_code: { used_ratio: "0.5", reset_time: "2027-01-01T00:00:00Z" }
+  },
+  // $20.00 bought, $12.50 left, $17.50 of a $20.00 monthly cap charged: the emulator's wallet.
+  boosterWallet: BOOSTER_WALLET
+}
+
+describe("decodeUsage: the new plans' shape", () => {
+  it("reads every window with its ratio (number or string) and reset, in the order shown, and says which shape it was", () => {
+    const u = decoded(newPlans)
+    expect(u.shape).toBe("new")
+    expect(u.windows.map((w) => [w.key, w.label, w.kind, w.durationMinutes, w.usedRatio, w.resetsAt?.toISOString()])).toEqual([
+      ["limit_5h", "5-hour", "rolling", 300, 0.64, "2026-12-06T23:00:00.000Z"],
+      ["limit_7d", "weekly", "plan", 10080, 0.25, "2026-12-10T00:00:00.000Z"],
+      ["limit_month_total", "monthly total", "monthly", undefined, 1, "2027-01-01T00:00:00.000Z"],
+      ["limit_month_code", "monthly code", "monthly", undefined, 0.5, "2027-01-01T00:00:00.000Z"]
+    ])
+    expect(u.windows.every((w) => w.used === undefined && w.limit === undefined && w.remaining === undefined)).toBe(true)
+    expect(u.windows.map(usedFraction)).toEqual([0.64, 0.25, 1, 0.5])
+    expect(blockingWindow(u)?.label).toBe("monthly total")
+  })
+
+  it("reads the booster wallet: fixed point amounts (1,000,000 per cent) as cents, the monthly charge limit and use", () => {
+    expect(decoded(newPlans).booster).toEqual({
+      leftCents: 1250,
+      totalCents: 2000,
+      monthlyChargeLimitEnabled: true,
+      monthlyChargeLimitCents: 2000,
+      monthlyUsedCents: 1750,
+      currency: "USD"
+    })
+    expect(centsOfFixedPoint(1)).toBe(1) // a positive amount under one cent is one cent, as kimi-code shows it
+    expect(centsOfFixedPoint(0)).toBe(0)
+    expect(centsOfFixedPoint(-5)).toBe(0)
+    expect(centsOfFixedPoint(2_500_000)).toBe(3)
+  })
+
+  it("is lenient: a missing window, a ratio out of range or not a number, a bad date, extra keys", () => {
+    const u = decoded({
+      usages: { limit_5h: { used_ratio: 1.7, reset_time: "soon" }, limit_7d: "x", limit_month_code: { used_ratio: "lots" }, limit_1d: { used_ratio: 0.1 } },
+      boosterWallet: { balance: "none", monthlyUsed: { priceInCents: "300" } }
+    })
+    expect(u.windows.map((w) => [w.label, w.usedRatio, w.resetsAt])).toEqual([["5-hour", 1, undefined], ["monthly code", undefined, undefined]])
+    expect(isExhausted(u.windows[0]!)).toBe(true)
+    expect(isExhausted(u.windows[1]!)).toBe(false)
+    expect(u.booster).toMatchObject({ leftCents: undefined, monthlyUsedCents: 300, monthlyChargeLimitEnabled: undefined })
+    expect(decoded({ usages: {} })).toMatchObject({ shape: "new", windows: [] })
+    expect(decoded({ usage: { limit: "1" } }).shape).toBe("old")
+  })
+
+  it("names a used-up window of the new shape by its share", () => {
+    const u = decoded({ usages: { limit_5h: { used_ratio: "1", reset_time: "2026-12-06T23:00:00Z" } } })
+    expect(describeWindow(blockingWindow(u)!)).toBe("5-hour window: 100% used")
   })
 })

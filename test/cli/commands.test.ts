@@ -22,7 +22,7 @@ import {
 import { storedTokenLine, tokenChangeLine } from "../../src/cli/commands/token.js"
 import { ExitCode } from "../../src/cli/ExitCode.js"
 import { isoSeconds } from "../../src/cli/Output.js"
-import { defectKind, defectMessage, errorEvent, stackFrames } from "../../src/cli/RunCommand.js"
+import { defectKind, defectMessage, errorEvent, stackFrames } from "../../src/cli/RunCommandDecisions.js"
 import type { LoginStatus } from "../../src/oauth/LoginStatus.js"
 import type { DeviceAuthorization } from "../../src/oauth/OAuthClient.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"

@@ -171,7 +171,8 @@ describe("kimi-auth emulator", () => {
 
   it("quota flags: /usages shows the limits, the chat past the limit gets Kimi's 429; --rate-limited refuses every chat", async () => {
     const emulator = await startEmulator([
-      "--port", "0", "--auto-approve", "200", "--interval", "1", "--quota-5h", "2", "--quota-week", "5", "--quota-refusal", "429"
+      "--port", "0", "--auto-approve", "200", "--interval", "1", "--quota-5h", "2", "--quota-week", "5", "--quota-refusal", "429",
+      "--usages", "old"
     ])
     for (let i = 0; i < 100 && !emulator.stdout().includes("Quota:"); i++) await new Promise((r) => setTimeout(r, 50))
     expect(emulator.stdout()).toContain("Quota:         2 chat completions per 5 hours, 5 per week")

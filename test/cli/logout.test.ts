@@ -11,7 +11,7 @@ import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
 import { KimiOAuthClient } from "../../src/index.js"
-import { isLoggedOut, logoutMarkerPath, recordLoggedOut } from "../../src/storage/LogoutMarker.js"
+import { isLoggedOut, logoutMarkerPath, recordLoggedOut } from "../../src/storage/Notes.js"
 import { regionPlugin } from "../../src/opencode/KimiPlugin.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 

@@ -12,6 +12,7 @@ import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
 import * as KimiApi from "../../src/api/KimiApi.js"
 import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
 import type { KimiUsage } from "../../src/api/Usage.js"
+import { BOOSTER_WALLET } from "../../src/emulator/Quota.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { type Reply, type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
 
@@ -49,7 +50,7 @@ describe("kimi-auth usage against the emulator", () => {
     })
 
   it("text and --json show what the emulator counted", async () => {
-    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 4, weeklyLimit: 40 } })
+    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 4, weeklyLimit: 40 }, usages: "old" })
     const tokens = emu.issueTokens()
     seed(tokens.accessToken, tokens.refreshToken)
     for (let i = 0; i < 3; i++) expect((await chat(emu, tokens.accessToken)).status).toBe(200)
@@ -157,5 +158,80 @@ describe("kimi-auth usage against a scripted server", () => {
     const r = await runCli(["usage"], env)
     expect(r.code).toBe(6)
     expect(r.stderr).toMatch(/answered 502 to \/usages/)
+  })
+})
+
+/** The new plans' answer (kimi-code 2.1.0's shape): shares and resets, no counts, and the booster wallet. */
+const newPlans = () => ({
+  usages: {
+    limit_5h: { used_ratio: 1, reset_time: inHours(2) },
+    limit_7d: { used_ratio: "0.25", reset_time: inHours(50) },
+    limit_month_total: { used_ratio: 0.4, reset_time: inHours(300) },
+    limit_month_code: { used_ratio: "0.1", reset_time: inHours(300) }
+  },
+  boosterWallet: BOOSTER_WALLET
+})
+
+/** `kimi-auth usage`'s lines against a server answering `body`, checked to have succeeded quietly. */
+const usageLinesOf = async (body: unknown, flags: ReadonlyArray<string> = []) => {
+  seed()
+  const r = await runCli(["usage", ...flags], await start(() => ({ status: 200, body })))
+  expect(r.stderr).toBe("")
+  expect(r.code).toBe(0)
+  return r.stdout.trimEnd().split("\n")
+}
+
+describe("kimi-auth usage: the new plans' /usages shape", () => {
+  const reset = (countdown: string) => `resets \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d UTC([+-]\\d{1,2}(:\\d\\d)?)? \\(in ${countdown}\\)`
+
+  it("text: every window with its share, local reset and countdown; the booster wallet and the monthly charge limit", async () => {
+    const lines = await usageLinesOf(newPlans())
+    expect(lines[0]).toMatch(new RegExp(`^5-hour {9}█{20} 100% {2}${reset("2 h 00 min")} {2}used up$`))
+    expect(lines[1]).toMatch(new RegExp(`^weekly {9}█{5}░{15} {2}25% {2}${reset("2 d 2 h")}$`))
+    expect(lines[2]).toMatch(new RegExp(`^monthly total {2}█{8}░{12} {2}40% {2}${reset("12 d 12 h")}$`))
+    expect(lines[3]).toMatch(new RegExp(`^monthly code {3}█{2}░{18} {2}10% {2}${reset("12 d 12 h")}$`))
+    expect(lines.slice(4)).toEqual(["booster wallet: $12.50 left of $20.00", "monthly charge limit: $17.50 of $20.00 used"])
+  })
+
+  it("--json: the windows (not an empty list), their shares and resets, the shape and the booster wallet", async () => {
+    const out = JSON.parse((await usageLinesOf(newPlans(), ["--json"])).join("\n"))
+    expect(out.shape).toBe("new")
+    expect(out.windows.map((w: Record<string, unknown>) => [w["key"], w["label"], w["used_ratio"], w["used_percent"], w["exhausted"]])).toEqual([
+      ["limit_5h", "5-hour", 1, 100, true],
+      ["limit_7d", "weekly", 0.25, 25, false],
+      ["limit_month_total", "monthly total", 0.4, 40, false],
+      ["limit_month_code", "monthly code", 0.1, 10, false]
+    ])
+    expect(out.windows[0]).toMatchObject({ limit: null, used: null, remaining: null, duration_minutes: 300 })
+    expect(out.windows[0].resets_in_seconds).toBeGreaterThan(7100)
+    expect(out.booster).toEqual({
+      left_cents: 1250,
+      total_cents: 2000,
+      monthly_charge_limit_enabled: true,
+      monthly_charge_limit_cents: 2000,
+      monthly_used_cents: 1750,
+      currency: "USD"
+    })
+  })
+
+  it("against the emulator's default (new) shape: the facade, the Effect service and the CLI agree", async () => {
+    emu = await KimiEmulator.start({ quota: { fiveHourLimit: 4 } })
+    const tokens = emu.issueTokens()
+    seed(tokens.accessToken, tokens.refreshToken)
+    emu.exhaustQuota("fiveHour")
+    const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emu.oauthHost, KIMI_CODE_BASE_URL: emu.apiBaseUrl })
+    const out = JSON.parse((await runCli(["usage", "--json"], env)).stdout)
+    expect(out.windows.map((w: { label: string; exhausted: boolean }) => [w.label, w.exhausted])).toEqual([
+      ["5-hour", true], ["weekly", false], ["monthly total", false], ["monthly code", false]
+    ])
+    const client = new KimiOAuthClient({ oauthHost: emu.oauthHost, apiBaseUrl: emu.apiBaseUrl, storageDir: storage() })
+    const viaFacade = await client.usage().finally(() => client.dispose())
+    expect(viaFacade.shape).toBe("new")
+    expect(viaFacade.windows.map((w) => [w.label, w.usedRatio])).toEqual(
+      out.windows.map((w: { label: string; used_ratio: number }) => [w.label, w.used_ratio])
+    )
+    // The started window's reset is fixed (an unstarted one reports "a window started now").
+    expect(viaFacade.windows[0]!.resetsAt?.toISOString()).toBe(out.windows[0].resets_at)
+    expect(viaFacade.booster?.leftCents).toBe(1250)
   })
 })

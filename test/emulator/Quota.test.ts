@@ -20,7 +20,7 @@ describe("emulator quota", () => {
   it.effect("GET /usages needs a bearer token and answers Kimi's shape, numbers as strings, resets from the Clock", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(Date.parse("2026-11-30T12:00:00.000Z"))
-      const emu = yield* KimiEmulator.make({ accessTokenTtlSeconds: 30 * 86400, quota: { fiveHourLimit: 3, weeklyLimit: 10 }, region: "global" })
+      const emu = yield* KimiEmulator.make({ accessTokenTtlSeconds: 30 * 86400, quota: { fiveHourLimit: 3, weeklyLimit: 10 }, region: "global", usages: "old" })
       const { accessToken } = emu.issueTokens()
       const refused = yield* P(() => usages(emu.apiBaseUrl))
       assert.strictEqual(refused.status, 401)
@@ -109,7 +109,7 @@ describe("emulator quota", () => {
 
   it.effect("the handle's switches: exhaust one window or both, reset, change the refusal, rate-limit", () =>
     Effect.gen(function*() {
-      const emu = yield* KimiEmulator.make()
+      const emu = yield* KimiEmulator.make({ usages: "old" })
       const { accessToken } = emu.issueTokens()
       const status = () => P(() => chat(emu.apiBaseUrl, accessToken, hello)).pipe(Effect.map((r) => r.status))
       assert.deepStrictEqual(
@@ -142,5 +142,36 @@ describe("emulator quota", () => {
       assert.strictEqual(yield* status(), 403)
       // Counted since the last reset: the one 200; the refusal and the rate limit are not.
       assert.strictEqual(emu.quota().weekly.used, 1)
+    }))
+
+  it.effect("the new plans' shape by default: every window as a ratio with its reset, the booster wallet; `setQuota` switches shapes", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(Date.parse("2026-11-30T12:00:00.000Z"))
+      const emu = yield* KimiEmulator.make({ accessTokenTtlSeconds: 30 * 86400, quota: { fiveHourLimit: 4, weeklyLimit: 10, monthlyLimit: 20 } })
+      const { accessToken } = emu.issueTokens()
+      assert.strictEqual((yield* P(() => chat(emu.apiBaseUrl, accessToken, hello))).status, 200)
+      const body = (yield* P(() => usages(emu.apiBaseUrl, accessToken))).json
+      assert.deepStrictEqual(body, {
+        usages: {
+          limit_5h: { used_ratio: 0.25, reset_time: "2026-11-30T17:00:00.000Z" },
+          limit_7d: { used_ratio: 0.1, reset_time: "2026-12-07T12:00:00.000Z" },
+          limit_month_total: { used_ratio: 0.05, reset_time: "2026-12-30T12:00:00.000Z" },
+          limit_month_code: { used_ratio: 0.05, reset_time: "2026-12-30T12:00:00.000Z" }
+        },
+        boosterWallet: {
+          balance: { type: "BOOSTER", amount: "2000000000", amountLeft: "1250000000" },
+          monthlyChargeLimitEnabled: true,
+          monthlyChargeLimit: { priceInCents: 2000, currency: "USD" },
+          monthlyUsed: { priceInCents: 1750, currency: "USD" }
+        }
+      })
+      emu.exhaustQuota("monthlyCode")
+      assert.strictEqual((yield* P(() => chat(emu.apiBaseUrl, accessToken, hello))).status, 403)
+      const used = (yield* P(() => usages(emu.apiBaseUrl, accessToken))).json
+      assert.strictEqual(used.usages.limit_month_code.used_ratio, 1)
+      assert.strictEqual(used.usages.limit_month_total.used_ratio, 0.05)
+      emu.setQuota({ usages: "old" })
+      const old = (yield* P(() => usages(emu.apiBaseUrl, accessToken))).json
+      assert.deepStrictEqual(Object.keys(old).sort(), ["limits", "parallel", "totalQuota", "usage", "user"])
     }))
 })

@@ -30,24 +30,56 @@ const nearMiss = fc.record(
   { requiredKeys: [] }
 )
 
+/** The new plans' shape, near misses included: ratios of any type, windows of any type, a wallet of any shape. */
+const ratioWindow = fc.oneof(
+  fc.record({ used_ratio: fc.oneof(quantity, fc.double({ min: -2, max: 3 })), reset_time: fc.oneof(fc.date({ noInvalidDate: false }).map((d) => (Number.isNaN(d.getTime()) ? "x" : d.toISOString())), fc.string(), fc.integer()) }, { requiredKeys: [] }),
+  fc.anything()
+)
+const price = fc.oneof(fc.record({ priceInCents: quantity, currency: fc.oneof(fc.string(), fc.anything()) }, { requiredKeys: [] }), fc.anything())
+const newShape = fc.record(
+  {
+    usages: fc.oneof(
+      fc.record({ limit_5h: ratioWindow, limit_7d: ratioWindow, limit_month_total: ratioWindow, limit_month_code: ratioWindow }, { requiredKeys: [] }),
+      fc.anything()
+    ),
+    boosterWallet: fc.oneof(
+      fc.record({
+        balance: fc.oneof(fc.record({ type: fc.string(), amount: quantity, amountLeft: quantity }, { requiredKeys: [] }), fc.anything()),
+        monthlyChargeLimitEnabled: fc.oneof(fc.boolean(), fc.anything()),
+        monthlyChargeLimit: price,
+        monthlyUsed: price
+      }, { requiredKeys: [] }),
+      fc.anything()
+    )
+  },
+  { requiredKeys: [] }
+)
+
 const finiteOrUndefined = (n: unknown) => n === undefined || (typeof n === "number" && Number.isFinite(n))
 
 describe("Kimi API decoders under fuzzing", () => {
   it(`decodeUsage: ${RUNS} bodies, never a throw, a valid shape, no echo`, () => {
     fc.assert(
-      fc.property(fc.oneof(nearMiss, fc.anything()), (body) => {
+      fc.property(fc.oneof(nearMiss, newShape, fc.anything()), (body) => {
         const r = decodeUsage(body)
         if (r._tag === "Failure") {
           expect(r.failure).not.toContain(SECRET)
           return
         }
         for (const w of r.success.windows) {
-          expect(["plan", "rolling"]).toContain(w.kind)
+          expect(["plan", "rolling", "monthly"]).toContain(w.kind)
+          if (w.usedRatio !== undefined) expect(w.usedRatio >= 0 && w.usedRatio <= 1).toBe(true)
           expect(typeof w.label).toBe("string")
           for (const n of [w.limit, w.used, w.remaining, w.durationMinutes]) expect(finiteOrUndefined(n)).toBe(true)
           if (w.resetsAt !== undefined) expect(Number.isNaN(w.resetsAt.getTime())).toBe(false)
         }
         expect(finiteOrUndefined(r.success.parallelLimit)).toBe(true)
+        const b = r.success.booster
+        if (b !== undefined) {
+          for (const n of [b.leftCents, b.totalCents, b.monthlyChargeLimitCents, b.monthlyUsedCents]) {
+            expect(n === undefined || (Number.isSafeInteger(n) || Number.isFinite(n))).toBe(true)
+          }
+        }
       }),
       { numRuns: RUNS }
     )

@@ -210,3 +210,12 @@ describe("homeFolder: $HOME as set, the same under Node and Bun", () => {
     assert.strictEqual(homeFolder({}), os.homedir())
   })
 })
+
+describe("X-Msh-Platform", () => {
+  it("kimi_cli by default; KIMI_MSH_PLATFORM changes it (blank is ignored); the platform option beats both", () => {
+    assert.strictEqual(ok(resolveSettings({}, {})).platform, "kimi_cli")
+    assert.strictEqual(ok(resolveSettings({}, { KIMI_MSH_PLATFORM: "kimi_code_cli" })).platform, "kimi_code_cli")
+    assert.strictEqual(ok(resolveSettings({}, { KIMI_MSH_PLATFORM: "  " })).platform, "kimi_cli")
+    assert.strictEqual(ok(resolveSettings({ platform: "other" }, { KIMI_MSH_PLATFORM: "kimi_code_cli" })).platform, "other")
+  })
+})

@@ -5,9 +5,20 @@
  * holds, and what the user reads when a wait gives up.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import {
   backoffMillis,
   cannotRemoveNote,
+  comparePidScope,
+  INITIAL_PID_NAMESPACE,
+  isFolder,
+  MAX_TRIES_AT_ONCE,
+  notAFile,
+  type PidScope,
+  scopedHostname,
+  triesAtOnce,
   type HolderProbe,
   type HolderState,
   heartbeatOf,
@@ -28,17 +39,22 @@ import {
   sameLock,
   toSnapshot,
   type WatchedBeat
-} from "../../src/lock/FileLock.js"
+} from "../../src/lock/FileLockDecisions.js"
 
 const host = "box"
 const info: LockInfo = { pid: 4242, hostname: host, acquiredAt: "2026-12-02T18:00:00.000Z", token: "t1", startTime: "linux:100" }
+
+/** Where the waiter stands, as in the tables before PID namespaces were recorded: neither side knows one. */
+const at = (platform: NodeJS.Platform, hostname = host) => ({ hostname, platform, pidNamespace: undefined, bootId: undefined })
+const judge = (lock: LockInfo | undefined, hostname: string, platform: NodeJS.Platform, p: HolderProbe): HolderState =>
+  Effect.runSync(judgeHolder(lock, at(platform, hostname), p))
 
 /** A host whose answers are given, counting how often it was asked. */
 const probe = (alive: boolean, startTime: string | undefined) => {
   const asked = { alive: 0, startTime: 0 }
   const p: HolderProbe = {
     isAlive: () => (asked.alive++, alive),
-    startTime: () => (asked.startTime++, startTime)
+    startTime: () => Effect.sync(() => (asked.startTime++, startTime))
   }
   return { p, asked }
 }
@@ -67,19 +83,19 @@ describe("judgeHolder: whose lock is it", () => {
   ]
   for (const row of rows) {
     it(`${row.name}: ${row.expected}`, () => {
-      assert.strictEqual(judgeHolder(row.info, host, row.platform, probe(row.alive, row.startTime).p), row.expected)
+      assert.strictEqual(judge(row.info, host, row.platform, probe(row.alive, row.startTime).p), row.expected)
     })
   }
 
   it("asks the host only what the answer depends on (each question spawns a tool on Windows)", () => {
     const remote = probe(true, "linux:100")
-    judgeHolder({ ...info, hostname: "other" }, host, "linux", remote.p)
+    judge({ ...info, hostname: "other" }, host, "linux", remote.p)
     assert.deepStrictEqual(remote.asked, { alive: 0, startTime: 0 })
     const free = probe(false, "linux:100")
-    judgeHolder(info, host, "linux", free.p)
+    judge(info, host, "linux", free.p)
     assert.deepStrictEqual(free.asked, { alive: 1, startTime: 0 })
     const old = probe(true, "linux:100")
-    judgeHolder({ ...info, startTime: undefined }, host, "linux", old.p)
+    judge({ ...info, startTime: undefined }, host, "linux", old.p)
     assert.deepStrictEqual(old.asked, { alive: 1, startTime: 0 })
   })
 })
@@ -289,5 +305,117 @@ describe("what the user reads", () => {
       "Cannot create the lock file /d/x.lock (permission denied). Check that /d exists, is a folder you own, is " +
         "writable by you, and that the disk is not full."
     )
+  })
+})
+
+describe("issue 22: a holder whose pid means something else from where the waiter stands", () => {
+  const ns = "pid:[4026532175]"
+  const boot = "95126bed-9f1b-443a-aef5-8d2756a66f84"
+  const here: PidScope = { hostname: host, platform: "linux", pidNamespace: INITIAL_PID_NAMESPACE, bootId: boot }
+  const mine: LockInfo = { ...info, platform: "linux", pidNamespace: INITIAL_PID_NAMESPACE, bootId: boot }
+
+  describe("comparePidScope", () => {
+    const rows: ReadonlyArray<readonly [string, LockInfo, PidScope, "same" | "foreign" | "partial"]> = [
+      ["same host, namespace and boot", mine, here, "same"],
+      ["another PID namespace, same host name (a container, bwrap, flatpak, unshare -p)", { ...mine, pidNamespace: ns }, here, "foreign"],
+      ["another boot (a reboot, or two machines sharing a host name and a home folder)", { ...mine, bootId: "other" }, here, "foreign"],
+      ["another platform with the same host name (Wine on Linux)", { ...mine, platform: "win32" }, here, "foreign"],
+      ["another host", { ...mine, hostname: "other" }, here, "foreign"],
+      ["a lock of an older release (no namespace, no boot) seen from Linux", info, here, "partial"],
+      ["a waiter that cannot read its own namespace", mine, { ...here, pidNamespace: undefined }, "partial"],
+      ["neither side knows namespaces (macOS, Windows)", info, { ...here, platform: "darwin", pidNamespace: undefined, bootId: undefined }, "same"]
+    ]
+    for (const [name, lock, where, expected] of rows) {
+      it(`${name}: ${expected}`, () => assert.strictEqual(comparePidScope(lock, where), expected))
+    }
+  })
+
+  describe("judgeHolder across scopes", () => {
+    const rows: ReadonlyArray<{
+      readonly name: string
+      readonly info: LockInfo
+      readonly alive: boolean
+      readonly startTime: string | undefined
+      readonly expected: HolderState
+    }> = [
+      // Before: "gone" (pid 1 here is another process; a free pid here is a live holder there): a live lock broken.
+      { name: "another namespace, its pid is another process here", info: { ...mine, pid: 1, pidNamespace: ns }, alive: true, startTime: "linux:5", expected: "unknown" },
+      { name: "another namespace, its pid is free here", info: { ...mine, pidNamespace: ns }, alive: false, startTime: undefined, expected: "unknown" },
+      { name: "another boot, its pid is free", info: { ...mine, bootId: "other" }, alive: false, startTime: undefined, expected: "unknown" },
+      { name: "same namespace, pid free", info: mine, alive: false, startTime: undefined, expected: "gone" },
+      { name: "same namespace, pid reused", info: mine, alive: true, startTime: "linux:999", expected: "gone" },
+      { name: "same namespace, same start time", info: mine, alive: true, startTime: "linux:100", expected: "alive" },
+      { name: "an older release's lock, pid and start time match: alive", info, alive: true, startTime: "linux:100", expected: "alive" },
+      { name: "an older release's lock, pid free: may be another namespace's", info, alive: false, startTime: undefined, expected: "unknown" },
+      { name: "an older release's lock, pid reused or another namespace's", info, alive: true, startTime: "linux:999", expected: "unknown" }
+    ]
+    for (const row of rows) {
+      it(`${row.name}: ${row.expected}`, () => {
+        assert.strictEqual(Effect.runSync(judgeHolder(row.info, here, probe(row.alive, row.startTime).p)), row.expected)
+      })
+    }
+
+    it("another scope asks the host nothing", () => {
+      const p = probe(true, "linux:100")
+      Effect.runSync(judgeHolder({ ...mine, pidNamespace: ns }, here, p.p))
+      assert.deepStrictEqual(p.asked, { alive: 0, startTime: 0 })
+    })
+  })
+
+  describe("scopedHostname: what older releases compare", () => {
+    const rows: ReadonlyArray<readonly [string, string | undefined, string]> = [
+      ["linux", INITIAL_PID_NAMESPACE, "box"],
+      ["linux", ns, "box (pid namespace 4026532175)"],
+      ["linux", undefined, "box (pid namespace unknown)"],
+      ["linux", "odd", "box (pid namespace odd)"],
+      ["darwin", undefined, "box"],
+      ["win32", undefined, "box"]
+    ]
+    for (const [platform, pidNamespace, expected] of rows) {
+      it(`${platform}, ${pidNamespace}: ${expected}`, () => assert.strictEqual(scopedHostname("box", platform, pidNamespace), expected))
+    }
+  })
+
+  it("the previous release reads a new lock: same fields, the new ones ignored, so a sandboxed holder's lock is another host's to it", () => {
+    // The previous release's decoder, as it shipped.
+    const previous = Schema.decodeUnknownOption(Schema.fromJsonString(Schema.Struct({
+      pid: Schema.Number,
+      hostname: Schema.String,
+      acquiredAt: Schema.String,
+      token: Schema.String,
+      startTime: Schema.optional(Schema.String)
+    })))
+    const sandboxed = newLockInfo({
+      pid: 1,
+      hostname: scopedHostname("box", "linux", ns),
+      acquiredAt: new Date("2026-12-02T18:00:00.000Z"),
+      token: "t",
+      startTime: "linux:5",
+      platform: "linux",
+      pidNamespace: ns,
+      bootId: boot
+    })
+    const old = Option.getOrThrow(previous(lockFileContent(sandboxed)))
+    assert.deepStrictEqual(old, { pid: 1, hostname: "box (pid namespace 4026532175)", acquiredAt: "2026-12-02T18:00:00.000Z", token: "t", startTime: "linux:5" })
+    // The previous release checks the pid only when the host name is its own (`box`): it watches the heartbeat instead.
+    assert.notStrictEqual(old.hostname, "box")
+    assert.deepStrictEqual(toSnapshot({ identity: "1", mtimeMillis: 0, raw: lockFileContent(sandboxed) }).info, sandboxed)
+  })
+})
+
+describe("odd things at the lock path, and bounded tries", () => {
+  it("a link, a folder, a FIFO or a device holds no lock info", () => {
+    for (const raw of [notAFile("symbolic link", 0o120777), notAFile("folder", 0o40700), notAFile("other", 0o10644)]) {
+      assert.isUndefined(toSnapshot({ identity: `1:${raw}`, mtimeMillis: 0, raw }).info, raw)
+    }
+    assert.strictEqual(notAFile("other", 0o10644), "<not a regular file: mode 10644>")
+    assert.isTrue(isFolder({ identity: `7:${notAFile("folder", 0o40700)}` }))
+    assert.isFalse(isFolder({ identity: `7:${notAFile("symbolic link", 0o120777)}` }))
+    assert.isFalse(isFolder({ identity: "7:<a folder>x" }))
+  })
+
+  it("triesAtOnce: a waiter retries without sleeping at most a few times in a row", () => {
+    const rows: ReadonlyArray<readonly [number, boolean]> = [[0, true], [MAX_TRIES_AT_ONCE - 1, true], [MAX_TRIES_AT_ONCE, false], [1_000, false]]
+    for (const [n, expected] of rows) assert.strictEqual(triesAtOnce(n), expected, String(n))
   })
 })

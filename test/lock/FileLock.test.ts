@@ -22,6 +22,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as FileLock from "../../src/lock/FileLock.js"
+import { currentScope, processStartTime } from "../../src/lock/ProcessIdentity.js"
 import { compiledLibrary, repoRoot, spawnNode, tempDir } from "../support/tmp.js"
 
 const Platform = Layer.mergeAll(NodeFileSystem.layer, NodePath.layer)
@@ -32,6 +33,13 @@ const makeLock = (lockPath: string, options: Partial<FileLock.FileLockOptions> =
   FileLock.make({ path: lockPath, timeout: "10 seconds", staleAfter: "10 seconds", ...options }).pipe(
     Effect.provide(Platform)
   )
+
+/** This process's host, PID namespace and boot, as its own locks record them: a lock planted with these is "this host's". */
+const thisHost = (() => {
+  const scope = Effect.runSync(currentScope())
+  return { hostname: scope.hostname, platform: scope.platform, pidNamespace: scope.pidNamespace, bootId: scope.bootId }
+})()
+const startTimeOf = (pid: number) => Effect.runSync(processStartTime(pid))
 
 const readInfo = (lockPath: string): FileLock.LockInfo | undefined => {
   try {
@@ -181,7 +189,7 @@ describe("FileLock in one process", () => {
       // Replaced by someone else while held: their lock survives our release.
       yield* lock.withLock(Effect.gen(function*() {
         fs.rmSync(lockPath)
-        plantLock(lockPath, { pid: process.pid, hostname: os.hostname(), token: "someone-else" }, 0)
+        plantLock(lockPath, { pid: process.pid, ...thisHost, token: "someone-else" }, 0)
         yield* Effect.sleep(250)
       }))
       assert.strictEqual(readInfo(lockPath)?.token, "someone-else")
@@ -195,7 +203,7 @@ describe("FileLock in one process", () => {
       let overlaps = 0
       for (let round = 0; round < 30; round++) {
         // Left by a dead process on this host: stale at once.
-        plantLock(lockPath, { hostname: os.hostname(), pid: deadPid }, 60_000)
+        plantLock(lockPath, { ...thisHost, pid: deadPid }, 60_000)
         const locks = yield* Effect.forEach(Array.from({ length: 6 }), () => makeLock(lockPath))
         yield* Effect.forEach(
           locks,
@@ -258,7 +266,7 @@ describe("FileLock in one process", () => {
   it.live("a live holder on this host is never broken for its age, even with a file an hour old (a waiter's clock ahead)", () =>
     Effect.gen(function*() {
       const lockPath = path.join(yield* lockDir, "oauth.json.lock")
-      plantLock(lockPath, { pid: process.pid, hostname: os.hostname(), token: "live", startTime: FileLock.processStartTime(process.pid) }, 3_600_000)
+      plantLock(lockPath, { pid: process.pid, ...thisHost, token: "live", startTime: startTimeOf(process.pid) }, 3_600_000)
       const lock = yield* makeLock(lockPath, { staleAfter: "500 millis", timeout: "2 seconds" })
       const e = yield* Effect.flip(lock.withLock(Effect.void))
       assert.strictEqual(e._tag, "LockTimeoutError")
@@ -269,7 +277,7 @@ describe("FileLock in one process", () => {
   it.live.skipIf(process.platform !== "linux")("a reused pid is not the holder: a lock whose pid now runs a process started at another time is stale at once", () =>
     Effect.gen(function*() {
       const lockPath = path.join(yield* lockDir, "oauth.json.lock")
-      plantLock(lockPath, { pid: process.pid, hostname: os.hostname(), token: "old", startTime: "linux:1" }, 0)
+      plantLock(lockPath, { pid: process.pid, ...thisHost, token: "old", startTime: "linux:1" }, 0)
       const lock = yield* makeLock(lockPath, { staleAfter: "10 seconds", timeout: "5 seconds" })
       const start = Date.now()
       yield* lock.withLock(Effect.sync(() => assert.notStrictEqual(readInfo(lockPath)?.token, "old")))
@@ -278,11 +286,11 @@ describe("FileLock in one process", () => {
 
   it.live.skipIf(process.platform !== "linux")("processStartTime reads /proc/<pid>/stat field 22, and differs between processes", () =>
     Effect.sync(() => {
-      const mine = FileLock.processStartTime(process.pid)
+      const mine = startTimeOf(process.pid)
       assert.match(mine ?? "", /^linux:\d+$/)
-      assert.strictEqual(FileLock.processStartTime(process.pid), mine)
-      assert.isUndefined(FileLock.processStartTime(deadPid))
-      assert.notStrictEqual(FileLock.processStartTime(1), mine)
+      assert.strictEqual(startTimeOf(process.pid), mine)
+      assert.isUndefined(startTimeOf(deadPid))
+      assert.notStrictEqual(startTimeOf(1), mine)
     }))
 
   it.live("the lock appears whole: never empty or half written, even when writing it is slow (a holder paused mid-create)", () =>
@@ -341,7 +349,7 @@ describe("FileLock in one process", () => {
   it.live("a stale lock the waiter may not delete (EPERM): it backs off instead of spinning, and says who must delete it", () =>
     Effect.gen(function*() {
       const lockPath = path.join(yield* lockDir, "oauth.json.lock")
-      plantLock(lockPath, { hostname: os.hostname(), pid: deadPid }, 0)
+      plantLock(lockPath, { ...thisHost, pid: deadPid }, 0)
       let renames = 0
       // As in a sticky folder: another user's file cannot be renamed or removed by us.
       const sticky = Layer.effect(
@@ -377,7 +385,7 @@ describe("FileLock in one process", () => {
   it.live("a live holder that outlasts the timeout fails the waiter with LockTimeoutError", () =>
     Effect.gen(function*() {
       const lockPath = path.join(yield* lockDir, "oauth.json.lock")
-      plantLock(lockPath, { pid: process.pid, hostname: os.hostname(), token: "live" }, 0)
+      plantLock(lockPath, { pid: process.pid, ...thisHost, token: "live" }, 0)
       const lock = yield* makeLock(lockPath, { timeout: "500 millis" })
       const start = Date.now()
       const e = yield* Effect.flip(lock.withLock(Effect.void))

@@ -1,16 +1,22 @@
-/** The plugin core's decisions, each tested directly as a table (src/opencode/PluginCore.ts). */
+/** The plugin core's decisions, each tested directly as a table (src/opencode/PluginCoreDecisions.ts). */
 import * as Redacted from "effect/Redacted"
 import { describe, expect, it } from "vitest"
 import {
   adoptLogLine,
   adoptRule,
+  isAdoptableEntry,
+  notAdoptedMessage,
+  type OAuthEntry,
+  supersededByMoved,
+  tokenSetFromEntry,
+  withAdoptionNote
+} from "../../src/opencode/Adoption.js"
+import {
   type FastToken,
   fastPathRule,
-  isAdoptableEntry,
   isRefusalStatus,
   loginStartOf,
   loginSuccessOf,
-  type OAuthEntry,
   oauthEntryOf,
   QUOTA_ERROR_TYPE,
   quotaResponse,
@@ -18,9 +24,8 @@ import {
   resendTokenRule,
   shouldMirror,
   stillStoredRule,
-  tokenSetFromEntry,
   withIdentityHeaders
-} from "../../src/opencode/PluginCore.js"
+} from "../../src/opencode/PluginCoreDecisions.js"
 import { ERROR_HEADER } from "../../src/request/AuthorizingFetch.js"
 import { PRESENCE_CHECK_MILLIS } from "../../src/tokens/TokenManager.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"
@@ -100,6 +105,53 @@ describe("adopting OpenCode's stored copy", () => {
     })).toBe("kept")
   })
 
+  // A copy that may hold a spent refresh token is never adopted: refreshing it would be a replay (hunt case 8).
+  const spentRules: Array<[string, boolean, boolean, "spent" | "unspent" | "unknown", boolean, string]> = [
+    ["a stored login wins over everything", true, true, "spent", true, "kept"],
+    ["a logout outweighs the spent list", false, true, "spent", true, "logged-out"],
+    ["a listed refresh token", false, false, "spent", false, "spent"],
+    ["an unreadable spent list fails closed", false, false, "unknown", false, "spent-unknown"],
+    ["older than a moved-aside token file", false, false, "unspent", true, "superseded"],
+    ["nothing says it is stale", false, false, "unspent", false, "adopted"]
+  ]
+  for (const [name, stored, loggedOut, spent, superseded, want] of spentRules) {
+    it(`adoptRule, ${name}: ${want}`, () => expect(adoptRule(stored, () => loggedOut, () => spent, () => superseded)).toBe(want))
+  }
+  it("adoptRule reads each check only when the ones before it pass", () => {
+    const never = () => {
+      throw new Error("must not be read")
+    }
+    expect(adoptRule(false, () => true, never, never)).toBe("logged-out")
+    expect(adoptRule(false, () => false, () => "spent", never)).toBe("spent")
+  })
+
+  const moved: Array<[string, number, number | undefined, boolean]> = [
+    ["no token file moved aside", NOW - 60_000, undefined, false],
+    ["the copy's access token expired before the moved file's last write", NOW - 60_000, NOW, true],
+    ["expired exactly then", NOW, NOW, true],
+    ["a copy newer than the moved file (a login made since)", NOW + 900_000, NOW, false]
+  ]
+  for (const [name, expires, movedAt, want] of moved) {
+    it(`supersededByMoved, ${name}: ${want}`, () => expect(supersededByMoved(expires, movedAt)).toBe(want))
+  }
+
+  it("notAdoptedMessage says what happened and how to log in again, for each refusal of a stale copy only", () => {
+    const hint = "run `opencode auth login -p p`"
+    const paths = { tokenFilePath: "/s/oauth.json", movedAside: "/s/oauth.json.corrupt-x" }
+    expect(notAdoptedMessage("spent", "p", hint, paths)).toMatch(/not used: its refresh token was already spent .*\/s\/oauth\.json\.spent.*revoking the whole login\. If you moved \/s\/oauth\.json away, put it back; otherwise log in again: run `opencode auth login -p p`\./)
+    expect(notAdoptedMessage("spent-unknown", "p", hint, paths)).toMatch(/\/s\/oauth\.json\.spent, cannot be read.*Remove or fix that file, or log in again: run/)
+    expect(notAdoptedMessage("superseded", "p", hint, paths)).toMatch(/older than the damaged token file moved aside to \/s\/oauth\.json\.corrupt-x.*Log in again: run/)
+    for (const o of ["kept", "logged-out", "adopted"] as const) expect(notAdoptedMessage(o, "p", hint, paths)).toBeUndefined()
+  })
+
+  it("withAdoptionNote adds the note to a login-required failure only", () => {
+    const required = { ok: false, status: 401, code: "kimi_login_required", message: "Kimi login required: none." } as const
+    const other = { ok: false, status: 503, code: "kimi_auth_unavailable", message: "down" } as const
+    expect(withAdoptionNote(required, "Why.").message).toBe("Kimi login required: none. Why.")
+    expect(withAdoptionNote(required, undefined)).toBe(required)
+    expect(withAdoptionNote(other, "Why.")).toBe(other)
+  })
+
   it("tokenSetFromEntry keeps the tokens, the region and the expiry in seconds; its lifetime is never negative", () => {
     const t = tokenSetFromEntry(entry({ expires: NOW + 3_600_500 }), "global", NOW)
     expect([Redacted.value(t.accessToken), Redacted.value(t.refreshToken), t.tokenType, t.scope]).toEqual(["a", "r", "Bearer", ""])
@@ -111,6 +163,7 @@ describe("adopting OpenCode's stored copy", () => {
     expect(adoptLogLine("adopted", "kimi-code-plan-cn", "/s/t.json")).toBe("plugin: adopted OpenCode's stored login for kimi-code-plan-cn into /s/t.json")
     expect(adoptLogLine("logged-out", "p", "/s")).toMatch(/logged out of; not adopted/)
     expect(adoptLogLine("kept", "p", "/s")).toMatch(/already stored/)
+    for (const o of ["spent", "spent-unknown", "superseded"] as const) expect(adoptLogLine(o, "p", "/s")).toMatch(/spent refresh token .*not adopted/)
   })
 })
 

@@ -5,6 +5,11 @@
  * Effect core; `PluginCore.ts` is only loaded by a dynamic `import()`. This is
  * what keeps OpenCode's start-up (import, `server()`, `config`) free of Effect
  * (BENCHMARKS.md, "Plugin load"). The bundle is checked the same way.
+ *
+ * And the layout shows it: every module those entries and the CLI's fast
+ * path (`src/cli/main.ts`) reach statically lives in `src/light/` or the
+ * entry's own folder, and nothing in `src/light/` imports `effect` or any
+ * module outside `src/light/`.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -26,6 +31,35 @@ const reachable = (entry: string): Map<string, Array<string>> => {
   visit(entry)
   return seen
 }
+
+const relative = (file: string) => path.relative(repoRoot, file).split(path.sep).join("/")
+
+describe("the light layer", () => {
+  it.each([
+    ["src/opencode/server.ts", "src/opencode/"],
+    ["src/opencode/server-v2.ts", "src/opencode/"],
+    ["src/cli/main.ts", "src/cli/"]
+  ])("%s reaches statically only src/light/ and its own folder", (entry, own) => {
+    const files = [...reachable(path.join(repoRoot, entry)).keys()].map(relative)
+    expect(files.length).toBeGreaterThan(1)
+    for (const f of files) expect(f.startsWith("src/light/") || f.startsWith(own), `${entry} reaches ${f}`).toBe(true)
+  })
+
+  it("src/light/ imports no effect and nothing outside src/light/ (node: built-ins aside)", () => {
+    const dir = path.join(repoRoot, "src", "light")
+    const modules = fs.readdirSync(dir).filter((f) => f.endsWith(".ts"))
+    expect(modules.length).toBeGreaterThan(3)
+    for (const m of modules) {
+      const file = path.join(dir, m)
+      // Type-only imports count too: a light module must not even name the core's types.
+      const specs = [...fs.readFileSync(file, "utf8").matchAll(/^\s*(?:import|export)\s+(?:type\s+)?(?:[^"';]*?\sfrom\s+)?["']([^"']+)["']/gm)].map((x) => x[1]!)
+      for (const s of specs) {
+        const ok = s.startsWith("node:") || (s.startsWith("./") && !s.includes("/..") && fs.existsSync(path.join(dir, s.replace(/\.js$/, ".ts"))))
+        expect(ok, `src/light/${m} imports ${s}`).toBe(true)
+      }
+    }
+  })
+})
 
 describe("the OpenCode entry", () => {
   it.each(["server.ts", "server-v2.ts"])("%s imports no effect and not the core, statically, in the sources", (entry) => {

@@ -97,3 +97,42 @@ describe("KimiOAuthClient.fetch", () => {
     expect(emu.requests("/coding/v1/chat/completions")).toHaveLength(0)
   })
 })
+
+describe("KimiOAuthClient on the new plans' /usages shape", () => {
+  const inHours = (h: number) => new Date(Date.now() + h * 3_600_000 + 30_000).toISOString()
+  const newPlans = {
+    usages: {
+      limit_5h: { used_ratio: "1", reset_time: inHours(2) },
+      limit_7d: { used_ratio: 0.5, reset_time: inHours(40) },
+      limit_month_total: { used_ratio: 0.2, reset_time: inHours(300) },
+      limit_month_code: { used_ratio: 0.1, reset_time: inHours(300) }
+    },
+    boosterWallet: { balance: { type: "BOOSTER", amount: "1000000000", amountLeft: "1" }, monthlyChargeLimitEnabled: false }
+  }
+
+  it("fetch: the quota answer names the used-up 5-hour window and its reset", async () => {
+    server = await startScriptedServer((req) =>
+      req.path.endsWith("/usages")
+        ? { status: 200, body: newPlans }
+        : { status: 429, body: { error: { message: "You exceeded your current quota.", type: "exceeded_current_quota_error" } } }
+    )
+    seed()
+    client = new KimiOAuthClient({ oauthHost: server.url, apiBaseUrl: `${server.url}/coding/v1`, storageDir: dir })
+    const r = await client.fetch(`${server.url}/coding/v1/chat/completions`, { method: "POST", body: "{}" })
+    expect(r.status).toBe(403)
+    expect((await r.json()).error.message).toMatch(
+      /usage limit is used up \(5-hour window: 100% used\); it resets at \d{4}-\d\d-\d\d \d\d:\d\d UTC([+-]\d{1,2}(:\d\d)?)? \(in 2 h 00 min\)\./
+    )
+  })
+
+  it("usage(): every window typed (shares, Dates), the shape, and the booster wallet in cents", async () => {
+    server = await startScriptedServer(() => ({ status: 200, body: newPlans }))
+    seed()
+    client = new KimiOAuthClient({ oauthHost: server.url, apiBaseUrl: `${server.url}/coding/v1`, storageDir: dir })
+    const usage = await client.usage()
+    expect(usage.shape).toBe("new")
+    expect(usage.windows.map((w) => [w.label, w.usedRatio])).toEqual([["5-hour", 1], ["weekly", 0.5], ["monthly total", 0.2], ["monthly code", 0.1]])
+    expect(usage.windows[0]!.resetsAt).toBeInstanceOf(Date)
+    expect(usage.booster).toMatchObject({ leftCents: 1, totalCents: 1000, monthlyChargeLimitEnabled: false })
+  })
+})

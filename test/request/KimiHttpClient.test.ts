@@ -184,6 +184,30 @@ describe("KimiHttpClient layer", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("on the new plans' /usages shape: QuotaExceededError names the used-up monthly window (by its share) and its reset", () => {
+    const { layer } = setup(tokenSet(0, 900), (req) =>
+      req.url.endsWith("/usages")
+        ? json(200, {
+          usages: {
+            limit_5h: { used_ratio: 0.2, reset_time: "1970-01-01T05:00:00Z" },
+            limit_7d: { used_ratio: "0.9", reset_time: "1970-01-08T00:00:00Z" },
+            limit_month_code: { used_ratio: "1", reset_time: "1970-01-31T00:00:00Z" }
+          }
+        })
+        : api(req)
+        ? json(403, { error: { message: "You've reached your usage limit for this billing cycle.", type: "permission_error" } })
+        : refreshed(1))
+    return Effect.gen(function*() {
+      const error = yield* Effect.flip((yield* KimiHttpClient).post(`${API}/chat/completions`))
+      assert.strictEqual(error._tag, "QuotaExceededError")
+      if (error._tag !== "QuotaExceededError") return
+      assert.strictEqual(error.window?.label, "monthly code")
+      assert.strictEqual(error.usage?.shape, "new")
+      assert.deepStrictEqual(error.resetsAt, new Date("1970-01-31T00:00:00Z"))
+      assert.match(error.message, /\(monthly code window: 100% used\); it resets at .* \(in 30 d 0 h\)/)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a quota answer fails with QuotaExceededError (window and reset from /usages), never refreshed, never retried by retryTransient", () => {
     const { requests, layer } = setup(tokenSet(0, 900), (req) =>
       req.url.endsWith("/usages")

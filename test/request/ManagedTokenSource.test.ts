@@ -18,6 +18,7 @@ import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
 import { start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
 import {
+  advised,
   ConfigError,
   CorruptTokenFileError,
   InvalidResponseError,
@@ -37,7 +38,7 @@ import {
   type TokenRunner,
   typedFailure
 } from "../../src/request/ManagedTokenSource.js"
-import { otherRegionRefusal, pluginTokenFailure } from "../../src/opencode/PluginCore.js"
+import { pluginTokenFailure } from "../../src/opencode/PluginCoreDecisions.js"
 import { KimiAuthError } from "../../src/promise/KimiOAuthClient.js"
 import type { TokenSet } from "../../src/tokens/TokenSet.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
@@ -81,14 +82,15 @@ const seed = (expiresAt: number, region?: string) => {
 }
 
 /** The runner the plugin and `createKimi` pass: the real manager in a managed runtime, resolving its Exit. */
-const realRun: TokenRunner = (effect, signal) => {
+const runWith = (extra: { readonly region?: "mainland-cn" | "global" }): TokenRunner => (effect, signal) => {
   runtime ??= ManagedRuntime.make(
-    layerNode({ storageDir: dir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl }).pipe(
+    layerNode({ storageDir: dir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl, ...extra }).pipe(
       Layer.provideMerge(Logger.layer([]))
     )
   )
   return runtime.runPromiseExit(effect, signal ? { signal } : undefined)
 }
+const realRun: TokenRunner = runWith({})
 
 /** A runner whose every run ends in `error` (what the manager fails with, as the edges' runners resolve it). */
 const failingRun = (error: unknown): TokenRunner => () => Promise.resolve(Exit.fail(error))
@@ -129,18 +131,17 @@ describe("ManagedTokenSource over the real token manager", () => {
     expect(r.ok && r.token).toBe(stored.access_token)
   })
 
-  it("refuse turns a served set into the edge's failure, and onTokens never sees it (the plugin's region check)", async () => {
+  it("a login of the other region: the core (asked for a region) refuses it, the plugin's mapping says so, onTokens never sees it", async () => {
     seed(now() + 800, "global")
     const seen: Array<TokenSet> = []
     const source = makeManagedTokenSource({
-      run: realRun,
+      run: runWith({ region: "mainland-cn" }),
       failure: plugin,
-      refuse: otherRegionRefusal("kimi-code-plan-cn", "mainland-cn"),
       onTokens: (t) => seen.push(t)
     })
     const r = await source.getTokens()
     expect(r).toMatchObject({ ok: false, status: 401, code: "kimi_region_mismatch" })
-    expect(!r.ok && r.message).toContain("you are logged in at Kimi For Coding (kimi.ai) (global)")
+    expect(!r.ok && r.message).toContain("you are logged in at kimi.ai (global)")
     expect(!r.ok && r.message).toContain("opencode auth login -p kimi-code-plan-cn")
     expect(seen).toHaveLength(0)
     // A login of this provider's own region is served (a fresh manager: the old one holds the set in memory).
@@ -196,7 +197,8 @@ describe("ManagedTokenSource over the real token manager", () => {
 describe("each edge's failure mapping", () => {
   const url = "https://auth.kimi.com/api/oauth/token"
   const errors = {
-    NotLoggedInError: new NotLoggedInError({ reason: "no-tokens", message: "Not logged in: run `kimi-auth login`." }),
+    // The advice as data (errors as data, issue 23): the plugin words the hint, it patches no text.
+    NotLoggedInError: new NotLoggedInError({ reason: "no-tokens", ...advised("Not logged in", { _tag: "LogIn" }) }),
     CorruptTokenFileError: new CorruptTokenFileError({ path: "/x/oauth.json", movedTo: "/x/oauth.json.corrupt", message: "The token file was corrupt." }),
     NetworkError: new NetworkError({ url, message: "Could not reach the Kimi OAuth host." }),
     ServerError: new ServerError({ url, status: 503, excerpt: "", message: "The Kimi OAuth host answered 503." }),
@@ -208,7 +210,7 @@ describe("each edge's failure mapping", () => {
 
   it("the plugin: statuses and codes per failure, OpenCode's command named", async () => {
     const expected: Record<keyof typeof errors, [number, string, string]> = {
-      NotLoggedInError: [401, "kimi_login_required", `Kimi login required: Not logged in: ${pluginLogin}.`],
+      NotLoggedInError: [401, "kimi_login_required", `Kimi login required: Not logged in; ${pluginLogin}.`],
       CorruptTokenFileError: [401, "kimi_login_required", "Kimi login required: The token file was corrupt."],
       NetworkError: [503, "kimi_auth_unavailable", "Could not refresh the Kimi token: Could not reach the Kimi OAuth host."],
       ServerError: [503, "kimi_auth_unavailable", "Could not refresh the Kimi token: The Kimi OAuth host answered 503."],

@@ -12,10 +12,10 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import { forcedRefreshLogPath } from "../../src/storage/ForcedRefreshLog.js"
+import { forcedRefreshPath as forcedRefreshLogPath } from "../../src/storage/Notes.js"
 import { issuedMomentsAgo, refusesAgain, REJECTED_FRESH_TOKEN_SECONDS } from "../../src/tokens/TokenManager.js"
-import { startScriptedServer, type ScriptedServer } from "../support/scriptedServer.js"
-import { repoRoot, spawnNode } from "../support/tmp.js"
+import { refusedFetchesChild, refusedFetchesResult, startRefusingApi } from "../support/refusingApi.js"
+import type { ScriptedServer } from "../support/scriptedServer.js"
 import { storageWithLogin, tokenSet } from "../support/tokens.js"
 
 let server: ScriptedServer | undefined
@@ -49,26 +49,17 @@ describe("refusesAgain", () => {
 describe("an API that answers 401 to every token", () => {
   it("three processes, ten requests each: one refresh in all, then a clear rejection", async () => {
     // The built package (`npm test` builds it first), as the fault lanes use it.
-    const dist = path.join(repoRoot, "dist")
-    let n = 0
-    server = await startScriptedServer((req) => {
-      if (req.path === "/api/oauth/token") {
-        n++
-        return { status: 200, body: { access_token: `at-${n}`, refresh_token: `rt-${n}`, expires_in: 900, token_type: "Bearer" } }
-      }
-      return { status: 401, body: { error: { message: "invalid token", type: "invalid_authentication_error" } } }
-    })
+    server = await startRefusingApi()
     // A login issued 100 s ago, valid for 800 s more: not due, and old enough to be refreshed once.
     const dir = storageWithLogin("kimi-refusing-", 800)
     temps.push(dir)
     const url = server.url
     const outputs = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-      const children = yield* Effect.forEach([1, 2, 3], () =>
-        spawnNode(path.join(repoRoot, "test", "fixtures", "refused-fetches.mjs"), [dist, url, dir, "10"]))
+      const children = yield* Effect.forEach([1, 2, 3], () => refusedFetchesChild(url, dir, 10))
       yield* Effect.forEach(children, (c) => c.exited, { concurrency: "unbounded" })
       return children.map((c) => c.output())
     })))
-    const results = outputs.map((o) => JSON.parse(o.trim().split("\n").pop()!) as { statuses: Array<unknown>; message: string })
+    const results = outputs.map(refusedFetchesResult)
     const refreshes = server.requests.filter((r) => r.path === "/api/oauth/token").length
     const apiCalls = server.requests.filter((r) => r.path === "/coding/v1/models").length
     expect(refreshes).toBe(1)

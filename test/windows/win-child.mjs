@@ -19,7 +19,7 @@
 //                                           TokenStore.load again and again (a pause between loads) until the
 //                                           stop file exists;
 //                                           the access tokens seen, errors, loads without a file.
-//   start-time <pid>                        FileLock's view of <pid>: its start time, alive or not.
+//   start-time <pid>                        The lock's view of <pid> (ProcessIdentity): its start time, alive or not.
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as Effect from "effect/Effect"
@@ -204,12 +204,13 @@ const run = async () => {
     print({ ok: true, opens, torn, missing })
   } else if (mode === "start-time") {
     const pid = Number(rest[0])
-    const FileLock = await load("lock/FileLock.js")
+    // The lock's process identity (lock/FileLock.js imports it): start times are read by async child processes.
+    const ProcessIdentity = await load("lock/ProcessIdentity.js")
     print({
       ok: true,
-      startTime: FileLock.processStartTime(pid) ?? null,
-      ownStartTime: FileLock.processStartTime(process.pid) ?? null,
-      alive: FileLock.isPidAlive(pid)
+      startTime: (await Effect.runPromise(ProcessIdentity.processStartTime(pid))) ?? null,
+      ownStartTime: (await Effect.runPromise(ProcessIdentity.processStartTime(process.pid))) ?? null,
+      alive: ProcessIdentity.isPidAlive(pid)
     })
   } else {
     throw new Error(`unknown mode ${mode}`)

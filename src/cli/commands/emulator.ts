@@ -63,6 +63,9 @@ export interface EmulatorFlags {
   readonly clientId: Option.Option<string>
   readonly quota5h: Option.Option<number>
   readonly quotaWeek: Option.Option<number>
+  readonly quotaMonth?: Option.Option<number> | undefined
+  /** `--usages`: the `/usages` shape answered (default `new`). */
+  readonly usages?: "new" | "old" | undefined
   readonly quotaRefusal: 403 | 429
   readonly rateLimited: boolean
 }
@@ -90,11 +93,13 @@ export const emulatorOptions = (flags: EmulatorFlags): EmulatorOptions => {
     autoApproveAfterMillis: value(flags.autoApprove),
     interval: value(flags.interval),
     accessTokenTtlSeconds: value(flags.accessTokenTtl),
+    usages: flags.usages ?? "new",
     deviceCodeTtlSeconds: value(flags.deviceCodeTtl),
     faults: Object.values(faults).some((v) => v !== undefined) ? faults : undefined,
     quota: {
       fiveHourLimit: value(flags.quota5h),
       weeklyLimit: value(flags.quotaWeek),
+      monthlyLimit: flags.quotaMonth === undefined ? undefined : value(flags.quotaMonth),
       refusal: flags.quotaRefusal,
       rateLimited: flags.rateLimited,
       retryAfterSeconds: value(flags.retryAfter)
@@ -126,6 +131,13 @@ export const emulatorCommand = Command.make(
     ),
     quota5h: optionalNumber("quota-5h", "Chat completions allowed per rolling 5-hour window (default 100)", COUNT),
     quotaWeek: optionalNumber("quota-week", "Chat completions allowed per weekly window (default 1000)", COUNT),
+    quotaMonth: optionalNumber("quota-month", "Chat completions allowed per monthly window (default 4000)", COUNT),
+    usages: Flag.Literals("usages", ["new", "old"]).pipe(
+      Flag.withDefault("new" as const),
+      Flag.withDescription(
+        "The /usages shape: new (the new plans' usages.limit_5h/limit_7d/limit_month_* ratios and boosterWallet) or old (usage + limits[])"
+      )
+    ),
     quotaRefusal: Flag.ChoiceWithValue("quota-refusal", [["403", 403 as const], ["429", 429 as const]]).pipe(
       Flag.withDefault(403 as const),
       Flag.withDescription(
@@ -164,6 +176,7 @@ export const emulatorCommand = Command.make(
   Command.withExamples([
     { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
     { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" },
-    { command: "kimi-auth emulator --quota-5h 3 --quota-refusal 429", description: "A plan used up after three chats" }
+    { command: "kimi-auth emulator --quota-5h 3 --quota-refusal 429", description: "A plan used up after three chats" },
+    { command: "kimi-auth emulator --usages old", description: "Answer /usages in the old shape (usage + limits[])" }
   ])
 )

@@ -11,6 +11,8 @@ import { loginStatus, type LoginStatus } from "../../oauth/LoginStatus.js"
 import { debugFlag, jsonFlag } from "../CommonFlags.js"
 import { ExitCode } from "../ExitCode.js"
 import { bold, dim, green, humanDuration, isoSeconds, out, red } from "../Output.js"
+import { cliLoginCommand, type CliInvoker } from "../../edge/HintWords.js"
+import { currentInvoker } from "../Invoker.js"
 import { run } from "../RunCommand.js"
 
 /** The three things status can say: no login, a login Kimi refused to refresh (dead), a login. */
@@ -25,8 +27,8 @@ export const statusExitCode = (state: StatusState): ExitCode | undefined =>
   state === "LoggedIn" ? undefined : ExitCode.notLoggedIn
 
 /** The command that logs in to the status's region again. */
-export const loginCommandFor = (status: LoginStatus): string =>
-  status.region === "global" ? "kimi-auth login --region global" : "kimi-auth login"
+export const loginCommandFor = (status: LoginStatus, invoker: CliInvoker = "kimi-auth"): string =>
+  cliLoginCommand(status.region, invoker)
 
 /** The device id as printed; none yet says who makes one. */
 const deviceIdText = (status: LoginStatus): string =>
@@ -85,11 +87,11 @@ export interface StatusStyle {
 }
 
 /** The text of a status, as printed on stdout (newline-terminated). */
-export const statusText = (status: LoginStatus, style: StatusStyle): string => {
+export const statusText = (status: LoginStatus, style: StatusStyle, invoker: CliInvoker = "kimi-auth"): string => {
   const tokens = status.tokens
   const refused = status.refreshRefused
   const deviceId = deviceIdText(status)
-  const loginText = loginCommandFor(status)
+  const loginText = loginCommandFor(status, invoker)
   if (tokens === undefined) {
     return `Not logged in to Kimi. Run ${style.bold(loginText)}.\n` +
       style.dim(`  token file: ${status.tokenFilePath}\n  device id:  ${deviceId}\n`)
@@ -121,7 +123,7 @@ export const statusCommand = Command.make("status", { json: jsonFlag, debug: deb
     Effect.gen(function*() {
       const status = yield* loginStatus
       yield* Effect.logDebug(statusDebugLine(status))
-      yield* out(flags.json ? JSON.stringify(statusJson(status)) + "\n" : statusText(status, { bold, dim, red, green }))
+      yield* out(flags.json ? JSON.stringify(statusJson(status)) + "\n" : statusText(status, { bold, dim, red, green }, currentInvoker()))
       return statusExitCode(statusState(status))
     })
   )).pipe(

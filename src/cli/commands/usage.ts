@@ -22,14 +22,15 @@ export const usageCommand = Command.make("usage", { json: jsonFlag, debug: debug
     Effect.gen(function*() {
       const usage = yield* Effect.flatMap(KimiApi, (api) => api.usage).pipe(Effect.provide(KimiApi.layerFromAuth))
       const now = yield* Clock.currentTimeMillis
-      yield* Effect.logDebug(`usage: ${usage.windows.length} window(s) read from /usages`)
+      yield* Effect.logDebug(`usage: ${usage.windows.length} window(s) read from /usages (${usage.shape ?? "no"} shape)`)
       if (flags.json) yield* out(JSON.stringify(usageJson(usage, now)) + "\n")
       else yield* out(usageLines(usage, now, { warn: red, dim, bold }).join("\n") + "\n")
     })
   )).pipe(
     Command.withDescription(
-      "Show the plan's quota from Kimi's /usages: each window (weekly, 5-hour) with used/limit, a bar, and when it " +
-        "resets (local time with its time zone, and a countdown). Uses the stored login. " + exitCodeHelp
+      "Show the plan's quota from Kimi's /usages: each window (5-hour, weekly, monthly total and monthly code; " +
+        "used/limit where Kimi sends counts) with a bar, and when it resets (local time with its time zone, and a " +
+        "countdown); then the booster wallet and the monthly charge limit. Uses the stored login. " + exitCodeHelp
     ),
     Command.withShortDescription("Show the plan's quota: each window's use and when it resets"),
     Command.withExamples([
