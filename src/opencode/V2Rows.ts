@@ -56,7 +56,7 @@ export const rowWithoutLoginMessage = (providerId: string): string =>
   `Log in on this machine: run \`${v2LoginCommand(providerId)}\` (then remove the old row with \`opencode auth logout ${providerId} <its label or id>\`).`
 
 /** Error codes of answers the host must not retry beside a used-up quota ({@link isQuotaFailure}): Kimi's raw quota code, every login failure. */
-const NO_RETRY = /exceeded_current_quota_error|kimi_login_required|kimi_region_mismatch|invalid_authentication_error|kimi_config|kimi_token_storage/
+const NO_RETRY = /exceeded_current_quota_error|kimi_login_required|kimi_region_mismatch|invalid_authentication_error|kimi_config/
 
 /**
  * Whether the host's retry of a failed call should be stopped: a used-up quota or a login

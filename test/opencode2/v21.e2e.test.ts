@@ -125,6 +125,23 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     }
   }, TEST_TIMEOUT)
 
+  it("a configuration the plugin refuses (a plain-http OAuth host off loopback): the message, and the host's retries stopped (2.1's retry decision)", async () => {
+    const { e } = await world()
+    await login(e)
+    const config = JSON.parse(fs.readFileSync(e.configFile, "utf8"))
+    config.plugins = [{ package: plugin, options: { oauthHost: "http://kimi.example.com" } }]
+    fs.writeFileSync(e.configFile, JSON.stringify(config))
+    emulator.clearRequests()
+    const started = Date.now()
+    const r = await e.run(`${CN}/kimi-for-coding`, "Say hello", { timeoutMs: 90_000 })
+    const out = `${r.stdout}\n${r.stderr}`
+    expect(r.stdout).not.toContain(GREETING)
+    expect(out).toContain("kimi.example.com")
+    // without the decision the host retries a 500 five times over ~25 s
+    expect(chats().length, out).toBeLessThanOrEqual(2)
+    expect(Date.now() - started).toBeLessThan(20_000)
+  }, TEST_TIMEOUT)
+
   it("a 401 on a token believed valid: one refresh under the package's lock, one resend, the answer; the row keeps the marker", async () => {
     const { e, tokenFile } = await world()
     await login(e)
