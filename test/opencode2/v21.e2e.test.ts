@@ -7,12 +7,11 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
+import { describe, expect, it } from "vitest"
 import { ACCOUNT_ONLY_MODEL_ID } from "../../src/emulator/Models.js"
 import { isolatedEnv, repoRoot, runCli } from "../support/cli.js"
 import { ensureOpencode, makeOpencodeEnv, type OpencodeEnv } from "../support/opencode.js"
-import { ensureOpencode2, INSTALL_TIMEOUT_MS, makeV2Env, opencode2Missing, type V2Env } from "../support/opencode2.js"
+import { ensureOpencode2, makeV2Env, opencode2Missing, type V2Env, withEmulatorSuite } from "../support/opencode2.js"
 
 const CN = "kimi-code-plan-cn"
 const MARKER = "opencode-kimi-auth:token-file"
@@ -25,33 +24,24 @@ if (missing !== undefined) console.warn(`skipping the OpenCode 2.1 suite: ${miss
 
 describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2", () => {
   let bin: string
-  let emulator: StartedEmulator
   const envs: Array<V2Env | OpencodeEnv> = []
-
-  beforeAll(async () => {
+  const suite = withEmulatorSuite(async () => {
     expect(fs.existsSync(path.join(repoRoot, "dist", "bundle", "server-v2.js")), "run `npm run build` first").toBe(true)
     bin = await ensureOpencode2()
-    emulator = await start({ interval: 1, autoApproveAfterMillis: 500 })
-  }, INSTALL_TIMEOUT_MS)
-  afterEach(async () => {
-    while (envs.length) await envs.pop()?.dispose()
-  })
-  afterAll(async () => {
-    await emulator?.close()
-  })
+  }, envs)
 
   const world = async (env: Record<string, string> = {}) => {
     const e = await makeV2Env({
       bin,
       plugin,
-      apiBaseUrl: emulator.apiBaseUrl,
-      env: { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl, ...env }
+      apiBaseUrl: suite.emulator.apiBaseUrl,
+      env: { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl, ...env }
     })
     envs.push(e)
     return { e, tokenFile: path.join(e.home, ".opencode-kimi-auth", "oauth.json") }
   }
   const readTokens = (file: string) => JSON.parse(fs.readFileSync(file, "utf8"))
-  const chats = () => emulator.requests("/coding/v1/chat/completions")
+  const chats = () => suite.emulator.requests("/coding/v1/chat/completions")
   const login = async (e: V2Env, provider = CN) => {
     const r = await e.login(provider)
     expect(r.code, `${r.stdout}\n${r.stderr}\n${e.logs().slice(-3000)}`).toBe(0)
@@ -71,7 +61,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     expect(rows[0]).toMatchObject({ integration_id: CN, active: true })
     expect(rows[0]!.value).toMatchObject({ type: "oauth", methodID: "kimi-device", refresh: MARKER, access: stored.access_token })
     expect(e.databaseBytes()).not.toContain(stored.refresh_token)
-    emulator.clearRequests()
+    suite.emulator.clearRequests()
     const run = await e.run(`${CN}/kimi-for-coding`, "Say hello")
     answered(run, e)
     // the title call and the answer both pass the hooks in 2.1.2
@@ -88,7 +78,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     const { e } = await world()
     await login(e)
     const bodyOf = async (model: string) => {
-      emulator.clearRequests()
+      suite.emulator.clearRequests()
       const r = await e.run(model, "Say hello")
       answered(r, e)
       return chats().at(-1)!.json as Record<string, unknown>
@@ -106,10 +96,10 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
   it("a used-up quota: the message names its reset, the host's retry is stopped (one call), no refresh", async () => {
     const { e } = await world()
     await login(e)
-    emulator.setQuota({ refusal: 429 })
-    emulator.exhaustQuota()
-    emulator.clearRequests()
-    const refreshes = emulator.stats().refreshes
+    suite.emulator.setQuota({ refusal: 429 })
+    suite.emulator.exhaustQuota()
+    suite.emulator.clearRequests()
+    const refreshes = suite.emulator.stats().refreshes
     try {
       const r = await e.run(`${CN}/kimi-for-coding`, "Say hello", { timeoutMs: 60_000 })
       const out = `${r.stdout}\n${r.stderr}`
@@ -118,10 +108,10 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
       expect(out).toMatch(/resets/)
       // the title call and the answer: one each, never retried
       expect(chats().length).toBeLessThanOrEqual(2)
-      expect(emulator.stats().refreshes).toBe(refreshes)
+      expect(suite.emulator.stats().refreshes).toBe(refreshes)
     } finally {
-      emulator.setQuota({ refusal: 403 })
-      emulator.resetQuota()
+      suite.emulator.setQuota({ refusal: 403 })
+      suite.emulator.resetQuota()
     }
   }, TEST_TIMEOUT)
 
@@ -131,7 +121,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     const config = JSON.parse(fs.readFileSync(e.configFile, "utf8"))
     config.plugins = [{ package: plugin, options: { oauthHost: "http://kimi.example.com" } }]
     fs.writeFileSync(e.configFile, JSON.stringify(config))
-    emulator.clearRequests()
+    suite.emulator.clearRequests()
     const started = Date.now()
     const r = await e.run(`${CN}/kimi-for-coding`, "Say hello", { timeoutMs: 90_000 })
     const out = `${r.stdout}\n${r.stderr}`
@@ -146,13 +136,13 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     const { e, tokenFile } = await world()
     await login(e)
     const before = readTokens(tokenFile)
-    const refreshes = emulator.stats().refreshes
-    emulator.expireAccessTokens()
-    emulator.clearRequests()
+    const refreshes = suite.emulator.stats().refreshes
+    suite.emulator.expireAccessTokens()
+    suite.emulator.clearRequests()
     const r = await e.run(`${CN}/kimi-for-coding`, "Say hello")
     answered(r, e)
-    expect(emulator.stats().refreshes - refreshes).toBe(1)
-    expect(emulator.stats().spentTokenReplays).toBe(0)
+    expect(suite.emulator.stats().refreshes - refreshes).toBe(1)
+    expect(suite.emulator.stats().spentTokenReplays).toBe(0)
     const after = readTokens(tokenFile)
     expect(after.refresh_token).not.toBe(before.refresh_token)
     expect(chats().filter((c) => c.status === 200).every((c) => c.bearer === after.access_token)).toBe(true)
@@ -166,7 +156,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     const out = await e.cli(["auth", "logout", CN, row!.id, "--standalone"])
     expect(out.code, `${out.stdout}\n${out.stderr}`).toBe(0)
     expect(await e.credentials()).toEqual([])
-    emulator.clearRequests()
+    suite.emulator.clearRequests()
     const r = await e.run(`${CN}/kimi-for-coding`, "Say hello", { timeoutMs: 60_000 })
     expect(r.stdout).not.toContain(GREETING)
     expect(`${r.stdout}\n${r.stderr}`).toContain(`opencode auth login ${CN} --method kimi-device`)
@@ -188,7 +178,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     fs.writeFileSync(file, json)
     const imported = await other.e.cli(["auth", "import", file, "--standalone"])
     expect(imported.code, `${imported.stdout}\n${imported.stderr}`).toBe(0)
-    emulator.clearRequests()
+    suite.emulator.clearRequests()
     const r = await other.e.run(`${CN}/kimi-for-coding`, "Say hello", { timeoutMs: 60_000 })
     const out = `${r.stdout}\n${r.stderr}`
     expect(r.stdout).not.toContain(GREETING)
@@ -206,16 +196,16 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     const v1 = await makeOpencodeEnv({
       plugin: repoRoot,
       catalog: "bundled",
-      env: { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl, OPENCODE_KIMI_AUTH_DIR: storage }
+      env: { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl, OPENCODE_KIMI_AUTH_DIR: storage }
     })
     envs.push(v1)
     expect(v1.dataDir).not.toBe(e.dataDir)
     const stored = readTokens(tokenFile)
     fs.writeFileSync(tokenFile, JSON.stringify({ ...stored, expires_at: Math.floor(Date.now() / 1000) - 60 }), { mode: 0o600 })
-    emulator.expireAccessTokens()
-    emulator.clearRequests()
-    const { refreshes, familiesRevoked, spentTokenReplays } = emulator.stats()
-    const cliEnv = isolatedEnv(e.home, { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl, OPENCODE_KIMI_AUTH_DIR: storage })
+    suite.emulator.expireAccessTokens()
+    suite.emulator.clearRequests()
+    const { refreshes, familiesRevoked, spentTokenReplays } = suite.emulator.stats()
+    const cliEnv = isolatedEnv(e.home, { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl, OPENCODE_KIMI_AUTH_DIR: storage })
     const [v2run, v1run, cli] = await Promise.all([
       e.run(`${CN}/kimi-for-coding`, "Say hello", { timeoutMs: 120_000 }),
       v1.prompt(`${CN}/kimi-for-coding`, "Say hello", { timeoutMs: 120_000 }),
@@ -226,10 +216,10 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     expect(cli.code, cli.stderr).toBe(0)
     const after = readTokens(tokenFile)
     expect(cli.stdout.trim()).toBe(after.access_token)
-    expect(emulator.stats().refreshes - refreshes).toBe(1)
-    expect(emulator.requests("/api/oauth/token").filter((x) => x.form?.["grant_type"] === "refresh_token")).toHaveLength(1)
-    expect(emulator.stats().spentTokenReplays - spentTokenReplays).toBe(0)
-    expect(emulator.stats().familiesRevoked - familiesRevoked).toBe(0)
+    expect(suite.emulator.stats().refreshes - refreshes).toBe(1)
+    expect(suite.emulator.requests("/api/oauth/token").filter((x) => x.form?.["grant_type"] === "refresh_token")).toHaveLength(1)
+    expect(suite.emulator.stats().spentTokenReplays - spentTokenReplays).toBe(0)
+    expect(suite.emulator.stats().familiesRevoked - familiesRevoked).toBe(0)
     for (const row of await e.credentials()) expect(row.value.refresh).toBe(MARKER)
   }, TEST_TIMEOUT)
 })

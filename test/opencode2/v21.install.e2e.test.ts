@@ -17,10 +17,9 @@ import { execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
-import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
+import { afterAll, describe, expect, it } from "vitest"
 import { repoRoot } from "../support/cli.js"
-import { ensureOpencode2, INSTALL_TIMEOUT_MS, makeV2Env, opencode2Missing, type V2Env } from "../support/opencode2.js"
+import { ensureOpencode2, INSTALL_TIMEOUT_MS, makeV2Env, opencode2Missing, type V2Env, withEmulatorSuite } from "../support/opencode2.js"
 
 const CN = "kimi-code-plan-cn"
 const GREETING = "Hello from the Kimi emulator"
@@ -29,30 +28,23 @@ if (missing !== undefined) console.warn(`skipping the OpenCode 2.1 install suite
 
 describe.skipIf(missing !== undefined)("installing opencode-kimi-auth in OpenCode 2.1.2", () => {
   let bin: string
-  let emulator: StartedEmulator
   let work: string
   let clone: string
   const envs: Array<V2Env> = []
-
-  beforeAll(async () => {
+  const suite = withEmulatorSuite(async () => {
     bin = await ensureOpencode2()
-    emulator = await start({ interval: 1, autoApproveAfterMillis: 500 })
     work = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-v21-install-"))
     // A clone of the committed tree (what a Git spec fetches): no dist/, no node_modules.
     clone = path.join(work, "clone")
     execFileSync("git", ["clone", "--quiet", repoRoot, clone])
     expect(fs.existsSync(path.join(clone, "dist"))).toBe(false)
-  }, INSTALL_TIMEOUT_MS)
-  afterEach(async () => {
-    while (envs.length) await envs.pop()?.dispose()
-  })
-  afterAll(async () => {
-    await emulator?.close()
+  }, envs)
+  afterAll(() => {
     if (work) fs.rmSync(work, { recursive: true, force: true })
   })
 
   const world = async (plugin: string | undefined) => {
-    const e = await makeV2Env({ bin, plugin, apiBaseUrl: emulator.apiBaseUrl, env: { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl } })
+    const e = await makeV2Env({ bin, plugin, apiBaseUrl: suite.emulator.apiBaseUrl, env: { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl } })
     envs.push(e)
     return e
   }

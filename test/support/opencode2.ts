@@ -22,6 +22,8 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
+import { afterAll, afterEach, beforeAll } from "vitest"
+import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { INSTALL_TIMEOUT_MS, repoRoot, stripAnsi, withDirLock } from "./opencode.js"
 
 export { INSTALL_TIMEOUT_MS }
@@ -249,4 +251,27 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
       if (!/^(1|true)$/.test(process.env.KEEP_OPENCODE_TMP ?? "")) await fsp.rm(root, { recursive: true, force: true })
     }
   }
+}
+
+/**
+ * The usual suite around OpenCode 2.1 worlds: `prepare` (installs, checks) and the Kimi emulator
+ * before all tests, every world made by a test disposed after it, the emulator closed at the end.
+ * Read `emulator` inside tests (it is set once `beforeAll` ran).
+ */
+export const withEmulatorSuite = (
+  prepare: () => Promise<void>,
+  envs: Array<{ dispose(): Promise<void> }>
+): { readonly emulator: StartedEmulator } => {
+  const state = {} as { emulator: StartedEmulator }
+  beforeAll(async () => {
+    await prepare()
+    state.emulator = await start({ interval: 1, autoApproveAfterMillis: 500 })
+  }, INSTALL_TIMEOUT_MS)
+  afterEach(async () => {
+    while (envs.length) await envs.pop()?.dispose()
+  })
+  afterAll(async () => {
+    await state.emulator?.close()
+  })
+  return state
 }
