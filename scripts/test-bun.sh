@@ -33,6 +33,7 @@ files=(
   test/tokens/TokenManager.decisions.test.ts
   test/tokens/TokenManager.disk.test.ts
   test/tokens/slowTokenEndpoint.test.ts
+  test/tokens/lateRefresh.test.ts
   test/request/refusingApi.test.ts
   test/request/echoedToken.test.ts
   test/opencode-unit/quotaMessage.test.ts

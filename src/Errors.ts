@@ -193,7 +193,7 @@ export const isTransient = (e: { readonly _tag: string }): e is TransientError =
  */
 export const answerMayBeLost = (error: { readonly _tag: string; readonly reason?: string | undefined }): boolean =>
   error._tag === "NetworkError" &&
-  (error.reason === "timeout" || /ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED/.test(error.reason ?? ""))
+  (error.reason === "timeout" || error.reason === "outcome-unknown" || /ECONNRESET|EPIPE|UND_ERR_SOCKET|UND_ERR_CLOSED/.test(error.reason ?? ""))
 
 /**
  * The command a person runs to log in again, in an error's default

@@ -22,7 +22,7 @@ import { DeviceFlow, type DeviceFlowOptions } from "./oauth/DeviceFlow.js"
 import { DeviceIdentity } from "./oauth/DeviceIdentity.js"
 import { proxyAwareFetch } from "./net/EnvFetch.js"
 import type { ConfigError, TokenStoreError } from "./Errors.js"
-import { KimiAuthConfig, type KimiAuthOptions } from "./config/KimiAuthConfig.js"
+import { KimiAuthConfig, type KimiAuthOptions, type KimiAuthSettings } from "./config/KimiAuthConfig.js"
 import { OAuthClient } from "./oauth/OAuthClient.js"
 import { TokenManager, type TokenManagerOptions } from "./tokens/TokenManager.js"
 import { TokenStore } from "./storage/TokenStore.js"
@@ -42,11 +42,8 @@ export interface KimiAuthLayerOptions extends KimiAuthOptions {
 /** Every service the layers provide. */
 export type KimiAuthServices = KimiAuthConfig | DeviceIdentity | OAuthClient | DeviceFlow | TokenStore | TokenManager
 
-/** All services over the platform services you provide. */
-export const layer = (
-  options: KimiAuthLayerOptions = {}
-): Layer.Layer<KimiAuthServices, ConfigError | TokenStoreError, HttpClient.HttpClient | FileSystem.FileSystem | Path.Path> => {
-  const config = KimiAuthConfig.layer(options)
+/** The services over a configuration layer. */
+const compose = <E>(config: Layer.Layer<KimiAuthConfig, E>, options: KimiAuthLayerOptions) => {
   const identity = Layer.provideMerge(DeviceIdentity.layer, config)
   const store = Layer.provideMerge(TokenStore.layerFile, identity)
   const oauth = Layer.provideMerge(OAuthClient.layer, store)
@@ -60,6 +57,12 @@ export const layer = (
   const flow = DeviceFlow.layerWith(options.deviceFlow ?? {})
   return Layer.mergeAll(manager, flow).pipe(Layer.provideMerge(oauth))
 }
+
+/** All services over the platform services you provide. */
+export const layer = (
+  options: KimiAuthLayerOptions = {}
+): Layer.Layer<KimiAuthServices, ConfigError | TokenStoreError, HttpClient.HttpClient | FileSystem.FileSystem | Path.Path> =>
+  compose(KimiAuthConfig.layer(options), options)
 
 /**
  * `FetchHttpClient.layer`, with its `Fetch` set to the proxy-honouring one
@@ -87,3 +90,14 @@ export const platformLayer: Layer.Layer<HttpClient.HttpClient | FileSystem.FileS
 export const layerNode = (
   options: KimiAuthLayerOptions = {}
 ): Layer.Layer<KimiAuthServices, ConfigError | TokenStoreError> => layer(options).pipe(Layer.provide(platformLayer))
+
+/**
+ * All services over settings already resolved, batteries included: how
+ * another account's token file gets its own store, lock and manager
+ * (`accounts/Accounts.ts` points `tokenFilePath` at it).
+ */
+export const layerNodeSettings = (
+  settings: KimiAuthSettings,
+  options: Pick<KimiAuthLayerOptions, "deviceFlow" | "tokenManager"> = {}
+): Layer.Layer<KimiAuthServices, TokenStoreError> =>
+  compose(KimiAuthConfig.layerSettings(settings), options).pipe(Layer.provide(platformLayer))

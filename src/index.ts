@@ -21,6 +21,7 @@
 export {
   type AuthorizationSession,
   type CallOptions,
+  type KimiAccount,
   KimiAuthError,
   type KimiAuthErrorCode,
   type KimiAuthStatus,
@@ -29,6 +30,8 @@ export {
   type OAuthConfig
 } from "./promise/KimiOAuthClient.js"
 
+export * as AccountLogin from "./accounts/AccountLogin.js"
+export * as Accounts from "./accounts/Accounts.js"
 export * as ApiErrors from "./api/ApiErrors.js"
 export * as DeviceFlow from "./oauth/DeviceFlow.js"
 export * as DeviceIdentity from "./oauth/DeviceIdentity.js"

@@ -10,7 +10,8 @@
  * import { streamText } from "ai"
  * import { createKimi } from "opencode-kimi-auth/ai-sdk"
  *
- * const kimi = createKimi()                     // region, hosts, storage: as everywhere else
+ * const kimi = createKimi()                     // region, hosts, storage, account: as everywhere else
+ * const ada = createKimi({ account: "ada@example.com" })   // another logged-in account (`kimi-auth accounts`)
  * const result = streamText({ model: kimi("kimi-for-coding"), prompt: "Hello" })
  * for await (const text of result.textStream) process.stdout.write(text)
  * await kimi.dispose()
@@ -41,7 +42,11 @@ import { TokenStore } from "../storage/TokenStore.js"
 /** The model ids of OpenCode's catalog for Kimi For Coding (any other id the account lists works too). */
 export type KimiModelId = "kimi-for-coding" | "kimi-for-coding-highspeed" | "k3" | "k3-256k" | (string & {})
 
-/** Options of {@link createKimi}: the same settings as everywhere else (region, hosts, storage folder). */
+/**
+ * Options of {@link createKimi}: the same settings as everywhere else
+ * (region, hosts, storage folder, and `account`: the Kimi account to use,
+ * by default the active one of the region, or the current one).
+ */
 export interface KimiProviderOptions extends KimiAuthLayerOptions {
   /** The fetch under the authorizing one; `globalThis.fetch` by default. */
   readonly fetch?: typeof globalThis.fetch | undefined

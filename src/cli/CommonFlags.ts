@@ -20,3 +20,11 @@ export const jsonFlag = Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.
 
 /** Whether debug output is on: `--debug`, or `DEBUG` names this package. */
 export const debugEnabled = (flags: { readonly debug: boolean }): boolean => flags.debug || debugFromEnv()
+
+/** `--account <name>`: the Kimi account to use (user id, email, nickname or a unique prefix); default: the active one. */
+export const accountFlag = Flag.optional(Flag.String("account")).pipe(
+  Flag.withDescription(
+    "The Kimi account to use: its email, nickname, user id or a unique prefix (`kimi-auth accounts` lists them). " +
+      "Default: the account last logged in or switched to"
+  )
+)

@@ -2,8 +2,9 @@
  * `kimi-auth token` without the Effect runtime, for the common case: a valid
  * access token on disk that is not due for refresh. Shell scripts run
  * `$(kimi-auth token)` before every call, so this path reads one small file
- * with the same effect-free rules the core uses (`resolveSettings`,
- * `parseTokenFileText`, `isDueAt`) and prints the token.
+ * with the same effect-free rules the core uses (`resolveAccountSettings`:
+ * the current account's file; `parseTokenFileText`, `isDueAt`) and prints
+ * the token.
  *
  * It answers only when the full command would print the same token without a
  * request, a write or a message; anything else (a configuration error, no
@@ -14,7 +15,8 @@
  * @since 0.2.0
  */
 import { debugFromEnv } from "../light/Debug.js"
-import { type Env, resolveSettings } from "../light/ResolveSettings.js"
+import { resolveAccountSettings } from "../light/AccountSettings.js"
+import type { Env } from "../light/ResolveSettings.js"
 import { readStoredLogin } from "../light/StoredLogin.js"
 
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
@@ -27,7 +29,8 @@ export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
  */
 export const fastToken = (env: Env, nowMillis: number): string | undefined => {
   if (debugFromEnv(env)) return undefined
-  const settings = resolveSettings({}, env)
+  // The account the full command would use: the current one (`accounts.json`, read Effect-free).
+  const settings = resolveAccountSettings({}, env)
   if (!settings.ok) return undefined
   return readStoredLogin(settings.value, nowMillis, DEFAULT_REFRESH_WINDOW_SECONDS)?.accessToken
 }

@@ -1,13 +1,14 @@
 /**
  * The `kimi-auth` root command: its description and examples, and the
- * subcommands, one module each under `commands/` (login, status, token,
- * usage, logout, emulator). Each command is a thin edge over the core
+ * subcommands, one module each under `commands/` (login, accounts and
+ * switch, status, token, usage, logout, emulator). Each command is a thin edge over the core
  * services: it builds the layer (`RunCommand.ts`), runs one effect, prints
  * the outcome, and turns a typed error into its message and exit code.
  *
  * @since 0.1.0
  */
 import { Command } from "effect/cli"
+import { accountsCommand, switchCommand } from "./commands/accounts.js"
 import { emulatorCommand } from "./commands/emulator.js"
 import { loginCommand } from "./commands/login.js"
 import { logoutCommand } from "./commands/logout.js"
@@ -23,7 +24,16 @@ export const rootCommand = Command.make("kimi-auth").pipe(
       "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth). " +
       `Every command takes --help and --debug. ${exitCodeHelp}`
   ),
-  Command.withSubcommands([loginCommand, statusCommand, tokenCommand, usageCommand, logoutCommand, emulatorCommand]),
+  Command.withSubcommands([
+    loginCommand,
+    accountsCommand,
+    switchCommand,
+    statusCommand,
+    tokenCommand,
+    usageCommand,
+    logoutCommand,
+    emulatorCommand
+  ]),
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in once; the tokens are kept fresh from then on" },
     { command: "kimi-auth status --json", description: "Whether you are logged in, for scripts" },

@@ -8,6 +8,11 @@
  * a URL with credentials and a relative storage path are refused, all before
  * any I/O. The rules live in the effect-free `ResolveSettings.ts`.
  *
+ * The account (option `account`, else the active account of the region) is
+ * chosen here, from the storage folder's `accounts.json`
+ * (`light/AccountSettings.ts`): the configuration decides which token file,
+ * and so which rotation family, every other service works on.
+ *
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
@@ -18,7 +23,9 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { ConfigError } from "../Errors.js"
 import { DEFAULT_REGION, REGIONS } from "../light/Region.js"
-import { checkBaseUrl, ENV, type PlainSettings, resolveSettings, type SettingsOptions } from "../light/ResolveSettings.js"
+import type { Account } from "../light/AccountChoice.js"
+import { type AccountSettingsOptions, resolveAccountSettings } from "../light/AccountSettings.js"
+import { checkBaseUrl, ENV, type PlainSettings } from "../light/ResolveSettings.js"
 
 export {
   DEFAULT_CLIENT_ID,
@@ -36,11 +43,17 @@ export const DEFAULT_OAUTH_HOST = REGIONS[DEFAULT_REGION].oauthHost
 export const DEFAULT_API_BASE_URL = REGIONS[DEFAULT_REGION].apiBaseUrl
 
 /** Options accepted by {@link KimiAuthConfig.layer}; each beats the environment. */
-export interface KimiAuthOptions extends SettingsOptions {
+export interface KimiAuthOptions extends AccountSettingsOptions {
   /** Refresh when less than this much lifetime remains (capped for short-lived tokens). Default 300 s. */
   readonly refreshWindow?: Duration.Input | undefined
   /** Timeout of each HTTP request. Default 30 s. */
   readonly requestTimeout?: Duration.Input | undefined
+  /**
+   * How long a refresh request, once sent, is awaited. Default 5 minutes
+   * ({@link DEFAULT_REFRESH_ANSWER_TIMEOUT}): Kimi rotates the refresh token on
+   * receipt, so the answer is the only copy of the new one.
+   */
+  readonly refreshAnswerTimeout?: Duration.Input | undefined
   /**
    * Longest wait for the cross-process refresh lock. Default 30 s; never less
    * than a live holder may take within its own deadlines ({@link lockWaitFor}).
@@ -51,15 +64,35 @@ export interface KimiAuthOptions extends SettingsOptions {
 }
 
 /**
+ * The default bound on awaiting a sent refresh: 5 minutes. Kimi answers a
+ * refresh in well under a second; an answer later than the 30 s request
+ * timeout means an overloaded endpoint or a slow link, and dropping it loses
+ * the login (the refresh token rotated on receipt). Five minutes outlasts any
+ * such stall we have seen by far, yet ends a truly dead connection in a time
+ * a person will wait; and with Kimi's 15-minute tokens refreshed at half life
+ * (7.5 minutes left), the token in hand stays valid for the whole wait, so
+ * serving it meanwhile costs nothing.
+ */
+export const DEFAULT_REFRESH_ANSWER_TIMEOUT = "5 minutes"
+
+/**
  * How long a process waits for the token lock: `lockTimeout`, but never less
  * than what a live holder may take within its own deadlines, two refresh
- * requests (a rejected one re-read and sent again) and a save:
- * `2 × requestTimeout + 5 s`. A shorter wait gave up on a holder still
- * waiting for Kimi's answer: with the defaults (both 30 s) the waiters failed
- * just as the holder's slow answer arrived.
+ * requests (a rejected one re-read and sent again), each awaited for
+ * `refreshAnswerTimeout`, and a save: `2 × refreshAnswerTimeout + 5 s`
+ * (`2 × requestTimeout + 5 s` when no answer bound is given). A shorter wait
+ * gave up on a holder still waiting for Kimi's answer, and then spent the
+ * refresh token the holder had already sent.
  */
-export const lockWaitFor = (settings: Pick<KimiAuthSettings, "lockTimeout" | "requestTimeout">): Duration.Duration =>
-  Duration.max(settings.lockTimeout, Duration.sum(Duration.times(settings.requestTimeout, 2), Duration.seconds(5)))
+export const lockWaitFor = (
+  settings: Pick<KimiAuthSettings, "lockTimeout" | "requestTimeout"> & {
+    readonly refreshAnswerTimeout?: Duration.Duration | undefined
+  }
+): Duration.Duration =>
+  Duration.max(
+    settings.lockTimeout,
+    Duration.sum(Duration.times(settings.refreshAnswerTimeout ?? settings.requestTimeout, 2), Duration.seconds(5))
+  )
 
 /**
  * The resolved configuration: endpoints (with whether an option or the
@@ -68,8 +101,15 @@ export const lockWaitFor = (settings: Pick<KimiAuthSettings, "lockTimeout" | "re
 export interface KimiAuthSettings extends PlainSettings {
   readonly refreshWindow: Duration.Duration
   readonly requestTimeout: Duration.Duration
+  /** How long a sent refresh is awaited ({@link DEFAULT_REFRESH_ANSWER_TIMEOUT}); never less than `requestTimeout`. */
+  readonly refreshAnswerTimeout: Duration.Duration
   readonly lockTimeout: Duration.Duration
   readonly staleLockAfter: Duration.Duration
+  /**
+   * The account these settings are for (its token file is `tokenFilePath`);
+   * `undefined` for an explicit token file, or before any account exists.
+   */
+  readonly account?: Account | undefined
 }
 
 /**
@@ -94,11 +134,20 @@ const duration = (name: string, input: Duration.Input | undefined, fallback: Dur
       : Effect.fail(new ConfigError({ message: `The ${name} setting "${String(input)}" is not a duration. Give e.g. "30 seconds".` }))
   })
 
+/** The refresh answer bound: the option, else the default, and never less than the request timeout. */
+const answerTimeout = (options: KimiAuthOptions) =>
+  Effect.zipWith(
+    duration("refreshAnswerTimeout", options.refreshAnswerTimeout, DEFAULT_REFRESH_ANSWER_TIMEOUT),
+    duration("requestTimeout", options.requestTimeout, "30 seconds"),
+    (answer, request) => options.refreshAnswerTimeout === undefined ? Duration.max(answer, request) : answer
+  )
+
 /**
  * Resolves options, environment (read through Effect's `ConfigProvider`)
  * and the region's defaults into settings (see `ResolveSettings.ts` for the
- * rules). Fails with {@link ConfigError} before any I/O when a value is
- * unusable.
+ * rules), and chooses the account's token file (`accounts.json`, read
+ * capped and non-blocking). Fails with {@link ConfigError} before any other
+ * I/O when a value is unusable or a named account is unknown or ambiguous.
  */
 export const resolve = (options: KimiAuthOptions = {}): Effect.Effect<KimiAuthSettings, ConfigError> =>
   Effect.gen(function*() {
@@ -107,12 +156,13 @@ export const resolve = (options: KimiAuthOptions = {}): Effect.Effect<KimiAuthSe
       const value = yield* optionalEnv(name).pipe(Effect.orElseSucceed(() => Option.none<string>()))
       if (Option.isSome(value)) env[name] = value.value
     }
-    const plain = resolveSettings(options, env)
+    const plain = resolveAccountSettings(options, env)
     if (!plain.ok) return yield* new ConfigError({ message: plain.message })
     return {
       ...plain.value,
       refreshWindow: yield* duration("refreshWindow", options.refreshWindow, "300 seconds"),
       requestTimeout: yield* duration("requestTimeout", options.requestTimeout, "30 seconds"),
+      refreshAnswerTimeout: yield* answerTimeout(options),
       lockTimeout: yield* duration("lockTimeout", options.lockTimeout, "30 seconds"),
       staleLockAfter: yield* duration("staleLockAfter", options.staleLockAfter, "10 seconds")
     } satisfies KimiAuthSettings

@@ -35,7 +35,9 @@ import { createServer } from "node:http"
 import { DEFAULT_CLIENT_ID } from "../config/KimiAuthConfig.js"
 import { type FaultOptions, FaultInjector, proxyErrorPage } from "./Faults.js"
 import { Quota, type QuotaOptions, type QuotaSnapshot, type QuotaWindow, RATE_LIMIT_MESSAGE, type UsagesShape } from "./Quota.js"
+import { type EmulatorUser, Users } from "./Users.js"
 import { apiRoutes } from "./routes/Api.js"
+import { meRoutes } from "./routes/Me.js"
 import { chatRoutes } from "./routes/Chat.js"
 import { devicePageRoutes } from "./routes/DevicePage.js"
 import { oauthRoutes } from "./routes/OAuth.js"
@@ -67,6 +69,7 @@ export {
 export { GREETING } from "./routes/Chat.js"
 export type { MshHeaders, RecordedRequest } from "./routes/Shared.js"
 export type { DeviceCodeInfo, DeviceCodeStatus, EmulatorStats, IssuedTokens } from "./State.js"
+export { DEFAULT_USER, type EmulatorUser } from "./Users.js"
 
 /** Options of the emulator. Every field is optional. */
 export interface EmulatorOptions {
@@ -104,6 +107,8 @@ export interface EmulatorOptions {
    * which wins when both are given; changeable later with `setQuota({ usages })`.
    */
   readonly usages?: UsagesShape | undefined
+  /** The Kimi users (`/me`); a login is approved as the first unless another is chosen. Default: one user, `emu-user-1`. */
+  readonly users?: ReadonlyArray<EmulatorUser> | undefined
 }
 
 /** The running emulator. Every function is synchronous and safe to call from any test. */
@@ -122,14 +127,18 @@ export interface EmulatorHandle {
   readonly requests: (path?: string) => ReadonlyArray<RecordedRequest>
   /** Empties the request log. */
   readonly clearRequests: () => void
-  /** Approves a pending device code by user code (`ABCD-EFGH`, case and dash ignored). False when not pending. */
-  readonly approve: (userCode: string) => boolean
+  /**
+   * Approves a pending device code by user code (`ABCD-EFGH`, case and dash
+   * ignored), as `userId` (one of the `users`; the first by default). False
+   * when not pending or the user is unknown.
+   */
+  readonly approve: (userCode: string, userId?: string) => boolean
   /** Denies a pending device code by user code. False when not pending. */
   readonly deny: (userCode: string) => boolean
   /** Every device code issued so far, oldest first. */
   readonly deviceCodes: () => ReadonlyArray<DeviceCodeInfo>
-  /** Mints a logged-in token pair (new family) without a device flow. */
-  readonly issueTokens: () => IssuedTokens
+  /** Mints a logged-in token pair (new family, of `userId` or the first user) without a device flow. */
+  readonly issueTokens: (userId?: string) => IssuedTokens
   /** Makes every access token issued so far expired; refresh tokens keep working. */
   readonly expireAccessTokens: () => void
   /** Revokes every token family: all tokens issued so far stop working. */
@@ -160,7 +169,7 @@ export const MODEL_ID = "kimi-for-coding"
 const index = HttpServerResponse.text(
   "Kimi emulator\n" +
     "POST /api/oauth/device_authorization\nPOST /api/oauth/token\nGET  /device\n" +
-    "GET  /coding/v1/models\nGET  /coding/v1/usages\nPOST /coding/v1/chat/completions\n"
+    "GET  /coding/v1/models\nGET  /coding/v1/usages\nGET  /coding/v1/me\nPOST /coding/v1/chat/completions\n"
 )
 
 /** Every route, one module per concern (`routes/`): add an endpoint as a module of its own and list it here. */
@@ -170,6 +179,7 @@ const routes = (deps: RouteDeps) =>
     ...oauthRoutes(deps),
     ...devicePageRoutes(deps),
     ...apiRoutes(deps),
+    ...meRoutes(deps),
     ...chatRoutes(deps)
   ])
 
@@ -274,7 +284,7 @@ const clientIdsOf = (options: EmulatorOptions): Array<string> =>
     : [...options.clientId]
 
 /** The OAuth and token state, with the options' lifetimes and intervals (defaults as Kimi's). */
-const stateOf = (options: EmulatorOptions, clientIds: Array<string>, url: string, now: () => number) =>
+const stateOf = (options: EmulatorOptions, clientIds: Array<string>, url: string, now: () => number, users: Users) =>
   new EmulatorState({
     clientIds,
     baseUrl: url,
@@ -284,7 +294,8 @@ const stateOf = (options: EmulatorOptions, clientIds: Array<string>, url: string
     interval: options.interval ?? 5,
     autoApproveAfterMillis: options.autoApproveAfterMillis,
     pollToleranceMillis: options.pollToleranceMillis ?? 250,
-    now
+    now,
+    defaultUserId: users.defaultUserId
   })
 
 /**
@@ -298,6 +309,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
     const now = () => (options.now ? options.now() : clock.currentTimeMillisUnsafe()) + skew
     const clientIds = clientIdsOf(options)
 
+    const users = new Users(options.users, options.region ?? "mainland-cn")
     const nodeServer = createServer()
     const host = options.host ?? "127.0.0.1"
     const server = yield* NodeHttpServer.make(() => nodeServer, {
@@ -310,7 +322,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
     const urlHost = host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "[::1]" : host.includes(":") ? `[${host}]` : host
     const url = `http://${urlHost}:${port}`
 
-    const state = stateOf(options, clientIds, url, now)
+    const state = stateOf(options, clientIds, url, now, users)
     const faults = new FaultInjector(options.faults ?? {})
     const log: Array<MutableRecord> = []
     const maxRecorded = Math.max(1, options.maxRecordedRequests ?? 10_000)
@@ -318,7 +330,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
 
     const quota = new Quota({ ...options.quota, usages: options.quota?.usages ?? options.usages })
     const account = { userId: "emu-user-1", region: options.region ?? "mainland-cn" }
-    const app = yield* HttpRouter.toHttpEffect(routes({ state, quota, account }))
+    const app = yield* HttpRouter.toHttpEffect(routes({ state, quota, account, users }))
 
     const handler = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -358,10 +370,10 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
       clearRequests: () => {
         log.length = 0
       },
-      approve: (userCode) => state.approve(userCode),
+      approve: (userCode, userId) => (userId === undefined || users.find(userId) !== undefined) && state.approve(userCode, userId),
       deny: (userCode) => state.deny(userCode),
       deviceCodes: () => state.deviceCodes(),
-      issueTokens: () => state.issueTokens(),
+      issueTokens: (userId) => state.issueTokens(undefined, userId),
       expireAccessTokens: () => state.expireAccessTokens(),
       revokeAll: () => state.revokeAll(),
       setFaults: (f) => faults.set(f),

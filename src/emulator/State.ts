@@ -80,7 +80,7 @@ export interface IssuedTokens {
 
 /** Why an access token was refused, or `ok`. */
 export type AccessCheck =
-  | { readonly _tag: "ok"; readonly familyId: number }
+  | { readonly _tag: "ok"; readonly familyId: number; readonly userId: string }
   | { readonly _tag: "unknown" | "expired" | "revoked" }
 
 /** Settings of {@link EmulatorState}. */
@@ -101,7 +101,12 @@ export interface StateSettings {
   readonly pollToleranceMillis: number
   /** Epoch milliseconds. */
   readonly now: () => number
+  /** The user a device login is approved as when none is chosen (and by auto-approval). Default `emu-user-1`. */
+  readonly defaultUserId?: string | undefined
 }
+
+/** The user id of the emulator's single default user. */
+export const DEFAULT_USER_ID = "emu-user-1"
 
 interface DeviceGrant {
   readonly deviceCode: string
@@ -110,6 +115,8 @@ interface DeviceGrant {
   readonly issuedAt: number
   readonly expiresAt: number
   status: DeviceCodeStatus
+  /** The user who approved it. */
+  userId: string | undefined
   interval: number
   lastPollAt: number | undefined
   polls: number
@@ -118,6 +125,7 @@ interface DeviceGrant {
 interface Family {
   readonly id: number
   readonly clientId: string
+  readonly userId: string
   revoked: boolean
 }
 
@@ -210,6 +218,7 @@ export class EmulatorState {
       issuedAt: now,
       expiresAt: now + this.settings.deviceCodeTtlSeconds * 1000,
       status: "pending",
+      userId: undefined,
       interval: this.settings.interval,
       lastPollAt: undefined,
       polls: 0
@@ -284,7 +293,7 @@ export class EmulatorState {
     }
     grant.status = "consumed"
     this.counters.deviceGrants++
-    return { status: 200, body: this.tokenBody(this.mint(this.newFamily(clientId))) }
+    return { status: 200, body: this.tokenBody(this.mint(this.newFamily(clientId, grant.userId))) }
   }
 
   private refresh(clientId: string, refreshToken: string | undefined): Answer {
@@ -309,9 +318,12 @@ export class EmulatorState {
     return { status: 200, body: this.tokenBody(this.mint(record.family)) }
   }
 
-  /** Approves a pending device code by user code. True when it was pending and is now approved. */
-  approve(userCode: string): boolean {
-    return this.decide(userCode, "approved")
+  /**
+   * Approves a pending device code by user code, as `userId` (the default
+   * user unless given). True when it was pending and is now approved.
+   */
+  approve(userCode: string, userId?: string): boolean {
+    return this.decide(userCode, "approved", userId)
   }
 
   /** Denies a pending device code by user code. True when it was pending and is now denied. */
@@ -319,13 +331,14 @@ export class EmulatorState {
     return this.decide(userCode, "denied")
   }
 
-  private decide(userCode: string, status: "approved" | "denied"): boolean {
+  private decide(userCode: string, status: "approved" | "denied", userId?: string): boolean {
     const grant = this.byUserCode.get(normalizeUserCode(userCode))
     if (grant === undefined) return false
     const now = this.settings.now()
     this.applyAutoApproval(grant, now)
     if (grant.status !== "pending" || now >= grant.expiresAt) return false
     grant.status = status
+    if (status === "approved") grant.userId = userId
     return true
   }
 
@@ -372,12 +385,12 @@ export class EmulatorState {
     if (record === undefined) return { _tag: "unknown" }
     if (record.family.revoked) return { _tag: "revoked" }
     if (this.settings.now() >= record.expiresAt) return { _tag: "expired" }
-    return { _tag: "ok", familyId: record.family.id }
+    return { _tag: "ok", familyId: record.family.id, userId: record.family.userId }
   }
 
-  /** Mints a logged-in token pair in a new family, as if a device login had just succeeded. */
-  issueTokens(clientId: string = this.settings.clientIds[0] ?? ""): IssuedTokens {
-    return this.mint(this.newFamily(clientId))
+  /** Mints a logged-in token pair in a new family (of `userId`, else the default user), as if a device login had just succeeded. */
+  issueTokens(clientId: string = this.settings.clientIds[0] ?? "", userId?: string): IssuedTokens {
+    return this.mint(this.newFamily(clientId, userId))
   }
 
   /** Makes every access token issued so far expired (refresh tokens stay usable). */
@@ -397,8 +410,13 @@ export class EmulatorState {
     this.counters.familiesRevoked++
   }
 
-  private newFamily(clientId: string): Family {
-    const family: Family = { id: this.families.length + 1, clientId, revoked: false }
+  private newFamily(clientId: string, userId: string | undefined): Family {
+    const family: Family = {
+      id: this.families.length + 1,
+      clientId,
+      userId: userId ?? this.settings.defaultUserId ?? DEFAULT_USER_ID,
+      revoked: false
+    }
     this.families.push(family)
     return family
   }

@@ -64,25 +64,36 @@ export const gaveUp = (error: TransientError): TransientError =>
     : new NetworkError({ url: error.url, cause: error.cause, message: gaveUpMessage(error) })
 
 /**
- * Runs a device login end to end and stores the tokens. Interrupting it stops
- * polling at once and stores nothing. A network or server fault that outlasts
- * the device flow's retries ends the login with a message that says so.
- * Before any code is requested it proves the login can be stored
- * (`checkCanStoreLogin`); approved tokens that still cannot be saved are kept
- * in a rescue file the error names (`storeLogin`).
+ * The device login up to Kimi's approval: proves the login can be stored in
+ * the configured store (`checkCanStoreLogin`), asks for a code, shows it,
+ * and waits for approval. Returns the approved tokens, not yet stored (the
+ * accounts' login decides where they go, `accounts/AccountLogin.ts`).
+ * Interrupting it stops polling at once.
  */
-export const login = <R = never>(
+export const approveLogin = <R = never>(
   handlers: LoginHandlers<R>
-): Effect.Effect<TokenSet, LoginError, DeviceFlow | TokenManager | TokenStore | DeviceIdentity | KimiAuthConfig | R> =>
+): Effect.Effect<TokenSet, LoginError, DeviceFlow | TokenStore | KimiAuthConfig | R> =>
   Effect.gen(function*() {
     const flow = yield* DeviceFlow
     yield* checkCanStoreLogin
     const authorization = yield* (handlers.onStartRetry && flow.startWith ? flow.startWith(handlers.onStartRetry) : flow.start)
     yield* handlers.onCode(authorization)
-    const tokens = yield* flow.awaitTokens(authorization, handlers.onEvent)
+    return yield* flow.awaitTokens(authorization, handlers.onEvent)
+  }).pipe(Effect.mapError((e): LoginError => (isTransient(e) ? gaveUp(e) : e)))
+
+/**
+ * Runs a device login end to end and stores the tokens in the configured
+ * token file. Interrupting it stops polling at once and stores nothing. A
+ * network or server fault that outlasts the device flow's retries ends the
+ * login with a message that says so. Before any code is requested it proves
+ * the login can be stored (`checkCanStoreLogin`); approved tokens that still
+ * cannot be saved are kept in a rescue file the error names (`storeLogin`).
+ */
+export const login = <R = never>(
+  handlers: LoginHandlers<R>
+): Effect.Effect<TokenSet, LoginError, DeviceFlow | TokenManager | TokenStore | DeviceIdentity | KimiAuthConfig | R> =>
+  Effect.gen(function*() {
+    const tokens = yield* approveLogin(handlers)
     yield* storeLogin(tokens)
     return tokens
-  }).pipe(
-    Effect.mapError((e): LoginError => (isTransient(e) ? gaveUp(e) : e)),
-    Effect.withSpan("login")
-  )
+  }).pipe(Effect.withSpan("login"))

@@ -14,7 +14,7 @@ import type { CorruptTokenFileError, TokenStoreError } from "../Errors.js"
 import type { KimiRegion } from "../light/Region.js"
 import { issuerFor } from "../light/ResolveSettings.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
-import { isDue, refreshThresholdSeconds } from "../tokens/TokenManager.js"
+import { isDue, refreshThresholdOf } from "../tokens/TokenManagerDecisions.js"
 import type { RefreshRefusal } from "../storage/Notes.js"
 import { TokenStore } from "../storage/TokenStore.js"
 
@@ -74,7 +74,7 @@ export const loginStatus: Effect.Effect<
     expiresAt: stored.expiresAt,
     remainingSeconds: stored.remainingSeconds(now),
     refreshDue: isDue(stored, now, windowSeconds),
-    refreshInSeconds: Math.max(0, stored.remainingSeconds(now) - refreshThresholdSeconds(stored, windowSeconds)),
+    refreshInSeconds: Math.max(0, stored.remainingSeconds(now) - refreshThresholdOf(stored, windowSeconds)),
     scope: stored.scope
   }
   return {

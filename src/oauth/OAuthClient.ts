@@ -111,6 +111,10 @@ export interface OAuthClientShape {
    * refresh goes to its OAuth host unless the settings pin one, since a
    * refresh token is only good at the region that issued it. The new token
    * set is stamped with the same issuer.
+   *
+   * Its deadline is `refreshAnswerTimeout` (5 minutes by default), not the
+   * request timeout: once sent, the answer is the only copy of the new
+   * refresh token.
    */
   readonly refreshToken: (
     refreshToken: Redacted.Redacted<string>,
@@ -336,9 +340,9 @@ export const make = Effect.gen(function*() {
   const settings = yield* KimiAuthConfig
   const identity = yield* DeviceIdentity
   const http = yield* HttpClient.HttpClient
-  const timeoutMillis = Duration.toMillis(settings.requestTimeout)
-
-  const post = (endpoint: string, form: Record<string, string | Redacted.Redacted<string>>, oauthHost: string = settings.oauthHost) => {
+  const post = (endpoint: string, form: Record<string, string | Redacted.Redacted<string>>, oauthHost = settings.oauthHost,
+    deadline = settings.requestTimeout) => {
+    const timeoutMillis = Duration.toMillis(deadline)
     const url = `${oauthHost}${endpoint}`
     const secrets = secretsOf(form)
     const request = HttpClientRequest.post(url).pipe(
@@ -367,7 +371,7 @@ export const make = Effect.gen(function*() {
       ),
       // One deadline for the answer and its whole body: a slow drip ends here too (the read is interrupted, the request aborted).
       Effect.timeoutOrElse({
-        duration: settings.requestTimeout,
+        duration: deadline,
         orElse: () =>
           Effect.fail(
             new NetworkError({
@@ -413,7 +417,9 @@ export const make = Effect.gen(function*() {
       client_id: settings.clientId,
       grant_type: "refresh_token",
       refresh_token: refreshToken
-    }, issuer.oauthHost).pipe(
+      // Awaited for the long bound, not the request timeout: Kimi rotates on receipt, so this answer is the only
+      // copy of the new refresh token (see `refreshAnswerTimeout`).
+    }, issuer.oauthHost, settings.refreshAnswerTimeout).pipe(
       Effect.flatMap((raw): Effect.Effect<TokenSet, OAuthCallError | InvalidGrantError> =>
         answerKind(raw.status) === "success" ? decodeTokens(raw, refreshToken, issuer) : refusedRefresh(raw)
       ),

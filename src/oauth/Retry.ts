@@ -44,8 +44,12 @@ export interface RetryNotice {
   readonly delayMillis: number
 }
 
-/** The `Retry-After` hint of a transient error, in millis (0 when none). */
-export const retryAfterMillis = (error: { readonly _tag: string }): number =>
+/**
+ * The wait a transient error asks for, in millis (0 when none): a
+ * `ServerError`'s `Retry-After` hint, already parsed. (Parsing the header
+ * itself is `Authorize.retryAfterMillis`.)
+ */
+export const askedWaitMillis = (error: { readonly _tag: string }): number =>
   error._tag === "ServerError" ? Math.max(0, (error as ServerError).retryAfterMillis ?? 0) : 0
 
 /**
@@ -61,7 +65,7 @@ export const backoffDelay = (
     const base = Duration.toMillis(Duration.fromInputUnsafe(policy.baseDelay))
     const max = Duration.toMillis(Duration.fromInputUnsafe(policy.maxDelay))
     const backoff = Math.min(base * 2 ** (Math.max(1, attempt) - 1), max) * (0.8 + r * 0.4)
-    return Math.round(Math.max(backoff, retryAfterMillis(error)))
+    return Math.round(Math.max(backoff, askedWaitMillis(error)))
   })
 
 const seconds = (millis: number) => `${Math.round(millis / 1000)} s`
@@ -76,14 +80,14 @@ export const retryAfterTooLong = (error: ServerError, budgetMillis: number): Ser
     status: error.status,
     excerpt: error.excerpt,
     retryAfterMillis: error.retryAfterMillis,
-    message: `Kimi asked to wait ${seconds(retryAfterMillis(error))} before trying again (HTTP ${error.status} ` +
+    message: `Kimi asked to wait ${seconds(askedWaitMillis(error))} before trying again (HTTP ${error.status} ` +
       `with Retry-After), longer than the ${seconds(budgetMillis)} this client waits. Nothing was changed; ` +
       `try again after that delay.`
   })
 
 /** True for a transient error whose `Retry-After` is longer than `budgetMillis`. */
 export const isRetryAfterTooLong = (error: { readonly _tag: string }, budgetMillis: number): error is ServerError =>
-  error._tag === "ServerError" && retryAfterMillis(error) > budgetMillis
+  error._tag === "ServerError" && askedWaitMillis(error) > budgetMillis
 
 /** Runs `effect`, retrying transient failures per `policy`; the last failure is returned as is. */
 export const retryTransient = <A, E extends { readonly _tag: string }, R>(

@@ -18,7 +18,7 @@
  */
 import { DEFAULT_REGION, type KimiRegion, REGIONS } from "../light/Region.js"
 import type { KimiAuthOptions } from "../config/KimiAuthConfig.js"
-import { type PlainSettings, resolveSettings } from "../light/ResolveSettings.js"
+import { type AccountPlainSettings, resolveAccountSettings } from "../light/AccountSettings.js"
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import { carriesOwnKey, readsAccountModels, regionFrom, type StoredLogin, storedLoginOf } from "./KimiPluginDecisions.js"
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
@@ -40,6 +40,9 @@ export const API_KEY_LABEL = "Kimi API key"
 
 /** The `apiKey` the loader hands the AI SDK for OAuth logins; the fetch replaces it with the real token. */
 const OAUTH_PLACEHOLDER = "kimi-oauth"
+
+/** How often a request checks whether the region's active account changed (`kimi-auth switch`). */
+const ACCOUNT_CHECK_MS = 2000
 
 /** How long the model list may hold up OpenCode's start. */
 const MODELS_BUDGET_MS = 1500
@@ -118,7 +121,8 @@ interface Instance {
   readonly providerId: string
   readonly options: KimiAuthOptions
   readonly input: PluginInputLike
-  readonly settings: PlainSettings | undefined
+  /** The region's active account's settings (`accounts.json`): its token file is the one this provider serves. */
+  settings: AccountPlainSettings | undefined
   readonly pinnedBase: string | undefined
   /** Models that think unless told otherwise: the catalog's, then what OpenCode and /models report. */
   readonly thinking: Set<string>
@@ -126,6 +130,49 @@ interface Instance {
   coreReady: PluginCore | undefined
   /** OpenCode's stored OAuth login, found by the loader, adopted before the first request. */
   pendingAdoption: OAuthEntry | undefined
+  /** Cores of accounts switched away from: disposed with the plugin (a request may still be running on one). */
+  readonly retired: Array<PluginCore>
+  readonly follower: ReturnType<typeof accountFollower<AccountPlainSettings>>
+}
+
+/**
+ * Follows a region's active account (a `kimi-auth switch`, or a login of
+ * another user): `check()` chooses the account again at most every
+ * {@link ACCOUNT_CHECK_MS} (one clock read otherwise) and answers the new
+ * settings when the token file changed; `soon()` makes the next check run
+ * at once.
+ */
+export const accountFollower = <S extends { readonly tokenFilePath: string }>(
+  choose: () => { readonly ok: true; readonly value: S } | { readonly ok: false },
+  first: S | undefined,
+  now: () => number = Date.now
+) => {
+  let current = first
+  let checkedAt = now()
+  return {
+    check: (): S | undefined => {
+      const t = now()
+      if (t - checkedAt < ACCOUNT_CHECK_MS || current === undefined) return undefined
+      checkedAt = t
+      const again = choose()
+      if (!again.ok || again.value.tokenFilePath === current.tokenFilePath) return undefined
+      current = again.value
+      return current
+    },
+    soon: (): void => {
+      checkedAt = Number.NEGATIVE_INFINITY
+    }
+  }
+}
+
+/** A switch of the region's active account: the next request builds a core on the new account's file. */
+const followAccount = (inst: Instance): void => {
+  const next = inst.follower.check()
+  if (next === undefined) return
+  inst.settings = next
+  if (inst.coreReady !== undefined) inst.retired.push(inst.coreReady)
+  inst.core = undefined
+  inst.coreReady = undefined
 }
 
 const getCore = (inst: Instance): Promise<PluginCore> =>
@@ -170,6 +217,7 @@ const sendAfterSetup = async (inst: Instance, request: RequestInfo | URL, init: 
 // Not `async`: every request passes here (BENCHMARKS.md, "Request overhead"), and each async layer
 // that awaits the response adds microtask turns; the common case hands on the core's promise as is.
 const requestFetch = (inst: Instance) => (request: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+  followAccount(inst)
   const c = inst.coreReady
   if (c === undefined || inst.pendingAdoption !== undefined) return sendAfterSetup(inst, request, init)
   try {
@@ -226,6 +274,12 @@ const models = (inst: Instance): KimiHooks["provider"]["models"] => async (provi
   }
 }
 
+/** The device login: a login of another Kimi user adds an account and makes it active, followed at once. */
+const authorize = async (inst: Instance) => {
+  const start = await (await getCore(inst)).startLogin()
+  return { ...start, callback: () => start.callback().finally(inst.follower.soon) }
+}
+
 /**
  * One plugin instance for one region's catalog provider. `server.ts` binds
  * it to each region; `KimiAuthPlugin` picks the region from its options.
@@ -233,13 +287,16 @@ const models = (inst: Instance): KimiHooks["provider"]["models"] => async (provi
 export const regionPlugin = (region: KimiRegion) =>
 async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promise<KimiHooks> => {
   const { provider: _provider, region: _region, ...options } = (rawOptions ?? {}) as KimiPluginOptions
-  const resolved = resolveSettings({ ...options, region }, process.env)
+  // The region's active account (`accounts.json`): its token file is the one this provider serves.
+  const choose = () => resolveAccountSettings({ ...options, region }, process.env)
+  const resolved = choose()
   const settings = resolved.ok ? resolved.value : undefined
   const inst: Instance = {
     region, providerId: REGIONS[region].providerId, options, input, settings,
     pinnedBase: settings?.apiBaseUrlPinned ? settings.apiBaseUrl : undefined,
     thinking: new Set(CATALOG_MODELS),
-    core: undefined, coreReady: undefined, pendingAdoption: undefined
+    core: undefined, coreReady: undefined, pendingAdoption: undefined,
+    retired: [], follower: accountFollower(choose, settings)
   }
   const fetch = requestFetch(inst)
   return {
@@ -248,16 +305,16 @@ async (input: PluginInputLike = {}, rawOptions?: Record<string, unknown>): Promi
       provider: inst.providerId,
       loader: loader(inst, fetch),
       methods: [
-        { type: "oauth", label: DEVICE_LOGIN_LABEL, authorize: async () => (await getCore(inst)).startLogin() },
+        { type: "oauth", label: DEVICE_LOGIN_LABEL, authorize: () => authorize(inst) },
         { type: "api", label: API_KEY_LABEL }
       ]
     },
     provider: { id: inst.providerId, models: models(inst) },
     dispose: async () => {
-      const c = inst.coreReady
+      const all = [...inst.retired.splice(0), ...(inst.coreReady === undefined ? [] : [inst.coreReady])]
       inst.core = undefined
       inst.coreReady = undefined
-      await c?.dispose()
+      await Promise.all(all.map((c) => c.dispose()))
     }
   }
 }

@@ -39,13 +39,15 @@ import {
   tokenSetFromEntry,
   withAdoptionNote
 } from "./Adoption.js"
-import { type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
+import { KimiAuthConfig, type KimiAuthOptions, type KimiAuthSettings, resolve } from "../config/KimiAuthConfig.js"
 import type { KimiAuthServices } from "../KimiAuth.js"
 import { type EdgeRuntime, makeEdgeRuntime } from "../edge/Runtime.js"
 import { openCodeLogin } from "../edge/HintWords.js"
-import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
+import { checkCanStoreLogin } from "../storage/LoginStorage.js"
+import { storeAsAccount } from "../accounts/AccountLogin.js"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
 import type { KimiRegion } from "../light/Region.js"
+import { HeldBackRefreshTokens } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
 import { TokenStore } from "../storage/TokenStore.js"
 import { readWebTextPrefix } from "../net/HttpBody.js"
@@ -134,6 +136,9 @@ export interface PluginCore {
 
 // ---------------------------------------------------------------------------
 // Effectful pieces over one small shared context.
+
+/** Refresh tokens no core of this process sends again (refused, or of an unknown outcome): OpenCode rebuilds cores. */
+const processHeldBack = new HeldBackRefreshTokens()
 
 /** What the core's pieces share: the provider, its settings, the runtime, the token source and the fast path. */
 interface CoreContext {
@@ -282,18 +287,22 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
     Effect.gen(function*() {
       const flow = yield* DeviceFlow
       const tokens = yield* flow.awaitTokens(authorization)
-      yield* storeLogin(tokens)
-      return tokens
+      // The same Kimi user replaces their account's login; another user adds an account (its own file),
+      // which becomes the region's active account: the thin half follows it on the next request.
+      const stored = yield* storeAsAccount(tokens)
+      return { tokens, here: stored.tokenFilePath === (yield* KimiAuthConfig).tokenFilePath }
     })
   )
   if (Exit.isFailure(exit)) {
     await ctx.run(Effect.logWarning(`Kimi login failed: ${Decisions.failureOf(exit.cause).message}`))
     throw new Error(failureMessage(ctx, exit.cause))
   }
-  const tokens = exit.value
+  const { here, tokens } = exit.value
   ctx.notAdopted = undefined
-  ctx.mirrored = Redacted.value(tokens.accessToken)
-  ctx.fast = { tokens, access: ctx.mirrored }
+  if (here) {
+    ctx.mirrored = Redacted.value(tokens.accessToken)
+    ctx.fast = { tokens, access: ctx.mirrored }
+  }
   return Decisions.loginSuccessOf(tokens)
 }
 
@@ -374,7 +383,10 @@ export const makePluginCore = (config: PluginCoreConfig): PluginCore => {
   const line = config.line ?? "v1"
   const authOptions: KimiAuthOptions = { ...config.options, region }
   const settingsExit = Effect.runSyncExit(resolve(authOptions))
-  const runtime = makeEdgeRuntime({ ...authOptions, backgroundRefresh: true }, "silent")
+  const runtime = makeEdgeRuntime(
+    { ...authOptions, backgroundRefresh: true, tokenManager: { heldBackRefreshTokens: processHeldBack } },
+    "silent"
+  )
   const settings = Exit.isSuccess(settingsExit) ? settingsExit.value : undefined
   const configProblem = Exit.isFailure(settingsExit) ? Decisions.failureOf(settingsExit.cause).message : undefined
   const ctx: CoreContext = {

@@ -28,7 +28,9 @@ import { issuerFor, KimiAuthConfig } from "../config/KimiAuthConfig.js"
 import { makeKimiFetch } from "../request/AuthorizingFetch.js"
 import { authErrorFailure, makeManagedTokenSource } from "../request/ManagedTokenSource.js"
 import { gaveUp } from "../oauth/Login.js"
-import { checkCanStoreLogin, storeLogin } from "../storage/LoginStorage.js"
+import { checkCanStoreLogin } from "../storage/LoginStorage.js"
+import { type AccountStatus, listAccounts } from "../accounts/Accounts.js"
+import { storeAsAccount } from "../accounts/AccountLogin.js"
 import { loginStatus } from "../oauth/LoginStatus.js"
 import type { KimiAuthServices } from "../KimiAuth.js"
 import { type EdgeRuntime, makeEdgeRuntime } from "../edge/Runtime.js"
@@ -143,6 +145,31 @@ export interface KimiAuthStatus {
 export interface LoginResult {
   readonly expiresAt: Date
   readonly tokenFilePath: string
+  /** The account logged in, when the login went to the storage folder's accounts. */
+  readonly account?: KimiAccount | undefined
+  /** True when it replaced the login of an account of the same Kimi user; false when it added an account. */
+  readonly replaced?: boolean | undefined
+}
+
+/** A Kimi account logged in on this machine (`client.accounts()`). Holds no secret. */
+export interface KimiAccount {
+  /** What a person recognises: nickname or email, then the region ("Ada (ada@example.com), mainland-cn"). */
+  readonly label: string
+  /** Kimi's user id; `undefined` until Kimi was asked (an account from before accounts existed). */
+  readonly userId: string | undefined
+  readonly nickname: string | undefined
+  readonly email: string | undefined
+  readonly region: KimiRegion
+  /** The active account of its region: what a client, a command or OpenCode's provider of that region uses by default. */
+  readonly active: boolean
+  /** The account last logged in or switched to: used when neither an account nor a region is named. */
+  readonly current: boolean
+  /** The default account (`oauth.json`). */
+  readonly isDefault: boolean
+  /** `valid`, `expired` (refreshed on next use), `none` (no login), `damaged` (unreadable token file). */
+  readonly state: "valid" | "expired" | "none" | "damaged"
+  readonly expiresAt: Date | undefined
+  readonly tokenFilePath: string
 }
 
 /** A started device authorization: show the code, then wait. Polling already runs. */
@@ -189,15 +216,45 @@ const toKimiAuthError = (cause: Cause.Cause<unknown>, signal?: AbortSignal): Kim
   )
 }
 
+/** An account's status in the facade's plain terms. */
+const toKimiAccount = (s: AccountStatus): KimiAccount => ({
+  label: s.label,
+  userId: s.account.userId,
+  nickname: s.account.nickname,
+  email: s.account.email,
+  region: s.account.region,
+  active: s.active,
+  current: s.current,
+  isDefault: s.account.isDefault,
+  state: s.state,
+  expiresAt: s.expiresAt === undefined ? undefined : new Date(s.expiresAt * 1000),
+  tokenFilePath: s.path
+})
+
 /** The promise facade over the Effect core. */
 export class KimiOAuthClient {
-  readonly #runtime: EdgeRuntime
+  #runtime: EdgeRuntime
+  readonly #options: Omit<OAuthConfig, "clientSecret" | "scopes">
   #disposed = false
   #login: Promise<unknown> | undefined
 
   constructor(config: OAuthConfig = {}) {
     const { clientSecret: _secret, scopes: _scopes, ...options } = config
+    this.#options = options
     this.#runtime = makeEdgeRuntime(options, "default")
+  }
+
+  /**
+   * After a login stored in another account's file: a client that names no
+   * account or file follows it (the login is now the active account), on a
+   * fresh runtime; the old one is released.
+   */
+  async #follow(result: LoginResult, before: string): Promise<void> {
+    if (result.tokenFilePath === before || this.#options.account !== undefined || this.#options.tokenFilePath !== undefined) return
+    const old = this.#runtime
+    this.#runtime = makeEdgeRuntime(this.#options, "default")
+    this.#fetch = undefined
+    await old.dispose().catch(() => {})
   }
 
   async #run<A>(effect: Effect.Effect<A, unknown, KimiAuthServices>, signal?: AbortSignal): Promise<A> {
@@ -231,11 +288,22 @@ export class KimiOAuthClient {
         const flow = yield* DeviceFlow
         const settings = yield* KimiAuthConfig
         const tokens = yield* final(flow.awaitTokens(authorization))
-        yield* storeLogin(tokens)
-        return { expiresAt: new Date(tokens.expiresAt * 1000), tokenFilePath: settings.tokenFilePath }
+        // The same Kimi user replaces their account's login; another user adds an account.
+        const stored = yield* storeAsAccount(tokens)
+        const account = stored.account === undefined
+          ? undefined
+          : (yield* listAccounts()).find((a) => a.account.file === stored.account?.file)
+        const result: LoginResult = {
+          expiresAt: new Date(tokens.expiresAt * 1000),
+          tokenFilePath: stored.tokenFilePath,
+          account: account === undefined ? undefined : toKimiAccount(account),
+          replaced: stored.replaced
+        }
+        return { result, before: settings.tokenFilePath }
       }),
       controller.signal
-    ).finally(() => options.signal?.removeEventListener("abort", forward))
+    ).then(async ({ before, result }) => (await this.#follow(result, before), result))
+      .finally(() => options.signal?.removeEventListener("abort", forward))
     // Nobody may be listening yet: keep an unobserved rejection from crashing the host.
     completion.catch(() => {})
     this.#login = completion
@@ -349,6 +417,16 @@ export class KimiOAuthClient {
    */
   async logout(options: CallOptions = {}): Promise<boolean> {
     return this.#run(Effect.flatMap(TokenManager, (m) => m.clear), options.signal)
+  }
+
+  /**
+   * The Kimi accounts logged in on this machine (this client's storage
+   * folder), with the active one of each region. An account whose user is
+   * not known yet is asked once (`GET /me`). Never a secret.
+   */
+  async accounts(options: CallOptions = {}): Promise<ReadonlyArray<KimiAccount>> {
+    if (this.#login) await this.#login.catch(() => {})
+    return this.#run(Effect.map(listAccounts({ learn: true }), (list) => list.map(toKimiAccount)), options.signal)
   }
 
   /** Stops every running call and releases the runtime. Idempotent. */

@@ -52,8 +52,19 @@ export interface OAuthConfig extends Omit<SettingsOptions, "clientId" | "tokenFi
   readonly clientSecret?: string | undefined
   /** Accepted for compatibility and ignored: Kimi's server takes no scope parameter. */
   readonly scopes?: ReadonlyArray<string> | undefined
-  /** Token file; `~/.opencode-kimi-auth/oauth.json` by default (or `$OPENCODE_KIMI_AUTH_DIR/oauth.json`). */
+  /**
+   * Token file; by default the chosen account's file in the storage folder
+   * (`~/.opencode-kimi-auth/oauth.json` for the default account). Giving it
+   * makes the file its own account: not combined with `account`.
+   */
   readonly tokenFilePath?: string | undefined
+  /**
+   * The Kimi account to use: its email, nickname, user id, or a unique
+   * prefix (`client.accounts()` and `kimi-auth accounts` list them). Default:
+   * the active account of `region`, or (no region named) the account last
+   * logged in or switched to; a client naming none follows a login it makes.
+   */
+  readonly account?: string | undefined
   /**
    * Kimi region: `mainland-cn` (auth.kimi.com, the default) or `global`
    * (auth.kimi.ai). Picks the default OAuth host and API base; `oauthHost`,
@@ -65,6 +76,12 @@ export interface OAuthConfig extends Omit<SettingsOptions, "clientId" | "tokenFi
   readonly refreshWindow?: DurationInput | undefined
   /** Timeout of each HTTP request. Default 30 s. */
   readonly requestTimeout?: DurationInput | undefined
+  /**
+   * How long a refresh request, once sent, is awaited: its answer is the only
+   * copy of the new refresh token. Default 5 minutes; meanwhile a still-valid
+   * token keeps being served.
+   */
+  readonly refreshAnswerTimeout?: DurationInput | undefined
   /** Longest wait for the cross-process refresh lock. Default 30 s. */
   readonly lockTimeout?: DurationInput | undefined
   /** A lock older than this whose holder cannot be seen alive is taken over. Default 10 s. */

@@ -364,8 +364,10 @@ describe("small wording", () => {
 
   it("login over an existing login says it replaces it, before and after the approval", async () => {
     emulator = await start({ interval: 1, autoApproveAfterMillis: 300 })
-    seed(now() + 800)
-    const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.oauthHost })
+    // A login of the emulator's user: logging in again as the same Kimi user replaces it (another user would add an account).
+    const issued = emulator.issueTokens()
+    seed(now() + 800, issued.refreshToken, { access_token: issued.accessToken })
+    const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl })
     const r = await runCli(["login", "--no-browser"], env)
     expect(r.code, r.stderr).toBe(0)
     const before = r.stdout.indexOf("replaces the stored one")

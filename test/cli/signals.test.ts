@@ -105,6 +105,25 @@ describe("kimi-auth token: a signal while the refresh is in flight", () => {
   })
 })
 
+describe("kimi-auth token: a signal while a late refresh answer is awaited", () => {
+  it("one SIGTERM waits at most the 10 s shutdown budget (not the request timeout, nor the long answer bound), says so, and keeps the marker", async () => {
+    // The answer never comes: before, the process waited the 30 s request timeout; a running one would wait 5 minutes.
+    server = await startSlowRotatingServer("rt-0", { answerAfterMs: Infinity })
+    seedExpired()
+    const r = await signalMidFlight(["SIGTERM"])
+    expect(r.code, r.stderr).toBe(143)
+    expect(r.elapsedMs).toBeGreaterThanOrEqual(9_000)
+    expect(r.elapsedMs).toBeLessThan(20_000)
+    expect(r.stderr).toContain("(at most 10 s)")
+    expect(r.stderr).toContain("after waiting 10 s for the token refresh in flight; its outcome is unknown")
+    expect(r.stderr).not.toMatch(/\n\s+at /)
+    // Nothing came back: the file is whole and unchanged, and the marker tells the next run what happened.
+    expect(JSON.parse(fs.readFileSync(tokenFile(), "utf8")).refresh_token).toBe("rt-0")
+    expect(fs.existsSync(path.join(storage(), "oauth.json.refreshing"))).toBe(true)
+    expect(server.stats.refreshes).toBe(1)
+  }, 60_000)
+})
+
 describe("kimi-auth login: a signal while waiting for approval (nothing in flight)", () => {
   for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
     it(`${signal} exits ${code} at once, saying the login was cancelled`, async () => {

@@ -60,12 +60,12 @@ describe("OAuthClient error messages never carry a secret the request sent", () 
 
 const SENT = "rt-sent-0123456789abcdefghijklmnopqrstuv"
 
-const loopback = (url: string, options: { readonly requestTimeout?: Duration.Input } = {}) =>
+const loopback = (url: string, options: { readonly requestTimeout?: Duration.Input; readonly refreshAnswerTimeout?: Duration.Input } = {}) =>
   OAuthClient.layer.pipe(
     Layer.provide(Layer.mergeAll(FetchHttpClient.layer, identityLayer({ oauthHost: url, ...options })))
   )
 
-const refreshAt = (url: string, options: { readonly requestTimeout?: Duration.Input } = {}) =>
+const refreshAt = (url: string, options: { readonly requestTimeout?: Duration.Input; readonly refreshAnswerTimeout?: Duration.Input } = {}) =>
   Effect.flatMap(OAuthClient, (c) => c.refreshToken(Redacted.make(SENT))).pipe(Effect.provide(loopback(url, options)))
 
 /** The server's count of connections the client hung up on, once it reaches `n` (or after 10 s: a busy machine is slow to report). */
@@ -129,7 +129,7 @@ describe("OAuthClient against a hostile server: size cap and deadline", () => {
     withServer({ kind: "slow-drip", everyMillis: 50 }, (server) =>
       Effect.gen(function*() {
         const started = Date.now()
-        const error = yield* Effect.flip(refreshAt(server.url, { requestTimeout: "1 second" }))
+        const error = yield* Effect.flip(refreshAt(server.url, { requestTimeout: "1 second", refreshAnswerTimeout: "1 second" }))
         const took = Date.now() - started
         assert.strictEqual(error._tag, "NetworkError")
         assert.match(error.message, /did not answer within 1 s/)

@@ -27,7 +27,7 @@ import {
   withIdentityHeaders
 } from "../../src/opencode/PluginCoreDecisions.js"
 import { ERROR_HEADER } from "../../src/request/AuthorizingFetch.js"
-import { PRESENCE_CHECK_MILLIS } from "../../src/tokens/TokenManager.js"
+import { PRESENCE_CHECK_MILLIS } from "../../src/tokens/TokenManagerDecisions.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"
 
 const NOW = 1_800_000_000_000

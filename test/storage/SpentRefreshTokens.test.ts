@@ -26,7 +26,8 @@ import {
   spentVerdict,
   withSpent
 } from "../../src/storage/SpentRefreshTokens.js"
-import { spentByRefresh, TokenManager } from "../../src/tokens/TokenManager.js"
+import { TokenManager } from "../../src/tokens/TokenManager.js"
+import { spentByRefresh } from "../../src/tokens/TokenManagerDecisions.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 import { startRotatingServer } from "../support/rotatingServer.js"

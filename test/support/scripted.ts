@@ -26,6 +26,10 @@ export type Step =
   | { readonly status: number; readonly body: string; readonly headers?: Record<string, string> }
   | { readonly network: true }
   | { readonly hang: true }
+  | { readonly afterMillis: number; readonly then: Step }
+
+/** `step`, answered `millis` after the request arrived (on the test's clock): a late answer. */
+export const late = (millis: number, step: Step): Step => ({ afterMillis: millis, then: step })
 
 /** JSON response step. */
 export const json = (status: number, body: unknown, headers?: Record<string, string>): Step => ({
@@ -61,7 +65,11 @@ export const makeScripted = (steps: ReadonlyArray<Step> | ((req: Recorded, index
       }
       requests.push(rec)
       const index = requests.length - 1
-      const step = typeof steps === "function" ? steps(rec, index) : steps[Math.min(index, steps.length - 1)]!
+      let step = typeof steps === "function" ? steps(rec, index) : steps[Math.min(index, steps.length - 1)]!
+      while ("afterMillis" in step) {
+        yield* Effect.sleep(step.afterMillis)
+        step = step.then
+      }
       if ("network" in step) {
         return yield* Effect.fail(
           new HttpClientError.HttpClientError({

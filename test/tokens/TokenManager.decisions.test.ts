@@ -1,5 +1,5 @@
 /**
- * The decisions of `src/tokens/TokenManager.ts`, each tested directly, without a
+ * The decisions of `src/tokens/TokenManagerDecisions.ts`, each tested directly, without a
  * store, a server or a clock: must we refresh now, may we serve the old
  * token, what a refused refresh means after a re-read, which tokens to start
  * from, when to retry and after what delay, and when the background
@@ -12,6 +12,7 @@ import { InvalidResponseError, NotLoggedInError, TokenStoreError } from "../../s
 import {
   answersFromMemory,
   backgroundSleepMillis,
+  badAnswerNotNow,
   clockJumped,
   declinesForcedRefresh,
   interruptedMessage,
@@ -19,20 +20,29 @@ import {
   loggedOutElsewhere,
   presenceCheckDue,
   PRESENCE_CHECK_MILLIS,
-  readRefusal,
+  readRefusedRefresh as readRefusal,
+  onTheWireElsewhere,
+  retriesAfter,
+  whatHappened,
   refreshedElsewhere,
   replacedSince,
+  retryAt as retryNotBeforeFor,
   retryGivesUp,
-  retryNotBeforeFor,
-  servableMeanwhile,
-  servedDespiteBadAnswer,
-  servesDuringBackoff,
+  servedNotNow,
+  servesMeanwhile as servableMeanwhile,
   startingTokens,
+  stillNotNow as servesDuringBackoff,
   type UnsavedTokens
-} from "../../src/tokens/TokenManager.js"
+} from "../../src/tokens/TokenManagerDecisions.js"
 import { TokenSet } from "../../src/tokens/TokenSet.js"
 
 /** A set `a<id>`/`r<id>` expiring at `expiresAt` after a lifetime of `expiresIn` (900 s: due 450 s before expiry with a 300 s window). */
+/** The bad-answer case as the one "not now" outcome and the one serving rule. */
+const servedDespiteBadAnswer = (error: InvalidResponseError, onDisk: TokenSet, force: boolean, now: number) => {
+  const n = badAnswerNotNow(error, onDisk)
+  return n === undefined ? undefined : servedNotNow(n, force, now)
+}
+
 const tokenSet = (id: number | string, expiresAt: number, expiresIn = 900) =>
   new TokenSet({
     accessToken: Redacted.make(`a${id}`),
@@ -261,5 +271,44 @@ describe("when to retry, and after what delay", () => {
   it("clockJumped: a wake later than the sleep plus a check interval", () => {
     expect(clockJumped(100_000, 0, 30_000, 60_000)).toBe(true)
     expect(clockJumped(90_000, 0, 30_000, 60_000)).toBe(false)
+  })
+})
+
+describe("a refresh whose outcome is unknown is never replayed", () => {
+  it.each([
+    // [case, error, retried]
+    ["a refused connection", { _tag: "NetworkError", reason: "TransportError (ECONNREFUSED)" }, true],
+    ["a 503", { _tag: "ServerError" }, true],
+    ["no answer within the bound", { _tag: "NetworkError", reason: "timeout" }, false],
+    ["the connection broke after sending", { _tag: "NetworkError", reason: "TransportError (ECONNRESET)" }, false],
+    ["an unknown outcome", { _tag: "NetworkError", reason: "outcome-unknown" }, false],
+    ["a refusal", { _tag: "InvalidGrantError" }, false]
+  ] as const)("retriesAfter: %s", (_, error, retried) => {
+    expect(retriesAfter(error)).toBe(retried)
+  })
+
+  it("whatHappened keeps the first sentence, the URL's dots included", () => {
+    expect(whatHappened("The Kimi OAuth server at http://127.0.0.1:8080/api/oauth/token did not answer within 30 s. Check your connection; it will be retried."))
+      .toBe("The Kimi OAuth server at http://127.0.0.1:8080/api/oauth/token did not answer within 30 s.")
+    expect(whatHappened("no sentence end")).toBe("no sentence end")
+  })
+})
+
+describe("is another process's refresh on the wire now", () => {
+  const self = { pid: 10, hostname: "here" }
+  const at = (millis: number) => new Date(millis).toISOString()
+  const T = 1_000_000_000
+  it.each([
+    // [case, marker, on the wire]
+    ["no marker", undefined, false],
+    ["our own marker", { pid: 10, hostname: "here", startedAt: at(T - 1000) }, false],
+    ["another process, a second ago", { pid: 11, hostname: "here", startedAt: at(T - 1000) }, true],
+    ["the same pid on another host", { pid: 10, hostname: "there", startedAt: at(T - 1000) }, true],
+    ["older than the answer bound: a leftover", { pid: 11, hostname: "here", startedAt: at(T - 300_000) }, false],
+    ["a little in the future (clocks disagree)", { pid: 11, hostname: "here", startedAt: at(T + 30_000) }, true],
+    ["far in the future", { pid: 11, hostname: "here", startedAt: at(T + 120_000) }, false],
+    ["an unreadable time", { pid: 11, hostname: "here", startedAt: "yesterday" }, false]
+  ] as const)("onTheWireElsewhere: %s", (_, marker, onTheWire) => {
+    expect(onTheWireElsewhere(marker, T, 300_000, self)).toBe(onTheWire)
   })
 })

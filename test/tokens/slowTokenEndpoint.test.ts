@@ -19,7 +19,7 @@ import { lockWaitFor } from "../../src/config/KimiAuthConfig.js"
 import { afterUnansweredPoll } from "../../src/oauth/DeviceFlow.js"
 import { AccessDeniedError, DeviceCodeExpiredError, OAuthError } from "../../src/Errors.js"
 import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
-import { mayHaveRotated, servableWhileLockBusy } from "../../src/tokens/TokenManager.js"
+import { mayHaveRotated, servesMeanwhile as servableWhileLockBusy } from "../../src/tokens/TokenManagerDecisions.js"
 import { storageWithLogin, tokenSet } from "../support/tokens.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
 import { compiledLibrary, repoRoot, spawnNode } from "../support/tmp.js"
@@ -70,12 +70,12 @@ const expiredLogin = () => {
 }
 
 /** Runs `count` children at once with these deadlines and returns their outcomes. */
-const children = (count: number, dir: string, requestTimeout: string, lockTimeout: string, attempts = 1) =>
+const children = (count: number, dir: string, requestTimeout: string, lockTimeout: string, attempts = 1, answerTimeout?: string) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
     const url = server!.url
     const all = yield* Effect.forEach(Array.from({ length: count }), () =>
       spawnNode(path.join(repoRoot, "test", "fixtures", "slow-refresh.mjs"), [
-        path.join(repoRoot, "dist"), url, dir, requestTimeout, lockTimeout, String(attempts)
+        path.join(repoRoot, "dist"), url, dir, requestTimeout, lockTimeout, String(attempts), ...(answerTimeout ? [answerTimeout] : [])
       ]))
     yield* Effect.forEach(all, (c) => c.exited, { concurrency: "unbounded" })
     return all.map((c) => JSON.parse(c.output().trim().split("\n").pop()!) as Outcome)
@@ -138,12 +138,38 @@ describe("a token endpoint slower than the lock's wait", () => {
   }, 60_000)
 })
 
+describe("a refresh answered later than the request timeout (issue 22)", () => {
+  it("three processes, a 2 s request timeout, the answer after 4 s: the holder awaits it, the waiters outwait it; one refresh, no replay", async () => {
+    const stats = await rotatingLate(() => 4000)
+    const dir = expiredLogin()
+    // Default answer bound (5 minutes); the lock waiters' bound follows it.
+    const outcomes = await children(3, dir, "2 seconds", "1 second", 3)
+    expect(outcomes.map((o) => o.code ?? "ok")).toEqual(["ok", "ok", "ok"])
+    expect(new Set(outcomes.map((o) => o.token))).toEqual(new Set(["at-1"]))
+    expect(stats).toEqual({ refreshes: 1, reuses: 0 })
+    expect(JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8")).refresh_token).toBe("rt-1")
+    expect(fs.existsSync(path.join(dir, "oauth.json.refreshing"))).toBe(false)
+  }, 60_000)
+
+  it("a due but valid login: each process is served its valid token within the request timeout; the late answer is still saved", async () => {
+    const stats = await rotatingLate(() => 4000)
+    const dir = storageWithLogin("kimi-late-valid-", 100)
+    temps.push(dir)
+    const outcomes = await children(2, dir, "2 seconds", "1 second", 3)
+    expect(outcomes.map((o) => o.code ?? "ok")).toEqual(["ok", "ok"])
+    // Served at-0 meanwhile, or at-1 if the answer was in by then; never a replay.
+    expect(stats).toEqual({ refreshes: 1, reuses: 0 })
+    expect(JSON.parse(fs.readFileSync(path.join(dir, "oauth.json"), "utf8")).refresh_token).toBe("rt-1")
+  }, 60_000)
+})
+
 describe("a refresh that gets no answer in time", () => {
   it("keeps its in-flight marker, so the later rejection of the spent token says what happened", async () => {
     let delay = 2500
     const stats = await rotatingLate(() => delay)
     const dir = expiredLogin()
-    const [first] = await children(1, dir, "1 second", "30 seconds")
+    // The answer bound (refreshAnswerTimeout) set as short as the request timeout: the answer is "late" for it.
+    const [first] = await children(1, dir, "1 second", "30 seconds", 1, "1 second")
     expect(first).toMatchObject({ ok: false, code: "NETWORK_ERROR" })
     // Kimi rotated on receipt; the answer came too late. The marker says a refresh is in doubt.
     expect(stats.refreshes).toBe(1)

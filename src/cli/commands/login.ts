@@ -13,7 +13,9 @@ import * as Option from "effect/Option"
 import { Command, Flag } from "effect/cli"
 import { renderUnicodeCompact } from "uqr"
 import { KimiAuthConfig, type KimiAuthSettings } from "../../config/KimiAuthConfig.js"
-import { login } from "../../oauth/Login.js"
+import { type AccountLoginResult, loginAccount } from "../../accounts/AccountLogin.js"
+import { accountLabel } from "../../light/AccountChoice.js"
+import { DEFAULT_REGION } from "../../light/Region.js"
 import type { DeviceAuthorization } from "../../oauth/OAuthClient.js"
 import type { TokenSet } from "../../tokens/TokenSet.js"
 import { TokenStore } from "../../storage/TokenStore.js"
@@ -84,17 +86,32 @@ export const countdownTick = (
   sleepMillis: 1000 - (elapsedMillis % 1000)
 })
 
-/** The `--json` `logged_in` event. */
-export const loggedInEvent = (settings: KimiAuthSettings, tokens: TokenSet, replaced: boolean): string =>
+/**
+ * The `--json` `logged_in` event: where the login was stored, whether it
+ * replaced the account's login (same Kimi user) or added an account, and the
+ * account (`user_id` is `null` when Kimi did not say who).
+ */
+export const loggedInEvent = (settings: KimiAuthSettings, result: Omit<AccountLoginResult, "tokens"> & { readonly tokens: TokenSet }): string =>
   JSON.stringify({
     event: "logged_in",
-    token_file: settings.tokenFilePath,
-    expires_at: tokens.expiresAt,
-    region: settings.region,
-    replaced_login: replaced,
+    token_file: result.tokenFilePath,
+    expires_at: result.tokens.expiresAt,
+    region: result.account?.region ?? settings.region,
+    replaced_login: result.replaced,
     oauth_host: settings.oauthHost,
-    api_base_url: settings.apiBaseUrl
+    api_base_url: settings.apiBaseUrl,
+    ...(result.account === undefined ? {} : {
+      account: { user_id: result.account.userId ?? null, label: accountLabel(result.account), added: !result.replaced }
+    })
   }) + "\n"
+
+/** The line under {@link loggedInLine} that says which account, and whether it was added or its login replaced. */
+export const accountLine = (result: Pick<AccountLoginResult, "account" | "replaced">): string =>
+  result.account === undefined
+    ? ""
+    : `  account: ${accountLabel(result.account)}; ${
+      result.replaced ? "its previous login was replaced" : "a new account"
+    }, now the active account for ${result.account.region} (\`kimi-auth accounts\` lists them)\n`
 
 /** The line that says the login is done. */
 export const loggedInLine = (tokenFilePath: string, replaced: boolean, style: { readonly green: (s: string) => string }): string =>
@@ -151,13 +168,16 @@ const deviceLogin = (
     let ticker: Fiber.Fiber<never> | undefined
     const progress = makeLoginProgress()
     yield* progress.asking(settings.oauthHost)
-    return yield* login({
+    return yield* loginAccount({
       onStartRetry: progress.startRetry,
       onCode: (authorization) =>
         Effect.gen(function*() {
           yield* progress.clear
           if (replaces && !flags.json) {
-            yield* out(`You are already logged in; approving this login replaces the stored one (${settings.tokenFilePath}).\n`)
+            yield* out(
+              `You are already logged in; approving this login as the same Kimi user replaces the stored one ` +
+                `(${settings.tokenFilePath}); approving as another user adds an account beside it.\n`
+            )
           }
           yield* Effect.logDebug(
             `login: device authorization: user code ${authorization.userCode}, expires in ${authorization.expiresIn} s, ` +
@@ -207,15 +227,15 @@ export const loginCommand = Command.make(
         const settings = yield* KimiAuthConfig
         // A login over a login replaces it once approved: say so before the user acts.
         const previous = yield* Effect.flatMap(TokenStore, (s) => s.load).pipe(Effect.orElseSucceed(() => undefined))
-        const tokens = yield* deviceLogin(settings, flags, previous !== undefined)
+        const result = yield* deviceLogin(settings, flags, previous !== undefined)
         yield* Effect.logDebug(
-          `login: approved; access token valid until ${isoSeconds(tokens.expiresAt)}, scope "${tokens.scope}"; ` +
-            `tokens saved to ${settings.tokenFilePath}`
+          `login: approved; access token valid until ${isoSeconds(result.tokens.expiresAt)}, scope "${result.tokens.scope}"; ` +
+            `tokens saved to ${result.tokenFilePath}`
         )
         yield* out(
           flags.json
-            ? loggedInEvent(settings, tokens, previous !== undefined)
-            : loggedInLine(settings.tokenFilePath, previous !== undefined, { green })
+            ? loggedInEvent(settings, result)
+            : loggedInLine(result.tokenFilePath, result.replaced, { green }) + accountLine(result)
         )
       }).pipe(
         // Ctrl-C: one line that says so (the exit code stays 130); nothing was stored.
@@ -225,12 +245,14 @@ export const loginCommand = Command.make(
             : err("Login cancelled; nothing was stored.\n")
         )
       ),
-      { region: Option.getOrUndefined(flags.region) }
+      // A login is at the region asked, else the default one: never the current account's by accident.
+      { region: Option.getOrElse(flags.region, () => DEFAULT_REGION) }
     )
 ).pipe(
   Command.withDescription(
     "Log in to Kimi with the OAuth device flow: shows a link and a code, waits for approval in the browser, " +
-      "and stores the tokens (0600) in the storage folder. Logging in again replaces the stored login once the new one is approved. " +
+      "and stores the tokens (0600) in the storage folder. Logging in again as the same Kimi user replaces that account's " +
+      "login once the new one is approved; another user adds an account, which becomes the active one for its region. " +
       exitCodeHelp
   ),
   Command.withShortDescription("Log in with the OAuth device flow (a link and a code to approve in the browser)"),

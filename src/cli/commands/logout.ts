@@ -6,13 +6,16 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Command } from "effect/cli"
 import * as fs from "node:fs"
 import { KimiAuthConfig } from "../../config/KimiAuthConfig.js"
 import { logoutMarkerPath, recordLoggedOut } from "../../storage/Notes.js"
 import { TokenManager } from "../../tokens/TokenManager.js"
 import { TokenStore } from "../../storage/TokenStore.js"
-import { debugFlag } from "../CommonFlags.js"
+import { forgetAccount } from "../../accounts/Accounts.js"
+import { accountLabel } from "../../light/AccountChoice.js"
+import { accountFlag, debugFlag } from "../CommonFlags.js"
 import { openCodeAuthPath, type OpenCodeLogout, removeKimiEntries } from "../OpenCodeAuth.js"
 import { out } from "../Output.js"
 import { run } from "../RunCommand.js"
@@ -80,7 +83,7 @@ export const forgetOpenCodeCopy = (
 }
 
 /** `kimi-auth logout`. */
-export const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags) =>
+export const logoutCommand = Command.make("logout", { account: accountFlag, debug: debugFlag }, (flags) =>
   run(
     "logout",
     flags,
@@ -98,13 +101,23 @@ export const logoutCommand = Command.make("logout", { debug: debugFlag }, (flags
         `logout: ${removed ? "removed" : "found no"} ${settings.tokenFilePath}; kept the device id in ${settings.deviceIdPath}; ` +
           `OpenCode: ${opencode._tag}; fingerprints in ${logoutMarkerPath(settings.storageDir)}`
       )
-      yield* out(logoutText({ removed, opencode, recorded }, settings.tokenFilePath))
-    })
+      // The account goes from the account list too: its region falls back to its other accounts.
+      const account = settings.account?.registered ? settings.account : undefined
+      if (account !== undefined) yield* forgetAccount(account.file)
+      yield* out(
+        logoutText({ removed, opencode, recorded }, settings.tokenFilePath) +
+          (account === undefined ? "" : `  account: ${accountLabel(account)} is no longer in the account list.\n`)
+      )
+    }),
+    { account: Option.getOrUndefined(flags.account) }
   )).pipe(
     Command.withDescription(
       "Log out: remove the stored tokens (the device id is kept) and OpenCode's copy of the Kimi device login " +
         "(the kimi-code-plan-cn / kimi-code-plan-global OAuth entries of its auth.json; other entries are untouched). " +
         "The login's fingerprints are kept in logged-out.json so that no leftover copy is ever used again."
     ),
-    Command.withExamples([{ command: "kimi-auth logout", description: "Forget the login on this machine" }])
+    Command.withExamples([
+      { command: "kimi-auth logout", description: "Forget the current account's login on this machine" },
+      { command: "kimi-auth logout --account ada@example.com", description: "Log one account out" }
+    ])
   )

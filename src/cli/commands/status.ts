@@ -6,9 +6,12 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Command } from "effect/cli"
 import { loginStatus, type LoginStatus } from "../../oauth/LoginStatus.js"
-import { debugFlag, jsonFlag } from "../CommonFlags.js"
+import { KimiAuthConfig } from "../../config/KimiAuthConfig.js"
+import { accountLabel } from "../../light/AccountChoice.js"
+import { accountFlag, debugFlag, jsonFlag } from "../CommonFlags.js"
 import { ExitCode } from "../ExitCode.js"
 import { bold, dim, green, humanDuration, isoSeconds, out, red } from "../Output.js"
 import { cliLoginCommand, type CliInvoker } from "../../edge/HintWords.js"
@@ -116,16 +119,27 @@ export const statusText = (status: LoginStatus, style: StatusStyle, invoker: Cli
 }
 
 /** `kimi-auth status`. */
-export const statusCommand = Command.make("status", { json: jsonFlag, debug: debugFlag }, (flags) =>
+export const statusCommand = Command.make("status", { account: accountFlag, json: jsonFlag, debug: debugFlag }, (flags) =>
   run(
     "status",
     flags,
     Effect.gen(function*() {
       const status = yield* loginStatus
+      // Which account, once there are accounts (a lone oauth.json from before them prints as it always did).
+      const account = (yield* KimiAuthConfig).account
+      const named = account?.registered ? account : undefined
       yield* Effect.logDebug(statusDebugLine(status))
-      yield* out(flags.json ? JSON.stringify(statusJson(status)) + "\n" : statusText(status, { bold, dim, red, green }, currentInvoker()))
+      yield* out(
+        flags.json
+          ? JSON.stringify({
+            ...statusJson(status),
+            ...(named ? { account: { label: accountLabel(named), user_id: named.userId ?? null } } : {})
+          }) + "\n"
+          : statusText(status, { bold, dim, red, green }, currentInvoker()) + (named ? `  account:      ${accountLabel(named)}\n` : "")
+      )
       return statusExitCode(statusState(status))
-    })
+    }),
+    { account: Option.getOrUndefined(flags.account) }
   )).pipe(
     Command.withDescription("Show whether you are logged in, when the access token expires, the device id and the token file. Never prints a secret and makes no request. Exit code 7 when not logged in (or when Kimi refused the last refresh)."),
     Command.withShortDescription("Show whether you are logged in and until when; never a secret"),

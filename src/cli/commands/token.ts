@@ -8,13 +8,14 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { Command } from "effect/cli"
 import { KimiAuthConfig } from "../../config/KimiAuthConfig.js"
 import { TokenManager } from "../../tokens/TokenManager.js"
 import type { TokenSet } from "../../tokens/TokenSet.js"
 import { TokenStore } from "../../storage/TokenStore.js"
-import { debugEnabled, debugFlag } from "../CommonFlags.js"
+import { accountFlag, debugEnabled, debugFlag } from "../CommonFlags.js"
 import { exitCodeHelp } from "../ExitCode.js"
 import { isoSeconds, out } from "../Output.js"
 import { run } from "../RunCommand.js"
@@ -39,7 +40,7 @@ export const tokenChangeLine = (before: TokenSet, after: TokenSet, tokenFilePath
       `the refresh token ${sameRefresh(before, after) ? "was not rotated" : "was rotated"} and saved to ${tokenFilePath}`
 
 /** `kimi-auth token`. */
-export const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) =>
+export const tokenCommand = Command.make("token", { account: accountFlag, debug: debugFlag }, (flags) =>
   run(
     "token",
     flags,
@@ -55,7 +56,8 @@ export const tokenCommand = Command.make("token", { debug: debugFlag }, (flags) 
       const tokens = yield* manager.getTokens
       if (before !== undefined) yield* Effect.logDebug(tokenChangeLine(before, tokens, settings.tokenFilePath))
       yield* out(`${Redacted.value(tokens.accessToken)}\n`)
-    })
+    }),
+    { account: Option.getOrUndefined(flags.account) }
   )).pipe(
     Command.withDescription(
       "Print a valid access token and nothing else on stdout, refreshing it first when it is due. " +

@@ -6,16 +6,17 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Command } from "effect/cli"
 import { KimiApi } from "../../api/KimiApi.js"
-import { debugFlag, jsonFlag } from "../CommonFlags.js"
+import { accountFlag, debugFlag, jsonFlag } from "../CommonFlags.js"
 import { exitCodeHelp } from "../ExitCode.js"
 import { bold, dim, out, red } from "../Output.js"
 import { run } from "../RunCommand.js"
 import { usageJson, usageLines } from "../UsageView.js"
 
 /** `kimi-auth usage`. */
-export const usageCommand = Command.make("usage", { json: jsonFlag, debug: debugFlag }, (flags) =>
+export const usageCommand = Command.make("usage", { account: accountFlag, json: jsonFlag, debug: debugFlag }, (flags) =>
   run(
     "usage",
     flags,
@@ -25,7 +26,8 @@ export const usageCommand = Command.make("usage", { json: jsonFlag, debug: debug
       yield* Effect.logDebug(`usage: ${usage.windows.length} window(s) read from /usages (${usage.shape ?? "no"} shape)`)
       if (flags.json) yield* out(JSON.stringify(usageJson(usage, now)) + "\n")
       else yield* out(usageLines(usage, now, { warn: red, dim, bold }).join("\n") + "\n")
-    })
+    }),
+    { account: Option.getOrUndefined(flags.account) }
   )).pipe(
     Command.withDescription(
       "Show the plan's quota from Kimi's /usages: each window (5-hour, weekly, monthly total and monthly code; " +

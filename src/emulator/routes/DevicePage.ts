@@ -8,6 +8,7 @@
 import * as Effect from "effect/Effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
+import type { Users } from "../Users.js"
 import { CurrentRequest, type RouteDeps } from "./Shared.js"
 
 const escapeHtml = (s: string) =>
@@ -21,20 +22,20 @@ const page = (title: string, inner: string, status = 200) =>
       `<body><h1>${escapeHtml(title)}</h1>${inner}</body></html>`
   ).pipe(HttpServerResponse.setStatus(status))
 
-const codeForm = (userCode: string) =>
+const codeForm = (userCode: string, users: Users) =>
   `<form method="post" action="/device"><p><label>User code <input name="user_code" value="${
     escapeHtml(userCode)
-  }" autocomplete="off"></label></p>` +
+  }" autocomplete="off"></label></p>${users.chooser(escapeHtml)}` +
   `<p><button name="action" value="approve">Approve</button><button name="action" value="deny">Deny</button></p></form>`
 
 /** `GET /device` (the form, or the code's state) and `POST /device` (the decision). */
-export const devicePageRoutes = ({ state }: RouteDeps) => {
+export const devicePageRoutes = ({ state, users }: RouteDeps) => {
   const devicePage = Effect.gen(function*() {
     const rec = yield* CurrentRequest
     const userCode = rec.query["user_code"] ?? ""
     const info = userCode === "" ? undefined : state.findByUserCode(userCode)
     if (userCode !== "" && info === undefined) {
-      return page("Kimi emulator: unknown code", `<p>No login waits for that code.</p>${codeForm(userCode)}`, 404)
+      return page("Kimi emulator: unknown code", `<p>No login waits for that code.</p>${codeForm(userCode, users)}`, 404)
     }
     if (info !== undefined && (info.status !== "pending" || state.settings.now() >= info.expiresAt)) {
       const status = state.settings.now() >= info.expiresAt && info.status === "pending" ? "expired" : info.status
@@ -42,7 +43,7 @@ export const devicePageRoutes = ({ state }: RouteDeps) => {
     }
     return page(
       "Kimi emulator: approve a login",
-      `<p>A device asks to log in to Kimi Code. Check that the code matches the one it shows.</p>${codeForm(userCode)}`
+      `<p>A device asks to log in to Kimi Code. Check that the code matches the one it shows.</p>${codeForm(userCode, users)}`
     )
   })
 
@@ -51,9 +52,13 @@ export const devicePageRoutes = ({ state }: RouteDeps) => {
     const userCode = rec.form?.["user_code"] ?? ""
     const action = rec.form?.["action"]
     if (action !== "approve" && action !== "deny") {
-      return page("Kimi emulator", `<p>Choose Approve or Deny.</p>${codeForm(userCode)}`, 400)
+      return page("Kimi emulator", `<p>Choose Approve or Deny.</p>${codeForm(userCode, users)}`, 400)
     }
-    const done = action === "approve" ? state.approve(userCode) : state.deny(userCode)
+    const user = rec.form?.["user"]
+    if (action === "approve" && user !== undefined && users.find(user) === undefined) {
+      return page("Kimi emulator", `<p>No user <code>${escapeHtml(user)}</code> here.</p>${codeForm(userCode, users)}`, 400)
+    }
+    const done = action === "approve" ? state.approve(userCode, user) : state.deny(userCode)
     if (!done) {
       return page(
         "Kimi emulator",

@@ -14,6 +14,7 @@ import * as Context from "effect/Context"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type { Quota } from "../Quota.js"
 import type { EmulatorState } from "../State.js"
+import type { Users } from "../Users.js"
 
 /** The `X-Msh-*` identity headers of a request (`undefined` when absent). */
 export interface MshHeaders {
@@ -72,6 +73,8 @@ export interface RouteDeps {
   readonly state: EmulatorState
   readonly quota: Quota
   readonly account: { readonly userId: string; readonly region: string }
+  /** The Kimi users a login can be approved as (`/me`, the device page's chooser). */
+  readonly users: Users
 }
 
 /** The form media type of OAuth requests. */
