@@ -26,16 +26,26 @@ import type { PluginCore } from "./PluginCore.js"
 import { toKimiThinking } from "./Thinking.js"
 import type { FastPath } from "./V2Fast.js"
 import { errorResponse, type Sent } from "./V2PluginDecisions.js"
-import { applyRetryDecision, noRowMessage, rowUse, type RowUse, rowWithoutLoginMessage } from "./V2Rows.js"
+import { accountOfCredential, applyRetryDecision, noRowMessage, rowUse, type RowUse, rowWithoutLoginMessage } from "./V2Rows.js"
+
+/** One Kimi account as a region's hooks use it: its fast path and its core (each its own token file and lock). */
+export interface AccountV2 {
+  /** The token file's bare name; `undefined`: the region's active account (a row that names none). */
+  readonly file: string | undefined
+  readonly getCore: () => Promise<PluginCore>
+  readonly fast: FastPath
+  /** Whether this machine's store has the account (false: a row imported from another machine, or a removed account). */
+  readonly present: () => boolean
+}
 
 /** What the hooks need of one region. */
-export interface RegionV2 {
+export interface RegionV2 extends AccountV2 {
   readonly region: KimiRegion
   readonly providerId: string
   readonly apiBaseUrl: string | undefined
-  readonly getCore: () => Promise<PluginCore>
-  readonly fast: FastPath
   readonly thinks: Set<string>
+  /** The account a row names (its token file), or the region's active account. */
+  readonly account: (file: string | undefined) => AccountV2
   readonly dispose: () => Promise<void>
 }
 
@@ -47,12 +57,14 @@ export class V2Refusal extends Error {
 /** The host's row API, when it has one (2.1). */
 export interface RowApi {
   readonly active: (integrationID: string) => Promise<unknown>
+  /** The row's value (its `metadata` names the account); may run the host's refresh when the row is due. */
+  readonly resolve?: ((connection: unknown) => Promise<unknown>) | undefined
 }
 
 const isRecord = (u: unknown): u is Record<string, any> => typeof u === "object" && u !== null && !Array.isArray(u)
 
-/** The token and identity for a request on the package's login: the fast path, else the core. */
-const packageAuth = async (r: RegionV2): Promise<{ token: Awaited<ReturnType<PluginCore["accessToken"]>>; identity: Readonly<Record<string, string>> }> => {
+/** The token and identity for a request on an account's login: the fast path, else the core. */
+const packageAuth = async (r: AccountV2): Promise<{ token: Awaited<ReturnType<PluginCore["accessToken"]>>; identity: Readonly<Record<string, string>> }> => {
   const fast = r.fast.auth(Date.now())
   if (fast !== undefined) return { token: { ok: true, token: fast.token }, identity: fast.headers }
   const core = await r.getCore()
@@ -60,21 +72,23 @@ const packageAuth = async (r: RegionV2): Promise<{ token: Awaited<ReturnType<Plu
   return { token, identity }
 }
 
-const identityOf = async (r: RegionV2): Promise<Readonly<Record<string, string>>> => r.fast.identity() ?? (await (await r.getCore()).identity())
+const identityOf = async (r: AccountV2): Promise<Readonly<Record<string, string>>> => r.fast.identity() ?? (await (await r.getCore()).identity())
 
 /** What the handlers share. */
 interface HookContext {
   readonly regionOf: (event: any) => RegionV2 | undefined
-  readonly useOf: (r: RegionV2) => Promise<RowUse>
+  readonly useOf: (r: RegionV2) => Promise<{ readonly use: RowUse; readonly account: AccountV2 }>
   readonly rows: RowApi | undefined
   readonly sent: WeakMap<Request, Sent>
   readonly identities: WeakMap<Request, Readonly<Record<string, string>>>
+  readonly accounts: WeakMap<Request, AccountV2>
   readonly onAnswered: (r: RegionV2, token: string, identity: Readonly<Record<string, string>>) => void
 }
 
 /** The bearer for a call on the package's login, or why there is none (a refusal when the host has rows). */
-const authorizeHeaders = async (hc: HookContext, r: RegionV2, headers: Headers): Promise<{ record: Sent; identity: Readonly<Record<string, string>> }> => {
-  const { token, identity } = await packageAuth(r)
+const authorizeHeaders = async (hc: HookContext, r: RegionV2, a: AccountV2, headers: Headers): Promise<{ record: Sent; identity: Readonly<Record<string, string>> }> => {
+  if (hc.rows !== undefined && !a.present()) throw new V2Refusal(rowWithoutLoginMessage(r.providerId))
+  const { token, identity } = await packageAuth(a)
   if (token.ok) {
     headers.set("authorization", `Bearer ${token.token}`)
     return { record: { token: token.token }, identity }
@@ -89,7 +103,7 @@ const authorizeHeaders = async (hc: HookContext, r: RegionV2, headers: Headers):
 const httpRequestOf = (hc: HookContext) => async (event: { request: Request; model?: unknown }) => {
   const r = hc.regionOf(event)
   if (r === undefined || !(event.request instanceof Request)) return
-  const use = await hc.useOf(r)
+  const { use, account } = await hc.useOf(r)
   if (use === "none") throw new V2Refusal(noRowMessage(r.providerId, r.region))
   const request = event.request
   const body = request.body !== null
@@ -98,11 +112,12 @@ const httpRequestOf = (hc: HookContext) => async (event: { request: Request; mod
   const headers = new Headers(request.headers)
   const { record, identity } = use === "own-key"
     ? { record: undefined, identity: await identityOf(r) }
-    : await authorizeHeaders(hc, r, headers)
+    : await authorizeHeaders(hc, r, account, headers)
   for (const [k, v] of Object.entries(identity)) headers.set(k, v)
   const next = new Request(request.url, { method: request.method, headers, ...(body !== undefined ? { body } : {}), signal: request.signal })
   if (record !== undefined) hc.sent.set(next, record)
   hc.identities.set(next, identity)
+  hc.accounts.set(next, account)
   event.request = next
 }
 
@@ -112,14 +127,15 @@ const httpResponseOf = (hc: HookContext) => async (event: { request: Request; re
   if (r === undefined) return
   const record = hc.sent.get(event.request)
   if (record === undefined) return
+  const a = hc.accounts.get(event.request) ?? r
   const status = event.response.status
   if (status === 401) {
     await event.response.body?.cancel().catch(() => {})
     event.response = "token" in record
-      ? await (await r.getCore()).resendAfterRejection(event.request, record.token)
+      ? await (await a.getCore()).resendAfterRejection(event.request, record.token)
       : errorResponse(record.failure.status, record.failure.code, record.failure.message)
     if (event.response.status === 403 || event.response.status === 429) {
-      event.response = await (await r.getCore()).judgeRefusal(event.response)
+      event.response = await (await a.getCore()).judgeRefusal(event.response)
     }
     return
   }
@@ -129,7 +145,7 @@ const httpResponseOf = (hc: HookContext) => async (event: { request: Request; re
     return
   }
   // Any error answer: the quota message, and the sent token scrubbed from what OpenCode prints.
-  if (status >= 400) event.response = await (await r.getCore()).judgeRefusal(event.response, "token" in record ? record.token : undefined)
+  if (status >= 400) event.response = await (await a.getCore()).judgeRefusal(event.response, "token" in record ? record.token : undefined)
   else if (status === 200 && "token" in record) hc.onAnswered(r, record.token, hc.identities.get(event.request) ?? {})
 }
 
@@ -150,6 +166,19 @@ const modelRequestOf = (hc: HookContext) => async (event: { headers?: unknown; m
   }
 }
 
+/**
+ * The account a row names (its token file, from the row's `metadata`), read once per row id: a row's
+ * metadata never changes (our `refresh` keeps it). `undefined` for a row that names none (made before accounts).
+ */
+const accountOfRow = async (rows: RowApi, active: unknown, known: Map<string, string | undefined>): Promise<string | undefined> => {
+  const id = (active as { id?: unknown }).id
+  if (typeof id === "string" && known.has(id)) return known.get(id)
+  if (rows.resolve === undefined) return undefined
+  const file = accountOfCredential(await rows.resolve(active))
+  if (typeof id === "string") known.set(id, file)
+  return file
+}
+
 /** Everything the hooks need, for both regions. `rows`: the host's row API (2.1), when it has one. */
 export const makeV2Handlers = (
   regions: ReadonlyArray<RegionV2>,
@@ -157,22 +186,26 @@ export const makeV2Handlers = (
   onAnswered: (r: RegionV2, token: string, identity: Readonly<Record<string, string>>) => void = () => {}
 ) => {
   const byProvider = new Map(regions.map((r) => [r.providerId, r]))
+  const known = new Map<string, string | undefined>()
   const hc: HookContext = {
     regionOf: (event: any) => {
       const id = event?.model?.providerID ?? event?.providerID ?? event?.model?.provider
       return typeof id === "string" ? byProvider.get(id) : undefined
     },
     useOf: async (r) => {
-      if (rows === undefined) return "package"
+      if (rows === undefined) return { use: "package", account: r }
       try {
-        return rowUse(await rows.active(r.providerId), true)
+        const active = await rows.active(r.providerId)
+        const use = rowUse(active, true)
+        return { use, account: use === "package" ? r.account(await accountOfRow(rows, active, known)) : r }
       } catch {
-        return "package"
+        return { use: "package", account: r }
       }
     },
     rows,
     sent: new WeakMap(),
     identities: new WeakMap(),
+    accounts: new WeakMap(),
     onAnswered
   }
   /** `retry`: a used-up quota or a login failure is not retried. */

@@ -28,6 +28,9 @@
  *
  * @since 0.3.0
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { readAccountsSync } from "../light/AccountChoice.js"
 import { debugLine } from "../light/Debug.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
 import { readStoredLogin } from "../light/StoredLogin.js"
@@ -35,11 +38,11 @@ import { DEVICE_LOGIN_LABEL, type KimiPluginOptions, PLUGIN_ID } from "./KimiPlu
 import type { ApiModel, PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS } from "./ProviderConfig.js"
 import { makeFastPath } from "./V2Fast.js"
-import { guarded, makeV2Handlers, type RegionV2, type RowApi } from "./V2Hooks.js"
+import { type AccountV2, guarded, makeV2Handlers, type RegionV2, type RowApi } from "./V2Hooks.js"
 import { modelsCachePath, modelsStale, readModelsCache, transformModels, writeModelsCache } from "./V2Models.js"
 import { loadCore } from "./LoadCore.js"
 import { credentialOf, type V2Credential, V2_METHOD_ID } from "./V2PluginDecisions.js"
-import { rowWithoutLoginMessage } from "./V2Rows.js"
+import { accountMetadata, accountOfCredential, labelOfCredential, rowWithoutLoginMessage } from "./V2Rows.js"
 
 export { REFRESH_MARKER, type V2Credential, V2_METHOD_ID } from "./V2PluginDecisions.js"
 export { makeV2Handlers } from "./V2Hooks.js"
@@ -53,7 +56,10 @@ export interface V2Context {
   readonly options?: Readonly<Record<string, unknown>> | undefined
   readonly integration?: {
     readonly transform?: Register
-    readonly connection?: { readonly active?: (integrationID: string) => Promise<unknown> } | undefined
+    readonly connection?: {
+      readonly active?: (integrationID: string) => Promise<unknown>
+      readonly resolve?: (connection: unknown) => Promise<unknown>
+    } | undefined
   } | undefined
   readonly catalog?: { readonly transform?: Register } | undefined
   readonly model?: { readonly transform?: Register; readonly reload?: () => unknown } | undefined
@@ -66,21 +72,24 @@ const loadCoreModule = loadCore
 
 const isRecord = (u: unknown): u is Record<string, any> => typeof u === "object" && u !== null && !Array.isArray(u)
 
-const makeRegion = (region: KimiRegion, options: KimiPluginOptions): RegionV2 => {
+/** One account's fast path and core; `file` undefined: the region's active account. */
+const makeAccount = (region: KimiRegion, options: KimiPluginOptions, file: string | undefined): AccountV2 & { dispose: () => Promise<void> } => {
   const providerId = REGIONS[region].providerId
-  const fast = makeFastPath(options, region)
+  const base = makeFastPath(options, region)
+  const storageDir = base.settings?.storageDir
+  // A named account: its own token file (the fast path) and the core pinned to it (its file, lock and family).
+  const fast = file === undefined || storageDir === undefined ? base : makeFastPath({ ...options, tokenFilePath: path.join(storageDir, file) }, region)
+  const coreOptions = file === undefined ? options : { ...options, account: file }
   let core: Promise<PluginCore> | undefined
   let ready: PluginCore | undefined
   return {
-    region,
-    providerId,
-    apiBaseUrl: fast.settings?.apiBaseUrl,
+    file,
     fast,
-    thinks: new Set(CATALOG_MODELS),
+    present: () => file === undefined || storageDir === undefined || accountPresent(storageDir, file),
     getCore: () =>
       ready !== undefined ? Promise.resolve(ready) : (core ??= loadCoreModule().then((m) => {
         // OpenCode 2 keeps its own credential row; nothing is mirrored into V1's auth.json from here.
-        ready = m.makePluginCore({ options, region, providerId, line: "v2" })
+        ready = m.makePluginCore({ options: coreOptions, region, providerId, line: "v2" })
         return ready
       })),
     dispose: async () => {
@@ -88,6 +97,32 @@ const makeRegion = (region: KimiRegion, options: KimiPluginOptions): RegionV2 =>
       core = undefined
       ready = undefined
       await c?.dispose()
+    }
+  }
+}
+
+/** Whether the storage folder has the account (its token file, or the registry lists it). */
+const accountPresent = (storageDir: string, file: string): boolean =>
+  fs.existsSync(path.join(storageDir, file)) || readAccountsSync(storageDir).accounts.some((a) => a.file === file)
+
+const makeRegion = (region: KimiRegion, options: KimiPluginOptions): RegionV2 => {
+  const own = makeAccount(region, options, undefined)
+  const accounts = new Map<string, ReturnType<typeof makeAccount>>()
+  return {
+    ...own,
+    region,
+    providerId: REGIONS[region].providerId,
+    apiBaseUrl: own.fast.settings?.apiBaseUrl,
+    thinks: new Set(CATALOG_MODELS),
+    account: (file) => {
+      if (file === undefined) return own
+      let a = accounts.get(file)
+      if (a === undefined) accounts.set(file, (a = makeAccount(region, options, file)))
+      return a
+    },
+    dispose: async () => {
+      await Promise.all([own, ...accounts.values()].map((a) => a.dispose().catch(() => {})))
+      accounts.clear()
     }
   }
 }
@@ -100,28 +135,34 @@ export const oauthMethod = (r: RegionV2, onLogin: () => void = () => {}) => ({
     const start = await (await r.getCore()).startLogin()
     const callback = start.callback().then((t) => {
       onLogin()
-      return credentialOf(V2_METHOD_ID, t.access, t.expires)
+      // The row names its account (a token file, never a secret) and carries its label.
+      const metadata = t.account !== undefined ? accountMetadata({ account: t.account.file, label: t.account.label }) : undefined
+      return credentialOf(V2_METHOD_ID, t.access, t.expires, metadata)
     })
     callback.catch(() => {}) // the host awaits it; an abandoned attempt must not be an unhandled rejection
     return { url: start.url, instructions: start.instructions, mode: "auto" as const, expiresAt: start.expiresAt, callback }
   },
   /**
-   * Never spends `credential.refresh`: the package's store answers, from the file while its login is
-   * valid (another process may have refreshed it), else through its token manager (under its lock).
+   * Never spends `credential.refresh`: the row's account's store answers, from the file while its login is
+   * valid (another process may have refreshed), else through its token manager (under its lock).
    */
   refresh: async (credential: V2Credential): Promise<V2Credential> => {
     const methodID = credential.methodID || V2_METHOD_ID
-    const fast = r.fast.auth(Date.now())
-    const expires = fast !== undefined ? storedExpiry(r) : undefined
+    const a = r.account(accountOfCredential(credential))
+    if (!a.present()) throw new Error(rowWithoutLoginMessage(r.providerId))
+    const fast = a.fast.auth(Date.now())
+    const expires = fast !== undefined ? storedExpiry(a) : undefined
     if (fast !== undefined && expires !== undefined) return credentialOf(methodID, fast.token, expires, credential.metadata)
-    const login = await (await r.getCore()).currentLogin()
+    const login = await (await a.getCore()).currentLogin()
     if (!login.ok) throw new Error(login.code === "kimi_login_required" ? rowWithoutLoginMessage(r.providerId) : login.message)
     return credentialOf(methodID, login.access, login.expiresMillis, credential.metadata)
-  }
+  },
+  /** The row's label: the account's name and region ("Kimi Ada (ada@example.com), mainland-cn"). */
+  label: (credential: V2Credential): string | undefined => labelOfCredential(credential)
 })
 
 /** The stored login's expiry (epoch ms), read with the fast path's rules; `undefined` when the core must answer. */
-const storedExpiry = (r: RegionV2): number | undefined => {
+const storedExpiry = (r: AccountV2): number | undefined => {
   const settings = r.fast.settings
   const login = settings !== undefined ? readStoredLogin(settings, Date.now(), 300) : undefined
   return login !== undefined && login.expiresAt > 0 ? login.expiresAt * 1000 : undefined
@@ -203,9 +244,14 @@ const registerHooks = async (ctx: V2Context, regions: ReadonlyArray<RegionV2>, o
     )
     return []
   }
-  const active = ctx.integration?.connection?.active
+  const connection = ctx.integration?.connection
+  const active = connection?.active
+  const resolve = connection?.resolve
   const rows: RowApi | undefined = typeof active === "function"
-    ? { active: (id) => active.call(ctx.integration?.connection, id) }
+    ? {
+      active: (id) => active.call(connection, id),
+      resolve: typeof resolve === "function" ? (c) => resolve.call(connection, c) : undefined
+    }
     : undefined
   const h = makeV2Handlers(regions, rows, onAnswered)
   const out: Array<Registration> = []

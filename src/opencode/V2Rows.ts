@@ -84,3 +84,27 @@ export const applyRetryDecision = (event: Record<string, unknown>): void => {
   if ("retry" in event) event["retry"] = false
   if ("retryable" in event) event["retryable"] = false
 }
+
+/** What a row's `metadata` says of the account (written at login by {@link accountMetadata}). */
+export interface RowAccount {
+  /** The account's token file, a bare `oauth….json` name in the package's storage folder. */
+  readonly account: string
+  readonly label: string
+}
+
+/** The metadata a login's row carries: which account (never a secret), and its label. */
+export const accountMetadata = (account: RowAccount): Record<string, unknown> => ({ account: account.account, label: account.label })
+
+/** The account file a credential's `metadata` names, if any (a bare `oauth….json` name only). */
+export const accountOfCredential = (credential: unknown): string | undefined => {
+  const m = (credential as { metadata?: unknown } | null | undefined)?.metadata
+  const file = typeof m === "object" && m !== null ? (m as { account?: unknown }).account : undefined
+  return typeof file === "string" && /^oauth(\.[A-Za-z0-9_-]{1,80}){0,2}\.json$/.test(file) ? file : undefined
+}
+
+/** The row's label: the account's name and region, as the login recorded it; `undefined` leaves the host's default. */
+export const labelOfCredential = (credential: unknown): string | undefined => {
+  const m = (credential as { metadata?: unknown } | null | undefined)?.metadata
+  const label = typeof m === "object" && m !== null ? (m as { label?: unknown }).label : undefined
+  return typeof label === "string" && label.trim() !== "" ? `Kimi ${label}` : undefined
+}

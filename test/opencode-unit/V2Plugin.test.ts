@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
 import serverV2 from "../../src/opencode/server-v2.js"
 import { makeFastPath } from "../../src/opencode/V2Fast.js"
-import { guarded, makeV2Handlers, V2Refusal } from "../../src/opencode/V2Hooks.js"
+import { guarded, makeV2Handlers, type RegionV2, V2Refusal } from "../../src/opencode/V2Hooks.js"
 import { REFRESH_MARKER, setupV2, type V2Credential, V2_METHOD_ID } from "../../src/opencode/V2Plugin.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 
@@ -102,7 +102,11 @@ describe("OpenCode 2 plugin (setup)", () => {
     expect(a.expiresAt).toBeGreaterThan(Date.now() + 800_000)
     const credential: V2Credential = await a.callback
     const stored = JSON.parse(fs.readFileSync(tokenFile(), "utf8"))
-    expect(credential).toEqual({ type: "oauth", methodID: V2_METHOD_ID, access: stored.access_token, refresh: REFRESH_MARKER, expires: stored.expires_at * 1000 })
+    expect(credential).toEqual({
+      type: "oauth", methodID: V2_METHOD_ID, access: stored.access_token, refresh: REFRESH_MARKER, expires: stored.expires_at * 1000,
+      // the row names its account (the token file, never a secret) and its label (OpenCode 2.1 rows = accounts)
+      metadata: { account: "oauth.json", label: expect.stringContaining("mainland-cn") }
+    })
     expect(JSON.stringify(credential)).not.toContain(stored.refresh_token)
   })
 
@@ -333,7 +337,10 @@ describe("OpenCode 2 hooks: the fast path and the guard", () => {
   it("a valid stored login is sent without the core (no Effect import on the request path)", async () => {
     const issued = seed(now() + 800)
     fs.writeFileSync(path.join(dir, "device_id"), "8f2c1d3e-0000-4000-8000-000000000001\n", { mode: 0o600 })
-    const region = {
+    const region: RegionV2 = {
+      file: undefined,
+      present: () => true,
+      account: () => region,
       region: "mainland-cn" as const,
       providerId: "kimi-code-plan-cn",
       apiBaseUrl: emulator.apiBaseUrl,
