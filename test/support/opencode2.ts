@@ -23,7 +23,7 @@ import * as fsp from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll } from "vitest"
-import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
+import { type EmulatorOptions, type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { INSTALL_TIMEOUT_MS, repoRoot, stripAnsi, withDirLock } from "./opencode.js"
 
 export { INSTALL_TIMEOUT_MS }
@@ -260,12 +260,13 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
  */
 export const withEmulatorSuite = (
   prepare: () => Promise<void>,
-  envs: Array<{ dispose(): Promise<void> }>
+  envs: Array<{ dispose(): Promise<void> }>,
+  options: EmulatorOptions = { interval: 1, autoApproveAfterMillis: 500 }
 ): { readonly emulator: StartedEmulator } => {
   const state = {} as { emulator: StartedEmulator }
   beforeAll(async () => {
     await prepare()
-    state.emulator = await start({ interval: 1, autoApproveAfterMillis: 500 })
+    state.emulator = await start(options)
   }, INSTALL_TIMEOUT_MS)
   afterEach(async () => {
     while (envs.length) await envs.pop()?.dispose()
