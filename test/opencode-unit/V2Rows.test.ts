@@ -4,7 +4,7 @@
  * on the event shapes 2.1.2 produced (test/opencode/NOTES.md, "OpenCode 2.1").
  */
 import { describe, expect, it } from "vitest"
-import { applyRetryDecision, noRowMessage, rowUse, rowWithoutLoginMessage, stopRetry } from "../../src/opencode/V2Rows.js"
+import { accountMetadata, accountOfCredential, applyRetryDecision, labelOfCredential, noRowMessage, rowUse, rowWithoutLoginMessage, stopRetry } from "../../src/opencode/V2Rows.js"
 
 describe("rowUse", () => {
   it.each([
@@ -55,5 +55,32 @@ describe("messages", () => {
     const m = rowWithoutLoginMessage("kimi-code-plan-cn")
     expect(m).toContain("cannot be copied between machines")
     expect(m).toContain("`opencode auth login kimi-code-plan-cn --method kimi-device`")
+  })
+})
+
+describe("rows as accounts", () => {
+  it.each([
+    { credential: { metadata: { account: "oauth.json", label: "Ada, mainland-cn" } }, file: "oauth.json" },
+    { credential: { metadata: { account: "oauth.global.u1.json" } }, file: "oauth.global.u1.json" },
+    { credential: { metadata: { account: "../oauth.json" } }, file: undefined },
+    { credential: { metadata: { account: "/etc/passwd" } }, file: undefined },
+    { credential: { metadata: {} }, file: undefined },
+    { credential: { type: "oauth" }, file: undefined },
+    { credential: undefined, file: undefined }
+  ])("accountOfCredential($credential) → $file (a bare oauth….json name only)", ({ credential, file }) => {
+    expect(accountOfCredential(credential)).toBe(file)
+  })
+
+  it.each([
+    { credential: { metadata: { account: "oauth.json", label: "Ada (ada@example.com), mainland-cn" } }, label: "Kimi Ada (ada@example.com), mainland-cn" },
+    { credential: { metadata: { label: " " } }, label: undefined },
+    { credential: { metadata: { label: 3 } }, label: undefined },
+    { credential: {}, label: undefined }
+  ])("labelOfCredential → $label", ({ credential, label }) => {
+    expect(labelOfCredential(credential)).toBe(label)
+  })
+
+  it("accountMetadata holds the account's file and label, nothing else", () => {
+    expect(accountMetadata({ account: "oauth.json", label: "Ada, global" })).toEqual({ account: "oauth.json", label: "Ada, global" })
   })
 })

@@ -130,6 +130,21 @@ describe.skipIf(missing !== undefined)("Kimi accounts as OpenCode 2.1.2 rows", (
     expect(fs.existsSync(path.join(storage, aliceFile)) && fs.existsSync(path.join(storage, bobFile))).toBe(true)
   }, TEST_TIMEOUT)
 
+  it("the same user logged in twice: two rows, one account; after one row is logged out the other keeps working with that account", async () => {
+    const { e, storage } = await world()
+    await loginAs(e, "alice")
+    await loginAs(e, "alice")
+    const rows = await e.credentials()
+    expect(rows).toHaveLength(2)
+    expect(new Set(rows.map((x) => x.value.metadata.account)).size).toBe(1)
+    const file = rows[0]!.value.metadata.account as string
+    const active = rows.find((x) => x.active)!
+    expect((await e.cli(["auth", "logout", CN, active.id, "--standalone"])).code).toBe(0)
+    const { r, bearers } = await run(e)
+    expect(r.stdout, r.stderr).toContain(GREETING)
+    expect(bearers).toEqual([accessOf(storage, file)])
+  }, TEST_TIMEOUT)
+
   it("both regions at once: a login on kimi-code-plan-global, then one on kimi-code-plan-cn; each provider answers with its own region's login", async () => {
     const { e, storage } = await world()
     await loginAs(e, "alice", GLOBAL)
