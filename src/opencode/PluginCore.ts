@@ -461,14 +461,4 @@ export const modelsFromApi = (body: unknown): Array<ApiModel> =>
   }))
 
 export { errorResponse }
-export {
-  adoptLogLine,
-  type AdoptOutcome,
-  adoptRule,
-  isAdoptableEntry,
-  notAdoptedMessage,
-  type OAuthEntry,
-  supersededByMoved,
-  tokenSetFromEntry,
-  withAdoptionNote
-} from "./Adoption.js"
+export type { OAuthEntry } from "./Adoption.js"

@@ -13,38 +13,30 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { isolatedEnv, repoRoot, runCli } from "../support/cli.js"
-import { ensureOpencode, makeOpencodeEnv, type OpencodeEnv } from "../support/opencode.js"
-import { ensureOpencode2, makeV2Env, opencode2Missing, type V2Env, withEmulatorSuite } from "../support/opencode2.js"
+import { ensureOpencode, makeOpencodeEnv } from "../support/opencode.js"
+import {
+  EMULATOR_GREETING as GREETING,
+  KIMI_CN as CN,
+  KIMI_GLOBAL as GLOBAL,
+  type V2Env,
+  v21SuiteMissing,
+  v21Suite
+} from "../support/opencode2.js"
 
-const CN = "kimi-code-plan-cn"
-const GLOBAL = "kimi-code-plan-global"
-const GREETING = "Hello from the Kimi emulator"
 const TEST_TIMEOUT = 300_000
-const plugin = process.env.KIMI_TEST_V2_PLUGIN ?? repoRoot
-const missing = opencode2Missing()
-if (missing !== undefined) console.warn(`skipping the OpenCode 2.1 accounts suite: ${missing}`)
+const missing = v21SuiteMissing("accounts suite")
 
 describe.skipIf(missing !== undefined)("Kimi accounts as OpenCode 2.1.2 rows", () => {
-  let bin: string
-  const envs: Array<V2Env | OpencodeEnv> = []
-  const suite = withEmulatorSuite(async () => {
-    bin = await ensureOpencode2()
-  }, envs, {
+  const suite = v21Suite({
     interval: 1,
     users: [
       { userId: "alice", nickname: "Alice", email: "alice@example.com" },
       { userId: "bob", nickname: "Bob", email: "bob@example.com" }
     ]
   })
-
+  const envs = suite.envs
   const world = async () => {
-    const e = await makeV2Env({
-      bin,
-      plugin,
-      apiBaseUrl: suite.emulator.apiBaseUrl,
-      env: { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl }
-    })
-    envs.push(e)
+    const e = await suite.world()
     return { e, storage: path.join(e.home, ".opencode-kimi-auth") }
   }
   const chats = () => suite.emulator.requests("/coding/v1/chat/completions")
@@ -74,13 +66,17 @@ describe.skipIf(missing !== undefined)("Kimi accounts as OpenCode 2.1.2 rows", (
     expect(s.code, `${s.stdout}\n${s.stderr}`).toBe(0)
   }
   const accessOf = (storage: string, file: string) => read(path.join(storage, file)).access_token as string
+  /** A world logged in as each of `users`, in order; its rows (one per login). */
+  const loggedIn = async (...users: ReadonlyArray<string>) => {
+    const w = await world()
+    for (const u of users) await loginAs(w.e, u)
+    const rows = await w.e.credentials()
+    expect(rows).toHaveLength(users.length)
+    return { ...w, rows }
+  }
 
   it("two accounts: labelled apart, switched, both refreshed when due (one each, no reuse), and a logout that sticks", async () => {
-    const { e, storage } = await world()
-    await loginAs(e, "alice")
-    await loginAs(e, "bob")
-    const rows = await e.credentials()
-    expect(rows).toHaveLength(2)
+    const { e, storage, rows } = await loggedIn("alice", "bob")
     const alice = rows.find((x) => x.label.includes("Alice"))!
     const bob = rows.find((x) => x.label.includes("Bob"))!
     expect(alice.label).toBe("Kimi Alice (alice@example.com), mainland-cn")
@@ -131,11 +127,7 @@ describe.skipIf(missing !== undefined)("Kimi accounts as OpenCode 2.1.2 rows", (
   }, TEST_TIMEOUT)
 
   it("the same user logged in twice: two rows, one account; after one row is logged out the other keeps working with that account", async () => {
-    const { e, storage } = await world()
-    await loginAs(e, "alice")
-    await loginAs(e, "alice")
-    const rows = await e.credentials()
-    expect(rows).toHaveLength(2)
+    const { e, storage, rows } = await loggedIn("alice", "alice")
     expect(new Set(rows.map((x) => x.value.metadata.account)).size).toBe(1)
     const file = rows[0]!.value.metadata.account as string
     const active = rows.find((x) => x.active)!

@@ -10,34 +10,25 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { ACCOUNT_ONLY_MODEL_ID } from "../../src/emulator/Models.js"
 import { isolatedEnv, repoRoot, runCli } from "../support/cli.js"
-import { ensureOpencode, makeOpencodeEnv, type OpencodeEnv } from "../support/opencode.js"
-import { ensureOpencode2, makeV2Env, opencode2Missing, type V2Env, withEmulatorSuite } from "../support/opencode2.js"
+import { ensureOpencode, makeOpencodeEnv } from "../support/opencode.js"
+import {
+  EMULATOR_GREETING as GREETING,
+  KIMI_CN as CN,
+  type V2Env,
+  v21Plugin,
+  v21SuiteMissing,
+  v21Suite
+} from "../support/opencode2.js"
 
-const CN = "kimi-code-plan-cn"
 const MARKER = "opencode-kimi-auth:token-file"
-const GREETING = "Hello from the Kimi emulator"
 const TEST_TIMEOUT = 240_000
-/** The checkout folder, as README's OpenCode 2 line lists it (`KIMI_TEST_V2_PLUGIN`: another build, to show a test fails there). */
-const plugin = process.env.KIMI_TEST_V2_PLUGIN ?? repoRoot
-const missing = opencode2Missing()
-if (missing !== undefined) console.warn(`skipping the OpenCode 2.1 suite: ${missing}`)
+const missing = v21SuiteMissing("suite")
 
 describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2", () => {
-  let bin: string
-  const envs: Array<V2Env | OpencodeEnv> = []
-  const suite = withEmulatorSuite(async () => {
-    expect(fs.existsSync(path.join(repoRoot, "dist", "bundle", "server-v2.js")), "run `npm run build` first").toBe(true)
-    bin = await ensureOpencode2()
-  }, envs)
-
+  const suite = v21Suite()
+  const envs = suite.envs
   const world = async (env: Record<string, string> = {}) => {
-    const e = await makeV2Env({
-      bin,
-      plugin,
-      apiBaseUrl: suite.emulator.apiBaseUrl,
-      env: { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl, ...env }
-    })
-    envs.push(e)
+    const e = await suite.world(env)
     return { e, tokenFile: path.join(e.home, ".opencode-kimi-auth", "oauth.json") }
   }
   const readTokens = (file: string) => JSON.parse(fs.readFileSync(file, "utf8"))
@@ -119,7 +110,7 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     const { e } = await world()
     await login(e)
     const config = JSON.parse(fs.readFileSync(e.configFile, "utf8"))
-    config.plugins = [{ package: plugin, options: { oauthHost: "http://kimi.example.com" } }]
+    config.plugins = [{ package: v21Plugin(), options: { oauthHost: "http://kimi.example.com" } }]
     fs.writeFileSync(e.configFile, JSON.stringify(config))
     suite.emulator.clearRequests()
     const started = Date.now()

@@ -276,3 +276,56 @@ export const withEmulatorSuite = (
   })
   return state
 }
+
+/** The Kimi providers of OpenCode 2.1, and what the emulator answers. */
+export const KIMI_CN = "kimi-code-plan-cn"
+export const KIMI_GLOBAL = "kimi-code-plan-global"
+export const EMULATOR_GREETING = "Hello from the Kimi emulator"
+
+/** The plugin folder the 2.1 suites list: the checkout, or `KIMI_TEST_V2_PLUGIN` (another build, to show a test fails there). */
+export const v21Plugin = (): string => process.env.KIMI_TEST_V2_PLUGIN ?? repoRoot
+
+/** Why a 2.1 suite is skipped (warned once), or `undefined` when it runs. */
+export const v21SuiteMissing = (suite: string): string | undefined => {
+  const missing = opencode2Missing()
+  if (missing !== undefined) console.warn(`skipping the OpenCode 2.1 ${suite}: ${missing}`)
+  return missing
+}
+
+/** An OpenCode 2.1 world listing {@link v21Plugin}, pointed at `emulator`, disposed with `envs` after the test. */
+export const v21World = async (
+  bin: string,
+  emulator: StartedEmulator,
+  envs: Array<{ dispose(): Promise<void> }>,
+  env: Record<string, string> = {}
+): Promise<V2Env> => {
+  const e = await makeV2Env({
+    bin,
+    plugin: v21Plugin(),
+    apiBaseUrl: emulator.apiBaseUrl,
+    env: { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl, ...env }
+  })
+  envs.push(e)
+  return e
+}
+
+/** One 2.1 suite's state: the host binary, the emulator, and the worlds to dispose (see {@link withEmulatorSuite}). */
+export const v21Suite = (options?: EmulatorOptions) => {
+  const envs: Array<{ dispose(): Promise<void> }> = []
+  let bin = ""
+  const suite = withEmulatorSuite(async () => {
+    if (!fs.existsSync(path.join(repoRoot, "dist", "bundle", "server-v2.js"))) throw new Error("run `npm run build` first")
+    bin = await ensureOpencode2()
+  }, envs, options)
+  return {
+    envs,
+    get bin() {
+      return bin
+    },
+    get emulator() {
+      return suite.emulator
+    },
+    /** A world of this suite (disposed after the test). */
+    world: (env: Record<string, string> = {}) => v21World(bin, suite.emulator, envs, env)
+  }
+}
