@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench: every benchmark of issue #6, side by side in one run.
-// Usage: node bench/run.mjs [install] [cli] [load] [overhead] [v2] [v21] [storm] [polling] [--quick]
+// Usage: node bench/run.mjs [install] [cli] [load] [overhead] [v2] [v21] [storm] [polling] [versus] [--quick]
 // Writes bench/results/latest.json; BENCHMARKS.md quotes it.
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -10,7 +10,7 @@ import { benchDir, ensureFixture, machine, repoRoot } from "./lib.mjs"
 const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const wanted = args.filter((a) => !a.startsWith("--"))
-const all = ["install", "cli", "load", "overhead", "v2", "v21", "storm", "polling"]
+const all = ["install", "cli", "load", "overhead", "v2", "v21", "storm", "polling", "versus"]
 const sections = wanted.length > 0 ? wanted : all
 
 if (!fs.existsSync(path.join(repoRoot, "dist", "bundle", "server.js"))) {
@@ -37,6 +37,7 @@ for (const s of sections) {
   else if (s === "v21") results.v21 = await (await import("./v21.mjs")).runV21(quick ? { rounds: 4 } : {})
   else if (s === "storm") results.storm = await (await import("./storm.mjs")).runStorm(quick ? { runs: 2 } : {})
   else if (s === "polling") results.polling = await (await import("./polling.mjs")).runPolling(quick ? { quick } : {})
+  else if (s === "versus") results.versus = await (await import("./versus.mjs")).runVersus(quick ? { rounds: 6 } : {})
   else throw new Error(`unknown section ${s}; choose from ${all.join(", ")}`)
   results.loadAverage[s] = { before, after: os.loadavg()[0] }
   console.log(`(${s}: ${((Date.now() - t) / 1000).toFixed(1)} s; load average ${loadAverage()})`)

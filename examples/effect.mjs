@@ -3,14 +3,7 @@
 // Run: npm run build && node examples/effect.mjs [--region global]
 import { Console, Effect, Stream } from "effect"
 import { KimiApi } from "opencode-kimi-auth/effect"
-import { options, prompt } from "./options.mjs"
-
-const shown = (w) =>
-  w.used !== undefined && w.limit !== undefined
-    ? `${w.used}/${w.limit}`
-    : w.usedRatio !== undefined
-    ? `${Math.round(w.usedRatio * 100)}%`
-    : "?"
+import { options, prompt, shown } from "./options.mjs"
 
 const program = Effect.gen(function*() {
   const kimi = yield* KimiApi.KimiApi

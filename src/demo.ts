@@ -41,6 +41,99 @@ const kimiAuth = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
 
 const readTokens = (file: string) => JSON.parse(fs.readFileSync(file, "utf8")) as { access_token: string; refresh_token: string }
 
+type Emulator = Awaited<ReturnType<typeof start>>
+type Chat = (content: string, extra?: Record<string, unknown>) => Promise<Response>
+
+/** Steps 1 to 3: the emulator, `kimi-auth login`, `kimi-auth status`. */
+const loginSteps = async (emulator: Emulator, env: NodeJS.ProcessEnv, tokenFile: string) => {
+  step(1, "The bundled Kimi emulator (OAuth + OpenAI-compatible API) on loopback")
+  say(`listening on ${emulator.url}; it approves each login 2.5 s after it starts`)
+
+  step(2, "kimi-auth login --no-browser")
+  const loginCode = await kimiAuth(["login", "--no-browser"], env)
+  if (loginCode !== 0) throw new Error(`login exited ${loginCode}`)
+  const polls = emulator.requests("/api/oauth/token")
+  say(`the emulator saw ${polls.length} polls, ${emulator.stats().slowDowns} slow_down; device id ${polls[0]?.msh.deviceId}`)
+  const mode = (fs.statSync(tokenFile).mode & 0o777).toString(8)
+  say(`${tokenFile} (mode ${mode}) holds access ${fingerprint(readTokens(tokenFile).access_token)}, refresh ${fingerprint(readTokens(tokenFile).refresh_token)}`)
+
+  step(3, "kimi-auth status")
+  await kimiAuth(["status"], env)
+}
+
+/** Step 4: the OpenCode plugin's config hook and loader, then one chat through its fetch. Answers the chat function. */
+const pluginChatStep = async (emulator: Emulator, plugin: Awaited<ReturnType<typeof KimiAuthPlugin>>): Promise<Chat> => {
+  step(4, "A chat request through the OpenCode plugin's fetch")
+  const provider: { provider?: Record<string, unknown> } = {}
+  await plugin.config(provider)
+  const block = provider.provider?.[plugin.auth.provider] as { options: Record<string, unknown> }
+  say(`the config hook gave OpenCode's provider "${plugin.auth.provider}" the options: ${Object.keys(block.options).join(", ")}`)
+  const options = await plugin.auth.loader(async () => undefined)
+  // What the AI SDK sends: the loader's placeholder apiKey as a bearer, which the plugin's fetch replaces.
+  const headers = { Authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" }
+  const chat: Chat = (content, extra = {}) =>
+    options.fetch!(`${options.baseURL}/chat/completions`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content }], ...extra })
+    })
+  const first = await chat("Say hello")
+  if (first.status !== 200) throw new Error(`the chat request failed with HTTP ${first.status}: ${await first.text()}`)
+  const answer = (await first.json()) as { choices: Array<{ message: { content: string } }> }
+  const seen = emulator.requests("/coding/v1/chat/completions").at(-1)!
+  say(`HTTP ${first.status}: "${answer.choices[0]?.message.content}"`)
+  say(`the API saw bearer ${fingerprint(seen.bearer ?? "")} and X-Msh-Platform=${seen.msh.platform}, X-Msh-Device-Id=${seen.msh.deviceId}`)
+  return chat
+}
+
+/** Step 5: every access token expired; one 401, one refresh, one retry, the refresh token rotated. */
+const refreshStep = async (emulator: Emulator, chat: Chat, tokenFile: string) => {
+  step(5, "Forcing a refresh: the emulator expires every access token")
+  const before = readTokens(tokenFile)
+  emulator.expireAccessTokens()
+  const second = await chat("Again, please")
+  const after = readTokens(tokenFile)
+  const refreshes = emulator.stats().refreshes
+  say(`HTTP ${second.status} after one 401, one refresh (${refreshes} in all) and one retry`)
+  say(`access  ${fingerprint(before.access_token)} -> ${fingerprint(after.access_token)}`)
+  say(`refresh ${fingerprint(before.refresh_token)} -> ${fingerprint(after.refresh_token)} (rotated; the old one is spent and a replay would revoke the login)`)
+  if (second.status !== 200 || before.refresh_token === after.refresh_token || refreshes !== 1) {
+    throw new Error("the refresh did not rotate the tokens as expected")
+  }
+}
+
+/** Step 6: Kimi's thinking asked for in the body, the reasoning streamed first. */
+const thinkingStep = async (emulator: Emulator, chat: Chat) => {
+  step(6, "Thinking: the body asks for it, the answer streams reasoning_content first")
+  const thinking = await chat("Why is the sky blue?", { stream: true, thinking: { type: "enabled" } })
+  const deltas = (await thinking.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
+    .flatMap((e) => (JSON.parse(e.slice(6)) as { choices: Array<{ delta: Record<string, string> }> }).choices)
+    .map((c) => c.delta)
+  const reasoning = deltas.map((d) => d["reasoning_content"] ?? "").join("")
+  const content = deltas.map((d) => d["content"] ?? "").join("")
+  say(`the server received thinking ${JSON.stringify((emulator.chatBodies().at(-1) as { thinking?: unknown }).thinking)}`)
+  say(`HTTP ${thinking.status}, ${deltas.filter((d) => "reasoning_content" in d).length} reasoning chunks, then the answer`)
+  say(`reasoning: ${reasoning}`)
+  say(`answer:    ${content}`)
+  if (thinking.status !== 200 || reasoning === "" || content === "") throw new Error("the thinking request did not stream reasoning")
+}
+
+/** Step 7: the 5-hour window used up: a 403 naming it, no refresh, no retry; `kimi-auth usage`. */
+const quotaStep = async (emulator: Emulator, chat: Chat, env: NodeJS.ProcessEnv) => {
+  step(7, "The plan's quota (the new plans' /usages shape): the emulator uses up the 5-hour window")
+  emulator.exhaustQuota("fiveHour")
+  const refused = await chat("One more?")
+  const refusal = (await refused.json()) as { error?: { message?: string } }
+  say(`the next chat: HTTP ${refused.status}, no refresh, no retry; OpenCode would show:`)
+  say(`"${refusal.error?.message}"`)
+  say("kimi-auth usage (every window's share and reset, then the booster wallet):")
+  const usageCode = await kimiAuth(["usage"], env)
+  if (usageCode !== 0) throw new Error(`kimi-auth usage exited ${usageCode}`)
+  if (refused.status !== 403 || emulator.stats().refreshes !== 1) {
+    throw new Error(`a used-up quota answered HTTP ${refused.status} (${emulator.stats().refreshes} refreshes)`)
+  }
+}
+
 const main = async () => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), "kimi-auth-demo-"))
   const storageDir = path.join(home, ".opencode-kimi-auth")
@@ -57,81 +150,12 @@ const main = async () => {
   }
   let plugin: Awaited<ReturnType<typeof KimiAuthPlugin>> | undefined
   try {
-    step(1, "The bundled Kimi emulator (OAuth + OpenAI-compatible API) on loopback")
-    say(`listening on ${emulator.url}; it approves each login 2.5 s after it starts`)
-
-    step(2, "kimi-auth login --no-browser")
-    const loginCode = await kimiAuth(["login", "--no-browser"], env)
-    if (loginCode !== 0) throw new Error(`login exited ${loginCode}`)
-    const polls = emulator.requests("/api/oauth/token")
-    say(`the emulator saw ${polls.length} polls, ${emulator.stats().slowDowns} slow_down; device id ${polls[0]?.msh.deviceId}`)
-    const mode = (fs.statSync(tokenFile).mode & 0o777).toString(8)
-    say(`${tokenFile} (mode ${mode}) holds access ${fingerprint(readTokens(tokenFile).access_token)}, refresh ${fingerprint(readTokens(tokenFile).refresh_token)}`)
-
-    step(3, "kimi-auth status")
-    await kimiAuth(["status"], env)
-
-    step(4, "A chat request through the OpenCode plugin's fetch")
+    await loginSteps(emulator, env, tokenFile)
     plugin = await KimiAuthPlugin({}, { storageDir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl })
-    const provider: { provider?: Record<string, unknown> } = {}
-    await plugin.config(provider)
-    const block = provider.provider?.[plugin.auth.provider] as { options: Record<string, unknown> }
-    say(`the config hook gave OpenCode's provider "${plugin.auth.provider}" the options: ${Object.keys(block.options).join(", ")}`)
-    const options = await plugin.auth.loader(async () => undefined)
-    // What the AI SDK sends: the loader's placeholder apiKey as a bearer, which the plugin's fetch replaces.
-    const headers = { Authorization: `Bearer ${options.apiKey}`, "content-type": "application/json" }
-    const chat = (content: string, extra: Record<string, unknown> = {}) =>
-      options.fetch!(`${options.baseURL}/chat/completions`, {
-        method: "POST",
-        headers,
-        body: JSON.stringify({ model: "kimi-for-coding", messages: [{ role: "user", content }], ...extra })
-      })
-    const first = await chat("Say hello")
-    if (first.status !== 200) throw new Error(`the chat request failed with HTTP ${first.status}: ${await first.text()}`)
-    const answer = (await first.json()) as { choices: Array<{ message: { content: string } }> }
-    const seen = emulator.requests("/coding/v1/chat/completions").at(-1)!
-    say(`HTTP ${first.status}: "${answer.choices[0]?.message.content}"`)
-    say(`the API saw bearer ${fingerprint(seen.bearer ?? "")} and X-Msh-Platform=${seen.msh.platform}, X-Msh-Device-Id=${seen.msh.deviceId}`)
-
-    step(5, "Forcing a refresh: the emulator expires every access token")
-    const before = readTokens(tokenFile)
-    emulator.expireAccessTokens()
-    const second = await chat("Again, please")
-    const after = readTokens(tokenFile)
-    const refreshes = emulator.stats().refreshes
-    say(`HTTP ${second.status} after one 401, one refresh (${refreshes} in all) and one retry`)
-    say(`access  ${fingerprint(before.access_token)} -> ${fingerprint(after.access_token)}`)
-    say(`refresh ${fingerprint(before.refresh_token)} -> ${fingerprint(after.refresh_token)} (rotated; the old one is spent and a replay would revoke the login)`)
-    if (second.status !== 200 || before.refresh_token === after.refresh_token || refreshes !== 1) {
-      throw new Error("the refresh did not rotate the tokens as expected")
-    }
-
-    step(6, "Thinking: the body asks for it, the answer streams reasoning_content first")
-    const thinking = await chat("Why is the sky blue?", { stream: true, thinking: { type: "enabled" } })
-    const deltas = (await thinking.text()).split("\n\n").filter((e) => e.startsWith("data: {"))
-      .flatMap((e) => (JSON.parse(e.slice(6)) as { choices: Array<{ delta: Record<string, string> }> }).choices)
-      .map((c) => c.delta)
-    const reasoning = deltas.map((d) => d["reasoning_content"] ?? "").join("")
-    const content = deltas.map((d) => d["content"] ?? "").join("")
-    say(`the server received thinking ${JSON.stringify((emulator.chatBodies().at(-1) as { thinking?: unknown }).thinking)}`)
-    say(`HTTP ${thinking.status}, ${deltas.filter((d) => "reasoning_content" in d).length} reasoning chunks, then the answer`)
-    say(`reasoning: ${reasoning}`)
-    say(`answer:    ${content}`)
-    if (thinking.status !== 200 || reasoning === "" || content === "") throw new Error("the thinking request did not stream reasoning")
-
-    step(7, "The plan's quota (the new plans' /usages shape): the emulator uses up the 5-hour window")
-    emulator.exhaustQuota("fiveHour")
-    const refused = await chat("One more?")
-    const refusal = (await refused.json()) as { error?: { message?: string } }
-    say(`the next chat: HTTP ${refused.status}, no refresh, no retry; OpenCode would show:`)
-    say(`"${refusal.error?.message}"`)
-    say("kimi-auth usage (every window's share and reset, then the booster wallet):")
-    const usageCode = await kimiAuth(["usage"], env)
-    if (usageCode !== 0) throw new Error(`kimi-auth usage exited ${usageCode}`)
-    if (refused.status !== 403 || emulator.stats().refreshes !== 1) {
-      throw new Error(`a used-up quota answered HTTP ${refused.status} (${emulator.stats().refreshes} refreshes)`)
-    }
-
+    const chat = await pluginChatStep(emulator, plugin)
+    await refreshStep(emulator, chat, tokenFile)
+    await thinkingStep(emulator, chat)
+    await quotaStep(emulator, chat, env)
     step(8, "Done")
     say("everything ran offline against the emulator; stopping it now")
   } finally {

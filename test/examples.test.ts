@@ -62,10 +62,23 @@ describe("examples/", () => {
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^Open http:\/\/127\.0\.0\.1:\d+\/device\?user_code=\S+ and confirm the code \S+\nLogged in\.\n/)
     expect(r.stdout.trimEnd().split("\n").at(-1)).toBe(`${KimiEmulator.GREETING}. You said: facade`)
-    // Logged in now: a second run goes straight to the answer.
+    // Logged in now: a second run goes straight to what it computes: the quota, the models, the answer.
     const again = await runExample("facade.mjs", env)
     expect(again.code).toBe(0)
-    expect(again.stdout).toBe(`${KimiEmulator.GREETING}. You said: facade\n`)
+    const [usage, models, answer, ...rest] = again.stdout.split("\n")
+    expect(usage).toMatch(/^usage: 5-hour \d+%, weekly \d+%, monthly total \d+%, monthly code \d+%$/)
+    expect(models).toMatch(/^models: kimi-for-coding(, [\w-]+)+$/)
+    expect(answer).toBe(`${KimiEmulator.GREETING}. You said: facade`)
+    expect(rest).toEqual([""])
+  })
+
+  it("effect.mjs without a login prints the message that says what to do, not a stack", async () => {
+    // No server needed: nothing is sent without a login.
+    const r = await runExample("effect.mjs", isolatedEnv(home))
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^error: You are not logged in to Kimi \(no tokens at .+\); run `kimi-auth login` .+\n$/)
+    expect(r.stderr).not.toMatch(/^\s+at /m)
+    expect(r.stdout).toBe("")
   })
 
   for (const name of ["effect.mjs", "ai-sdk.mjs"]) {

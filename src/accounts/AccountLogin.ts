@@ -21,10 +21,10 @@ import { layerFetchHttpClient } from "../KimiAuth.js"
 import { type Account, readAccountsSync } from "../light/AccountChoice.js"
 import { DEFAULT_TOKEN_FILE_NAME, isTokenFileName, peekTokenFile } from "../light/AccountRegistry.js"
 import type { DeviceFlow } from "../oauth/DeviceFlow.js"
-import type { DeviceIdentity } from "../oauth/DeviceIdentity.js"
+import { DeviceIdentity } from "../oauth/DeviceIdentity.js"
 import { approveLogin, type LoginError, type LoginHandlers } from "../oauth/Login.js"
 import { apiBaseFor } from "../request/KimiHttpClient.js"
-import { storeLogin } from "../storage/LoginStorage.js"
+import { isRescued, rescueLogin, storeLogin } from "../storage/LoginStorage.js"
 import type { TokenStore } from "../storage/TokenStore.js"
 import type { TokenManager } from "../tokens/TokenManager.js"
 import type { TokenSet } from "../tokens/TokenSet.js"
@@ -124,7 +124,28 @@ export const storeAsAccount = (
       const account = after.accounts.find((a) => a.file === placement.file)
       return { tokens, account, tokenFilePath: nodePath.join(dir, placement.file), replaced: placement.replaces !== undefined }
     }))
-  }).pipe(Effect.withSpan("storeAsAccount"))
+  }).pipe(
+    // Kimi approved this login: whatever fails on the way to its file (the registry's lock, a folder that
+    // vanished), the tokens go to a rescue file, never nowhere. A failure of the save itself is rescued already.
+    Effect.catch((e: TokenStoreError | LockTimeoutError) =>
+      isRescued(e)
+        ? Effect.fail(e)
+        : Effect.gen(function*() {
+          const file = (yield* KimiAuthConfig).tokenFilePath
+          // Where no login is (the folder vanished, say), the ordinary save: it fails again, keeps the login in
+          // this process's memory and writes the rescue file. Never over a login: it may be another account's.
+          if (peekTokenFile(file)._tag === "None") {
+            yield* storeLogin(tokens)
+            yield* Effect.logWarning(`login: ${e.message}; the login was saved to ${file} without the account list`)
+            return { tokens, account: undefined, tokenFilePath: file, replaced: false } satisfies AccountLoginResult
+          }
+          const identity = yield* DeviceIdentity
+          return yield* rescueLogin(tokens, identity.deviceId, file, e)
+        })
+    ),
+    Effect.uninterruptible,
+    Effect.withSpan("storeAsAccount")
+  )
 
 /** Runs a device login (as `Login.login`) and stores it as an account ({@link storeAsAccount}). */
 export const loginAccount = <R = never>(

@@ -200,6 +200,71 @@ export interface KimiApiShape {
   readonly chatStream: (request: ChatRequest) => Stream.Stream<ChatDelta, KimiApiFailure>
 }
 
+/** A failure of the transport (no answer) as the `NetworkError` a person can act on; typed failures pass. */
+const liftError = (url: string) => (e: HttpClientError.HttpClientError | KimiRequestError): KimiApiFailure =>
+  e._tag === "HttpClientError"
+    ? new NetworkError({
+      url,
+      message: `Could not reach the Kimi API at ${url}${proxyNote(e.reason.cause, url)}: ${e.reason._tag}. Check the network${
+        proxyNote(e.reason.cause, url) === "" ? "" : " and the proxy settings (HTTPS_PROXY, NO_PROXY)"
+      }.`,
+      cause: e
+    })
+    : e
+
+/** A body read whole (capped at `limitBytes`) and parsed as JSON. */
+const readJson = (url: string, response: HttpClientResponse.HttpClientResponse, limitBytes = API_BODY_LIMIT_BYTES) =>
+  readTextCapped(response, limitBytes).pipe(
+    Effect.mapError((e) =>
+      e._tag === "BodyTooLargeError"
+        ? new KimiApiError({ url, status: response.status, excerpt: "", message: `${e.message} (${url})` })
+        : liftError(url)(e)
+    ),
+    Effect.flatMap((text) =>
+      Effect.try({
+        try: () => JSON.parse(text) as unknown,
+        catch: () =>
+          new KimiApiError({ url, status: 200, excerpt: excerpt(text), message: `The Kimi API sent something that is not JSON from ${url}.` })
+      })
+    )
+  )
+
+const undecodable = (url: string, what: string) =>
+  new KimiApiError({ url, status: 200, excerpt: "", message: `The Kimi API's ${what} answer from ${url} could not be read.` })
+
+/** A refused answer (any status but 200) as its typed error: a rate limit, or the status with a token-free excerpt. */
+const refusal = (url: string, path: string, response: HttpClientResponse.HttpClientResponse) =>
+  Effect.gen(function*() {
+    const now = yield* Clock.currentTimeMillis
+    const text = yield* readTextPrefix(response, 8192).pipe(Effect.orElseSucceed(() => ""))
+    if (response.status === 429) {
+      return yield* new RateLimitedError({
+        url,
+        retryAfterMillis: retryAfterMillis(response.headers["retry-after"], now),
+        message: `Kimi is rate limiting requests (429): ${excerpt(text)}. Wait a moment and try again.`
+      })
+    }
+    return yield* new KimiApiError({
+      url,
+      status: response.status,
+      excerpt: excerpt(text),
+      message: `The Kimi API answered ${response.status} to ${path}: ${excerpt(text)}`
+    })
+  })
+
+/** A decoded completion as the service answers it. */
+const completionOf = (c: typeof CompletionJson.Type): ChatCompletion => {
+  const first = c.choices[0]!
+  return {
+    id: c.id,
+    model: c.model,
+    content: first.message.content ?? "",
+    reasoningContent: first.message.reasoning_content ?? undefined,
+    finishReason: first.finish_reason ?? undefined,
+    usage: toUsage(c.usage)
+  }
+}
+
 /** Makes the service over {@link KimiHttpClient}. */
 export const make = Effect.gen(function*() {
   const client = yield* KimiHttpClient
@@ -209,59 +274,14 @@ export const make = Effect.gen(function*() {
   // Without a usable login this already fails with the typed error the request would have met.
   const base = Effect.map(manager.getTokens, (tokens) => apiBaseFor(settings, tokens))
 
-  const lift = (url: string) => (e: HttpClientError.HttpClientError | KimiRequestError): KimiApiFailure =>
-    e._tag === "HttpClientError"
-      ? new NetworkError({
-        url,
-        message: `Could not reach the Kimi API at ${url}${proxyNote(e.reason.cause, url)}: ${e.reason._tag}. Check the network${
-          proxyNote(e.reason.cause, url) === "" ? "" : " and the proxy settings (HTTPS_PROXY, NO_PROXY)"
-        }.`,
-        cause: e
-      })
-      : e
-
   /** Sends, then turns any status but 200 into a typed error. */
   const send = (path: string, build: (url: string) => HttpClientRequest.HttpClientRequest) =>
     Effect.gen(function*() {
       const url = `${yield* base}${path}`
-      const response = yield* client.execute(build(url)).pipe(Effect.mapError(lift(url)))
+      const response = yield* client.execute(build(url)).pipe(Effect.mapError(liftError(url)))
       if (response.status === 200) return { url, response }
-      const now = yield* Clock.currentTimeMillis
-      const text = yield* readTextPrefix(response, 8192).pipe(Effect.orElseSucceed(() => ""))
-      if (response.status === 429) {
-        return yield* new RateLimitedError({
-          url,
-          retryAfterMillis: retryAfterMillis(response.headers["retry-after"], now),
-          message: `Kimi is rate limiting requests (429): ${excerpt(text)}. Wait a moment and try again.`
-        })
-      }
-      return yield* new KimiApiError({
-        url,
-        status: response.status,
-        excerpt: excerpt(text),
-        message: `The Kimi API answered ${response.status} to ${path}: ${excerpt(text)}`
-      })
+      return yield* refusal(url, path, response)
     })
-
-  const readJson = (url: string, response: HttpClientResponse.HttpClientResponse, limitBytes = API_BODY_LIMIT_BYTES) =>
-    readTextCapped(response, limitBytes).pipe(
-      Effect.mapError((e) =>
-        e._tag === "BodyTooLargeError"
-          ? new KimiApiError({ url, status: response.status, excerpt: "", message: `${e.message} (${url})` })
-          : lift(url)(e)
-      ),
-      Effect.flatMap((text) =>
-        Effect.try({
-          try: () => JSON.parse(text) as unknown,
-          catch: () =>
-            new KimiApiError({ url, status: 200, excerpt: excerpt(text), message: `The Kimi API sent something that is not JSON from ${url}.` })
-        })
-      )
-    )
-
-  const undecodable = (url: string, what: string) =>
-    new KimiApiError({ url, status: 200, excerpt: "", message: `The Kimi API's ${what} answer from ${url} could not be read.` })
-
   const get = (path: string) => send(path, (url) => HttpClientRequest.acceptJson(HttpClientRequest.get(url)))
   const post = (request: ChatRequest, stream: boolean) =>
     send("/chat/completions", (url) =>
@@ -289,22 +309,13 @@ export const make = Effect.gen(function*() {
       const { url, response } = yield* post(request, false)
       const decoded = Schema.decodeUnknownOption(CompletionJson)(yield* readJson(url, response, CHAT_BODY_LIMIT_BYTES))
       if (Option.isNone(decoded) || decoded.value.choices.length === 0) return yield* undecodable(url, "chat completion")
-      const c = decoded.value
-      const first = c.choices[0]!
-      return {
-        id: c.id,
-        model: c.model,
-        content: first.message.content ?? "",
-        reasoningContent: first.message.reasoning_content ?? undefined,
-        finishReason: first.finish_reason ?? undefined,
-        usage: toUsage(c.usage)
-      } satisfies ChatCompletion
+      return completionOf(decoded.value)
     }).pipe(Effect.withSpan("KimiApi.chat"))
 
   const chatStream = (request: ChatRequest): Stream.Stream<ChatDelta, KimiApiFailure> =>
     Stream.unwrap(Effect.map(post(request, true), ({ url, response }) =>
       response.stream.pipe(
-        Stream.mapError(lift(url)),
+        Stream.mapError(liftError(url)),
         Stream.decodeText,
         Stream.splitLines,
         Stream.takeWhile((line) => line.trim() !== "data: [DONE]"),

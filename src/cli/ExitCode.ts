@@ -55,9 +55,20 @@ export const exitCodeFor = (tag: string): ExitCode => {
   }
 }
 
-/** The help text's table of exit codes. */
-export const exitCodeHelp = [
-  "exit codes: 0 ok, 1 internal error (a bug), 2 bad configuration or usage, 3 login refused, 4 code expired,",
-  "5 network or server unavailable, 6 invalid server response, 7 not logged in,",
-  "8 token storage problem, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)"
-].join(" ")
+/** What each exit code means, in a few words (README's "Exit codes" line says the same). */
+export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [code: ExitCode, meaning: string]> = [
+  [ExitCode.ok, "ok"],
+  [ExitCode.unexpected, "internal error (a bug)"],
+  [ExitCode.usage, "bad configuration or usage"],
+  [ExitCode.denied, "login refused"],
+  [ExitCode.expired, "code expired"],
+  [ExitCode.network, "network or server unavailable"],
+  [ExitCode.invalidResponse, "invalid server response"],
+  [ExitCode.notLoggedIn, "not logged in"],
+  [ExitCode.storage, "token storage problem"],
+  [ExitCode.interrupted, "interrupted (Ctrl-C)"],
+  [ExitCode.terminated, "terminated (SIGTERM)"]
+]
+
+/** The exit codes in one line, for the Effect commands' long descriptions. */
+export const exitCodeHelp = `exit codes: ${EXIT_CODE_MEANINGS.map(([code, meaning]) => `${code} ${meaning}`).join(", ")}`

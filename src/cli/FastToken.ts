@@ -19,6 +19,8 @@ import { resolveAccountSettings } from "../light/AccountSettings.js"
 import type { Env } from "../light/ResolveSettings.js"
 import { readStoredLogin } from "../light/StoredLogin.js"
 
+export { plainAndOurs } from "../light/StoredLogin.js"
+
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
 export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
 

@@ -9,6 +9,8 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { CliConfig, type CliError, CliOutput, GlobalFlag } from "effect/cli"
+import type { CliInvoker } from "../light/CliWords.js"
+import { currentInvoker } from "./Invoker.js"
 import { write } from "./Pipes.js"
 
 // eslint-disable-next-line no-control-regex
@@ -28,19 +30,24 @@ export const usageErrorLine = (error: CliError.CliError): string => {
   }
 }
 
-/** The text printed for an invocation that failed to parse. */
-export const usageErrorText = (commandPath: ReadonlyArray<string>, errors: ReadonlyArray<CliError.CliError>): string => {
+/** The text printed for an invocation that failed to parse; the help it names is run as the person runs the CLI (`npx kimi-auth` after a local install). */
+export const usageErrorText = (
+  commandPath: ReadonlyArray<string>,
+  errors: ReadonlyArray<CliError.CliError>,
+  invoker: CliInvoker = "kimi-auth"
+): string => {
   const name = commandPath.join(" ")
   const lines = errors.map((e) => `error: ${name}: ${usageErrorLine(e)}`)
   const what = commandPath.length > 1 ? "its flags and examples" : "the commands and examples"
-  return `${lines.join("\n")}\nRun \`${name} --help\` for ${what}.\n`
+  const help = [invoker, ...commandPath.slice(1)].join(" ")
+  return `${lines.join("\n")}\nRun \`${help} --help\` for ${what}.\n`
 }
 
 /** Help as `effect/cli` prints it; a parse error as {@link usageErrorText}, on stderr. */
 const presenter: CliOutput.Presenter = {
   present: (event) =>
     event._tag === "InvalidInvocation"
-      ? Effect.sync(() => write(process.stderr, usageErrorText(event.commandPath, event.errors)))
+      ? Effect.sync(() => write(process.stderr, usageErrorText(event.commandPath, event.errors, currentInvoker())))
       : CliOutput.defaultPresenter.present(event)
 }
 

@@ -9,7 +9,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { CliInvoker } from "../edge/HintWords.js"
+import type { CliInvoker } from "../light/CliWords.js"
 import { invokerRule } from "./RunCommandDecisions.js"
 
 /** Whether `kimi-auth` (or `kimi-auth.cmd` on Windows) is in one of PATH's folders. */

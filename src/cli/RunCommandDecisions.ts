@@ -7,7 +7,7 @@
  *
  * @since 0.3.0
  */
-import type { CliInvoker } from "../edge/HintWords.js"
+import type { CliInvoker } from "../light/CliWords.js"
 import type { ExitCode } from "./ExitCode.js"
 
 /** The `--json` line of a failure: `{ event: "error", error, exit_code, message }`. */

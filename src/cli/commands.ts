@@ -15,14 +15,14 @@ import { logoutCommand } from "./commands/logout.js"
 import { statusCommand } from "./commands/status.js"
 import { tokenCommand } from "./commands/token.js"
 import { usageCommand } from "./commands/usage.js"
-import { exitCodeHelp } from "./ExitCode.js"
 
 /** The root command with every subcommand. */
 export const rootCommand = Command.make("kimi-auth").pipe(
   Command.withDescription(
     "Log in to Kimi (Kimi For Coding) with the OAuth device flow and keep the tokens fresh. " +
       "Environment: KIMI_OAUTH_HOST, KIMI_CODE_BASE_URL, OPENCODE_KIMI_AUTH_DIR (default ~/.opencode-kimi-auth). " +
-      `Every command takes --help and --debug. ${exitCodeHelp}`
+      "Every command takes --help and --debug. `kimi-auth help <command>` prints a short page; " +
+      "`kimi-auth help exit-codes` the exit codes; `kimi-auth help completions` how to install completions."
   ),
   Command.withSubcommands([
     loginCommand,

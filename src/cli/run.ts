@@ -15,11 +15,10 @@ import * as Layer from "effect/Layer"
 import { CliError, Command } from "effect/cli"
 import { rootCommand } from "./commands.js"
 import { ExitCode } from "./ExitCode.js"
+import { packageVersion } from "./Help.js"
 import { cliPresentation } from "./Invocation.js"
 import { write } from "./Pipes.js"
 import { runMain } from "./Signals.js"
-
-const VERSION = "0.1.0"
 
 /** The Node services `effect/cli` needs (what `@effect/platform-node`'s `NodeServices.layer` composes, without its HTTP stack). */
 const nodeServices = Layer.provideMerge(
@@ -29,7 +28,7 @@ const nodeServices = Layer.provideMerge(
 
 /** Runs the command line given in `process.argv` until it ends; sets the exit code. */
 export const runCli = (): void =>
-  Command.run(rootCommand, { version: VERSION }).pipe(
+  Command.run(rootCommand, { version: packageVersion() }).pipe(
     // Usage errors were already printed by the parser: only the exit code is left to set.
     Effect.catchIf(CliError.isCliError, () => Effect.sync(() => void (process.exitCode = ExitCode.usage))),
     // Each command reports its own defects; this catches one outside them: one line, never a stack.

@@ -15,14 +15,10 @@
  * @since 0.3.0
  */
 import type { HintWords, NextStep } from "../Errors.js"
+import { type CliInvoker, cliLoginCommand } from "../light/CliWords.js"
 import { DEFAULT_REGION, type KimiRegion, REGIONS } from "../light/Region.js"
 
-/** How the CLI is run: `kimi-auth` on PATH, or `npx kimi-auth` after a local install. */
-export type CliInvoker = "kimi-auth" | "npx kimi-auth"
-
-/** The CLI's login command for `region`: `kimi-auth login`, `kimi-auth login --region global`. */
-export const cliLoginCommand = (region: KimiRegion | undefined, invoker: CliInvoker = "kimi-auth"): string =>
-  `${invoker} login${region === "global" ? " --region global" : ""}`
+export { type CliInvoker, cliLoginCommand } from "../light/CliWords.js"
 
 /** `then` prefixed by moving the hint's path away, for a `RemovePath` hint. */
 const withRemoval = (hint: NextStep, then: string): string =>

@@ -34,8 +34,13 @@ export interface EmulatorModel {
 
 const EFFORTS = { support: true, valid_efforts: ["low", "high", "max"], default_effort: "high" } as const
 
-/** The account-only model: listed by `GET /models`, absent from OpenCode's catalog. */
-export const ACCOUNT_ONLY_MODEL_ID = "kimi-k2-thinking-emulator"
+/**
+ * The account-only model: listed by `GET /models`, absent from OpenCode's
+ * catalog. Its id sorts below the catalog's `kimi-for-coding…`: OpenCode
+ * 1.18.33 preselects a provider's model by id, descending (`Provider.sort`),
+ * and an emulator-only model must never be the one a TUI starts on.
+ */
+export const ACCOUNT_ONLY_MODEL_ID = "kimi-emulator-thinking"
 
 /** Every model the emulator lists and accepts, in list order. */
 export const MODELS: ReadonlyArray<EmulatorModel> = [

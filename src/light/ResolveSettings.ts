@@ -170,7 +170,7 @@ const HOME_VAR = process.platform === "win32" ? "USERPROFILE" : "HOME"
  * folder, so the same empty `$HOME` was refused under Node and silently
  * replaced under Bun.
  */
-export const homeFolder = (env: NodeJS.ProcessEnv = process.env): string =>
+export const homeFolder = (env: Env = process.env): string =>
   process.platform !== "win32" && env["HOME"] !== undefined ? env["HOME"] : os.homedir()
 
 /**

@@ -42,8 +42,18 @@ export type SmallFile =
   /** Something other than a regular file (a folder, a FIFO, a device, a socket); not read. */
   | { readonly _tag: "NotAFile"; readonly kind: string }
 
+/** The kind tests of a file's stats (`fs.Stats`), named here so the declarations need no Node types. */
+export interface FileKind {
+  isDirectory(): boolean
+  isFIFO(): boolean
+  isSocket(): boolean
+  isCharacterDevice(): boolean
+  isBlockDevice(): boolean
+  isSymbolicLink(): boolean
+}
+
 /** What `st` is, in words for a message: "a folder", "a named pipe (FIFO)", … */
-export const describeKind = (st: nodeFs.Stats): string =>
+export const describeKind = (st: FileKind): string =>
   st.isDirectory()
     ? "a folder"
     : st.isFIFO()

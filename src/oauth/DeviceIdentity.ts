@@ -39,6 +39,7 @@ import * as nodePath from "node:path"
 import { TokenStoreError } from "../Errors.js"
 import { KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
+import { DEVICE_ID_LIMIT_BYTES, DEVICE_ID_PATTERN, deviceIdOfText } from "../light/DeviceIdText.js"
 import { parseTokenFileText } from "../light/TokenValidation.js"
 import { checkFolder } from "../storage/StoragePermissions.js"
 
@@ -59,7 +60,7 @@ import { identityHeaders } from "../light/Identity.js"
 export { asciiHeaderValue, identityHeaders, type MachineFacts, machineFacts } from "../light/Identity.js"
 
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+const UUID = DEVICE_ID_PATTERN
 
 /**
  * The error of a `device_id` that could not be read (`EACCES`, …): the
@@ -126,9 +127,6 @@ export const loadOrCreateDeviceId = Effect.fn("DeviceIdentity.loadOrCreateDevice
   return winner ?? id
 })
 
-/** Largest `device_id` read: a UUID and a newline, with room for a BOM or stray spaces. */
-const DEVICE_ID_LIMIT_BYTES = 1024
-
 /** What `device_id` holds: an id, nothing, or something that is not one (damaged, huge). */
 export type StoredDeviceId =
   | { readonly _tag: "Id"; readonly id: string }
@@ -152,8 +150,8 @@ export const readStoredDeviceId = (file: string): StoredDeviceId => {
     })
   }
   if (found._tag === "TooLarge") return { _tag: "Damaged" }
-  const s = found.text.replace(/^\uFEFF/, "").trim()
-  return UUID.test(s) ? { _tag: "Id", id: s } : { _tag: "Damaged" }
+  const id = deviceIdOfText(found.text)
+  return id !== undefined ? { _tag: "Id", id } : { _tag: "Damaged" }
 }
 
 /** Reads `device_id` (sync); `undefined` when absent or not a UUID. Other errors are thrown. */

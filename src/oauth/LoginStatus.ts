@@ -11,48 +11,12 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { DeviceIdentity } from "./DeviceIdentity.js"
 import type { CorruptTokenFileError, TokenStoreError } from "../Errors.js"
-import type { KimiRegion } from "../light/Region.js"
+import { type LoginStatus, loginStatusOf } from "../light/LoginState.js"
 import { issuerFor } from "../light/ResolveSettings.js"
 import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
-import { isDue, refreshThresholdOf } from "../tokens/TokenManagerDecisions.js"
-import type { RefreshRefusal } from "../storage/Notes.js"
 import { TokenStore } from "../storage/TokenStore.js"
 
-/** The stored access token's timing, in seconds. */
-export interface TokenTiming {
-  /** Epoch seconds. */
-  readonly expiresAt: number
-  /** Seconds left (negative once expired). */
-  readonly remainingSeconds: number
-  /** Whether the next `getAccessToken` refreshes first. */
-  readonly refreshDue: boolean
-  /** Seconds until the token becomes due (0 when it already is). */
-  readonly refreshInSeconds: number
-  readonly scope: string
-}
-
-/** The login state. `tokens` is undefined when not logged in. */
-export interface LoginStatus {
-  readonly tokens: TokenTiming | undefined
-  /** The stored device id; empty until the first login or request creates it (reading the status never does). */
-  readonly deviceId: string
-  readonly tokenFilePath: string
-  readonly deviceIdPath: string
-  /** The OAuth host refreshes go to: the one that issued the login unless a host is pinned. */
-  readonly oauthHost: string
-  /** The API base requests go to, by the same rule. */
-  readonly apiBaseUrl: string
-  /** The region of the stored login (the configured region when not logged in or not recorded). */
-  readonly region: KimiRegion
-  /** The refresh window in seconds, as configured. */
-  readonly refreshWindowSeconds: number
-  /**
-   * Set when Kimi refused the last refresh of the stored refresh token (noted
-   * by the refresh itself, read here without a request): the login is dead
-   * even if the access token has not expired yet.
-   */
-  readonly refreshRefused?: RefreshRefusal | undefined
-}
+export type { LoginStatus, TokenTiming } from "../light/LoginState.js"
 
 /**
  * Reads the stored login, writing nothing (no `device_id` is created). A
@@ -69,23 +33,19 @@ export const loginStatus: Effect.Effect<
   const stored = yield* store.load
   const refreshRefused = stored !== undefined ? yield* store.refusalOf(stored) : undefined
   const now = (yield* Clock.currentTimeMillis) / 1000
-  const windowSeconds = Duration.toSeconds(settings.refreshWindow)
-  const tokens = stored === undefined ? undefined : {
-    expiresAt: stored.expiresAt,
-    remainingSeconds: stored.remainingSeconds(now),
-    refreshDue: isDue(stored, now, windowSeconds),
-    refreshInSeconds: Math.max(0, stored.remainingSeconds(now) - refreshThresholdOf(stored, windowSeconds)),
-    scope: stored.scope
-  }
-  return {
-    tokens,
-    // Peek, never create: a status check writes nothing.
-    deviceId: identity.peekDeviceId ? identity.peekDeviceId() ?? "" : identity.deviceId,
-    tokenFilePath: settings.tokenFilePath,
-    deviceIdPath: settings.deviceIdPath,
-    ...issuerFor(settings, stored),
-    region: stored?.region ?? settings.region,
-    refreshWindowSeconds: windowSeconds,
-    refreshRefused
-  }
+  // The same pure rule as the CLI's fast `status` (src/cli/FastStatus.ts).
+  return loginStatusOf(
+    {
+      // Peek, never create: a status check writes nothing.
+      deviceId: identity.peekDeviceId ? identity.peekDeviceId() ?? "" : identity.deviceId,
+      tokenFilePath: settings.tokenFilePath,
+      deviceIdPath: settings.deviceIdPath,
+      ...issuerFor(settings, stored),
+      region: settings.region,
+      refreshWindowSeconds: Duration.toSeconds(settings.refreshWindow)
+    },
+    stored,
+    refreshRefused,
+    now
+  )
 }).pipe(Effect.withSpan("loginStatus"))

@@ -55,7 +55,7 @@ import {
 import { scrubBody, scrubText } from "./AnswerScrub.js"
 import { proxyNote } from "../net/EnvFetch.js"
 import { OAUTH_BODY_LIMIT_BYTES, readTextCapped } from "../net/HttpBody.js"
-import { KimiAuthConfig } from "../config/KimiAuthConfig.js"
+import { KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
 import {
   answerKind,
   decodeDeviceAuthorization,
@@ -332,6 +332,61 @@ const readAnswer = (url: string, secrets: ReadonlyArray<string>) => (response: H
     } satisfies RawResponse
   })
 
+/** The transport failed before an answer: where, why, and what to check (the proxy when one was used). */
+const unreachable = (url: string, reason: string, detail: string, cause?: unknown) => {
+  const proxy = proxyNote(cause, url)
+  return new NetworkError({
+    url,
+    reason,
+    message: proxy === ""
+      ? `Cannot reach the Kimi OAuth server at ${url} (${detail}). ` +
+        `Check your connection and the OAuth host setting (KIMI_OAUTH_HOST); it will be retried.`
+      : `Cannot reach the Kimi OAuth server at ${url}${proxy}. ` +
+        `Check the proxy settings (HTTPS_PROXY, NO_PROXY) and your connection; it will be retried.`
+  })
+}
+
+/** No whole answer within the deadline. */
+const noAnswerIn = (url: string, timeoutMillis: number) =>
+  new NetworkError({
+    url,
+    reason: "timeout",
+    message: `The Kimi OAuth server at ${url}${proxyNote(undefined, url)} did not answer within ${
+      Math.round(timeoutMillis / 1000)
+    } s. Check your connection; it will be retried.`
+  })
+
+/**
+ * One form POST to the OAuth server with the identity headers, its answer
+ * read under one deadline (status, capped body, the secrets sent scrubbed).
+ */
+const poster = (http: HttpClient.HttpClient, headers: Readonly<Record<string, string>>, settings: KimiAuthSettings) =>
+(
+  endpoint: string,
+  form: Record<string, string | Redacted.Redacted<string>>,
+  oauthHost = settings.oauthHost,
+  deadline = settings.requestTimeout
+) => {
+  const url = `${oauthHost}${endpoint}`
+  const request = HttpClientRequest.post(url).pipe(
+    HttpClientRequest.setHeaders(headers),
+    HttpClientRequest.acceptJson,
+    HttpClientRequest.bodyUrlParams(form)
+  )
+  return noRedirects(http.execute(request)).pipe(
+    Effect.flatMap(readAnswer(url, secretsOf(form))),
+    Effect.tap((raw) =>
+      Effect.logDebug(`oauth: POST ${endpoint} -> HTTP ${raw.status}`).pipe(
+        Effect.annotateLogs({ grant: typeof form["grant_type"] === "string" ? form["grant_type"] : "device_authorization" })
+      )
+    ),
+    // One deadline for the answer and its whole body: a slow drip ends here too (the read is interrupted, the request aborted).
+    Effect.timeoutOrElse({ duration: deadline, orElse: () => Effect.fail(noAnswerIn(url, Duration.toMillis(deadline))) }),
+    // Never keep the HttpClientError: it holds the request, and the request its body (the secrets).
+    Effect.catchTag("HttpClientError", (cause) => Effect.fail(unreachable(url, transportReason(cause), cause.reason._tag, cause.reason.cause)))
+  )
+}
+
 /**
  * Builds the client from the configuration, the device identity and an
  * `HttpClient` (use `FetchHttpClient.layer`: it works in Node and in Bun).
@@ -339,54 +394,7 @@ const readAnswer = (url: string, secrets: ReadonlyArray<string>) => (response: H
 export const make = Effect.gen(function*() {
   const settings = yield* KimiAuthConfig
   const identity = yield* DeviceIdentity
-  const http = yield* HttpClient.HttpClient
-  const post = (endpoint: string, form: Record<string, string | Redacted.Redacted<string>>, oauthHost = settings.oauthHost,
-    deadline = settings.requestTimeout) => {
-    const timeoutMillis = Duration.toMillis(deadline)
-    const url = `${oauthHost}${endpoint}`
-    const secrets = secretsOf(form)
-    const request = HttpClientRequest.post(url).pipe(
-      HttpClientRequest.setHeaders(identity.headers),
-      HttpClientRequest.acceptJson,
-      HttpClientRequest.bodyUrlParams(form)
-    )
-    const networkError = (reason: string, detail: string, cause?: unknown) => {
-      const proxy = proxyNote(cause, url)
-      return new NetworkError({
-        url,
-        reason,
-        message: proxy === ""
-          ? `Cannot reach the Kimi OAuth server at ${url} (${detail}). ` +
-            `Check your connection and the OAuth host setting (KIMI_OAUTH_HOST); it will be retried.`
-          : `Cannot reach the Kimi OAuth server at ${url}${proxy}. ` +
-            `Check the proxy settings (HTTPS_PROXY, NO_PROXY) and your connection; it will be retried.`
-      })
-    }
-    return noRedirects(http.execute(request)).pipe(
-      Effect.flatMap(readAnswer(url, secrets)),
-      Effect.tap((raw) =>
-        Effect.logDebug(`oauth: POST ${endpoint} -> HTTP ${raw.status}`).pipe(
-          Effect.annotateLogs({ grant: typeof form["grant_type"] === "string" ? form["grant_type"] : "device_authorization" })
-        )
-      ),
-      // One deadline for the answer and its whole body: a slow drip ends here too (the read is interrupted, the request aborted).
-      Effect.timeoutOrElse({
-        duration: deadline,
-        orElse: () =>
-          Effect.fail(
-            new NetworkError({
-              url,
-              reason: "timeout",
-              message: `The Kimi OAuth server at ${url}${proxyNote(undefined, url)} did not answer within ${
-                Math.round(timeoutMillis / 1000)
-              } s. Check your connection; it will be retried.`
-            })
-          )
-      }),
-      // Never keep the HttpClientError: it holds the request, and the request its body (the secrets).
-      Effect.catchTag("HttpClientError", (cause) => Effect.fail(networkError(transportReason(cause), cause.reason._tag, cause.reason.cause)))
-    )
-  }
+  const post = poster(yield* HttpClient.HttpClient, identity.headers, settings)
 
   const requestDeviceAuthorization = post("/api/oauth/device_authorization", { client_id: settings.clientId }).pipe(
     Effect.flatMap((raw) =>

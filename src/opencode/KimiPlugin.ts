@@ -22,7 +22,7 @@ import { type AccountPlainSettings, resolveAccountSettings } from "../light/Acco
 import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import { carriesOwnKey, readsAccountModels, regionFrom, type StoredLogin, storedLoginOf } from "./KimiPluginDecisions.js"
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
-import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels } from "./ProviderConfig.js"
+import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels, withDisplayNames } from "./ProviderConfig.js"
 import { toKimiThinking } from "./Thinking.js"
 import { loadCore } from "./LoadCore.js"
 
@@ -262,15 +262,15 @@ const models = (inst: Instance): KimiHooks["provider"]["models"] => async (provi
   const catalog = (provider?.models ?? {}) as Record<string, unknown>
   for (const id of thinkingModels(catalog)) inst.thinking.add(id)
   try {
-    if (!inst.settings) return catalog
+    if (!inst.settings) return withDisplayNames(catalog)
     const oauth = (ctx?.auth as { type?: unknown } | undefined)?.type === "oauth"
-    if (!readsAccountModels(readStoredLogin(inst.settings.tokenFilePath), oauth, inst.region)) return catalog
+    if (!readsAccountModels(readStoredLogin(inst.settings.tokenFilePath), oauth, inst.region)) return withDisplayNames(catalog)
     const base = inst.pinnedBase ?? inst.settings.apiBaseUrl
     const account = await (await getCore(inst)).listModels(base, MODELS_BUDGET_MS)
     for (const m of account) if (m.reasoning) inst.thinking.add(m.id)
     return withAccountModels(catalog, account)
   } catch {
-    return catalog
+    return withDisplayNames(catalog)
   }
 }
 

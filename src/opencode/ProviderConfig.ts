@@ -11,7 +11,9 @@
  *   catalog entry says thinking can be toggled: OpenCode 1.18.33 makes effort
  *   variants only, so without it thinking could not be turned off;
  * - the models the account's `GET /models` lists beyond the catalog's,
- *   through the `provider.models` hook, shaped like the catalog's own.
+ *   through the `provider.models` hook, shaped like the catalog's own;
+ * - display names for catalog models the catalog names by their id
+ *   (`kimi-for-coding`): the account's name for it, else a known one.
  *
  * Effect-free: the plugin's thin entry uses it at start.
  *
@@ -70,7 +72,32 @@ export interface AccountModel {
 }
 
 /**
- * The `provider.models` answer: the catalog's models unchanged, plus each
+ * The display names of catalog models that OpenCode 1.18.33's catalog names
+ * by their bare id (the TUI would show `kimi-for-coding`): Kimi's own names,
+ * as its `GET /models` gives them.
+ */
+export const CATALOG_DISPLAY_NAMES: Readonly<Record<string, string>> = { "kimi-for-coding": "Kimi For Coding" }
+
+/**
+ * The catalog with a display name for each model it names by its id (or not
+ * at all): the account's name for it when `account` lists one, else
+ * {@link CATALOG_DISPLAY_NAMES}. A real name in the catalog is kept. Never throws.
+ */
+export const withDisplayNames = (catalog: Rec, account: ReadonlyArray<AccountModel> = []): Rec => {
+  const out: Rec = { ...catalog }
+  for (const [id, model] of Object.entries(catalog)) {
+    if (!isRecord(model)) continue
+    const name = model["name"]
+    if (typeof name === "string" && name !== id && name.trim() !== "") continue
+    const better = account.find((m) => m.id === id)?.displayName ?? CATALOG_DISPLAY_NAMES[id]
+    if (better !== undefined) out[id] = { ...model, name: better }
+  }
+  return out
+}
+
+/**
+ * The `provider.models` answer: the catalog's models (named by
+ * {@link withDisplayNames}), plus each
  * account model the catalog lacks, shaped after a catalog model (the default
  * one when present) with its own id, name, context and capabilities, and no
  * variants (its efforts are unknown). Never throws.
@@ -78,7 +105,7 @@ export interface AccountModel {
 export const withAccountModels = (catalog: Rec, account: ReadonlyArray<AccountModel>): Rec => {
   const template = catalog[DEFAULT_MODEL_ID] ?? Object.values(catalog)[0]
   if (!isRecord(template)) return catalog
-  const out: Rec = { ...catalog }
+  const out: Rec = withDisplayNames(catalog, account)
   for (const m of account) {
     if (out[m.id] !== undefined) continue
     const api = isRecord(template["api"]) ? template["api"] : {}

@@ -74,16 +74,17 @@ const withoutLength = (headers: Headers): Headers => {
   return out
 }
 
-/** Builds the authorizing fetch. */
-export const makeKimiFetch = (deps: KimiFetchDeps) => {
-  const baseFetch = deps.fetch ?? envFetch()
-  const baseOf = typeof deps.apiBaseUrl === "function" ? deps.apiBaseUrl : () => deps.apiBaseUrl as string | undefined
-  // Computed once: the names we overwrite (lower case) and the pairs we add. Every request is on
-  // the hot path (BENCHMARKS.md, "Request overhead"): a plain-object `init.headers` (what the AI
-  // SDK passes) is merged into a plain object, without a `Headers` round trip.
-  const identity = Object.entries(deps.headers)
+/**
+ * The header builder of one fetch: the given headers (a plain object, as the
+ * AI SDK passes, is merged without a `Headers` round trip: every request is on
+ * the hot path, BENCHMARKS.md "Request overhead"), the identity headers, and
+ * the bearer, ours overwriting theirs.
+ */
+const headerBuilder = (identityHeaders: Readonly<Record<string, string>>) => {
+  // Computed once: the names we overwrite (lower case) and the pairs we add.
+  const identity = Object.entries(identityHeaders)
   const overwritten = new Set([...identity.map(([k]) => k.toLowerCase()), "authorization"])
-  const headersFor = (given: RequestInit["headers"], token: string): HeadersInit => {
+  return (given: RequestInit["headers"], token: string): HeadersInit => {
     if (given == null || isPlainRecord(given)) {
       const out: Record<string, string> = {}
       if (given != null) {
@@ -101,6 +102,59 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     headers.set("authorization", `Bearer ${token}`)
     return headers
   }
+}
+
+/** What the request core's outcome becomes for the host: the answer, or an error answer saying why. */
+const responseOf = (rejectedMessage: string | undefined) => (outcome: Outcome<Response>): Response => {
+  switch (outcome._tag) {
+    case "Answered":
+      return outcome.response
+    case "Refused":
+      if (outcome.refusal._tag === "RateLimited") return outcome.response
+      return errorResponse(403, "kimi_quota_exceeded", quotaMessage(outcome.refusal, outcome.usage))
+    case "NoToken":
+      return errorResponse(outcome.failure.status, outcome.failure.code, outcome.failure.message)
+    case "Rejected":
+      return errorResponse(401, "invalid_authentication_error", rejectedMessage ?? outcome.message)
+    case "SendFailed":
+      throw outcome.cause
+  }
+}
+
+/**
+ * The request as the core sends it: a `Request` input carries its own method,
+ * headers and body, lifted into init so both sends match. `undefined` for a
+ * URL outside the API base (sent untouched, without the bearer).
+ */
+const liftRequest = async (
+  input: RequestInfo | URL,
+  init: RequestInit | undefined,
+  base: string | undefined
+): Promise<{ readonly url: string | URL; readonly request: RequestInit } | undefined> => {
+  if (typeof input === "object" && "url" in input && !(input instanceof URL)) {
+    const r = input as Request
+    if (base !== undefined && !isBelowApiBase(r.url, base)) return undefined
+    return {
+      url: r.url,
+      request: {
+        method: r.method,
+        headers: r.headers,
+        body: r.body === null ? null : new Uint8Array(await r.arrayBuffer()),
+        signal: r.signal,
+        ...init
+      }
+    }
+  }
+  if (base !== undefined && !isBelowApiBase(String(input), base)) return undefined
+  return { url: input, request: { ...init } }
+}
+
+/** Builds the authorizing fetch. */
+export const makeKimiFetch = (deps: KimiFetchDeps) => {
+  const baseFetch = deps.fetch ?? envFetch()
+  const baseOf = typeof deps.apiBaseUrl === "function" ? deps.apiBaseUrl : () => deps.apiBaseUrl as string | undefined
+  const headersFor = headerBuilder(deps.headers)
+  const toResponse = responseOf(deps.rejectedMessage)
 
   const readUsage = async (token: string, signal?: AbortSignal): Promise<KimiUsage | undefined> => {
     const base = baseOf()
@@ -124,44 +178,10 @@ export const makeKimiFetch = (deps: KimiFetchDeps) => {
     }
   })
 
-  const toResponse = (outcome: Outcome<Response>): Response => {
-    switch (outcome._tag) {
-      case "Answered":
-        return outcome.response
-      case "Refused":
-        if (outcome.refusal._tag === "RateLimited") return outcome.response
-        return errorResponse(403, "kimi_quota_exceeded", quotaMessage(outcome.refusal, outcome.usage))
-      case "NoToken":
-        return errorResponse(outcome.failure.status, outcome.failure.code, outcome.failure.message)
-      case "Rejected":
-        return errorResponse(401, "invalid_authentication_error", deps.rejectedMessage ?? outcome.message)
-      case "SendFailed":
-        throw outcome.cause
-    }
-  }
-
   return async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-    // A Request input carries its own method, headers and body: lift them into init so both sends match.
-    let url: string | URL
-    let request: RequestInit
-    if (typeof input === "object" && "url" in input && !(input instanceof URL)) {
-      const r = input as Request
-      const base = baseOf()
-      if (base !== undefined && !isBelowApiBase(r.url, base)) return baseFetch(input, init)
-      url = r.url
-      request = {
-        method: r.method,
-        headers: r.headers,
-        body: r.body === null ? null : new Uint8Array(await r.arrayBuffer()),
-        signal: r.signal,
-        ...init
-      }
-    } else {
-      const base = baseOf()
-      if (base !== undefined && !isBelowApiBase(String(input), base)) return baseFetch(input, init)
-      url = input
-      request = { ...init }
-    }
+    const lifted = await liftRequest(input, init, baseOf())
+    if (lifted === undefined) return baseFetch(input, init)
+    const { url, request } = lifted
     const body = isStream(request.body) ? await replayable(request.body) : request.body ?? undefined
     const signal = request.signal ?? undefined
     return toResponse(await authorize(transport(url, request, body), { tokens: deps, signal, readUsage }))

@@ -111,6 +111,31 @@ export const unsavedLoginMessage = (tokenFile: string, reason: string, rescued: 
       `(no new login needed, if done within the refresh token's lifetime).`
     : `It could not be kept anywhere else either; ${DIR_HINT}.`)
 
+/** The errors {@link rescueLogin} made: their tokens are in a rescue file already. */
+const rescuedErrors = new WeakSet<object>()
+
+/**
+ * Approved tokens that could not be stored in `file` (because of `cause`):
+ * writes them to a rescue file and fails with a `TokenStoreError` saying
+ * where they are and how to put them in place. Never loses them silently.
+ */
+export const rescueLogin = (
+  tokens: TokenSet,
+  deviceId: string,
+  file: string,
+  cause: { readonly message: string }
+): Effect.Effect<never, TokenStoreError> =>
+  Effect.gen(function*() {
+    const rescued = yield* Effect.sync(() => writeRescueFile(encodeTokenFile(tokens, deviceId)))
+    yield* Effect.logWarning(`login: the approved tokens could not be saved; rescue copy: ${rescued ?? "none"}`)
+    const error = new TokenStoreError({ path: file, message: unsavedLoginMessage(file, cause.message, rescued), cause })
+    rescuedErrors.add(error)
+    return yield* Effect.fail(error)
+  })
+
+/** Whether `error` already holds its tokens in a rescue file ({@link rescueLogin}). */
+export const isRescued = (error: unknown): boolean => typeof error === "object" && error !== null && rescuedErrors.has(error)
+
 /**
  * Stores the tokens of an approved login (under the lock, served from now on).
  * If that fails, writes them to a rescue file and fails with a
@@ -124,13 +149,7 @@ export const storeLogin = (
     const identity = yield* DeviceIdentity
     const file = (yield* KimiAuthConfig).tokenFilePath
     yield* manager.setTokens(tokens).pipe(
-      Effect.catch((e: TokenStoreError | LockTimeoutError) =>
-        Effect.gen(function*() {
-          const rescued = yield* Effect.sync(() => writeRescueFile(encodeTokenFile(tokens, identity.deviceId)))
-          yield* Effect.logWarning(`login: the approved tokens could not be saved; rescue copy: ${rescued ?? "none"}`)
-          return yield* Effect.fail(new TokenStoreError({ path: file, message: unsavedLoginMessage(file, e.message, rescued), cause: e }))
-        })
-      ),
+      Effect.catch((e: TokenStoreError | LockTimeoutError) => rescueLogin(tokens, identity.deviceId, file, e)),
       Effect.uninterruptible
     )
   }).pipe(Effect.withSpan("storeLogin"))

@@ -146,7 +146,6 @@ const DIR_MODE = 0o700
 const FILE_MODE = 0o600
 const hasModes = process.platform !== "win32"
 
-export { RESERVED_BYTES }
 
 /** Reads a small file of the store with {@link readSmallFileSync}, errors as platform-free values. */
 const readCapped = (file: string, maxBytes: number): Effect.Effect<SmallFile, NodeJS.ErrnoException> =>
@@ -171,7 +170,7 @@ export const RENAME_RETRY_BUDGET = "10 seconds"
  */
 export const retryWindowsRename = <A, R>(
   rename: Effect.Effect<A, PlatformError.PlatformError, R>,
-  platform: NodeJS.Platform = process.platform
+  platform: string = process.platform
 ): Effect.Effect<A, PlatformError.PlatformError, R> =>
   platform === "win32"
     ? Effect.retry(rename, {

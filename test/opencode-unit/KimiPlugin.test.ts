@@ -124,8 +124,9 @@ describe("KimiAuthPlugin", () => {
     const catalog = { "kimi-for-coding": template, k3: { ...template, id: "k3" } }
     const out = await hooks.provider.models({ models: catalog }, { auth: undefined })
     expect(emulator.requests("/coding/v1/models").at(-1)!.status).toBe(200)
-    // the emulator lists these too: the catalog's entries stay as they are
-    expect(out["kimi-for-coding"]).toBe(template)
+    // the emulator lists these too: the catalog's entries stay as they are, named as the account names
+    // them where the catalog gives only the id ("kimi-for-coding" in the TUI otherwise)
+    expect(out["kimi-for-coding"]).toEqual({ ...template, name: "Kimi For Coding" })
     expect(out["k3"]).toBe(catalog.k3)
     // the account's others are added, shaped like the catalog's, with their own id, name, context and capabilities
     expect(Object.keys(out)).toEqual(["kimi-for-coding", "k3", "kimi-for-coding-highspeed", "k3-256k", ACCOUNT_ONLY_MODEL_ID])
@@ -137,6 +138,31 @@ describe("KimiAuthPlugin", () => {
       capabilities: { reasoning: true, attachment: false, input: { text: true, image: false } },
       variants: {}
     })
+  })
+
+  it("provider.models: OpenCode 1.18.33's default pick is a catalog model, never an account-only one; no login still names kimi-for-coding", async () => {
+    // OpenCode 1.18.33's Provider.sort (read from its binary): priority ids ("gpt-5", …) first, then ids
+    // holding "latest", then by id, descending; the TUI starts on the first when no model is set or recent.
+    const priority = ["gpt-5", "claude-sonnet-4", "big-pickle", "gemini-3-pro"]
+    const openCodeDefault = (models: Record<string, unknown>) =>
+      Object.keys(models).sort((a, b) =>
+        priority.findIndex((p) => b.includes(p)) - priority.findIndex((p) => a.includes(p)) ||
+        (a.includes("latest") ? 0 : 1) - (b.includes("latest") ? 0 : 1) ||
+        (a < b ? 1 : a > b ? -1 : 0)
+      )[0]
+    const model = (id: string, name: string) => ({ id, name, api: { id }, capabilities: { reasoning: true, input: {} } })
+    const catalog = {
+      "kimi-for-coding-highspeed": model("kimi-for-coding-highspeed", "Kimi For Coding HighSpeed"),
+      "kimi-for-coding": model("kimi-for-coding", "kimi-for-coding"),
+      "k3-256k": model("k3-256k", "Kimi K3-256K"),
+      k3: model("k3", "Kimi K3")
+    }
+    const loggedOut = await (await plugin({})).provider.models({ models: catalog }, { auth: undefined })
+    expect((loggedOut["kimi-for-coding"] as { name: string }).name).toBe("Kimi For Coding")
+    seed()
+    const out = await (await plugin({})).provider.models({ models: catalog }, { auth: undefined })
+    expect(Object.keys(out)).toContain(ACCOUNT_ONLY_MODEL_ID)
+    expect(Object.keys(catalog)).toContain(openCodeDefault(out))
   })
 
   it("fetch: each thinking variant reaches Kimi as thinking { type, effort }, never as reasoning_effort", async () => {

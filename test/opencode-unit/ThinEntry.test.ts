@@ -45,6 +45,18 @@ describe("the light layer", () => {
     for (const f of files) expect(f.startsWith("src/light/") || f.startsWith(own), `${entry} reaches ${f}`).toBe(true)
   })
 
+  it("src/cli/main.ts reaches its fast paths (token, status, help) and nothing that imports effect", () => {
+    const graph = reachable(path.join(repoRoot, "src", "cli", "main.ts"))
+    const files = [...graph.keys()].map(relative)
+    for (const fast of ["src/cli/FastToken.ts", "src/cli/FastStatus.ts", "src/cli/StatusView.ts", "src/cli/Help.ts", "src/cli/HelpPages.ts", "src/light/LoginState.ts"]) {
+      expect(files).toContain(fast)
+    }
+    expect(files).not.toContain("src/cli/run.ts")
+    for (const [file, specs] of graph) {
+      for (const s of specs) expect(s.startsWith("effect") || s.startsWith("@effect/"), `${relative(file)} imports ${s}`).toBe(false)
+    }
+  })
+
   it("src/light/ imports no effect and nothing outside src/light/ (node: built-ins aside)", () => {
     const dir = path.join(repoRoot, "src", "light")
     const modules = fs.readdirSync(dir).filter((f) => f.endsWith(".ts"))

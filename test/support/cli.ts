@@ -36,17 +36,25 @@ export const isolatedEnv = (home: string, extra: Record<string, string> = {}): N
   return { ...env, HOME: home, OPENCODE_KIMI_AUTH_DIR: path.join(home, ".opencode-kimi-auth"), NO_COLOR: "1", ...extra }
 }
 
+/** How a run may be watched and bounded. */
+export interface RunOptions {
+  readonly timeoutMs?: number
+  readonly onSpawn?: (child: import("node:child_process").ChildProcess) => void
+}
+
 /** Runs `node dist/cli/main.js ...args`, with a hard timeout. */
-export const runCli = (
+export const runCli = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, options: RunOptions = {}): Promise<CliResult> =>
+  runScript(cliPath, args, env, options)
+
+/** Runs `node <script> ...args` (another copy or entry of the CLI), with a hard timeout. */
+export const runScript = (
+  script: string,
   args: ReadonlyArray<string>,
   env: NodeJS.ProcessEnv,
-  options: {
-    readonly timeoutMs?: number
-    readonly onSpawn?: (child: import("node:child_process").ChildProcess) => void
-  } = {}
+  options: RunOptions = {}
 ): Promise<CliResult> =>
   new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [script, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
     options.onSpawn?.(child)
     let stdout = ""
     let stderr = ""
@@ -56,7 +64,7 @@ export const runCli = (
     child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c))
     const timer = setTimeout(() => {
       child.kill("SIGKILL")
-      reject(new Error(`kimi-auth ${args.join(" ")} timed out; stdout: ${stdout}; stderr: ${stderr}`))
+      reject(new Error(`${path.basename(script)} ${args.join(" ")} timed out; stdout: ${stdout}; stderr: ${stderr}`))
     }, options.timeoutMs ?? 30_000)
     child.on("error", reject)
     child.on("close", (code, signal) => {

@@ -14,6 +14,7 @@ import { debugFlag, jsonFlag } from "../CommonFlags.js"
 import { exitCodeHelp } from "../ExitCode.js"
 import { bold, dim, green, humanDuration, out } from "../Output.js"
 import { run } from "../RunCommand.js"
+import { summaryOf } from "../HelpPages.js"
 
 const STATE_WORDS: Record<AccountStatus["state"], string> = {
   valid: "logged in",
@@ -74,7 +75,7 @@ export const accountsCommand = Command.make("accounts", { json: jsonFlag, debug:
         "each region (what OpenCode's provider of that region, the AI SDK and the CLI use), and the state of its login. " +
         "An account not known by name yet is asked once (GET /me). Never prints a secret. " + exitCodeHelp
     ),
-    Command.withShortDescription("List the Kimi accounts logged in here, and the active one of each region"),
+    Command.withShortDescription(summaryOf("accounts")),
     Command.withExamples([
       { command: "kimi-auth accounts", description: "Which accounts, which is active" },
       { command: "kimi-auth accounts --json", description: "For scripts" }
@@ -110,7 +111,7 @@ export const switchCommand = Command.make(
       "region use it (a running OpenCode 1.18 within seconds, on its next request). Other accounts stay logged in. " +
       exitCodeHelp
   ),
-  Command.withShortDescription("Make an account the active one of its region"),
+  Command.withShortDescription(summaryOf("switch")),
   Command.withExamples([
     { command: "kimi-auth switch ada@example.com", description: "Use Ada's account" },
     { command: "kimi-auth switch ada", description: "A unique prefix of the email, nickname or user id is enough" }

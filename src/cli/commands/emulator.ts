@@ -12,6 +12,7 @@ import type { EmulatorOptions } from "../../emulator/KimiEmulator.js"
 import { ExitCode } from "../ExitCode.js"
 import { err, red } from "../Output.js"
 import { loggingLayer } from "../RunCommand.js"
+import { summaryOf } from "../HelpPages.js"
 
 /** A number read from a flag's text; anything else is `Option.none()`. */
 export const finite = (text: string): Option.Option<number> => {
@@ -172,7 +173,7 @@ export const emulatorCommand = Command.make(
       "reuse detection) and a small OpenAI-compatible API, on loopback, until Ctrl-C. Point clients at it with " +
       "KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL."
   ),
-  Command.withShortDescription("Run the local Kimi emulator (OAuth and API) on loopback, until Ctrl-C"),
+  Command.withShortDescription(summaryOf("emulator")),
   Command.withExamples([
     { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
     { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" },

@@ -25,6 +25,7 @@ import { ExitCode, exitCodeHelp } from "../ExitCode.js"
 import { makeLoginProgress } from "../LoginProgress.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isoSeconds, isTty, out } from "../Output.js"
 import { run } from "../RunCommand.js"
+import { summaryOf } from "../HelpPages.js"
 
 /** The page to open: the complete URI (code filled in) when Kimi gave one, else the plain one. */
 export const verificationUrl = (authorization: DeviceAuthorization): string =>
@@ -255,7 +256,7 @@ export const loginCommand = Command.make(
       "login once the new one is approved; another user adds an account, which becomes the active one for its region. " +
       exitCodeHelp
   ),
-  Command.withShortDescription("Log in with the OAuth device flow (a link and a code to approve in the browser)"),
+  Command.withShortDescription(summaryOf("login")),
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in, opening the approval page in a browser" },
     { command: "kimi-auth login --no-browser", description: "Only print the link and the code (SSH, containers)" },

@@ -19,6 +19,7 @@ import { accountFlag, debugEnabled, debugFlag } from "../CommonFlags.js"
 import { exitCodeHelp } from "../ExitCode.js"
 import { isoSeconds, out } from "../Output.js"
 import { run } from "../RunCommand.js"
+import { summaryOf } from "../HelpPages.js"
 
 /** Whether two sets hold the same refresh token (the rotation did not happen). */
 export const sameRefresh = (a: TokenSet, b: TokenSet): boolean =>
@@ -63,7 +64,7 @@ export const tokenCommand = Command.make("token", { account: accountFlag, debug:
       "Print a valid access token and nothing else on stdout, refreshing it first when it is due. " +
         "Safe to run from several processes at once: one refresh, one rotation. " + exitCodeHelp
     ),
-    Command.withShortDescription("Print a valid access token (refreshed first when due) and nothing else"),
+    Command.withShortDescription(summaryOf("token")),
     Command.withExamples([
       {
         command: 'curl -H "Authorization: Bearer $(kimi-auth token)" https://api.kimi.com/coding/v1/models',

@@ -14,6 +14,7 @@ import { exitCodeHelp } from "../ExitCode.js"
 import { bold, dim, out, red } from "../Output.js"
 import { run } from "../RunCommand.js"
 import { usageJson, usageLines } from "../UsageView.js"
+import { summaryOf } from "../HelpPages.js"
 
 /** `kimi-auth usage`. */
 export const usageCommand = Command.make("usage", { account: accountFlag, json: jsonFlag, debug: debugFlag }, (flags) =>
@@ -34,7 +35,7 @@ export const usageCommand = Command.make("usage", { account: accountFlag, json: 
         "used/limit where Kimi sends counts) with a bar, and when it resets (local time with its time zone, and a " +
         "countdown); then the booster wallet and the monthly charge limit. Uses the stored login. " + exitCodeHelp
     ),
-    Command.withShortDescription("Show the plan's quota: each window's use and when it resets"),
+    Command.withShortDescription(summaryOf("usage")),
     Command.withExamples([
       { command: "kimi-auth usage", description: "How much of the quota is used, and when it resets" },
       { command: "kimi-auth usage --json", description: "For scripts and status bars" }
