@@ -8,7 +8,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
+import { ACCOUNT_ONLY_MODEL_ID, start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
 import serverV2 from "../../src/opencode/server-v2.js"
 import { makeFastPath } from "../../src/opencode/V2Fast.js"
 import { guarded, makeV2Handlers, type RegionV2, V2Refusal } from "../../src/opencode/V2Hooks.js"
@@ -261,18 +261,18 @@ describe("OpenCode 2.1 plugin (setup, a ctx shaped like 2.1.2's)", () => {
   it("model.transform: the account's models, from the cache a request refreshed, without the core at setup", async () => {
     seed(now() + 800)
     const first = await setup21()
-    expect(first.models.has("kimi-code-plan-cn/kimi-k2-thinking-emulator")).toBe(false)
+    expect(first.models.has(`kimi-code-plan-cn/${ACCOUNT_ONLY_MODEL_ID}`)).toBe(false)
     // a request goes through: the stale (missing) cache is read again from Kimi in the background, then the host reloads
     const r = await send(first.hooks, chat({}))
     expect(r.status).toBe(200)
     for (let i = 0; i < 100 && !fs.existsSync(path.join(dir, "models-kimi-code-plan-cn.json")); i++) await new Promise((res) => setTimeout(res, 20))
     for (let i = 0; i < 100 && first.reloads() === 0; i++) await new Promise((res) => setTimeout(res, 20))
     expect(first.reloads()).toBe(1)
-    expect(first.models.get("kimi-code-plan-cn/kimi-k2-thinking-emulator")).toMatchObject({ id: "kimi-k2-thinking-emulator", modelID: "kimi-k2-thinking-emulator", variants: [] })
+    expect(first.models.get(`kimi-code-plan-cn/${ACCOUNT_ONLY_MODEL_ID}`)).toMatchObject({ id: ACCOUNT_ONLY_MODEL_ID, modelID: ACCOUNT_ONLY_MODEL_ID, variants: [] })
     // the next start reads the cache: the model is there at once, with no request
     emulator.clearRequests()
     const second = await setup21()
-    expect(second.models.get("kimi-code-plan-cn/kimi-k2-thinking-emulator")).toBeDefined()
+    expect(second.models.get(`kimi-code-plan-cn/${ACCOUNT_ONLY_MODEL_ID}`)).toBeDefined()
     expect(emulator.requests()).toEqual([])
   })
 
