@@ -11,7 +11,8 @@
  */
 import { identityHeaders, peekDeviceIdSync } from "../light/Identity.js"
 import type { KimiRegion } from "../light/Region.js"
-import { type PlainSettings, resolveSettings, type SettingsOptions } from "../light/ResolveSettings.js"
+import { resolveAccountSettings } from "../light/AccountSettings.js"
+import type { PlainSettings, SettingsOptions } from "../light/ResolveSettings.js"
 import { readStoredLogin } from "../light/StoredLogin.js"
 
 /** The core's default refresh window; a plugin configured with its own window always asks the core. */
@@ -52,7 +53,8 @@ export const makeFastPath = (
   region: KimiRegion,
   env: Readonly<Record<string, string | undefined>> = process.env
 ): FastPath => {
-  const resolved = resolveSettings({ ...options, region }, env)
+  // The account the core would use: the token file given, else the region's active account (accounts.json).
+  const resolved = resolveAccountSettings({ ...options, region }, env)
   if (!resolved.ok || options.refreshWindow !== undefined) {
     return { auth: () => undefined, identity: () => undefined, settings: resolved.ok ? resolved.value : undefined }
   }

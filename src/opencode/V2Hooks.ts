@@ -21,6 +21,7 @@
  *
  * @since 0.3.0
  */
+import { DEFAULT_TOKEN_FILE_NAME } from "../light/AccountRegistry.js"
 import type { KimiRegion } from "../light/Region.js"
 import type { PluginCore } from "./PluginCore.js"
 import { toKimiThinking } from "./Thinking.js"
@@ -197,7 +198,8 @@ export const makeV2Handlers = (
       try {
         const active = await rows.active(r.providerId)
         const use = rowUse(active, true)
-        return { use, account: use === "package" ? r.account(await accountOfRow(rows, active, known)) : r }
+        // A row that names no account was made before accounts: its login is the default account's (oauth.json).
+        return { use, account: use === "package" ? r.account((await accountOfRow(rows, active, known)) ?? DEFAULT_TOKEN_FILE_NAME) : r }
       } catch {
         return { use: "package", account: r }
       }

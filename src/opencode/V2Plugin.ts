@@ -31,6 +31,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { readAccountsSync } from "../light/AccountChoice.js"
+import { DEFAULT_TOKEN_FILE_NAME } from "../light/AccountRegistry.js"
 import { debugLine } from "../light/Debug.js"
 import { type KimiRegion, REGIONS } from "../light/Region.js"
 import { readStoredLogin } from "../light/StoredLogin.js"
@@ -148,7 +149,8 @@ export const oauthMethod = (r: RegionV2, onLogin: () => void = () => {}) => ({
    */
   refresh: async (credential: V2Credential): Promise<V2Credential> => {
     const methodID = credential.methodID || V2_METHOD_ID
-    const a = r.account(accountOfCredential(credential))
+    // A row that names no account was made before accounts: the default account's (oauth.json).
+    const a = r.account(accountOfCredential(credential) ?? DEFAULT_TOKEN_FILE_NAME)
     if (!a.present()) throw new Error(rowWithoutLoginMessage(r.providerId))
     const fast = a.fast.auth(Date.now())
     const expires = fast !== undefined ? storedExpiry(a) : undefined
