@@ -11,9 +11,9 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 const npm = process.platform === "win32" ? "npm.cmd" : "npm"
 const quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
 
-/** `npm pack` of the repository (built first by the caller) into `dir`; returns the tarball's path. */
+/** `npm pack` of the repository (built first by the caller; `--ignore-scripts`: `prepare` would rebuild dist/ under the running tests) into `dir`; returns the tarball's path. */
 export const packTarball = (dir) => {
-  const out = execFileSync(npm, ["pack", "--json", "--pack-destination", dir], { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+  const out = execFileSync(npm, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir], { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
   return path.join(dir, JSON.parse(out)[0].filename)
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run bench: every benchmark of issue #6, side by side in one run.
-// Usage: node bench/run.mjs [install] [cli] [load] [overhead] [v2] [storm] [polling] [versus] [--quick]
+// Usage: node bench/run.mjs [install] [cli] [load] [overhead] [v2] [v21] [storm] [polling] [versus] [--quick]
 // Writes bench/results/latest.json; BENCHMARKS.md quotes it.
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -10,7 +10,7 @@ import { benchDir, ensureFixture, machine, repoRoot } from "./lib.mjs"
 const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const wanted = args.filter((a) => !a.startsWith("--"))
-const all = ["install", "cli", "load", "overhead", "v2", "storm", "polling", "versus"]
+const all = ["install", "cli", "load", "overhead", "v2", "v21", "storm", "polling", "versus"]
 const sections = wanted.length > 0 ? wanted : all
 
 if (!fs.existsSync(path.join(repoRoot, "dist", "bundle", "server.js"))) {
@@ -34,6 +34,7 @@ for (const s of sections) {
   else if (s === "load") results.load = await (await import("./load.mjs")).runLoad(quick ? { rounds: 8 } : {})
   else if (s === "overhead") results.overhead = await (await import("./overhead.mjs")).runOverhead(quick ? { runs: 3 } : {})
   else if (s === "v2") results.v2 = await (await import("./v2.mjs")).runV2(quick ? { rounds: 4, runs: 2 } : {})
+  else if (s === "v21") results.v21 = await (await import("./v21.mjs")).runV21(quick ? { rounds: 4 } : {})
   else if (s === "storm") results.storm = await (await import("./storm.mjs")).runStorm(quick ? { runs: 2 } : {})
   else if (s === "polling") results.polling = await (await import("./polling.mjs")).runPolling(quick ? { quick } : {})
   else if (s === "versus") results.versus = await (await import("./versus.mjs")).runVersus(quick ? { rounds: 6 } : {})

@@ -62,11 +62,22 @@ const shared = await esbuild.build({
     { in: src("promise", "KimiOAuthClient.ts"), out: "bundle/client" },
     { in: src("emulator", "KimiEmulator.ts"), out: "bundle/emulator" },
     { in: src("ai-sdk", "index.ts"), out: "bundle/ai-sdk" },
-    { in: src("cli", "run.ts"), out: "bundle/cli" }
+    { in: src("cli", "run.ts"), out: "bundle/cli" },
+    // The OpenCode plugins' core, loaded by src/opencode/LoadCore.ts through a computed specifier.
+    { in: src("opencode", "PluginCore.ts"), out: "bundle/chunks/opencode-core" }
   ],
   chunkNames: "bundle/chunks/[name]-[hash]",
+  define: { KIMI_BUNDLED_CORE: JSON.stringify("./opencode-core.js") },
   splitting: true
 })
+
+// LoadCore's computed specifier must reach the core from wherever esbuild put the loader (a shared chunk).
+for (const [file, o] of Object.entries(shared.metafile.outputs)) {
+  if (!Object.keys(o.inputs).some((i) => i.endsWith("src/opencode/LoadCore.ts"))) continue
+  const target = path.resolve(root, path.dirname(file), "./opencode-core.js")
+  if (!fs.existsSync(target)) throw new Error(`${file} holds LoadCore, but ./opencode-core.js from there (${target}) does not exist`)
+  if (/import\(["']\.[^"']*PluginCore/.test(fs.readFileSync(path.join(root, file), "utf8"))) throw new Error(`${file} still imports PluginCore by a literal specifier`)
+}
 
 // The bin on its own, so `kimi-auth token` reads one small file before it can answer; its
 // `import("./run.js")` becomes the shared build's dist/bundle/cli.js.

@@ -14,27 +14,15 @@
  *
  * @since 0.2.0
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
 import { debugFromEnv } from "../light/Debug.js"
 import { resolveAccountSettings } from "../light/AccountSettings.js"
 import type { Env } from "../light/ResolveSettings.js"
-import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
-import { isDueAt, parseTokenFileText } from "../light/TokenValidation.js"
+import { readStoredLogin } from "../light/StoredLogin.js"
+
+export { plainAndOurs } from "../light/StoredLogin.js"
 
 /** The CLI's refresh window: `KimiAuthConfig`'s default `refreshWindow` (the CLI passes no option). */
 export const DEFAULT_REFRESH_WINDOW_SECONDS = 300
-
-const posix = process.platform !== "win32"
-const myUid = () => (typeof process.getuid === "function" ? process.getuid() : -1)
-
-/**
- * Whether the full command would take `st` as it is, without a repair, a
- * warning or a refusal (StoragePermissions.ts): not a link, ours, and no
- * group or other access. Anything else falls through, so the store decides.
- */
-export const plainAndOurs = (st: fs.Stats, directory: boolean) =>
-  (directory ? st.isDirectory() : st.isFile()) && (!posix || (st.uid === myUid() && (st.mode & 0o077) === 0))
 
 /**
  * The stored access token when it is valid and not due at `nowMillis`, read
@@ -46,22 +34,5 @@ export const fastToken = (env: Env, nowMillis: number): string | undefined => {
   // The account the full command would use: the current one (`accounts.json`, read Effect-free).
   const settings = resolveAccountSettings({}, env)
   if (!settings.ok) return undefined
-  const { tokenFilePath, deviceIdPath } = settings.value
-  try {
-    // lstat: a link is never followed here; the full command explains what it refuses.
-    if (!plainAndOurs(fs.lstatSync(tokenFilePath), false) || !plainAndOurs(fs.lstatSync(path.dirname(tokenFilePath)), true)) {
-      return undefined
-    }
-    if (!fs.lstatSync(deviceIdPath).isFile()) return undefined
-    // The parser refuses any token that is not an RFC 6750 bearer token: nothing invalid is ever printed.
-    // Capped: a huge file is left to the full command, which moves it aside and says so.
-    const found = readSmallFileSync(tokenFilePath, TOKEN_FILE_LIMIT_BYTES)
-    if (found._tag !== "Text") return undefined
-    const parsed = parseTokenFileText(found.text)
-    if (!parsed.ok) return undefined
-    const { accessToken, expiresAt, expiresIn } = parsed.value
-    return isDueAt(expiresAt, expiresIn, nowMillis / 1000, DEFAULT_REFRESH_WINDOW_SECONDS) ? undefined : accessToken
-  } catch {
-    return undefined
-  }
+  return readStoredLogin(settings.value, nowMillis, DEFAULT_REFRESH_WINDOW_SECONDS)?.accessToken
 }

@@ -48,10 +48,10 @@ export type OpenCodeLine = "v1" | "v2"
 /** OpenCode's login for one provider, its own command first (a plugin user may have no `kimi-auth`). */
 export const openCodeLogin = (providerId: string, region: KimiRegion, line: OpenCodeLine = "v1"): string => {
   const cli = `\`${cliLoginCommand(region)}\``
-  // `kimi-device`: V2Plugin's V2_METHOD_ID (test/edge/HintWords.test.ts holds them equal).
+  // `kimi-device`: V2Plugin's V2_METHOD_ID (test/edge/HintWords.test.ts holds them equal). OpenCode 2.1 sends a
+  // login only through its own credential row, so `kimi-auth login` alone is not named there (NOTES.md §15).
   return line === "v2"
-    ? `in OpenCode, use \`/connect\`, pick ${REGIONS[region].label} (${providerId}), then "Kimi device login"; ` +
-      `or run ${cli} (from a shell, \`opencode auth login ${providerId} --method kimi-device\`)`
+    ? `run \`opencode auth login ${providerId} --method kimi-device\` (or, in OpenCode, use \`/connect\`, pick ${REGIONS[region].label} (${providerId}), then "Kimi device login")`
     : `run \`opencode auth login -p ${providerId}\` (or ${cli})`
 }
 

@@ -35,7 +35,6 @@ import * as Layer from "effect/Layer"
 import * as Path from "effect/Path"
 import * as crypto from "node:crypto"
 import * as nodeFs from "node:fs"
-import * as os from "node:os"
 import * as nodePath from "node:path"
 import { TokenStoreError } from "../Errors.js"
 import { KimiAuthConfig, type KimiAuthSettings } from "../config/KimiAuthConfig.js"
@@ -56,66 +55,10 @@ export interface DeviceIdentityShape {
   readonly peekDeviceId?: (() => string | undefined) | undefined
 }
 
-/** Facts about the machine that go into the headers. */
-export interface MachineFacts {
-  readonly hostname: string
-  readonly deviceModel: string
-  readonly osVersion: string
-}
+import { identityHeaders } from "../light/Identity.js"
 
-/**
- * Makes a header value safe: ASCII printable only, whitespace folded, trimmed;
- * `unknown` when nothing is left.
- */
-export const asciiHeaderValue = (raw: string | undefined | null): string => {
-  const cleaned = String(raw ?? "")
-    .normalize("NFKD")
-    .replace(/[^\x20-\x7e]/g, " ")
-    .replace(/\s+/g, " ")
-    .trim()
-  return cleaned === "" ? "unknown" : cleaned
-}
+export { asciiHeaderValue, identityHeaders, type MachineFacts, machineFacts } from "../light/Identity.js"
 
-const archName = (arch: string, platform: string): string => {
-  if (platform === "win32") return arch === "x64" ? "AMD64" : arch.toUpperCase()
-  if (arch === "x64") return "x86_64"
-  if (arch === "ia32") return "i386"
-  return arch
-}
-
-/** Reads host name, model (`Linux 6.1.0 x86_64`, `macOS 14.5 arm64`, `Windows 10.0.22631 AMD64`) and OS version. */
-export const machineFacts = (): MachineFacts => {
-  const platform = process.platform
-  const safe = (f: () => string) => {
-    try {
-      return f()
-    } catch {
-      return "unknown"
-    }
-  }
-  const system = platform === "darwin" ? "macOS" : platform === "win32" ? "Windows" : safe(() => os.type())
-  const release = safe(() => os.release())
-  return {
-    hostname: safe(() => os.hostname()),
-    deviceModel: `${system} ${release} ${archName(process.arch, platform)}`,
-    osVersion: safe(() => (typeof os.version === "function" ? os.version() : release))
-  }
-}
-
-/** Builds the identity headers for a device id. Pure: every value is ASCII-clean. */
-export const identityHeaders = (
-  settings: Pick<KimiAuthSettings, "platform" | "version" | "userAgent">,
-  deviceId: string,
-  facts: MachineFacts = machineFacts()
-): Record<string, string> => ({
-  "X-Msh-Platform": asciiHeaderValue(settings.platform),
-  "X-Msh-Version": asciiHeaderValue(settings.version),
-  "X-Msh-Device-Name": asciiHeaderValue(facts.hostname),
-  "X-Msh-Device-Model": asciiHeaderValue(facts.deviceModel),
-  "X-Msh-Os-Version": asciiHeaderValue(facts.osVersion),
-  "X-Msh-Device-Id": asciiHeaderValue(deviceId),
-  "User-Agent": asciiHeaderValue(settings.userAgent)
-})
 
 const UUID = DEVICE_ID_PATTERN
 

@@ -16,7 +16,6 @@
  *
  * @since 0.1.0
  */
-import { lazyModule } from "../light/LazyModule.js"
 import { DEFAULT_REGION, type KimiRegion, REGIONS } from "../light/Region.js"
 import type { KimiAuthOptions } from "../config/KimiAuthConfig.js"
 import { type AccountPlainSettings, resolveAccountSettings } from "../light/AccountSettings.js"
@@ -25,6 +24,7 @@ import { carriesOwnKey, readsAccountModels, regionFrom, type StoredLogin, stored
 import type { OAuthEntry, PluginCore } from "./PluginCore.js"
 import { CATALOG_MODELS, providerBlock, thinkingModels, withAccountModels, withDisplayNames } from "./ProviderConfig.js"
 import { toKimiThinking } from "./Thinking.js"
+import { loadCore } from "./LoadCore.js"
 
 /** The plugin's id (OpenCode's plugin-module form). */
 export const PLUGIN_ID = "opencode-kimi-auth"
@@ -103,7 +103,7 @@ export interface KimiHooks {
 }
 
 /** The core module, imported once per process on first need. */
-const loadCoreModule = lazyModule(() => import("./PluginCore.js"))
+const loadCoreModule = loadCore
 
 /** What the token file says, read cheaply (no Effect): see {@link storedLoginOf}. */
 const readStoredLogin = (tokenFilePath: string): StoredLogin => {

@@ -44,7 +44,12 @@ import type { KimiAuthServices } from "../KimiAuth.js"
 import { type EdgeRuntime, makeEdgeRuntime } from "../edge/Runtime.js"
 import { openCodeLogin } from "../edge/HintWords.js"
 import { checkCanStoreLogin } from "../storage/LoginStorage.js"
-import { storeAsAccount } from "../accounts/AccountLogin.js"
+import { type AccountLoginResult, storeAsAccount } from "../accounts/AccountLogin.js"
+import { fetchMe } from "../accounts/Me.js"
+import { accountLabel } from "../light/AccountChoice.js"
+import { apiBaseFor } from "../request/KimiHttpClient.js"
+import { layerFetchHttpClient } from "../KimiAuth.js"
+import * as nodePath from "node:path"
 import type { DeviceAuthorization } from "../oauth/OAuthClient.js"
 import type { KimiRegion } from "../light/Region.js"
 import { HeldBackRefreshTokens } from "../tokens/TokenManager.js"
@@ -75,6 +80,12 @@ export interface PluginCoreConfig {
   readonly setAuth?: ((args: { path: { id: string }; body: OAuthEntry }) => unknown) | undefined
 }
 
+/** The account a device login was stored as: its token file's bare name, and a label a person recognises. */
+export interface LoginAccount {
+  readonly file: string
+  readonly label: string
+}
+
 /** What `authorize()` of the device login method returns to OpenCode. */
 export interface DeviceLoginStart {
   readonly url: string
@@ -82,7 +93,7 @@ export interface DeviceLoginStart {
   readonly method: "auto"
   /** When the device code expires, epoch milliseconds (OpenCode 2's `expiresAt`). */
   readonly expiresAt: number
-  readonly callback: () => Promise<{ type: "success"; refresh: string; access: string; expires: number }>
+  readonly callback: () => Promise<{ type: "success"; refresh: string; access: string; expires: number; account?: LoginAccount | undefined }>
 }
 
 /** {@link PluginCore.currentLogin}'s answer. */
@@ -290,21 +301,39 @@ const finishLogin = (ctx: CoreContext, authorization: DeviceAuthorization) => as
       // The same Kimi user replaces their account's login; another user adds an account (its own file),
       // which becomes the region's active account: the thin half follows it on the next request.
       const stored = yield* storeAsAccount(tokens)
-      return { tokens, here: stored.tokenFilePath === (yield* KimiAuthConfig).tokenFilePath }
+      const account = yield* loginAccountOf(stored, tokens)
+      return { tokens, account, here: stored.tokenFilePath === (yield* KimiAuthConfig).tokenFilePath }
     })
   )
   if (Exit.isFailure(exit)) {
     await ctx.run(Effect.logWarning(`Kimi login failed: ${Decisions.failureOf(exit.cause).message}`))
     throw new Error(failureMessage(ctx, exit.cause))
   }
-  const { here, tokens } = exit.value
+  const { here, tokens, account } = exit.value
   ctx.notAdopted = undefined
   if (here) {
     ctx.mirrored = Redacted.value(tokens.accessToken)
     ctx.fast = { tokens, access: ctx.mirrored }
   }
-  return Decisions.loginSuccessOf(tokens)
+  return { ...Decisions.loginSuccessOf(tokens), account }
 }
+
+/**
+ * The account a login was stored as, with its label: the registry's record, or (the first login of a
+ * storage folder, which names no account) who `/me` says it is; "default account" when Kimi cannot say.
+ */
+const loginAccountOf = (stored: AccountLoginResult, tokens: TokenSet) =>
+  Effect.gen(function*() {
+    const file = nodePath.basename(stored.tokenFilePath)
+    const region = tokens.region ?? (yield* KimiAuthConfig).region
+    if (stored.account !== undefined) return { file, label: accountLabel({ ...stored.account }) }
+    const settings = yield* KimiAuthConfig
+    const user = yield* fetchMe(apiBaseFor(settings, tokens), tokens.accessToken).pipe(
+      Effect.provide(layerFetchHttpClient),
+      Effect.orElseSucceed(() => undefined)
+    )
+    return { file, label: accountLabel({ userId: user?.userId, nickname: user?.nickname, email: user?.email, region }) }
+  })
 
 /**
  * The device login method. Failures throw an `Error` whose message says what
@@ -432,14 +461,4 @@ export const modelsFromApi = (body: unknown): Array<ApiModel> =>
   }))
 
 export { errorResponse }
-export {
-  adoptLogLine,
-  type AdoptOutcome,
-  adoptRule,
-  isAdoptableEntry,
-  notAdoptedMessage,
-  type OAuthEntry,
-  supersededByMoved,
-  tokenSetFromEntry,
-  withAdoptionNote
-} from "./Adoption.js"
+export type { OAuthEntry } from "./Adoption.js"

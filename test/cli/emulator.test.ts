@@ -215,9 +215,10 @@ describe("--help", () => {
     const r = await runCli([...command, "--help"], isolatedEnv(home), { timeoutMs: 15_000 })
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toBe("")
-    expect(r.stdout).toMatch(/^DESCRIPTION$/m)
-    expect(r.stdout).toMatch(/^USAGE$/m)
-    const examples = r.stdout.split(/^EXAMPLES$/m)[1]
+    // The short page (issue 24): a one-line description first, then the usage, then examples.
+    expect(r.stdout).toMatch(/^kimi-auth( \S+)?: \S/)
+    expect(r.stdout).toMatch(/^Usage: kimi-auth /m)
+    const examples = r.stdout.split(/^Examples:$/m)[1]
     expect(examples, r.stdout).toBeDefined()
     // at least one runnable example, each with its explanation
     expect(examples).toMatch(/^ {2}# \S.*\n {2}.*kimi-auth \S/m)

@@ -31,8 +31,8 @@ describe("each edge's words for a hint", () => {
       "OpenCode 2, global",
       openCodeHintWords("kimi-code-plan-global", "global", "v2"),
       logIn,
-      "in OpenCode, use `/connect`, pick Kimi For Coding (kimi.ai) (kimi-code-plan-global), then \"Kimi device login\"; " +
-      "or run `kimi-auth login --region global` (from a shell, `opencode auth login kimi-code-plan-global --method kimi-device`)"
+      // 2.1 sends a login only through its own row: `kimi-auth login` alone would not be used there.
+      "run `opencode auth login kimi-code-plan-global --method kimi-device` (or, in OpenCode, use `/connect`, pick Kimi For Coding (kimi.ai) (kimi-code-plan-global), then \"Kimi device login\")"
     ],
     ["OpenCode, a path to move", openCodeHintWords("kimi-code-plan-cn", "mainland-cn"), remove, "move /h/.opencode-kimi-auth/oauth.json away, then run `opencode auth login -p kimi-code-plan-cn` (or `kimi-auth login`)"]
   ] as const)("%s", (_, words, hint, text) => {

@@ -8,8 +8,10 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest"
-import { start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
+import { ACCOUNT_ONLY_MODEL_ID, start, type StartedEmulator } from "../../src/emulator/KimiEmulator.js"
 import serverV2 from "../../src/opencode/server-v2.js"
+import { makeFastPath } from "../../src/opencode/V2Fast.js"
+import { guarded, makeV2Handlers, type RegionV2, V2Refusal } from "../../src/opencode/V2Hooks.js"
 import { REFRESH_MARKER, setupV2, type V2Credential, V2_METHOD_ID } from "../../src/opencode/V2Plugin.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 
@@ -100,7 +102,11 @@ describe("OpenCode 2 plugin (setup)", () => {
     expect(a.expiresAt).toBeGreaterThan(Date.now() + 800_000)
     const credential: V2Credential = await a.callback
     const stored = JSON.parse(fs.readFileSync(tokenFile(), "utf8"))
-    expect(credential).toEqual({ type: "oauth", methodID: V2_METHOD_ID, access: stored.access_token, refresh: REFRESH_MARKER, expires: stored.expires_at * 1000 })
+    expect(credential).toEqual({
+      type: "oauth", methodID: V2_METHOD_ID, access: stored.access_token, refresh: REFRESH_MARKER, expires: stored.expires_at * 1000,
+      // the row names its account (the token file, never a secret) and its label (OpenCode 2.1 rows = accounts)
+      metadata: { account: "oauth.json", label: expect.stringContaining("mainland-cn") }
+    })
     expect(JSON.stringify(credential)).not.toContain(stored.refresh_token)
   })
 
@@ -117,10 +123,12 @@ describe("OpenCode 2 plugin (setup)", () => {
     expect(emulator.stats().spentTokenReplays).toBe(0)
   })
 
-  it("refresh with no login throws a message naming OpenCode 2's login (/connect), not 1.18's `opencode auth login`", async () => {
+  it("refresh with no login (logged out, or an imported row) throws a message naming OpenCode 2.1's login, and that a rotating login cannot be copied", async () => {
     const { methods } = await setup()
-    await expect(methods[0].refresh({ type: "oauth", methodID: V2_METHOD_ID, access: "x", refresh: REFRESH_MARKER, expires: 0 }))
-      .rejects.toThrow(/in OpenCode, use `\/connect`, pick Kimi For Coding \(kimi\.com\) \(kimi-code-plan-cn\), then "Kimi device login"; or run `kimi-auth login`/)
+    const refused = methods[0].refresh({ type: "oauth", methodID: V2_METHOD_ID, access: "x", refresh: REFRESH_MARKER, expires: 0 })
+    await expect(refused).rejects.toThrow(/run `opencode auth login kimi-code-plan-cn --method kimi-device`/)
+    await expect(refused).rejects.toThrow(/cannot be copied between machines/)
+    await expect(refused).rejects.not.toThrow(/opencode auth login -p/)
   })
 
   it("http.request: our bearer, the X-Msh headers, thinking in Kimi's form", async () => {
@@ -200,5 +208,158 @@ describe("OpenCode 2 plugin (setup)", () => {
     const { methods, hooks } = await setup({}, ["session", "catalog"])
     expect(methods).toHaveLength(2)
     expect(hooks).toEqual({})
+  })
+})
+
+/** A ctx shaped like OpenCode 2.1.2's (test/opencode/NOTES.md, "OpenCode 2.1"): rows, model.transform, no catalog. */
+const setup21 = async (active: unknown = { type: "credential", id: "cred_1", label: "Kimi", method: "oauth" }) => {
+  const methods: Array<any> = []
+  const hooks: Record<string, Array<(e: any) => unknown>> = {}
+  const models = new Map<string, any>([["kimi-code-plan-cn/kimi-for-coding", {
+    id: "kimi-for-coding", modelID: "kimi-for-coding", providerID: "kimi-code-plan-cn", name: "Kimi For Coding",
+    limit: { context: 262144, output: 32768 }, variants: [{ id: "high", settings: { reasoningEffort: "high" } }]
+  }]])
+  const modelDraft = {
+    get: (p: string, m: string) => models.get(`${p}/${m}`),
+    update: (p: string, m: string, f: (x: any) => void) => {
+      const x = models.get(`${p}/${m}`) ?? { id: m, modelID: m, providerID: p, variants: [] }
+      f(x)
+      models.set(`${p}/${m}`, x)
+    }
+  }
+  const disposed: Array<string> = []
+  const reg = (name: string) => ({ dispose: async () => void disposed.push(name) })
+  let reloads = 0
+  const transforms: Array<(d: any) => void> = []
+  const ctx: any = {
+    options: { storageDir: dir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl },
+    integration: {
+      transform: async (f: any) => (f({ method: { update: (m: any) => methods.push(m) } }), reg("integration")),
+      connection: { active: async () => active }
+    },
+    model: {
+      transform: async (f: any) => (transforms.push(f), f(modelDraft), reg("model")),
+      reload: async () => {
+        reloads++
+        for (const f of transforms) f(modelDraft)
+      }
+    },
+    session: { hook: async (name: string, cb: any) => ((hooks[name] ??= []).push(cb), reg(name)) }
+  }
+  const cleanup = await setupV2(ctx)
+  cleanups.push(async () => cleanup())
+  return { methods, hooks, models, disposed, cleanup, reloads: () => reloads }
+}
+
+describe("OpenCode 2.1 plugin (setup, a ctx shaped like 2.1.2's)", () => {
+  it("model.transform: the `off` variant on kimi-for-coding (2.1 has no ctx.catalog)", async () => {
+    const { models } = await setup21()
+    expect(models.get("kimi-code-plan-cn/kimi-for-coding").variants.map((v: any) => v.id)).toEqual(["high", "off"])
+    expect(models.get("kimi-code-plan-cn/kimi-for-coding").variants[1]).toEqual({ id: "off", body: { thinking: { type: "disabled" } } })
+  })
+
+  it("model.transform: the account's models, from the cache a request refreshed, without the core at setup", async () => {
+    seed(now() + 800)
+    const first = await setup21()
+    expect(first.models.has(`kimi-code-plan-cn/${ACCOUNT_ONLY_MODEL_ID}`)).toBe(false)
+    // a request goes through: the stale (missing) cache is read again from Kimi in the background, then the host reloads
+    const r = await send(first.hooks, chat({}))
+    expect(r.status).toBe(200)
+    for (let i = 0; i < 100 && !fs.existsSync(path.join(dir, "models-kimi-code-plan-cn.json")); i++) await new Promise((res) => setTimeout(res, 20))
+    for (let i = 0; i < 100 && first.reloads() === 0; i++) await new Promise((res) => setTimeout(res, 20))
+    expect(first.reloads()).toBe(1)
+    expect(first.models.get(`kimi-code-plan-cn/${ACCOUNT_ONLY_MODEL_ID}`)).toMatchObject({ id: ACCOUNT_ONLY_MODEL_ID, modelID: ACCOUNT_ONLY_MODEL_ID, variants: [] })
+    // the next start reads the cache: the model is there at once, with no request
+    emulator.clearRequests()
+    const second = await setup21()
+    expect(second.models.get(`kimi-code-plan-cn/${ACCOUNT_ONLY_MODEL_ID}`)).toBeDefined()
+    expect(emulator.requests()).toEqual([])
+  })
+
+  it("retry: 2.1's `decision` is set to { retry: false } for a used-up quota; a rate limit is left to the host", async () => {
+    const { hooks } = await setup21()
+    const quota = {
+      error: { type: "provider.quota", message: "usage limit is used up", status: 403, response: { body: JSON.stringify({ error: { type: "insufficient_quota" } }) } },
+      attempt: 2,
+      decision: { retry: true, delay: 1806 }
+    }
+    await hooks["retry"]![0]!(quota)
+    expect(quota.decision).toEqual({ retry: false })
+    const rate = { error: { type: "provider.rate-limit", message: "emulated 429", status: 429, response: { body: "{}" } }, attempt: 2, decision: { retry: true, delay: 1806 } }
+    await hooks["retry"]![0]!(rate)
+    expect(rate.decision).toEqual({ retry: true, delay: 1806 })
+  })
+
+  it("no Kimi row in the host: http.request refuses with the login message and sends nothing, though the package has a login", async () => {
+    seed(now() + 800)
+    const { hooks } = await setup21(null)
+    emulator.clearRequests()
+    await expect(send(hooks, chat({}))).rejects.toThrow(/this OpenCode has no Kimi account connected on kimi-code-plan-cn.*opencode auth login kimi-code-plan-cn --method kimi-device/)
+    expect(emulator.requests("/coding/v1/chat/completions")).toEqual([])
+  })
+
+  it("our row but no login on this machine (imported, or logged out): refused with the can't-copy message, the row's token never sent", async () => {
+    const { hooks } = await setup21()
+    emulator.clearRequests()
+    await expect(send(hooks, chat({}))).rejects.toThrow(/cannot be copied between machines/)
+    expect(emulator.requests("/coding/v1/chat/completions")).toEqual([])
+  })
+
+  it("an API-key row or KIMI_API_KEY: the key is kept, the X-Msh headers added", async () => {
+    seed(now() + 800)
+    for (const active of [{ type: "credential", id: "cred_k", label: "key", method: "key" }, { type: "env", name: "KIMI_API_KEY" }]) {
+      const { hooks } = await setup21(active)
+      emulator.clearRequests()
+      await send(hooks, chat({}))
+      const [c] = emulator.requests("/coding/v1/chat/completions")
+      expect(c!.bearer).toBe("row-access")
+      expect(c!.msh.platform).toBe("kimi_cli")
+    }
+  })
+
+  it("model.request in 2.1 sets the identity headers only (the route's bearer wins there; http.request sets ours)", async () => {
+    seed(now() + 800)
+    const { hooks } = await setup21()
+    const event = { model, headers: { "x-other": "1" } as Record<string, string> }
+    await hooks["model.request"]![0]!(event)
+    expect(event.headers["X-Msh-Platform"]).toBe("kimi_cli")
+    expect(event.headers).not.toHaveProperty("authorization")
+  })
+
+  it("cleanup disposes every registration", async () => {
+    const { disposed, cleanup } = await setup21()
+    await cleanup()
+    expect(disposed.sort()).toEqual(["http.request", "http.response", "integration", "model", "model.request", "retry"])
+  })
+})
+
+describe("OpenCode 2 hooks: the fast path and the guard", () => {
+  it("a valid stored login is sent without the core (no Effect import on the request path)", async () => {
+    const issued = seed(now() + 800)
+    fs.writeFileSync(path.join(dir, "device_id"), "8f2c1d3e-0000-4000-8000-000000000001\n", { mode: 0o600 })
+    const region: RegionV2 = {
+      file: undefined,
+      present: () => true,
+      account: () => region,
+      region: "mainland-cn" as const,
+      providerId: "kimi-code-plan-cn",
+      apiBaseUrl: emulator.apiBaseUrl,
+      getCore: () => Promise.reject(new Error("the core was loaded")),
+      fast: makeFastPath({ storageDir: dir, oauthHost: emulator.oauthHost, apiBaseUrl: emulator.apiBaseUrl }, "mainland-cn"),
+      thinks: new Set(["kimi-for-coding"]),
+      dispose: async () => {}
+    }
+    const h = makeV2Handlers([region], { active: async () => ({ type: "credential", id: "c", method: "oauth" }) })
+    const event = { model, request: chat({}) }
+    await h.httpRequest(event)
+    expect(event.request.headers.get("authorization")).toBe(`Bearer ${issued.accessToken}`)
+    expect(event.request.headers.get("x-msh-device-id")).toBe("8f2c1d3e-0000-4000-8000-000000000001")
+  })
+
+  it("guarded: our failure is swallowed (the host's call goes on), a deliberate refusal is passed on", async () => {
+    const lines: Array<string> = []
+    await expect(guarded("x", () => { throw new Error("boom") }, (l) => lines.push(l))({})).resolves.toBeUndefined()
+    expect(lines[0]).toContain("boom")
+    await expect(guarded("x", () => { throw new V2Refusal("no") }, () => {})({})).rejects.toThrow("no")
   })
 })

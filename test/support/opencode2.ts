@@ -1,67 +1,43 @@
 /**
- * Test harness for the two real OpenCode 2 hosts (test/opencode/NOTES.md,
- * "OpenCode 2"):
- *
- * - the compiled 2.0 preview (upstream's `v2` branch, `@opencode-ai/cli`
- *   1.18.4, with `run`), shipped as an `.xz` beside the project
- *   (`../shared/opencode2/opencode2-v2preview-linux-x64.xz`, or `OPENCODE2_XZ`):
- *   {@link ensurePreview} decompresses it once into a cache folder under the OS
- *   temp folder (locked across vitest workers, checked against its sha256);
- *   {@link previewMissing} says why the suite is skipped when the file is not there;
- * - the registry's `@opencode-ai/cli-linux-x64@1.18.18` server (no `run`):
- *   {@link ensureRegistryServer} installs `test/opencode2/fixture` once with
- *   `npm ci`, under a lock, like the V1 fixture.
+ * Test harness for the real OpenCode 2 host, OpenCode 2.1.2
+ * (test/opencode/NOTES.md, "OpenCode 2.1"): `@opencode/cli-linux-x64@2.1.2`
+ * from the registry, pinned in `test/opencode2/fixture` with its own lock and
+ * installed there with `npm ci` on first use, under the folder lock every host
+ * install shares (like the 1.18.33 fixture). `OPENCODE2_BIN` points at another
+ * copy of the same binary instead.
  *
  * {@link makeV2Env} builds an isolated world (HOME, XDG_*, an `opencode.json`
  * with `plugins` and both Kimi providers pointed at the emulator) and drives
- * the host: `serve` over HTTP (`/api/integration/...`), `run`, and the
- * credential table of its SQLite database (read with Bun's `bun:sqlite`,
- * through OpenCode 1.18.33 acting as Bun).
+ * the host's CLI, always `--standalone` (a private server per command: 2.1's
+ * background service takes one fixed port per machine): `auth login|list|
+ * switch|logout|export|import`, `run`, `plugin add`, and the credential
+ * table of its SQLite database (read with `bun:sqlite` through the host
+ * acting as Bun). Each world has its own data folder: OpenCode 1.18.33
+ * refuses a database 2.1.2 has written.
  *
- * `SKIP_OPENCODE=1` (every host) or `SKIP_OPENCODE2=1` (these two) skips the suites.
+ * `SKIP_OPENCODE=1` (every host) or `SKIP_OPENCODE2=1` (this one) skips the suites.
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { ensureOpencode, INSTALL_TIMEOUT_MS, repoRoot, stripAnsi, withDirLock } from "./opencode.js"
+import { afterAll, afterEach, beforeAll } from "vitest"
+import { type EmulatorOptions, type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
+import { INSTALL_TIMEOUT_MS, repoRoot, stripAnsi, withDirLock } from "./opencode.js"
 
 export { INSTALL_TIMEOUT_MS }
 
-/** The preview's `.xz`: `OPENCODE2_XZ`, else `../shared/opencode2/` beside the checkout. */
-export const previewXz = process.env.OPENCODE2_XZ ??
-  path.resolve(repoRoot, "..", "shared", "opencode2", "opencode2-v2preview-linux-x64.xz")
-
-/** sha256 of the decompressed preview binary (../shared/opencode2/README.md). */
-export const PREVIEW_SHA256 = "b9f26d1a95befb1242f6c0ccde8eadbe51d7c4021dc0bdc9bf62a70295512bf0"
-
-/** The registry server's version, pinned in `test/opencode2/fixture`. */
-export const REGISTRY_VERSION = "1.18.18"
+/** The OpenCode 2 release the suites run, pinned in `test/opencode2/fixture`. */
+export const OPENCODE2_VERSION = "2.1.2"
 
 export const fixtureDir = path.join(repoRoot, "test", "opencode2", "fixture")
 
-const skipAll = (): string | undefined =>
-  /^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE ?? "") ? "SKIP_OPENCODE is set"
-    : /^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE2 ?? "") ? "SKIP_OPENCODE2 is set"
-    : undefined
-
-/** Why the preview suite cannot run here, or `undefined` when it can. */
-export const previewMissing = (): string | undefined => {
-  const skip = skipAll()
-  if (skip !== undefined) return skip
-  if (process.platform !== "linux" || process.arch !== "x64") return `the preview binary is linux-x64 only (this is ${process.platform}-${process.arch})`
-  if (!fs.existsSync(previewXz)) return `${previewXz} is missing (set OPENCODE2_XZ to the OpenCode 2 preview .xz)`
-  return undefined
-}
-
-/** Why the registry-server suite cannot run here, or `undefined`. */
-export const registryMissing = (): string | undefined => {
-  const skip = skipAll()
-  if (skip !== undefined) return skip
-  if (process.platform !== "linux" || process.arch !== "x64") return `@opencode-ai/cli-linux-x64 is linux-x64 only (this is ${process.platform}-${process.arch})`
+/** Why the OpenCode 2.1 suites cannot run here, or `undefined` when they can. */
+export const opencode2Missing = (): string | undefined => {
+  if (/^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE ?? "")) return "SKIP_OPENCODE is set"
+  if (/^(1|true|yes)$/i.test(process.env.SKIP_OPENCODE2 ?? "")) return "SKIP_OPENCODE2 is set"
+  if (process.platform !== "linux" || process.arch !== "x64") return `@opencode/cli-linux-x64 is linux-x64 only (this is ${process.platform}-${process.arch})`
   return undefined
 }
 
@@ -70,12 +46,9 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 /** The V2 harness's lock timeouts are plain errors (not the V1 harness's OpencodeUnavailableError). */
 const plainError = (message: string) => new Error(message)
 
-const exec = (cmd: string, args: ReadonlyArray<string>, options: { cwd?: string; stdout?: number } = {}) =>
+const exec = (cmd: string, args: ReadonlyArray<string>, options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) =>
   new Promise<{ code: number | null; output: string }>((resolve) => {
-    const child = spawn(cmd, args, {
-      cwd: options.cwd,
-      stdio: ["ignore", options.stdout ?? "pipe", "pipe"]
-    })
+    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] })
     let output = ""
     child.stdout?.on("data", (d: Buffer) => (output += d.toString()))
     child.stderr?.on("data", (d: Buffer) => (output += d.toString()))
@@ -83,88 +56,45 @@ const exec = (cmd: string, args: ReadonlyArray<string>, options: { cwd?: string;
     child.on("close", (code) => resolve({ code, output }))
   })
 
-const sha256 = (file: string) =>
-  new Promise<string>((resolve, reject) => {
-    const h = crypto.createHash("sha256")
-    fs.createReadStream(file).on("data", (d) => h.update(d)).on("error", reject).on("end", () => resolve(h.digest("hex")))
-  })
-
-/** The cache folder of the decompressed preview (`OPENCODE2_CACHE`, else the OS temp folder). */
-export const previewCache = process.env.OPENCODE2_CACHE ?? path.join(os.tmpdir(), "opencode-kimi-auth-opencode2")
-
-let preview: Promise<string> | undefined
+let installed: Promise<string> | undefined
 
 /**
- * The preview binary, decompressed on first use (about 10-30 s; 207 MB) into
- * {@link previewCache} and reused after (a `.ok` stamp records the checked
- * sha256). Call from a `beforeAll` with {@link INSTALL_TIMEOUT_MS}.
+ * The 2.1.2 binary: `OPENCODE2_BIN`, else the fixture's, installing it with
+ * `npm ci` on first use (99 MB from the registry; ~5 s from a warm npm cache).
+ * Call from a `beforeAll` with {@link INSTALL_TIMEOUT_MS}.
  */
-export function ensurePreview(): Promise<string> {
-  preview ??= (async () => {
-    const bin = path.join(previewCache, `opencode2-${PREVIEW_SHA256.slice(0, 12)}`)
-    const ok = `${bin}.ok`
-    if (fs.existsSync(ok) && fs.existsSync(bin)) return bin
-    return withDirLock(path.join(previewCache, ".lock"), async () => {
-      if (fs.existsSync(ok) && fs.existsSync(bin)) return bin
-      const part = `${bin}.part-${process.pid}`
-      const out = fs.openSync(part, "w", 0o755)
-      const r = await exec("xz", ["-dc", previewXz], { stdout: out })
-      fs.closeSync(out)
-      if (r.code !== 0) {
-        fs.rmSync(part, { force: true })
-        throw new Error(`xz -dc ${previewXz} failed (${r.code}): ${r.output} (is xz-utils installed?)`)
-      }
-      const sum = await sha256(part)
-      if (sum !== PREVIEW_SHA256) {
-        fs.rmSync(part, { force: true })
-        throw new Error(`the decompressed preview's sha256 is ${sum}, expected ${PREVIEW_SHA256}`)
-      }
-      fs.chmodSync(part, 0o755)
-      fs.renameSync(part, bin)
-      fs.writeFileSync(ok, `${PREVIEW_SHA256}\n`)
-      return bin
-    }, plainError)
-  })()
-  return preview
-}
-
-let registry: Promise<string> | undefined
-
-/** The registry server binary (`bin/lildax`), installing `test/opencode2/fixture` with `npm ci` on first use. */
-export function ensureRegistryServer(): Promise<string> {
-  registry ??= (async () => {
-    const bin = path.join(fixtureDir, "node_modules", "@opencode-ai", "cli-linux-x64", "bin", "lildax")
-    const installed = () => {
+export function ensureOpencode2(): Promise<string> {
+  installed ??= (async () => {
+    const fromEnv = process.env.OPENCODE2_BIN
+    if (fromEnv) {
+      if (!fs.existsSync(fromEnv)) throw new Error(`OPENCODE2_BIN=${fromEnv} does not exist`)
+      return fromEnv
+    }
+    const pkg = path.join(fixtureDir, "node_modules", "@opencode", "cli-linux-x64")
+    const bin = path.join(pkg, "bin", "opencode")
+    const ready = () => {
       try {
-        const v = JSON.parse(fs.readFileSync(path.join(fixtureDir, "node_modules", "@opencode-ai", "cli-linux-x64", "package.json"), "utf8")).version
-        return v === REGISTRY_VERSION && fs.existsSync(bin)
+        return JSON.parse(fs.readFileSync(path.join(pkg, "package.json"), "utf8")).version === OPENCODE2_VERSION && fs.existsSync(bin)
       } catch {
         return false
       }
     }
-    if (installed()) return bin
+    if (ready()) return bin
     return withDirLock(path.join(fixtureDir, ".install.lock"), async () => {
-      if (installed()) return bin
+      if (ready()) return bin
       const npm = process.platform === "win32" ? "npm.cmd" : "npm"
       const r = await exec(npm, ["ci", "--no-audit", "--no-fund", "--loglevel=error"], { cwd: fixtureDir })
-      if (r.code !== 0 || !installed()) throw new Error(`npm ci in ${fixtureDir} failed (${r.code}): ${r.output}`)
+      if (r.code !== 0 || !ready()) {
+        throw new Error(`npm ci in ${fixtureDir} failed (${r.code}): ${r.output}\nOr point OPENCODE2_BIN at an opencode ${OPENCODE2_VERSION} binary, or set SKIP_OPENCODE2=1.`)
+      }
       return bin
     }, plainError)
   })()
-  return registry
+  installed.catch(() => (installed = undefined))
+  return installed
 }
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = net.createServer()
-    s.on("error", reject)
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
-
-/** What one `run` (or any command) printed. */
+/** What one command printed. */
 export interface V2Result {
   readonly code: number | null
   readonly stdout: string
@@ -172,29 +102,31 @@ export interface V2Result {
   readonly timedOut: boolean
 }
 
-/** A running `serve`. */
-export interface V2Server {
-  readonly url: string
-  /** Calls the HTTP API (basic auth, `x-opencode-directory`); resolves status and parsed JSON. */
-  api(method: string, route: string, body?: unknown): Promise<{ status: number; json: any; text: string }>
-  /** Polls `GET /api/integration/<id>` until `test` holds (plugins load on the first request); its `data`. */
-  waitForIntegration(id: string, test: (data: any) => boolean, timeoutMs?: number): Promise<any>
-  stop(): Promise<void>
+/** One credential row as the host stores it. */
+export interface V2Row {
+  readonly id: string
+  readonly integration_id: string
+  readonly label: string
+  readonly active: boolean
+  readonly value: any
 }
 
-/** An isolated OpenCode 2 world. */
+/** An isolated OpenCode 2.1 world. */
 export interface V2Env {
   readonly root: string
   readonly home: string
   readonly projectDir: string
+  readonly configFile: string
   readonly dataDir: string
   readonly env: Readonly<Record<string, string>>
-  /** `<bin> serve` on a free loopback port, up and answering. */
-  serve(): Promise<V2Server>
-  /** `<bin> run [--server url | --standalone] -m <model> <prompt>`. */
-  run(model: string, prompt: string, options?: { server?: V2Server; timeoutMs?: number }): Promise<V2Result>
+  /** `<bin> <args>` in the project folder (add `--standalone` yourself where the command takes it). */
+  cli(args: ReadonlyArray<string>, options?: { timeoutMs?: number; env?: Record<string, string> }): Promise<V2Result>
+  /** `auth login <provider> --method kimi-device --standalone`, stdin closed (the emulator approves). */
+  login(provider: string, options?: { timeoutMs?: number }): Promise<V2Result>
+  /** `run --standalone -m <model> <prompt>`. */
+  run(model: string, prompt: string, options?: { timeoutMs?: number; env?: Record<string, string> }): Promise<V2Result>
   /** The `credential` table (value parsed), read with `bun:sqlite`. */
-  credentials(): Promise<Array<{ integration_id: string; value: any }>>
+  credentials(): Promise<Array<V2Row>>
   /** Every byte of the SQLite files (database, WAL), to search for a secret. */
   databaseBytes(): string
   /** Host logs (for failure messages). */
@@ -204,17 +136,15 @@ export interface V2Env {
 
 export interface V2EnvOptions {
   readonly bin: string
-  /** The plugin spec for `plugins` (an absolute path). */
-  readonly plugin: string
+  /** The plugin spec for `plugins` (a folder); omit for none. */
+  readonly plugin?: string | undefined
   /** Provider settings: each provider's `baseURL`. */
   readonly apiBaseUrl: string
   readonly env?: Record<string, string>
   readonly pluginOptions?: Record<string, unknown>
 }
 
-const PASSWORD = "kimi-test"
-
-/** Builds an isolated OpenCode 2 world in a temp folder. */
+/** Builds an isolated OpenCode 2.1 world in a temp folder. */
 export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
   const root = await fsp.mkdtemp(path.join(os.tmpdir(), "opencode2-env-"))
   const d = (n: string) => path.join(root, n)
@@ -231,20 +161,16 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
     TMPDIR: d("tmp"),
     OPENCODE_DISABLE_MODELS_FETCH: "1",
     OPENCODE_DISABLE_AUTOUPDATE: "1",
-    // The preview reads OPENCODE_PASSWORD; the registry's 1.18.18 reads $XDG_STATE_HOME/opencode/password (written below).
-    OPENCODE_PASSWORD: PASSWORD,
-    OPENCODE_SERVER_PASSWORD: PASSWORD,
     NO_COLOR: "1",
     OPENCODE_KIMI_AUTH_DIR: path.join(home, ".opencode-kimi-auth"),
     ...options.env
   }
-  fs.mkdirSync(d("state/opencode"), { recursive: true })
-  fs.writeFileSync(d("state/opencode/password"), PASSWORD, { mode: 0o600 })
-  const spec = options.pluginOptions ? { package: options.plugin, options: options.pluginOptions } : options.plugin
+  const configFile = d("config/opencode/opencode.json")
+  const spec = options.plugin === undefined ? undefined : options.pluginOptions ? { package: options.plugin, options: options.pluginOptions } : options.plugin
   fs.writeFileSync(
-    d("config/opencode/opencode.json"),
+    configFile,
     JSON.stringify({
-      plugins: [spec],
+      ...(spec !== undefined ? { plugins: [spec] } : {}),
       providers: {
         "kimi-code-plan-cn": { settings: { baseURL: options.apiBaseUrl } },
         "kimi-code-plan-global": { settings: { baseURL: options.apiBaseUrl } }
@@ -258,9 +184,9 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
     } catch {}
   }
 
-  const spawnHost = (args: ReadonlyArray<string>, timeoutMs: number) =>
+  const cli = (args: ReadonlyArray<string>, o: { timeoutMs?: number; env?: Record<string, string> } = {}) =>
     new Promise<V2Result>((resolve) => {
-      const child = spawn(options.bin, args, { cwd: projectDir, env, stdio: ["ignore", "pipe", "pipe"], detached: true })
+      const child = spawn(options.bin, args, { cwd: projectDir, env: { ...env, ...o.env }, stdio: ["ignore", "pipe", "pipe"], detached: true })
       children.add(child)
       let stdout = ""
       let stderr = ""
@@ -270,7 +196,7 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
       const timer = setTimeout(() => {
         timedOut = true
         kill(child)
-      }, timeoutMs)
+      }, o.timeoutMs ?? 90_000)
       child.on("close", (code) => {
         clearTimeout(timer)
         children.delete(child)
@@ -278,125 +204,128 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
       })
     })
 
-  const serve = async (): Promise<V2Server> => {
-    const port = await freePort()
-    const started = Date.now()
-    const child = spawn(options.bin, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
-      cwd: projectDir,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true
-    })
-    children.add(child)
-    let output = ""
-    child.stdout!.on("data", (b: Buffer) => (output += b.toString()))
-    child.stderr!.on("data", (b: Buffer) => (output += b.toString()))
-    const url = `http://127.0.0.1:${port}`
-    const auth = `Basic ${Buffer.from(`opencode:${PASSWORD}`).toString("base64")}`
-    const api = async (method: string, route: string, body?: unknown) => {
-      const r = await fetch(`${url}${route}`, {
-        method,
-        headers: { authorization: auth, "x-opencode-directory": projectDir, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(30_000)
-      })
-      const text = await r.text()
-      let json: any
-      try {
-        json = JSON.parse(text)
-      } catch {}
-      return { status: r.status, json, text }
-    }
-    const deadline = Date.now() + 60_000
-    // The 2.0 preview can hang a request that arrives while it bootstraps its database (seen: 30-56 s,
-    // then never answered): wait for its log line first (10 s at most), and probe with a short timeout.
-    while (Date.now() < deadline && Date.now() < started + 10_000 && !/schema bootstrap completed/.test(logs())) {
-      if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}): ${output}`)
-      await sleep(100)
-    }
-    const probe = async () => {
-      const r = await fetch(`${url}/api/integration`, {
-        headers: { authorization: auth, "x-opencode-directory": projectDir },
-        signal: AbortSignal.timeout(5000)
-      })
-      await r.body?.cancel()
-      return r.status === 200
-    }
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`serve exited (${child.exitCode}): ${output}`)
-      const up = await probe().catch(() => false)
-      if (up) break
-      if (Date.now() > deadline) throw new Error(`serve did not answer in 60 s: ${output}`)
-      await sleep(200)
-    }
-    return {
-      url,
-      api,
-      waitForIntegration: async (id, test, timeoutMs = 30_000) => {
-        const until = Date.now() + timeoutMs
-        let last: any
-        for (;;) {
-          last = (await api("GET", `/api/integration/${id}`)).json?.data
-          if (last && test(last)) return last
-          if (Date.now() > until) throw new Error(`integration ${id} never matched; last: ${JSON.stringify(last)}; logs: ${logs().slice(-3000)}`)
-          await sleep(250)
-        }
-      },
-      stop: async () => {
-        const closed = new Promise<void>((r) => (child.exitCode !== null ? r() : child.on("close", () => r())))
-        try {
-          if (child.pid) process.kill(-child.pid, "SIGTERM")
-        } catch {}
-        const t = setTimeout(() => kill(child), 5000)
-        await closed
-        clearTimeout(t)
-        children.delete(child)
-      }
-    }
-  }
-
-  const dbFiles = () => {
-    const dir = path.join(d("data"), "opencode")
-    return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^opencode.*\.db(-wal)?$/.test(f)).map((f) => path.join(dir, f)) : []
-  }
+  const dbFile = () => path.join(d("data"), "opencode", "opencode.db")
   const logs = () => {
     const dir = path.join(d("data"), "opencode", "log")
     return fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => fs.readFileSync(path.join(dir, f), "utf8")).join("\n") : ""
+  }
+
+  const credentials = async (): Promise<Array<V2Row>> => {
+    if (!fs.existsSync(dbFile())) return []
+    const script = `import { Database } from "bun:sqlite"; const db = new Database(${JSON.stringify(dbFile())}, { readonly: true });` +
+      `console.log(JSON.stringify(db.query("select * from credential").all()))`
+    const r = await exec(options.bin, ["-e", script], { env: { ...process.env, BUN_BE_BUN: "1" } })
+    if (r.code !== 0) throw new Error(`reading ${dbFile()} failed: ${r.output}`)
+    const rows = JSON.parse(r.output.trim().split("\n").pop() ?? "[]") as Array<Record<string, any>>
+    return rows.map((x) => ({
+      id: String(x["id"]),
+      integration_id: String(x["integration_id"]),
+      label: String(x["label"] ?? ""),
+      active: x["active"] === 1 || x["active"] === true,
+      value: typeof x["value"] === "string" ? JSON.parse(x["value"]) : x["value"]
+    }))
   }
 
   return {
     root,
     home,
     projectDir,
+    configFile,
     dataDir: path.join(d("data"), "opencode"),
     env,
-    serve,
-    run: (model, prompt, o = {}) =>
-      spawnHost(["run", ...(o.server ? ["--server", o.server.url] : ["--standalone"]), "-m", model, prompt], o.timeoutMs ?? 90_000),
-    credentials: async () => {
-      const db = dbFiles().find((f) => f.endsWith(".db"))
-      if (db === undefined) return []
-      const bun = (await ensureOpencode()).path
-      const script = `import { Database } from "bun:sqlite"; const db = new Database(${JSON.stringify(db)}, { readonly: true });` +
-        `console.log(JSON.stringify(db.query("select integration_id, value from credential").all()))`
-      const r = await new Promise<V2Result>((resolve) => {
-        const child = spawn(bun, ["-e", script], { env: { ...process.env, BUN_BE_BUN: "1" }, stdio: ["ignore", "pipe", "pipe"] })
-        let stdout = ""
-        let stderr = ""
-        child.stdout.on("data", (b: Buffer) => (stdout += b.toString()))
-        child.stderr.on("data", (b: Buffer) => (stderr += b.toString()))
-        child.on("close", (code) => resolve({ code, stdout, stderr, timedOut: false }))
-      })
-      if (r.code !== 0) throw new Error(`reading ${db} failed: ${r.stderr}`)
-      return (JSON.parse(r.stdout.trim().split("\n").pop() ?? "[]") as Array<{ integration_id: string; value: string }>)
-        .map((x) => ({ integration_id: x.integration_id, value: JSON.parse(x.value) }))
+    cli,
+    login: (provider, o = {}) => cli(["auth", "login", provider, "--method", "kimi-device", "--standalone"], { timeoutMs: o.timeoutMs ?? 90_000 }),
+    run: (model, prompt, o = {}) => cli(["run", "--standalone", "-m", model, prompt], o),
+    credentials,
+    databaseBytes: () => {
+      const dir = path.join(d("data"), "opencode")
+      return fs.existsSync(dir)
+        ? fs.readdirSync(dir).filter((f) => /^opencode.*\.db(-wal)?$/.test(f)).map((f) => fs.readFileSync(path.join(dir, f)).toString("latin1")).join("\n")
+        : ""
     },
-    databaseBytes: () => dbFiles().map((f) => fs.readFileSync(f).toString("latin1")).join("\n"),
     logs,
     dispose: async () => {
       for (const c of children) kill(c)
       children.clear()
+      await sleep(50)
       if (!/^(1|true)$/.test(process.env.KEEP_OPENCODE_TMP ?? "")) await fsp.rm(root, { recursive: true, force: true })
     }
+  }
+}
+
+/**
+ * The usual suite around OpenCode 2.1 worlds: `prepare` (installs, checks) and the Kimi emulator
+ * before all tests, every world made by a test disposed after it, the emulator closed at the end.
+ * Read `emulator` inside tests (it is set once `beforeAll` ran).
+ */
+export const withEmulatorSuite = (
+  prepare: () => Promise<void>,
+  envs: Array<{ dispose(): Promise<void> }>,
+  options: EmulatorOptions = { interval: 1, autoApproveAfterMillis: 500 }
+): { readonly emulator: StartedEmulator } => {
+  const state = {} as { emulator: StartedEmulator }
+  beforeAll(async () => {
+    await prepare()
+    state.emulator = await start(options)
+  }, INSTALL_TIMEOUT_MS)
+  afterEach(async () => {
+    while (envs.length) await envs.pop()?.dispose()
+  })
+  afterAll(async () => {
+    await state.emulator?.close()
+  })
+  return state
+}
+
+/** The Kimi providers of OpenCode 2.1, and what the emulator answers. */
+export const KIMI_CN = "kimi-code-plan-cn"
+export const KIMI_GLOBAL = "kimi-code-plan-global"
+export const EMULATOR_GREETING = "Hello from the Kimi emulator"
+
+/** The plugin folder the 2.1 suites list: the checkout, or `KIMI_TEST_V2_PLUGIN` (another build, to show a test fails there). */
+export const v21Plugin = (): string => process.env.KIMI_TEST_V2_PLUGIN ?? repoRoot
+
+/** Why a 2.1 suite is skipped (warned once), or `undefined` when it runs. */
+export const v21SuiteMissing = (suite: string): string | undefined => {
+  const missing = opencode2Missing()
+  if (missing !== undefined) console.warn(`skipping the OpenCode 2.1 ${suite}: ${missing}`)
+  return missing
+}
+
+/** An OpenCode 2.1 world listing {@link v21Plugin}, pointed at `emulator`, disposed with `envs` after the test. */
+export const v21World = async (
+  bin: string,
+  emulator: StartedEmulator,
+  envs: Array<{ dispose(): Promise<void> }>,
+  env: Record<string, string> = {}
+): Promise<V2Env> => {
+  const e = await makeV2Env({
+    bin,
+    plugin: v21Plugin(),
+    apiBaseUrl: emulator.apiBaseUrl,
+    env: { KIMI_OAUTH_HOST: emulator.oauthHost, KIMI_CODE_BASE_URL: emulator.apiBaseUrl, ...env }
+  })
+  envs.push(e)
+  return e
+}
+
+/** One 2.1 suite's state: the host binary, the emulator, and the worlds to dispose (see {@link withEmulatorSuite}). */
+export const v21Suite = (options?: EmulatorOptions) => {
+  const envs: Array<{ dispose(): Promise<void> }> = []
+  let bin = ""
+  const suite = withEmulatorSuite(async () => {
+    if (!fs.existsSync(path.join(repoRoot, "dist", "bundle", "server-v2.js"))) throw new Error("run `npm run build` first")
+    bin = await ensureOpencode2()
+  }, envs, options)
+  return {
+    envs,
+    get bin() {
+      return bin
+    },
+    get emulator() {
+      return suite.emulator
+    },
+    /** A world of this suite (disposed after the test). */
+    world: (env: Record<string, string> = {}) => v21World(bin, suite.emulator, envs, env)
   }
 }
