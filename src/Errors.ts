@@ -24,9 +24,8 @@ import type { KimiRegion } from "./light/Region.js"
  * - `LogIn`: log in (again), at `region` when known.
  * - `RemovePath`: move the file at `path` away, then log in.
  */
-export type NextStep =
-  | { readonly _tag: "LogIn"; readonly region?: KimiRegion | undefined }
-  | { readonly _tag: "RemovePath"; readonly path: string; readonly region?: KimiRegion | undefined }
+export type { NextStep } from "./light/NextStep.js"
+import type { NextStep } from "./light/NextStep.js"
 
 /**
  * An error's advice as data, beside its `message`: what happened

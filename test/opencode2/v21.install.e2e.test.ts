@@ -19,6 +19,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { repoRoot } from "../support/cli.js"
+import { quickStartEntry } from "../support/readmeQuickStart.js"
 import { ensureOpencode2, INSTALL_TIMEOUT_MS, makeV2Env, opencode2Missing, type V2Env, withEmulatorSuite } from "../support/opencode2.js"
 
 const CN = "kimi-code-plan-cn"
@@ -56,9 +57,9 @@ describe.skipIf(missing !== undefined)("installing opencode-kimi-auth in OpenCod
   }
 
   it("README's line loads: the checkout folder in `plugins`; its server.js listed as a file is refused by the host", async () => {
-    const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8")
-    expect(readme).toContain(`"plugins": ["/abs/path/to/opencode-kimi-auth"]`)
-    await loginAndRun(await world(repoRoot))
+    // README's quick-start line, read from README (test/support/readmeQuickStart.ts): the checkout folder.
+    expect(quickStartEntry("plugins")).toBe(repoRoot)
+    await loginAndRun(await world(quickStartEntry("plugins")))
     const file = await world(path.join(repoRoot, "server.js"))
     const r = await file.login(CN)
     expect(r.code).not.toBe(0)
