@@ -20,7 +20,8 @@ export const quickStartConfigs = (): Array<Record<string, unknown>> => {
   const end = readme.indexOf("\n## ", at + 1)
   const section = readme.slice(at, end < 0 ? undefined : end)
   return [...section.matchAll(/```jsonc?\n([\s\S]*?)```/g)].map((m) =>
-    JSON.parse(m[1]!.replace(/\/\/.*$/gm, "").trim()) as Record<string, unknown>
+    // A comment starts a line or follows a blank; the `//` of a `file:///` URL inside a string follows a colon.
+    JSON.parse(m[1]!.replace(/(^|\s)\/\/.*$/gm, "").trim()) as Record<string, unknown>
   )
 }
 
