@@ -14,7 +14,7 @@
  *   newest account, `light/AccountChoice.ts`).
  * - {@link learn}: the registry once `/me` said who an account is.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { Account } from "../light/AccountChoice.js"
 import { type AccountRecord, accountFileName, DEFAULT_TOKEN_FILE_NAME, type Registry } from "../light/AccountRegistry.js"

@@ -10,7 +10,7 @@
  * When `/me` cannot answer, the login is still stored: in `oauth.json` when
  * that holds no login, else as a new account, never over another login.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as crypto from "node:crypto"
 import * as Effect from "effect/Effect"

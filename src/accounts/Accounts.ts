@@ -20,7 +20,7 @@
  * (`light/AccountChoice.ts`) say which accounts exist; `storeAsAccount`
  * (`AccountLogin.ts`) stores an approved login as an account.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"

@@ -10,7 +10,7 @@
  * bounded by the request timeout and its body by the API cap; the token is
  * never logged.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"

@@ -8,7 +8,7 @@
  * `display_name` and a `context_length` that is not a positive number count
  * as unsent. Only a body without a `data` array fails.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"

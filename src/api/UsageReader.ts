@@ -13,7 +13,7 @@
  * `kimi-auth usage` and the facade's `usage()`) decodes with the same
  * {@link usageOfAnswer} but fails with typed errors instead.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as HttpClientRequest from "effect/http/HttpClientRequest"

@@ -13,7 +13,7 @@
  * a refusal note beside the login) returns `undefined`, and the caller runs
  * the full command, which says what is wrong.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as fs from "node:fs"
 import * as path from "node:path"

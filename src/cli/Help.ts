@@ -5,7 +5,7 @@
  * ({@link helpAnswer}) from the pages in `HelpPages.ts`, with the commands
  * written as the person runs them (`npx kimi-auth` after a local install).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as fs from "node:fs"
 import type { CliInvoker } from "../light/CliWords.js"

@@ -6,7 +6,7 @@
  * (`Help.ts`), and the Effect commands take their one-line summaries from
  * here. `effect/cli`'s own pages stay for what the fast path does not answer.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { EXIT_CODE_MEANINGS, ExitCode } from "./ExitCode.js"
 

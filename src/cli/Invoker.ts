@@ -5,7 +5,7 @@
  * in a project's `node_modules` and no `kimi-auth` is on PATH). Read only on
  * the way to printing a hint.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as fs from "node:fs"
 import * as path from "node:path"

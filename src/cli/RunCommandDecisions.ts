@@ -5,7 +5,7 @@
  * the CLI (so the commands a hint names work when pasted). `RunCommand.ts`
  * and `Invoker.ts` wire them.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { CliInvoker } from "../light/CliWords.js"
 import type { ExitCode } from "./ExitCode.js"

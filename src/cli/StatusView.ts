@@ -4,7 +4,7 @@
  * Effect-free: the Effect command (`commands/status.ts`) and the fast path
  * (`FastStatus.ts`) print through {@link statusOutput}, byte for byte alike.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { LoginStatus } from "../light/LoginState.js"
 import { type Account, accountLabel } from "../light/AccountChoice.js"

@@ -4,7 +4,7 @@
  * CLI's fast paths (`status`, `help`) and the Effect commands (through
  * `Output.ts`) print with the same functions.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 
 /** Whether stderr is an interactive terminal (progress lines are redrawn in place there). */

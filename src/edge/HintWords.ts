@@ -12,7 +12,7 @@
  * - The Effect API, the facade and the AI SDK keep the errors' default
  *   `message` (`defaultHintWords` in `Errors.ts`).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { HintWords, NextStep } from "../Errors.js"
 import { type CliInvoker, cliLoginCommand } from "../light/CliWords.js"

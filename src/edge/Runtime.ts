@@ -13,7 +13,7 @@
  * - The runtime is built on the first run; `dispose` releases it (the
  *   background refresher with it), and a later run builds a new one.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"

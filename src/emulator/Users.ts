@@ -9,7 +9,7 @@
  * approved as a chosen user: `handle.approve(code, userId)`, or the device
  * page's user field (`POST /device` with `user=<id>`).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { DEFAULT_USER_ID } from "./State.js"
 

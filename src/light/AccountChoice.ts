@@ -19,7 +19,7 @@
  * are known, else either, else the user id, else "default account"; then
  * the region ("Ada (ada@example.com), mainland-cn").
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as path from "node:path"
 import {

@@ -45,7 +45,7 @@
  * logged in or switched to (used when neither an account nor a region is
  * named).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as crypto from "node:crypto"
 import * as path from "node:path"

@@ -9,7 +9,7 @@
  * chosen here. An explicit `tokenFilePath` is its own account (nothing is
  * chosen); giving it together with `account` is refused.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as path from "node:path"
 import { type Account, accountChoiceMessage, chooseAccount, readAccountsSync } from "./AccountChoice.js"

@@ -4,7 +4,7 @@
  * Effect-free, so the CLI's fast paths (`status`, `help`) and the edges'
  * hint words (`src/edge/HintWords.ts`) print the same commands.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { KimiRegion } from "./Region.js"
 

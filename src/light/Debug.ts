@@ -10,7 +10,7 @@
  * `opencode-kimi-auth:lock` (a namespace this package does not have) or
  * another package's name leaves it off.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 
 /** The `DEBUG` names that turn this package's debug output on. */

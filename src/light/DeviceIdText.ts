@@ -4,7 +4,7 @@
  * (src/oauth/DeviceIdentity.ts) and the CLI's fast `status` read the file
  * by one rule.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 
 /** Largest `device_id` read: a UUID and a newline, with room for a BOM or stray spaces. */

@@ -4,7 +4,7 @@
  * request hooks' fast path; `oauth/DeviceIdentity.ts` builds the service on
  * the same functions.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as os from "node:os"
 import type { PlainSettings } from "./ResolveSettings.js"

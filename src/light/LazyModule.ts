@@ -4,7 +4,7 @@
  * into its own chunk). Both OpenCode plugins load their Effect core with it.
  * Effect-free.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 
 /**

@@ -6,7 +6,7 @@
  * and the CLI's fast `status` (src/cli/FastStatus.ts) both build their
  * status with {@link loginStatusOf}, so they cannot disagree.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import type { KimiRegion } from "./Region.js"
 import { isDueAt, refreshThresholdSeconds } from "./TokenValidation.js"

@@ -9,7 +9,7 @@
  * the store would repair or refuse, a missing device id) is `undefined`, and
  * the caller takes the full path, which decides and says what is wrong.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as fs from "node:fs"
 import * as path from "node:path"

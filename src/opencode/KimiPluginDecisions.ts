@@ -5,7 +5,7 @@
  * file says, and whether the account's models are worth a request.
  * Effect-free, like the module that uses them.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { DEFAULT_REGION, isRegion, type KimiRegion, regionOfProvider } from "../light/Region.js"
 import type { SmallFile } from "../light/SmallFile.js"

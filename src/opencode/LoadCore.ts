@@ -11,7 +11,7 @@
  * and tsc's output it is the module itself. `scripts/build-bundle.mjs`
  * defines {@link KIMI_BUNDLED_CORE} and checks that it resolves.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { lazyModule } from "../light/LazyModule.js"
 

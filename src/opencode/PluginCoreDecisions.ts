@@ -10,7 +10,7 @@
  *   adopting OpenCode's stored copy, mirroring into `auth.json`.
  * - The shapes OpenCode's hooks expect (login start and success, the quota answer).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Cause from "effect/Cause"
 import * as Option from "effect/Option"

@@ -7,7 +7,7 @@
  * message (`light/StoredLogin.ts`); anything else is `undefined`, and the
  * hook asks the core, which refreshes under the lock or says what is wrong.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { identityHeaders, peekDeviceIdSync } from "../light/Identity.js"
 import type { KimiRegion } from "../light/Region.js"

@@ -19,7 +19,7 @@
  * Every handler is guarded: a failure of ours is a debug line, never the
  * host's crash; only a deliberate {@link V2Refusal} stops a call.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { DEFAULT_TOKEN_FILE_NAME } from "../light/AccountRegistry.js"
 import type { KimiRegion } from "../light/Region.js"

@@ -12,7 +12,7 @@
  * through when the cache is older than {@link MODELS_MAX_AGE_MILLIS}; never
  * during `setup`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as path from "node:path"
 import type { ApiModel } from "./PluginCore.js"

@@ -26,7 +26,7 @@
  * core (Effect) is imported on first need: a login, a due token, a `401`, a
  * refused answer.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as fs from "node:fs"
 import * as path from "node:path"

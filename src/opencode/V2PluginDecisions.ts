@@ -5,7 +5,7 @@
  * place of Kimi's, and which failures are a used-up quota that must not be
  * retried. Effect-free, like the module that uses them.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 
 /** The id of the device login method in OpenCode 2 (`POST /api/integration/<id>/connect/oauth {"methodID": …}`). */

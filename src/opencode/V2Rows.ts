@@ -11,7 +11,7 @@
  * package's current token when the row is the plugin's own login
  * (test/opencode/NOTES.md, "OpenCode 2.1").
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { REGIONS, type KimiRegion } from "../light/Region.js"
 import { isQuotaFailure, V2_METHOD_ID } from "./V2PluginDecisions.js"

@@ -11,7 +11,7 @@
  *   `server.ts`, so a Bun program importing `opencode-kimi-auth/server`
  *   keeps its named exports.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { regionPlugin } from "./KimiPlugin.js"
 import { pluginV2 } from "./V2Plugin.js"

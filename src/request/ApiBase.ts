@@ -4,7 +4,7 @@
  * untouched, so a bearer never leaves for another host or path), and how the
  * AI SDK provider moves a request to the base of the login's issuer.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 
 /** True when `url` is the API base itself or below it (`{base}/…`); a sibling path such as `{base}x` is not. */

@@ -3,7 +3,7 @@
  * embedders that keep no file): the file store's semantics without a disk,
  * its notes in memory too (`NoteOps.makeMemoryNotes`).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as Ref from "effect/Ref"

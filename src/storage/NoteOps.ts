@@ -5,7 +5,7 @@
  * Two implementations: {@link makeFileNotes} over the files beside the token
  * file, and {@link makeMemoryNotes} for the memory store.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"

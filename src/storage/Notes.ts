@@ -33,7 +33,7 @@
  * path (`src/light/`, no Effect at all) does not import it: its reader and
  * writer are `SmallFile`'s.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as crypto from "node:crypto"
 import * as path from "node:path"

@@ -27,7 +27,7 @@
  *
  * Decisions are in `./TokenManagerDecisions.ts`; state is one `Ref`.
  *
- * @since 0.4.0
+ * @since 0.2.0
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"

@@ -10,7 +10,7 @@
  * The one check of every edge: the OpenCode plugin words the same error for
  * its provider, the CLI and the Effect API print its message.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"

@@ -12,7 +12,7 @@
  *
  * Internal: not exported from the package's public entries.
  *
- * @since 0.4.0
+ * @since 0.2.0
  */
 import * as Redacted from "effect/Redacted"
 import type * as Result from "effect/Result"

@@ -4,7 +4,7 @@
  * one the active account of its region, and the current one). The rendering
  * is pure and tested as such.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import { Argument, Command } from "effect/cli"

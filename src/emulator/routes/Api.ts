@@ -3,7 +3,7 @@
  * every API route goes through ({@link withBearer}), the account's models and
  * its quota (`/usages`, in the shape the quota is set to answer).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as HttpRouter from "effect/http/HttpRouter"

@@ -4,7 +4,7 @@
  * is used up), then answered whole or streamed as SSE, with
  * `reasoning_content` first when thinking is on (as Kimi streams it).
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"

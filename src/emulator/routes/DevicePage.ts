@@ -3,7 +3,7 @@
  * login by its user code, as on `kimi.com`: a small HTML form, every value
  * escaped.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as HttpRouter from "effect/http/HttpRouter"

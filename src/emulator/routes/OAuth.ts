@@ -4,7 +4,7 @@
  * repeated parameter (3.1), and its answers are never cached (5.1). The
  * protocol itself (polling, rotation, reuse detection) is `State.ts`'s.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import * as HttpRouter from "effect/http/HttpRouter"

@@ -8,7 +8,7 @@
  * and `KimiEmulator.ts` joins the lists. A new endpoint is a new module with
  * its own list, added there.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Context from "effect/Context"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
