@@ -25,6 +25,7 @@ files=(
   test/storage/TokenFileEncodings.test.ts
   test/storage/clockSkew.test.ts
   test/storage/foreignOwner.test.ts
+  test/storage/SpentRefreshTokens.test.ts
   test/lock/FileLock.test.ts
   test/lock/FileLock.decisions.test.ts
   test/lock/FileLock.pidns.test.ts
@@ -37,6 +38,9 @@ files=(
   test/request/refusingApi.test.ts
   test/request/echoedToken.test.ts
   test/opencode-unit/quotaMessage.test.ts
+  test/opencode-unit/adoptSpentCopy.test.ts
+  test/opencode-unit/refusedRefresh.test.ts
+  test/oauth/OAuthEcho.test.ts
   test/storage/LoginStorage.test.ts
   test/promise
   test/cli
