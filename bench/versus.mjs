@@ -29,7 +29,7 @@ const buildBefore = () => {
 }
 
 const pack = (root, into) => {
-  const out = execFileSync("npm", ["pack", "--json", "--pack-destination", into], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+  const out = execFileSync("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", into], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
   return path.join(into, JSON.parse(out)[0].filename)
 }
 
