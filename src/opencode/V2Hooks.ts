@@ -11,8 +11,8 @@
  * - `http.response`: a `401` healed once (one refresh under the lock, one
  *   resend), a quota answer turned into a message with its reset, the login
  *   and region messages.
- * - `model.request` (2.0.x): the identity headers; the bearer only on hosts
- *   without rows (2.1 overrides it with the row's).
+ * - `model.request` (2.0.x): the identity headers and the bearer, on hosts
+ *   without rows only (2.1 sends the row's bearer over it; not hooked there).
  * - `retry`: a used-up quota or a login failure is not retried (2.1's
  *   `decision`, the older `retry` / `retryable`).
  *
@@ -150,15 +150,13 @@ const httpResponseOf = (hc: HookContext) => async (event: { request: Request; re
   else if (status === 200 && "token" in record) hc.onAnswered(r, record.token, hc.identities.get(event.request) ?? {})
 }
 
-/** `model.request` (2.0.x): mutable `headers` per model call. */
+/**
+ * `model.request` (2.0.x, hosts without rows): mutable `headers` per model call. Not registered on a
+ * host with rows (2.1), whose route sends the row's bearer over it, and where `http.request` does this.
+ */
 const modelRequestOf = (hc: HookContext) => async (event: { headers?: unknown; model?: unknown }) => {
   const r = hc.regionOf(event)
-  if (r === undefined || !isRecord(event.headers)) return
-  if (hc.rows !== undefined) {
-    // 2.1: the route's auth (the row) wins over a bearer set here; `http.request` sets ours.
-    for (const [k, v] of Object.entries(await identityOf(r))) event.headers[k] = v
-    return
-  }
+  if (r === undefined || !isRecord(event.headers) || hc.rows !== undefined) return
   const { token, identity } = await packageAuth(r)
   for (const [k, v] of Object.entries(identity)) event.headers[k] = v
   if (token.ok) {

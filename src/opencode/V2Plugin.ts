@@ -10,8 +10,8 @@
  * - `integration.transform`: the device login (`mode: "auto"`, `expiresAt`)
  *   on `kimi-code-plan-cn` and `kimi-code-plan-global`
  *   (`opencode auth login <provider> --method kimi-device`, `/connect`);
- * - `session.hook`: `http.request`, `http.response`, `model.request`,
- *   `retry` (`V2Hooks.ts`);
+ * - `session.hook`: `http.request`, `http.response`, `retry`, and
+ *   `model.request` on hosts without rows (2.0.x; `V2Hooks.ts`);
  * - `model.transform` (2.0.4 and later) or `catalog.transform` (before): the
  *   `off` variant, and the account's extra models (`V2Models.ts`).
  *
@@ -260,7 +260,9 @@ const registerHooks = async (ctx: V2Context, regions: ReadonlyArray<RegionV2>, o
   for (const [name, callback] of [
     ["http.request", h.httpRequest],
     ["http.response", h.httpResponse],
-    ["model.request", h.modelRequest],
+    // A host with rows (2.1) sends the row's bearer over anything `model.request` sets, and our `http.request`
+    // sets the identity headers; hooking it there only costs every run (~50 ms of the host's, NOTES.md "Cost").
+    ...(rows === undefined ? [["model.request", h.modelRequest] as const] : []),
     ["retry", h.retry]
   ] as const) {
     const safe = guarded(name, callback as (e: any) => unknown, debug)

@@ -317,19 +317,21 @@ describe("OpenCode 2.1 plugin (setup, a ctx shaped like 2.1.2's)", () => {
     }
   })
 
-  it("model.request in 2.1 sets the identity headers only (the route's bearer wins there; http.request sets ours)", async () => {
-    seed(now() + 800)
+  it("2.1 (rows): model.request is not hooked (the route sends the row's bearer over it; http.request sets ours and the identity), and the call still carries both", async () => {
+    const issued = seed(now() + 800)
     const { hooks } = await setup21()
-    const event = { model, headers: { "x-other": "1" } as Record<string, string> }
-    await hooks["model.request"]![0]!(event)
-    expect(event.headers["X-Msh-Platform"]).toBe("kimi_cli")
-    expect(event.headers).not.toHaveProperty("authorization")
+    expect(Object.keys(hooks).sort()).toEqual(["http.request", "http.response", "retry"])
+    emulator.clearRequests()
+    await send(hooks, chat({}))
+    const [c] = emulator.requests("/coding/v1/chat/completions")
+    expect(c!.bearer).toBe(issued.accessToken)
+    expect(c!.msh.platform).toBe("kimi_cli")
   })
 
   it("cleanup disposes every registration", async () => {
     const { disposed, cleanup } = await setup21()
     await cleanup()
-    expect(disposed.sort()).toEqual(["http.request", "http.response", "integration", "model", "model.request", "retry"])
+    expect(disposed.sort()).toEqual(["http.request", "http.response", "integration", "model", "retry"])
   })
 })
 
