@@ -80,8 +80,9 @@ export const runV21 = async ({ rounds = 20 } = {}) => {
   const emulator = await start({ interval: 1, autoApproveAfterMillis: 300, accessTokenTtlSeconds: 86_400 })
   const root = tempDir("kimi-bench-v21-")
   try {
-    // KIMI_BENCH_V21_PLUGIN: another build of the plugin folder (e.g. the previous release), to compare.
-    const plugin = world(root, "plugin", emulator, process.env.KIMI_BENCH_V21_PLUGIN ?? repoRoot)
+    // README's line (the checkout's one-file plugin folder); KIMI_BENCH_V21_PLUGIN: another folder (e.g. the
+    // previous release's checkout, or this checkout's own folder, which 2.1.2 watches with its node_modules), to compare.
+    const plugin = world(root, "plugin", emulator, process.env.KIMI_BENCH_V21_PLUGIN ?? path.join(repoRoot, "plugin"))
     const key = world(root, "key", emulator, undefined)
     key.env.KIMI_API_KEY = emulator.issueTokens().accessToken
     const login = await timed(bin, ["auth", "login", "kimi-code-plan-cn", "--method", "kimi-device", "--standalone"], plugin)

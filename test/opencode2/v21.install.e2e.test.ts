@@ -2,8 +2,8 @@
  * Installing the plugin the ways an OpenCode 2.1 user does, in the real
  * 2.1.2 (test/opencode/NOTES.md, "OpenCode 2.1", "Installing"):
  *
- * - README's line, `"plugins": ["/abs/checkout"]` (a folder), loads; a file
- *   path is refused by the host;
+ * - README's line, `"plugins": ["/abs/checkout/plugin"]` (a one-file folder),
+ *   loads, and so does the checkout folder; a file path is refused by the host;
  * - a Git spec built by npm through the package's `prepare` script
  *   (`npm install git+file://<clone>`: the clone's devDependencies come from
  *   the registry, nothing from GitHub) gives a folder that loads and answers;
@@ -56,11 +56,19 @@ describe.skipIf(missing !== undefined)("installing opencode-kimi-auth in OpenCod
     expect(r.stdout, `${r.stdout}\n${r.stderr}\n${e.logs().slice(-3000)}`).toContain(GREETING)
   }
 
-  it("README's line loads: the checkout folder in `plugins`; its server.js listed as a file is refused by the host", async () => {
-    // README's quick-start line, read from README (test/support/readmeQuickStart.ts): the checkout folder.
-    expect(quickStartEntry("plugins")).toBe(repoRoot)
-    await loginAndRun(await world(quickStartEntry("plugins")))
-    const file = await world(path.join(repoRoot, "server.js"))
+  it("README's line loads: the checkout's one-file `plugin` folder in `plugins`; the checkout folder itself loads too; a server.js listed as a file is refused by the host", async () => {
+    // README's quick-start line, read from README (test/support/readmeQuickStart.ts): the checkout's plugin folder,
+    // which holds one file: 2.1.2 watches the folder it loads, every file below it (the checkout's own folder
+    // has node_modules and .git; NOTES.md, "Cost").
+    const folder = quickStartEntry("plugins")
+    expect(folder).toBe(path.join(repoRoot, "plugin"))
+    expect(fs.readdirSync(folder)).toEqual(["server.js"])
+    const e = await world(folder)
+    await loginAndRun(e)
+    expect(e.logs()).toContain(`message="watcher started" path=${folder} type=directory`)
+    // A configuration written before the plugin folder: the checkout folder.
+    await loginAndRun(await world(repoRoot))
+    const file = await world(path.join(repoRoot, "plugin", "server.js"))
     const r = await file.login(CN)
     expect(r.code).not.toBe(0)
     expect(`${r.stdout}\n${r.stderr}`).toContain("Authentication method not found: kimi-device")

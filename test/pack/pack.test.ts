@@ -20,7 +20,7 @@ import { execFile, execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { createHash } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { footprint, installInto, megabytes, packTarball } from "../../bench/footprint.mjs"
@@ -122,6 +122,12 @@ describe("installed from the tarball, nothing else", () => {
     const shipped = fs.readdirSync(path.join(folder, "node_modules", "opencode-kimi-auth", "dist"), { recursive: true }).map(String)
     expect(shipped.filter((f) => f.endsWith(".map") || f.startsWith("demo."))).toEqual([])
     expect(fs.existsSync(path.join(folder, "node_modules", "opencode-kimi-auth", "LICENSE"))).toBe(true)
+    // OpenCode 2.1's folder to list (`<package>/plugin`): one file, whose import resolves in the installed package.
+    const pluginFolder = path.join(folder, "node_modules", "opencode-kimi-auth", "plugin")
+    expect(fs.readdirSync(pluginFolder)).toEqual(["server.js"])
+    const loaded = node(folder, ["--input-type=module", "-e", `const m = await import(${JSON.stringify(pathToFileURL(path.join(pluginFolder, "server.js")).href)}); console.log(JSON.stringify({ id: m.default.id, setup: typeof m.default.setup }))`])
+    expect(loaded.status, loaded.stderr).toBe(0)
+    expect(lastJson(loaded.stdout)).toEqual({ id: "opencode-kimi-auth", setup: "function" })
   })
 
   it("the facade, the OpenCode entry and the emulator work, then the CLI reads the same login", () => {

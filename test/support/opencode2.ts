@@ -282,8 +282,11 @@ export const KIMI_CN = "kimi-code-plan-cn"
 export const KIMI_GLOBAL = "kimi-code-plan-global"
 export const EMULATOR_GREETING = "Hello from the Kimi emulator"
 
-/** The plugin folder the 2.1 suites list: the checkout, or `KIMI_TEST_V2_PLUGIN` (another build, to show a test fails there). */
-export const v21Plugin = (): string => process.env.KIMI_TEST_V2_PLUGIN ?? repoRoot
+/**
+ * The plugin folder the 2.1 suites list: README's, the checkout's `plugin/` folder, or `KIMI_TEST_V2_PLUGIN`
+ * (another build's folder, to show a test fails there).
+ */
+export const v21Plugin = (): string => process.env.KIMI_TEST_V2_PLUGIN ?? path.join(repoRoot, "plugin")
 
 /** Why a 2.1 suite is skipped (warned once), or `undefined` when it runs. */
 export const v21SuiteMissing = (suite: string): string | undefined => {

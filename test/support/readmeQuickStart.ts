@@ -25,7 +25,7 @@ export const quickStartConfigs = (): Array<Record<string, unknown>> => {
   )
 }
 
-/** The one plugin entry README gives under `key` (`plugins` for OpenCode 2.1, `plugin` for 1.18), pointed at this checkout. */
+/** The one plugin entry README gives under `key` (`plugins` for OpenCode 2.1, `plugin` for 1.18), pointed at this checkout (or its `plugin/` folder). */
 export const quickStartEntry = (key: "plugins" | "plugin"): string => {
   const configs = quickStartConfigs().filter((c) => key in c)
   if (configs.length !== 1) throw new Error(`README's quick start has ${configs.length} configurations with "${key}"`)
@@ -36,6 +36,8 @@ export const quickStartEntry = (key: "plugins" | "plugin"): string => {
   }
   const entry = entries[0]
   if (entry === README_CHECKOUT) return repoRoot
+  // OpenCode 2.1's line: the checkout's one-file `plugin/` folder (the host watches the folder it loads, recursively).
+  if (entry === `${README_CHECKOUT}/plugin`) return path.join(repoRoot, "plugin")
   if (entry === pathToFileURL(README_CHECKOUT).href) return pathToFileURL(repoRoot).href
   throw new Error(`README's quick start "${key}" entry ${entry} does not name the checkout folder ${README_CHECKOUT}`)
 }
