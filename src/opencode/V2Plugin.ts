@@ -11,7 +11,9 @@
  *   on `kimi-code-plan-cn` and `kimi-code-plan-global`
  *   (`opencode auth login <provider> --method kimi-device`, `/connect`);
  * - `session.hook`: `http.request`, `http.response`, `retry`, and
- *   `model.request` on hosts without rows (2.0.x; `V2Hooks.ts`);
+ *   `model.request` on hosts without rows (2.0.x; `V2Hooks.ts`); on a host
+ *   with rows (2.1), once per Kimi provider (`{ providerID }`), so the host
+ *   leaves every other provider's calls alone;
  * - `model.transform` (2.0.4 and later) or `catalog.transform` (before): the
  *   `off` variant, and the account's extra models (`V2Models.ts`).
  *
@@ -50,7 +52,7 @@ export { makeV2Handlers } from "./V2Hooks.js"
 
 type Registration = { readonly dispose?: () => unknown } | undefined
 type Register = (f: (draft: any) => void) => Promise<Registration> | Registration
-type Hook = (name: string, callback: (event: any) => unknown) => Promise<Registration> | Registration
+type Hook = (name: string, callback: (event: any) => unknown, options?: { readonly providerID: string }) => Promise<Registration> | Registration
 
 /** The structural subset of OpenCode 2's plugin `ctx` this plugin uses; every member is optional. */
 export interface V2Context {
@@ -266,7 +268,16 @@ const registerHooks = async (ctx: V2Context, regions: ReadonlyArray<RegionV2>, o
     ["retry", h.retry]
   ] as const) {
     const safe = guarded(name, callback as (e: any) => unknown, debug)
-    out.push(await tryRegister(`session.hook("${name}")`, () => hook.call(ctx.session, name, safe)))
+    if (rows === undefined) {
+      out.push(await tryRegister(`session.hook("${name}")`, () => hook.call(ctx.session, name, safe)))
+      continue
+    }
+    // 2.1 fires a hook registered with `{ providerID }` for that provider only, and takes its own path around
+    // a call (the request rebuilt, the answer copied) only for a provider something hooks: calls to the
+    // user's other providers then cost nothing of ours (NOTES.md, "Cost").
+    for (const r of regions) {
+      out.push(await tryRegister(`session.hook("${name}", ${r.providerId})`, () => hook.call(ctx.session, name, safe, { providerID: r.providerId })))
+    }
   }
   return out
 }

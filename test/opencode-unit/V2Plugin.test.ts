@@ -244,11 +244,19 @@ const setup21 = async (active: unknown = { type: "credential", id: "cred_1", lab
         for (const f of transforms) f(modelDraft)
       }
     },
-    session: { hook: async (name: string, cb: any) => ((hooks[name] ??= []).push(cb), reg(name)) }
+    // As 2.1.2's PluginHooks: a registration with `{ providerID }` fires only for events of that provider's model.
+    session: {
+      hook: async (name: string, cb: any, options?: { providerID?: string }) => {
+        registered.push([name, options?.providerID])
+        ;(hooks[name] ??= []).push((e: any) => options?.providerID === undefined || options.providerID === e?.model?.providerID ? cb(e) : undefined)
+        return reg(name)
+      }
+    }
   }
+  const registered: Array<[string, string | undefined]> = []
   const cleanup = await setupV2(ctx)
   cleanups.push(async () => cleanup())
-  return { methods, hooks, models, disposed, cleanup, reloads: () => reloads }
+  return { methods, hooks, registered, models, disposed, cleanup, reloads: () => reloads }
 }
 
 describe("OpenCode 2.1 plugin (setup, a ctx shaped like 2.1.2's)", () => {
@@ -278,14 +286,16 @@ describe("OpenCode 2.1 plugin (setup, a ctx shaped like 2.1.2's)", () => {
 
   it("retry: 2.1's `decision` is set to { retry: false } for a used-up quota; a rate limit is left to the host", async () => {
     const { hooks } = await setup21()
+    // 2.1.2's event carries the model (NOTES.md, "Retries"): the hook registered for its provider fires.
     const quota = {
+      model,
       error: { type: "provider.quota", message: "usage limit is used up", status: 403, response: { body: JSON.stringify({ error: { type: "insufficient_quota" } }) } },
       attempt: 2,
       decision: { retry: true, delay: 1806 }
     }
     await hooks["retry"]![0]!(quota)
     expect(quota.decision).toEqual({ retry: false })
-    const rate = { error: { type: "provider.rate-limit", message: "emulated 429", status: 429, response: { body: "{}" } }, attempt: 2, decision: { retry: true, delay: 1806 } }
+    const rate = { model, error: { type: "provider.rate-limit", message: "emulated 429", status: 429, response: { body: "{}" } }, attempt: 2, decision: { retry: true, delay: 1806 } }
     await hooks["retry"]![0]!(rate)
     expect(rate.decision).toEqual({ retry: true, delay: 1806 })
   })
@@ -328,10 +338,21 @@ describe("OpenCode 2.1 plugin (setup, a ctx shaped like 2.1.2's)", () => {
     expect(c!.msh.platform).toBe("kimi_cli")
   })
 
+  it("2.1: each hook is registered once per Kimi provider (`{ providerID }`), so a call to another provider runs none of ours", async () => {
+    seed(now() + 800)
+    const { hooks, registered } = await setup21()
+    expect(registered.sort()).toEqual(["http.request", "http.response", "retry"].flatMap((n) => [[n, "kimi-code-plan-cn"], [n, "kimi-code-plan-global"]]))
+    const other = new Request("http://127.0.0.1:9/v1/chat/completions", { method: "POST", headers: { authorization: "Bearer theirs" }, body: "{}" })
+    const event = { model: { id: "claude", providerID: "anthropic" }, request: other }
+    for (const h of hooks["http.request"]!) await h(event)
+    expect(event.request).toBe(other)
+    expect(event.request.headers.get("authorization")).toBe("Bearer theirs")
+  })
+
   it("cleanup disposes every registration", async () => {
     const { disposed, cleanup } = await setup21()
     await cleanup()
-    expect(disposed.sort()).toEqual(["http.request", "http.response", "integration", "model", "retry"])
+    expect(disposed.sort()).toEqual(["http.request", "http.request", "http.response", "http.response", "integration", "model", "retry", "retry"])
   })
 })
 
