@@ -20,6 +20,16 @@ export const quantile = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.min(s.length - 1, Math.max(0, Math.round(q * (s.length - 1))))]
 }
+/**
+ * A distribution-free ~95% interval of the median of `xs` (paired differences, say): the order statistics a
+ * sign test gives, `[x(k), x(n+1-k)]` with `k = floor((n - 1.96 sqrt(n)) / 2)`; `undefined` below 6 values.
+ */
+export const medianInterval = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const n = s.length
+  const k = Math.floor((n - 1.96 * Math.sqrt(n)) / 2)
+  return k < 1 ? undefined : [s[k - 1], s[n - k]]
+}
 export const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : String(x))
 export const ratio = (x) => `${fmt(x)}x`
 

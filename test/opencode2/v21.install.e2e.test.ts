@@ -19,6 +19,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { repoRoot } from "../support/cli.js"
+import { packTarball } from "../../bench/footprint.mjs"
+import { type ServedVersion, startLocalRegistry } from "../support/localRegistry.js"
 import { quickStartEntry } from "../support/readmeQuickStart.js"
 import { ensureOpencode2, INSTALL_TIMEOUT_MS, makeV2Env, opencode2Missing, type V2Env, withEmulatorSuite } from "../support/opencode2.js"
 
@@ -44,8 +46,8 @@ describe.skipIf(missing !== undefined)("installing opencode-kimi-auth in OpenCod
     if (work) fs.rmSync(work, { recursive: true, force: true })
   })
 
-  const world = async (plugin: string | undefined) => {
-    const e = await makeV2Env({ bin, plugin, apiBaseUrl: suite.emulator.apiBaseUrl, env: { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl } })
+  const world = async (plugin: string | undefined, env: Record<string, string> = {}) => {
+    const e = await makeV2Env({ bin, plugin, apiBaseUrl: suite.emulator.apiBaseUrl, env: { KIMI_OAUTH_HOST: suite.emulator.oauthHost, KIMI_CODE_BASE_URL: suite.emulator.apiBaseUrl, ...env } })
     envs.push(e)
     return e
   }
@@ -103,5 +105,22 @@ describe.skipIf(missing !== undefined)("installing opencode-kimi-auth in OpenCod
     }
     expect(fs.readFileSync(e.configFile, "utf8")).toContain(`git+file://${clone}`)
     await loginAndRun(e)
+  }, INSTALL_TIMEOUT_MS)
+
+  it("`opencode plugin add opencode-kimi-auth`, as once published: this checkout packed and served by a local registry (every other package from the public one) installs, loads and answers", async () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")) as ServedVersion["manifest"]
+    const registry = await startLocalRegistry([{ manifest, tarball: packTarball(work) }])
+    try {
+      const e = await world(undefined, { npm_config_registry: registry.url })
+      const r = await e.cli(["plugin", "add", "opencode-kimi-auth"], { timeoutMs: INSTALL_TIMEOUT_MS })
+      expect(r.code, `${r.stdout}\n${r.stderr}\n${e.logs().slice(-3000)}`).toBe(0)
+      expect(fs.readFileSync(e.configFile, "utf8")).toContain("opencode-kimi-auth")
+      // The host asked this registry for the package and took its tarball (the packed checkout).
+      expect(registry.requests).toContain("/opencode-kimi-auth")
+      expect(registry.requests).toContain(`/opencode-kimi-auth/-/opencode-kimi-auth-${manifest.version}.tgz`)
+      await loginAndRun(e)
+    } finally {
+      await registry.close()
+    }
   }, INSTALL_TIMEOUT_MS)
 })
