@@ -21,7 +21,8 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { REGIONS } from "../light/Region.js"
+import { type Account, chooseAccount, type StoredAccounts } from "../light/AccountChoice.js"
+import { type KimiRegion, REGIONS } from "../light/Region.js"
 
 /** The provider ids whose OAuth entries are Kimi logins made by this plugin. */
 export const KIMI_PROVIDER_IDS: ReadonlyArray<string> = Object.values(REGIONS).map((r) => r.providerId)
@@ -49,6 +50,27 @@ export type OpenCodeLogout =
     readonly apiKeys: ReadonlyArray<string>
   }
   | { readonly _tag: "Untouched"; readonly file: string; readonly reason: string; readonly secrets: ReadonlyArray<string> }
+  /** Not looked at: the account logged out is no region's active account, so no OpenCode 1.18 provider uses it. */
+  | { readonly _tag: "Kept"; readonly file: string }
+
+/**
+ * The providers whose OpenCode 1.18 copy goes with logging `account` out. Each region's provider uses that
+ * region's active account (`stored`, read before the logout), so: the providers of the regions where it is
+ * active; both when no other account remains (nothing is left for them to use) or when there is no account
+ * (an explicit token file, as before accounts). Pure.
+ */
+export const openCodeProvidersOf = (
+  account: Pick<Account, "file"> | undefined,
+  stored: Pick<StoredAccounts, "registry" | "accounts">
+): ReadonlyArray<string> => {
+  if (account === undefined || stored.accounts.every((a) => a.file === account.file)) return KIMI_PROVIDER_IDS
+  return (Object.keys(REGIONS) as Array<KimiRegion>)
+    .filter((region) => {
+      const chosen = chooseAccount(stored.accounts, stored.registry, { region })
+      return chosen._tag === "Account" && chosen.account.file === account.file
+    })
+    .map((region) => REGIONS[region].providerId)
+}
 
 const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -63,8 +85,11 @@ const replaceIfUnchanged = (file: string, tmp: string, expected: string): boolea
   return true
 }
 
-/** Removes the Kimi OAuth entries from OpenCode's `auth.json` at `file` (see the module comment). */
-export const removeKimiEntries = (file: string): OpenCodeLogout => {
+/**
+ * Removes the Kimi OAuth entries of `providers` (by default both Kimi providers) from OpenCode's
+ * `auth.json` at `file` (see the module comment).
+ */
+export const removeKimiEntries = (file: string, providers: ReadonlyArray<string> = KIMI_PROVIDER_IDS): OpenCodeLogout => {
   let seen: ReadonlyArray<string> = []
   for (let attempt = 0; attempt < 3; attempt++) {
     let st: fs.Stats
@@ -95,12 +120,12 @@ export const removeKimiEntries = (file: string): OpenCodeLogout => {
     const secrets: Array<string> = []
     const kept: Record<string, unknown> = {}
     for (const [key, value] of Object.entries(data)) {
-      if (KIMI_PROVIDER_IDS.includes(key) && isObject(value) && value["type"] === "oauth") {
+      if (providers.includes(key) && isObject(value) && value["type"] === "oauth") {
         removed.push(key)
         secrets.push(...stringsOf(value))
         continue
       }
-      if (KIMI_PROVIDER_IDS.includes(key) && isObject(value) && value["type"] === "api") apiKeys.push(key)
+      if (providers.includes(key) && isObject(value) && value["type"] === "api") apiKeys.push(key)
       kept[key] = value
     }
     seen = secrets

@@ -140,12 +140,30 @@ describe("kimi-auth with two Kimi users", () => {
     expect(await accounts()).toHaveLength(2)
     expect(await whoHolds(await token())).toBe("u-ada")
 
+    // OpenCode 1.18's copies: its cn provider uses the region's active account (Ada, logged in last).
+    const authJson = path.join(home, ".local", "share", "opencode", "auth.json")
+    fs.mkdirSync(path.dirname(authJson), { recursive: true })
+    const copies = JSON.stringify({
+      "kimi-code-plan-cn": { type: "oauth", refresh: "cn-copy-refresh", access: "cn-copy-access", expires: 0 },
+      "kimi-code-plan-global": { type: "oauth", refresh: "global-copy-refresh", access: "global-copy-access", expires: 0 }
+    })
+    fs.writeFileSync(authJson, copies, { mode: 0o600 })
+
     const out = await runCli(["logout", "--account", "bob"], env())
     expect(out.code, out.stderr).toBe(0)
     expect(out.stdout).toMatch(/account: Bob \(bob@example\.com\), mainland-cn is no longer in the account list/)
     expect(fs.existsSync(path.join(storage(), "oauth.mainland-cn.u-bob.json"))).toBe(false)
     expect((await accounts()).map((a) => a.label)).toEqual(["Ada (ada@example.com), mainland-cn"])
     expect(await whoHolds(await token())).toBe("u-ada")
+    // Bob is active in no region: OpenCode 1.18 keeps the logins it uses, byte for byte, and is told so.
+    expect(fs.readFileSync(authJson, "utf8")).toBe(copies)
+    expect(out.stdout).toContain("active in neither")
+
+    // The last account: both providers' copies go.
+    const last = await runCli(["logout"], env())
+    expect(last.code, last.stderr).toBe(0)
+    expect(JSON.parse(fs.readFileSync(authJson, "utf8"))).toEqual({})
+    expect(last.stdout).toContain("kimi-code-plan-cn, kimi-code-plan-global")
   }, 60_000)
 })
 

@@ -14,9 +14,9 @@ import { logoutMarkerPath, recordLoggedOut } from "../../storage/Notes.js"
 import { TokenManager } from "../../tokens/TokenManager.js"
 import { TokenStore } from "../../storage/TokenStore.js"
 import { forgetAccount } from "../../accounts/Accounts.js"
-import { accountLabel } from "../../light/AccountChoice.js"
+import { accountLabel, readAccountsSync } from "../../light/AccountChoice.js"
 import { accountFlag, debugFlag } from "../CommonFlags.js"
-import { openCodeAuthPath, type OpenCodeLogout, removeKimiEntries } from "../OpenCodeAuth.js"
+import { KIMI_PROVIDER_IDS, openCodeAuthPath, type OpenCodeLogout, openCodeProvidersOf, removeKimiEntries } from "../OpenCodeAuth.js"
 import { out } from "../Output.js"
 import { run } from "../RunCommand.js"
 import { summaryOf } from "../HelpPages.js"
@@ -35,6 +35,9 @@ export const openCodeLine = (r: OpenCodeLogout, recorded: boolean): string => {
         ? `Removed OpenCode's copy of the login (${r.removed.join(", ")}) from ${r.file}; its other entries are unchanged.`
         : `OpenCode holds no Kimi device login in ${r.file}.`) + keys
     }
+    case "Kept":
+      return `OpenCode 1.18's Kimi logins in ${r.file} were left as they are: each region's provider uses that region's ` +
+        "active account, and this account is active in neither."
     case "Untouched":
       return `OpenCode's ${r.file} was left unchanged: ${r.reason}. ` +
         (recorded ? "Its copy of this login is never used again by this plugin; " : "") +
@@ -70,10 +73,12 @@ export const logoutText = (outcome: LogoutOutcome, tokenFilePath: string): strin
  */
 export const forgetOpenCodeCopy = (
   storageDir: string,
-  env: NodeJS.ProcessEnv
+  env: NodeJS.ProcessEnv,
+  providers: ReadonlyArray<string> = KIMI_PROVIDER_IDS
 ): { readonly opencode: OpenCodeLogout; readonly recorded: boolean } => {
-  const r = removeKimiEntries(openCodeAuthPath(env))
-  const secrets = r._tag === "NoFile" ? [] : r.secrets
+  if (providers.length === 0) return { opencode: { _tag: "Kept", file: openCodeAuthPath(env) }, recorded: false }
+  const r = removeKimiEntries(openCodeAuthPath(env), providers)
+  const secrets = r._tag === "NoFile" || r._tag === "Kept" ? [] : r.secrets
   try {
     if (secrets.length > 0) fs.mkdirSync(storageDir, { recursive: true, mode: 0o700 })
     recordLoggedOut(storageDir, secrets)
@@ -92,11 +97,14 @@ export const logoutCommand = Command.make("logout", { account: accountFlag, debu
       const settings = yield* KimiAuthConfig
       const manager = yield* TokenManager
       const store = yield* TokenStore
+      // Which OpenCode 1.18 providers use this account (their region's active one), read before anything changes.
+      const providers = openCodeProvidersOf(settings.account, readAccountsSync(settings.storageDir))
       // Records the login's fingerprints (logged-out.json), then removes the file, under the lock.
       const removed = yield* manager.clear
-      // OpenCode's copy: its Kimi OAuth entries go too, and are fingerprinted, so no copy is ever adopted back.
+      // OpenCode's copy: those providers' Kimi OAuth entries go too, and are fingerprinted, so no copy is ever
+      // adopted back; a provider that uses another account keeps its login.
       const { opencode, recorded } = yield* store.withLock(
-        Effect.sync(() => forgetOpenCodeCopy(settings.storageDir, process.env))
+        Effect.sync(() => forgetOpenCodeCopy(settings.storageDir, process.env, providers))
       )
       yield* Effect.logDebug(
         `logout: ${removed ? "removed" : "found no"} ${settings.tokenFilePath}; kept the device id in ${settings.deviceIdPath}; ` +
@@ -113,8 +121,9 @@ export const logoutCommand = Command.make("logout", { account: accountFlag, debu
     { account: Option.getOrUndefined(flags.account) }
   )).pipe(
     Command.withDescription(
-      "Log out: remove the stored tokens (the device id is kept) and OpenCode's copy of the Kimi device login " +
-        "(the kimi-code-plan-cn / kimi-code-plan-global OAuth entries of its auth.json; other entries are untouched). " +
+      "Log out: remove the stored tokens (the device id is kept) and OpenCode 1.18's copy of the Kimi device login " +
+        "(the OAuth entries of its auth.json for kimi-code-plan-cn / kimi-code-plan-global where this account is the " +
+        "region's active one, or both for the last account; other entries are untouched). " +
         "The login's fingerprints are kept in logged-out.json so that no leftover copy is ever used again."
     ),
     Command.withShortDescription(summaryOf("logout")),
