@@ -93,14 +93,20 @@ export const runV21 = async ({ rounds = 30 } = {}) => {
     const plugin = world(root, "plugin", emulator, process.env.KIMI_BENCH_V21_PLUGIN ?? path.join(repoRoot, "plugin"))
     const key = world(root, "key", emulator, undefined)
     key.env.KIMI_API_KEY = emulator.issueTokens().accessToken
-    const login = await timed(bin, ["auth", "login", "kimi-code-plan-cn", "--method", "kimi-device", "--standalone"], plugin)
-    if (login.code !== 0) throw new Error(`login failed: ${login.stdout}\n${login.stderr}`)
-    const cases = [["plugin", plugin], ["key", key]]
-    const times = { plugin: { wall: [], cpu: [] }, key: { wall: [], cpu: [] } }
+    // KIMI_BENCH_V21_ALSO: one more plugin folder measured in the same rounds (e.g. the previous build), side by side.
+    const also = process.env.KIMI_BENCH_V21_ALSO ? world(root, "also", emulator, process.env.KIMI_BENCH_V21_ALSO) : undefined
+    for (const w of also ? [plugin, also] : [plugin]) {
+      const login = await timed(bin, ["auth", "login", "kimi-code-plan-cn", "--method", "kimi-device", "--standalone"], w)
+      if (login.code !== 0) throw new Error(`login failed: ${login.stdout}\n${login.stderr}`)
+    }
+    const cases = [["plugin", plugin], ["key", key], ...(also ? [["also", also]] : [])]
+    const times = Object.fromEntries(cases.map(([name]) => [name, { wall: [], cpu: [] }]))
     const runOnce = (w) => timed(bin, ["run", "--standalone", "-m", "kimi-code-plan-cn/kimi-for-coding", "Say hello"], w)
     for (const [, w] of cases) await runOnce(w) // warm: the host's first start in a world writes its database
     for (let r = 0; r < rounds; r++) {
-      for (const [name, w] of r % 2 === 0 ? cases : [...cases].reverse()) {
+      // The order rotates every round (and flips, for two cases), so drift hits every case alike.
+      const order = cases.length === 2 ? (r % 2 === 0 ? cases : [...cases].reverse()) : [...cases.slice(r % cases.length), ...cases.slice(0, r % cases.length)]
+      for (const [name, w] of order) {
         const res = await runOnce(w)
         if (res.code !== 0 || !res.stdout.includes("Hello from the Kimi emulator")) throw new Error(`v21 ${name} run failed (${res.code}):\n${res.stdout}\n${res.stderr}`)
         times[name].wall.push(res.wall)
@@ -122,7 +128,16 @@ export const runV21 = async ({ rounds = 30 } = {}) => {
       // How sure: the ~95% interval of the paired median (a run's own spread here is ±100-200 ms).
       pairedWallInterval: medianInterval(times.plugin.wall.map((x, i) => x - times.key.wall[i])),
       pairedCpuInterval: medianInterval(times.plugin.cpu.map((x, i) => x - times.key.cpu[i])),
-      loadAverage: os.loadavg()[0]
+      loadAverage: os.loadavg()[0],
+      ...(also
+        ? {
+          alsoWallMillis: m(times.also.wall),
+          alsoCpuMillis: m(times.also.cpu),
+          alsoPairedWallMillis: m(times.also.wall.map((x, i) => x - times.key.wall[i])),
+          alsoPairedWallInterval: medianInterval(times.also.wall.map((x, i) => x - times.key.wall[i])),
+          alsoPairedCpuMillis: m(times.also.cpu.map((x, i) => x - times.key.cpu[i]))
+        }
+        : {})
     }
     const range = (r) => (r === undefined ? "" : ` [95%: ${fmt(r[0], 0)} to ${fmt(r[1], 0)}]`)
     console.log(
@@ -131,6 +146,12 @@ export const runV21 = async ({ rounds = 30 } = {}) => {
         `CPU ${fmt(result.pluginCpuMillis, 0)} ms vs ${fmt(result.keyCpuMillis, 0)} ms (adds ${fmt(result.addedCpuMillis, 0)} ms; paired median ${fmt(result.pairedCpuMillis, 0)} ms${range(result.pairedCpuInterval)}); ` +
         `load average ${fmt(result.loadAverage, 1)} on ${os.cpus().length} cores`
     )
+    if (also) {
+      console.log(
+        `  and ${process.env.KIMI_BENCH_V21_ALSO} in the same rounds: wall ${fmt(result.alsoWallMillis, 0)} ms (paired median vs key ` +
+          `${fmt(result.alsoPairedWallMillis, 0)} ms${range(result.alsoPairedWallInterval)}), CPU ${fmt(result.alsoCpuMillis, 0)} ms (paired median vs key ${fmt(result.alsoPairedCpuMillis, 0)} ms)`
+      )
+    }
     return result
   } finally {
     await emulator.close()
