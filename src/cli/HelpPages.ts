@@ -36,22 +36,26 @@ export const COMMAND_PAGES = {
       json,
       debug
     ],
-    examples: [["{k} login", "Log in once; the tokens are kept fresh from then on"], [
-      "{k} login --no-browser",
-      "Only print the link and the code (SSH, containers)"
-    ]]
+    examples: [
+      ["{k} login", "Log in once; the tokens are kept fresh from then on"],
+      ["{k} login --no-browser", "Only print the link and the code (SSH, containers)"],
+      ["{k} login --region global", "Log in to Kimi's global region (kimi.ai)"]
+    ]
   },
   accounts: {
     summary: "List the Kimi accounts logged in here, and the active one of each region",
     usage: "[--json]",
     flags: [json, debug],
-    examples: [["{k} accounts", "Which accounts, which is active"]]
+    examples: [["{k} accounts", "Which accounts, which is active"], ["{k} accounts --json", "For scripts"]]
   },
   switch: {
     summary: "Make an account the active one of its region",
     usage: "<account> [--json]",
     flags: [["<account>", "Its email, nickname, user id, or a unique prefix"], json, debug],
-    examples: [["{k} switch ada@example.com", "Use Ada's account from now on"]]
+    examples: [
+      ["{k} switch ada@example.com", "Use Ada's account from now on"],
+      ["{k} switch ada", "A unique prefix of the email, nickname or user id is enough"]
+    ]
   },
   status: {
     summary: "Show whether you are logged in and until when; never a secret",
@@ -100,10 +104,11 @@ export const COMMAND_PAGES = {
       ["--usages new|old, --client-id <id>", "The /usages shape; the accepted OAuth client id"],
       ["--debug", "One line per request on stderr (never a secret)"]
     ],
-    examples: [["{k} emulator --auto-approve 2000", "Try it all offline"], [
-      "{k} emulator --error-rate 0.3 --latency 2000 --seed 1",
-      "A flaky, slow server"
-    ]],
+    examples: [
+      ["{k} emulator --auto-approve 2000", "Try it all offline"],
+      ["{k} emulator --error-rate 0.3 --latency 2000 --seed 1", "A flaky, slow server"],
+      ["{k} emulator --quota-5h 3 --quota-refusal 429", "A plan used up after three chats"]
+    ],
     notes: ["Point clients at it with KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL (it prints both)."]
   }
 } as const satisfies Record<string, CommandPage>
@@ -113,6 +118,10 @@ export type CommandName = keyof typeof COMMAND_PAGES
 
 /** A command's one-line summary (the Effect commands' short description too). */
 export const summaryOf = (name: CommandName): string => COMMAND_PAGES[name].summary
+
+/** A command's examples as `effect/cli`'s `Command.withExamples` takes them (`{k}` as `kimi-auth`): one list for both pages. */
+export const examplesOf = (name: CommandName): Array<{ readonly command: string; readonly description: string }> =>
+  COMMAND_PAGES[name].examples.map(([command, description]) => ({ command: command.replaceAll("{k}", "kimi-auth"), description }))
 
 /** What to do about an exit code, after its meaning. */
 const EXIT_CODE_ADVICE: Readonly<Record<number, string>> = {

@@ -14,7 +14,7 @@ import { debugFlag, jsonFlag } from "../CommonFlags.js"
 import { exitCodeHelp } from "../ExitCode.js"
 import { bold, dim, green, humanDuration, out } from "../Output.js"
 import { run } from "../RunCommand.js"
-import { summaryOf } from "../HelpPages.js"
+import { examplesOf, summaryOf } from "../HelpPages.js"
 
 const STATE_WORDS: Record<AccountStatus["state"], string> = {
   valid: "logged in",
@@ -76,10 +76,7 @@ export const accountsCommand = Command.make("accounts", { json: jsonFlag, debug:
         "An account not known by name yet is asked once (GET /me). Never prints a secret. " + exitCodeHelp
     ),
     Command.withShortDescription(summaryOf("accounts")),
-    Command.withExamples([
-      { command: "kimi-auth accounts", description: "Which accounts, which is active" },
-      { command: "kimi-auth accounts --json", description: "For scripts" }
-    ])
+    Command.withExamples(examplesOf("accounts"))
   )
 
 /** `kimi-auth switch <account>`. */
@@ -112,8 +109,5 @@ export const switchCommand = Command.make(
       exitCodeHelp
   ),
   Command.withShortDescription(summaryOf("switch")),
-  Command.withExamples([
-    { command: "kimi-auth switch ada@example.com", description: "Use Ada's account" },
-    { command: "kimi-auth switch ada", description: "A unique prefix of the email, nickname or user id is enough" }
-  ])
+  Command.withExamples(examplesOf("switch"))
 )

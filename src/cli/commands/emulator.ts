@@ -12,7 +12,7 @@ import type { EmulatorOptions } from "../../emulator/KimiEmulator.js"
 import { ExitCode } from "../ExitCode.js"
 import { err, red } from "../Output.js"
 import { loggingLayer } from "../RunCommand.js"
-import { summaryOf } from "../HelpPages.js"
+import { examplesOf, summaryOf } from "../HelpPages.js"
 
 /** A number read from a flag's text; anything else is `Option.none()`. */
 export const finite = (text: string): Option.Option<number> => {
@@ -174,10 +174,5 @@ export const emulatorCommand = Command.make(
       "KIMI_OAUTH_HOST and KIMI_CODE_BASE_URL."
   ),
   Command.withShortDescription(summaryOf("emulator")),
-  Command.withExamples([
-    { command: "kimi-auth emulator --port 8787 --auto-approve 2000", description: "Approve every login after 2 s" },
-    { command: "kimi-auth emulator --error-rate 0.3 --latency 2000 --seed 1", description: "A flaky, slow server" },
-    { command: "kimi-auth emulator --quota-5h 3 --quota-refusal 429", description: "A plan used up after three chats" },
-    { command: "kimi-auth emulator --usages old", description: "Answer /usages in the old shape (usage + limits[])" }
-  ])
+  Command.withExamples(examplesOf("emulator"))
 )

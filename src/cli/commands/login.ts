@@ -25,7 +25,7 @@ import { ExitCode, exitCodeHelp } from "../ExitCode.js"
 import { makeLoginProgress } from "../LoginProgress.js"
 import { bold, clock, cyan, dim, err, frame, green, humanDuration, isoSeconds, isTty, out } from "../Output.js"
 import { run } from "../RunCommand.js"
-import { summaryOf } from "../HelpPages.js"
+import { examplesOf, summaryOf } from "../HelpPages.js"
 
 /** The page to open: the complete URI (code filled in) when Kimi gave one, else the plain one. */
 export const verificationUrl = (authorization: DeviceAuthorization): string =>
@@ -257,10 +257,5 @@ export const loginCommand = Command.make(
       exitCodeHelp
   ),
   Command.withShortDescription(summaryOf("login")),
-  Command.withExamples([
-    { command: "kimi-auth login", description: "Log in, opening the approval page in a browser" },
-    { command: "kimi-auth login --no-browser", description: "Only print the link and the code (SSH, containers)" },
-    { command: "kimi-auth login --region global", description: "Log in to Kimi's global region (kimi.ai)" },
-    { command: "kimi-auth login --json", description: "Machine-readable events, one JSON object per line" }
-  ])
+  Command.withExamples(examplesOf("login"))
 )

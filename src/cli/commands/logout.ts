@@ -19,7 +19,7 @@ import { accountFlag, debugFlag } from "../CommonFlags.js"
 import { KIMI_PROVIDER_IDS, openCodeAuthPath, type OpenCodeLogout, openCodeProvidersOf, removeKimiEntries } from "../OpenCodeAuth.js"
 import { out } from "../Output.js"
 import { run } from "../RunCommand.js"
-import { summaryOf } from "../HelpPages.js"
+import { examplesOf, summaryOf } from "../HelpPages.js"
 
 /** What logout says about OpenCode's copy, one line. */
 export const openCodeLine = (r: OpenCodeLogout, recorded: boolean): string => {
@@ -127,8 +127,5 @@ export const logoutCommand = Command.make("logout", { account: accountFlag, debu
         "The login's fingerprints are kept in logged-out.json so that no leftover copy is ever used again."
     ),
     Command.withShortDescription(summaryOf("logout")),
-    Command.withExamples([
-      { command: "kimi-auth logout", description: "Forget the current account's login on this machine" },
-      { command: "kimi-auth logout --account ada@example.com", description: "Log one account out" }
-    ])
+    Command.withExamples(examplesOf("logout"))
   )

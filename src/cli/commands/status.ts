@@ -16,7 +16,7 @@ import { bold, dim, green, out, red } from "../Output.js"
 import { currentInvoker } from "../Invoker.js"
 import { run } from "../RunCommand.js"
 import { namedAccount, statusDebugLine, statusExitCode, statusOutput, statusState } from "../StatusView.js"
-import { summaryOf } from "../HelpPages.js"
+import { examplesOf, summaryOf } from "../HelpPages.js"
 
 export {
   loginCommandFor,
@@ -45,8 +45,5 @@ export const statusCommand = Command.make("status", { account: accountFlag, json
   )).pipe(
     Command.withDescription("Show whether you are logged in, when the access token expires, the device id and the token file. Never prints a secret and makes no request. Exit code 7 when not logged in (or when Kimi refused the last refresh)."),
     Command.withShortDescription(summaryOf("status")),
-    Command.withExamples([
-      { command: "kimi-auth status", description: "Human-readable status" },
-      { command: "kimi-auth status --json", description: "For scripts" }
-    ])
+    Command.withExamples(examplesOf("status"))
   )

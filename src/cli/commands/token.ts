@@ -19,7 +19,7 @@ import { accountFlag, debugEnabled, debugFlag } from "../CommonFlags.js"
 import { exitCodeHelp } from "../ExitCode.js"
 import { isoSeconds, out } from "../Output.js"
 import { run } from "../RunCommand.js"
-import { summaryOf } from "../HelpPages.js"
+import { examplesOf, summaryOf } from "../HelpPages.js"
 
 /** Whether two sets hold the same refresh token (the rotation did not happen). */
 export const sameRefresh = (a: TokenSet, b: TokenSet): boolean =>
@@ -65,10 +65,5 @@ export const tokenCommand = Command.make("token", { account: accountFlag, debug:
         "Safe to run from several processes at once: one refresh, one rotation. " + exitCodeHelp
     ),
     Command.withShortDescription(summaryOf("token")),
-    Command.withExamples([
-      {
-        command: 'curl -H "Authorization: Bearer $(kimi-auth token)" https://api.kimi.com/coding/v1/models',
-        description: "Call the API with a fresh token"
-      }
-    ])
+    Command.withExamples(examplesOf("token"))
   )

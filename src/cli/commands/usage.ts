@@ -14,7 +14,7 @@ import { exitCodeHelp } from "../ExitCode.js"
 import { bold, dim, out, red } from "../Output.js"
 import { run } from "../RunCommand.js"
 import { usageJson, usageLines } from "../UsageView.js"
-import { summaryOf } from "../HelpPages.js"
+import { examplesOf, summaryOf } from "../HelpPages.js"
 
 /** `kimi-auth usage`. */
 export const usageCommand = Command.make("usage", { account: accountFlag, json: jsonFlag, debug: debugFlag }, (flags) =>
@@ -36,8 +36,5 @@ export const usageCommand = Command.make("usage", { account: accountFlag, json: 
         "countdown); then the booster wallet and the monthly charge limit. Uses the stored login. " + exitCodeHelp
     ),
     Command.withShortDescription(summaryOf("usage")),
-    Command.withExamples([
-      { command: "kimi-auth usage", description: "How much of the quota is used, and when it resets" },
-      { command: "kimi-auth usage --json", description: "For scripts and status bars" }
-    ])
+    Command.withExamples(examplesOf("usage"))
   )
