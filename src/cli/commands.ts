@@ -1,7 +1,8 @@
 /**
  * The `kimi-auth` root command: its description and examples, and the
  * subcommands, one module each under `commands/` (login, accounts and
- * switch, status, token, usage, logout, emulator). Each command is a thin edge over the core
+ * switch, status, token, usage, logout, emulator, and help and version,
+ * which the fast path answers first). Each command is a thin edge over the core
  * services: it builds the layer (`RunCommand.ts`), runs one effect, prints
  * the outcome, and turns a typed error into its message and exit code.
  *
@@ -10,6 +11,7 @@
 import { Command } from "effect/cli"
 import { accountsCommand, switchCommand } from "./commands/accounts.js"
 import { emulatorCommand } from "./commands/emulator.js"
+import { helpCommand, versionCommand } from "./commands/help.js"
 import { loginCommand } from "./commands/login.js"
 import { logoutCommand } from "./commands/logout.js"
 import { statusCommand } from "./commands/status.js"
@@ -32,7 +34,9 @@ export const rootCommand = Command.make("kimi-auth").pipe(
     tokenCommand,
     usageCommand,
     logoutCommand,
-    emulatorCommand
+    emulatorCommand,
+    helpCommand,
+    versionCommand
   ]),
   Command.withExamples([
     { command: "kimi-auth login", description: "Log in once; the tokens are kept fresh from then on" },

@@ -75,6 +75,11 @@ describe("kimi-auth help", () => {
     const script = await runCli(["--completions", "bash"], env)
     expect(script.code).toBe(0)
     expect(script.stdout).toContain("kimi-auth")
+    // It completes every command the root page lists, help and version included.
+    const words = /compgen -W '([^']*)'/.exec(script.stdout)?.[1]?.split(" ") ?? []
+    expect(words).toEqual(["login", "accounts", "switch", "status", "token", "usage", "logout", "emulator", "help", "version"])
+    const fish = await runCli(["--completions", "fish"], env)
+    for (const c of ["help", "version"]) expect(fish.stdout).toContain(`-n '__fish_use_subcommand' -f -a '${c}'`)
   })
 
   it("help environment names the variables", async () => {
