@@ -15,7 +15,6 @@
  *
  * @since 0.2.0
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { resolveAccountSettings } from "../light/AccountSettings.js"
 import type { CliInvoker } from "../light/CliWords.js"
@@ -23,7 +22,7 @@ import { debugFromEnv } from "../light/Debug.js"
 import { DEVICE_ID_LIMIT_BYTES, deviceIdOfText } from "../light/DeviceIdText.js"
 import { loginStatusOf, type StoredLogin } from "../light/LoginState.js"
 import { type Env, issuerFor } from "../light/ResolveSettings.js"
-import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
+import { lstatOrMissing, readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "../light/SmallFile.js"
 import { parseTokenFileText } from "../light/TokenValidation.js"
 import { ExitCode } from "./ExitCode.js"
 import { DEFAULT_REFRESH_WINDOW_SECONDS, plainAndOurs } from "./FastToken.js"
@@ -58,16 +57,6 @@ export const parseStatusArgs = (args: ReadonlyArray<string>): StatusArgs | undef
 export interface FastAnswer {
   readonly stdout: string
   readonly exitCode: number
-}
-
-/** `lstat`, or `undefined` when nothing is there; other errors are thrown. */
-const lstatOrMissing = (file: string): fs.Stats | undefined => {
-  try {
-    return fs.lstatSync(file)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
-    throw e
-  }
 }
 
 /** The stored login, `undefined` for none, or `"Decline"` when the full command must read it. */

@@ -123,6 +123,16 @@ export const decodeFileText = (bytes: Uint8Array): string => {
   return trimEndPadding(text)
 }
 
+/** `lstat` of `p` (the link itself, never followed), or `undefined` when nothing is there; any other error is thrown. */
+export const lstatOrMissing = (p: string): nodeFs.Stats | undefined => {
+  try {
+    return nodeFs.lstatSync(p)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
+    throw e
+  }
+}
+
 /**
  * Reads `file` when it is a regular file of at most `maxBytes`. Never blocks
  * on a FIFO or device and never allocates more than `maxBytes + 1`. Links are

@@ -22,6 +22,7 @@
 import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
+import { lstatOrMissing } from "../light/SmallFile.js"
 
 /** What a check found: fine, fine after a repair (with a warning to log), or refused with a message. */
 export type PermissionCheck =
@@ -34,14 +35,6 @@ const posix = process.platform !== "win32"
 const myUid = () => (typeof process.getuid === "function" ? process.getuid() : -1)
 const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(3, "0")
 
-const lstat = (p: string): nodeFs.Stats | undefined => {
-  try {
-    return nodeFs.lstatSync(p)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
-    throw e
-  }
-}
 
 /** Whether we may tighten `dir` at all: not the home folder, not a root. */
 const isOwnCandidate = (dir: string) => {
@@ -70,7 +63,7 @@ const chmodNoFollow = (p: string, mode: number, directory: boolean) => {
  */
 export const checkFolder = (dir: string): PermissionCheck => {
   if (!posix) return ok
-  const l = lstat(dir)
+  const l = lstatOrMissing(dir)
   if (l === undefined) return ok
   const uid = myUid()
   const link = l.isSymbolicLink()
@@ -108,7 +101,7 @@ export const checkFolder = (dir: string): PermissionCheck => {
  */
 export const checkFile = (file: string): PermissionCheck => {
   if (!posix) return ok
-  const l = lstat(file)
+  const l = lstatOrMissing(file)
   if (l === undefined) return ok
   if (l.isSymbolicLink()) {
     return refused(
