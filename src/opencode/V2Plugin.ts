@@ -258,6 +258,10 @@ const registerHooks = async (ctx: V2Context, regions: ReadonlyArray<RegionV2>, o
     }
     : undefined
   const h = makeV2Handlers(regions, rows, onAnswered)
+  // 2.1 fires a hook registered with `{ providerID }` for that provider only, and takes its own path around
+  // a call (the request rebuilt, the answer copied) only for a provider something hooks: with one
+  // registration per Kimi provider, calls to the user's other providers cost nothing of ours (NOTES.md, "Cost").
+  const scopes = rows === undefined ? [undefined] : regions.map((r) => ({ providerID: r.providerId }))
   const out: Array<Registration> = []
   for (const [name, callback] of [
     ["http.request", h.httpRequest],
@@ -268,15 +272,9 @@ const registerHooks = async (ctx: V2Context, regions: ReadonlyArray<RegionV2>, o
     ["retry", h.retry]
   ] as const) {
     const safe = guarded(name, callback as (e: any) => unknown, debug)
-    if (rows === undefined) {
-      out.push(await tryRegister(`session.hook("${name}")`, () => hook.call(ctx.session, name, safe)))
-      continue
-    }
-    // 2.1 fires a hook registered with `{ providerID }` for that provider only, and takes its own path around
-    // a call (the request rebuilt, the answer copied) only for a provider something hooks: calls to the
-    // user's other providers then cost nothing of ours (NOTES.md, "Cost").
-    for (const r of regions) {
-      out.push(await tryRegister(`session.hook("${name}", ${r.providerId})`, () => hook.call(ctx.session, name, safe, { providerID: r.providerId })))
+    for (const scope of scopes) {
+      const what = `session.hook("${name}"${scope === undefined ? "" : `, ${scope.providerID}`})`
+      out.push(await tryRegister(what, () => scope === undefined ? hook.call(ctx.session, name, safe) : hook.call(ctx.session, name, safe, scope)))
     }
   }
   return out
