@@ -52,6 +52,14 @@ export interface FileKind {
   isSymbolicLink(): boolean
 }
 
+/** The parts of a file's stats (`fs.Stats`) the storage checks read, named here so the declarations need no Node types. */
+export interface FileStat extends FileKind {
+  isFile(): boolean
+  readonly uid: number
+  readonly mode: number
+  readonly size: number
+}
+
 /** What `st` is, in words for a message: "a folder", "a named pipe (FIFO)", … */
 export const describeKind = (st: FileKind): string =>
   st.isDirectory()
@@ -124,7 +132,7 @@ export const decodeFileText = (bytes: Uint8Array): string => {
 }
 
 /** `lstat` of `p` (the link itself, never followed), or `undefined` when nothing is there; any other error is thrown. */
-export const lstatOrMissing = (p: string): nodeFs.Stats | undefined => {
+export const lstatOrMissing = (p: string): FileStat | undefined => {
   try {
     return nodeFs.lstatSync(p)
   } catch (e) {

@@ -14,7 +14,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { PlainSettings } from "./ResolveSettings.js"
-import { readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "./SmallFile.js"
+import { type FileStat, readSmallFileSync, TOKEN_FILE_LIMIT_BYTES } from "./SmallFile.js"
 import { isDueAt, parseTokenFileText, type PlainTokenFile } from "./TokenValidation.js"
 
 const posix = process.platform !== "win32"
@@ -25,7 +25,7 @@ const myUid = () => (typeof process.getuid === "function" ? process.getuid() : -
  * warning or a refusal (StoragePermissions.ts): not a link, ours, and no
  * group or other access.
  */
-export const plainAndOurs = (st: fs.Stats, directory: boolean): boolean =>
+export const plainAndOurs = (st: FileStat, directory: boolean): boolean =>
   (directory ? st.isDirectory() : st.isFile()) && (!posix || (st.uid === myUid() && (st.mode & 0o077) === 0))
 
 /**
