@@ -99,6 +99,7 @@ export const COMMAND_PAGES = {
       ["--interval, --access-token-ttl, --device-code-ttl", "Polling interval and lifetimes, in seconds"],
       ["--error-rate, --drop-rate, --rate-limit-rate", "Shares (0..1) of 5xx answers, dropped connections, 429s"],
       ["--retry-after, --latency, --fault-paths, --seed", "Shape the faults; --seed makes them repeatable"],
+      ["--chunk-delay <ms>", "A slow model: a pause between the chunks of a streamed answer"],
       ["--quota-5h, --quota-week, --quota-month", "Chat completions allowed per window"],
       ["--quota-refusal 403|429, --rate-limited", "How a used-up quota or a rate limit is answered"],
       ["--usages new|old, --client-id <id>", "The /usages shape; the accepted OAuth client id"],

@@ -1,6 +1,7 @@
 /**
  * Fault injection for the Kimi emulator: proxy-style 5xx pages, dropped
- * connections, 429 with `Retry-After`, and added latency.
+ * connections, 429 with `Retry-After`, added latency, and a model that
+ * writes slowly (a pause between the chunks of a streamed answer).
  *
  * Each fault is off by default. With a `seed` the sequence of decisions is
  * deterministic: every request in scope draws exactly two numbers from a
@@ -22,6 +23,12 @@ export interface FaultOptions {
   readonly retryAfterSeconds?: number | undefined
   /** Real (wall-clock) delay added before every in-scope request is handled, in ms. */
   readonly latencyMillis?: number | undefined
+  /**
+   * Real (wall-clock) pause before each chunk of a streamed chat answer after
+   * the first, in ms: a model that writes slowly, so a client can be seen
+   * passing the answer on as it arrives. Not scoped by `paths`.
+   */
+  readonly chunkDelayMillis?: number | undefined
   /**
    * Paths the faults apply to: an entry matches the path itself and every
    * path below it (`/coding/v1` matches `/coding/v1/models`). Default
@@ -90,6 +97,12 @@ export class FaultInjector {
   latencyFor(path: string): number {
     const ms = this.options.latencyMillis ?? 0
     return ms > 0 && pathInScope(path, this.options.paths ?? DEFAULT_FAULT_PATHS) ? ms : 0
+  }
+
+  /** The pause between the chunks of a streamed chat answer, in ms (0: none). */
+  chunkDelay(): number {
+    const ms = this.options.chunkDelayMillis ?? 0
+    return Number.isFinite(ms) && ms > 0 ? ms : 0
   }
 
   /** Decides the fault for one request to `path`. */

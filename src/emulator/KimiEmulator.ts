@@ -11,7 +11,7 @@
  * Time comes from Effect's `Clock` of the fiber that ran {@link make} (so a
  * `TestClock` drives it), or from the `now` option, plus any
  * {@link EmulatorHandle.advanceTime} skew. Faults (5xx pages, dropped
- * connections, 429, latency) are off by default; see `Faults.ts`.
+ * connections, 429, latency, slow streaming) are off by default; see `Faults.ts`.
  *
  * Entry points: {@link make} (scoped Effect), {@link start} (promise, with
  * `close()`), {@link serve} (CLI: prints the URL, runs until interrupted).
@@ -49,6 +49,7 @@ import {
   type MutableRecord,
   parseForm,
   parseJson,
+  realDelay,
   type RecordedRequest,
   type RouteDeps
 } from "./routes/Shared.js"
@@ -182,13 +183,6 @@ const routes = (deps: RouteDeps) =>
     ...meRoutes(deps),
     ...chatRoutes(deps)
   ])
-
-/** Wall-clock delay, deliberately not on the Effect clock: latency is a network effect. */
-const realDelay = (millis: number) =>
-  Effect.callback<void>((resume) => {
-    const timer = setTimeout(() => resume(Effect.void), millis)
-    return Effect.sync(() => clearTimeout(timer))
-  })
 
 const header = (headers: Readonly<Record<string, string>>, name: string) => headers[name.toLowerCase()]
 
@@ -330,7 +324,7 @@ export const make = (options: EmulatorOptions = {}): Effect.Effect<EmulatorHandl
 
     const quota = new Quota({ ...options.quota, usages: options.quota?.usages ?? options.usages })
     const account = { userId: "emu-user-1", region: options.region ?? "mainland-cn" }
-    const app = yield* HttpRouter.toHttpEffect(routes({ state, quota, account, users }))
+    const app = yield* HttpRouter.toHttpEffect(routes({ state, quota, account, users, chunkDelayMillis: () => faults.chunkDelay() }))
 
     const handler = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest

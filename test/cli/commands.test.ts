@@ -280,6 +280,11 @@ describe("emulator: flags to options", () => {
     expect(o.quota?.retryAfterSeconds).toBe(2)
   })
 
+  it("--chunk-delay alone is a fault setting: a slow model", () => {
+    expect(emulatorOptions(flags({ chunkDelay: Option.some(300) })).faults?.chunkDelayMillis).toBe(300)
+    expect(emulatorOptions(flags({ chunkDelay: none })).faults).toBeUndefined()
+  })
+
   it("reads numbers and ports strictly", () => {
     expect(finite("0.3")).toEqual(Option.some(0.3))
     for (const bad of ["", "  ", "abc", "Infinity", "NaN"]) expect(finite(bad)).toEqual(Option.none())

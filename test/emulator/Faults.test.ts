@@ -104,13 +104,47 @@ describe("emulator faults", () => {
 
   it.live("latency delays in-scope requests by real time", () =>
     Effect.gen(function*() {
-      const emu = yield* KimiEmulator.make({ faults: { latencyMillis: 200 } })
+      // 2 s against the 1 s bound: a loaded machine slows the second request, never by a second.
+      const emu = yield* KimiEmulator.make({ faults: { latencyMillis: 2000 } })
       const t0 = Date.now()
       assert.strictEqual((yield* P(() => authorize(emu.url))).status, 200)
-      assert.isAtLeast(Date.now() - t0, 190)
+      assert.isAtLeast(Date.now() - t0, 1990)
       emu.setFaults({})
       const t1 = Date.now()
       yield* P(() => authorize(emu.url))
-      assert.isBelow(Date.now() - t1, 150)
+      assert.isBelow(Date.now() - t1, 1000)
+    }))
+
+  it.live("chunkDelayMillis: a streamed answer arrives chunk by chunk, paced by real time; whole answers are not held", () =>
+    Effect.gen(function*() {
+      const emu = yield* KimiEmulator.make({ faults: { chunkDelayMillis: 150 } })
+      const token = emu.issueTokens().accessToken
+      const chat = (stream: boolean) =>
+        fetch(`${emu.apiBaseUrl}/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: KimiEmulator.MODEL_ID, stream, messages: [{ role: "user", content: "one two three" }] })
+        })
+      const arrivals = yield* P(async () => {
+        const res = await chat(true)
+        const t0 = Date.now()
+        const times: Array<number> = []
+        let text = ""
+        const reader = res.body!.getReader()
+        for (let r = await reader.read(); !r.done; r = await reader.read()) {
+          times.push(Date.now() - t0)
+          text += new TextDecoder().decode(r.value)
+        }
+        return { times, text }
+      })
+      const events = arrivals.text.split("\n\n").filter((e) => e.startsWith("data: "))
+      assert.isAtLeast(events.length, 8)
+      assert.strictEqual(events.at(-1), "data: [DONE]")
+      // Each event after the first waits 150 ms: the last arrives no sooner than that many pauses.
+      assert.isAtLeast(arrivals.times.at(-1)!, (events.length - 1) * 150 - 20)
+      assert.isAtLeast(arrivals.times.length, 3, "read in several pieces, as sent")
+      const t1 = Date.now()
+      assert.strictEqual((yield* P(() => chat(false).then((r) => r.status))), 200)
+      assert.isBelow(Date.now() - t1, (events.length - 1) * 150, "a whole answer is not paced")
     }))
 })

@@ -65,6 +65,31 @@ describe.skipIf(missing !== undefined)("opencode-kimi-auth inside OpenCode 2.1.2
     }
   }, TEST_TIMEOUT)
 
+  it("a streamed answer reaches the host's clients as Kimi writes it: through our hooks, no chunk is held back (the event stream the TUI reads)", async () => {
+    const { e, tokenFile } = await world()
+    await login(e)
+    const server = await e.serve()
+    // A slow model: 300 ms between the chunks of every streamed answer (about 10 chunks).
+    suite.emulator.setFaults({ chunkDelayMillis: 300 })
+    try {
+      suite.emulator.clearRequests()
+      const r = await e.cli(["run", "--server", server.url, "-m", `${CN}/kimi-for-coding`, "Say hello"], { env: server.clientEnv })
+      answered(r, e)
+    } finally {
+      suite.emulator.setFaults({})
+    }
+    // The answer passed our http.request / http.response hooks: our bearer and identity on the wire.
+    const answer = chats().find((c) => JSON.stringify(c.json).includes('"stream":true'))
+    expect(answer?.bearer).toBe(readTokens(tokenFile).access_token)
+    expect(answer?.msh.platform).toBe("kimi_cli")
+    const deltas = server.events().filter((x) => x.event.type === "session.text.delta")
+    expect(deltas.map((x) => x.event.data.delta).join("")).toContain(GREETING)
+    // Passed on as it arrives: the deltas reach the client over the answer's whole duration (buffered, they would
+    // arrive within a few ms of each other, after the last chunk). A loaded machine only spreads them further.
+    expect(deltas.length).toBeGreaterThanOrEqual(3)
+    expect(deltas.at(-1)!.at - deltas[0]!.at).toBeGreaterThan(1_200)
+  }, TEST_TIMEOUT)
+
   it("#off reaches Kimi as thinking disabled, #high as thinking enabled with its effort, and the account's own model answers", async () => {
     const { e } = await world()
     await login(e)

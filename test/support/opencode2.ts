@@ -10,7 +10,8 @@
  * with `plugins` and both Kimi providers pointed at the emulator) and drives
  * the host's CLI, always `--standalone` (a private server per command: 2.1's
  * background service takes one fixed port per machine): `auth login|list|
- * switch|logout|export|import`, `run`, `plugin add`, and the credential
+ * switch|logout|export|import`, `run`, `plugin add`, a `serve` on a free
+ * loopback port with its `/api/event` stream (what the TUI reads), and the credential
  * table of its SQLite database (read with `bun:sqlite` through the host
  * acting as Bun). Each world has its own data folder: OpenCode 1.18.33
  * refuses a database 2.1.2 has written.
@@ -131,7 +132,19 @@ export interface V2Env {
   databaseBytes(): string
   /** Host logs (for failure messages). */
   logs(): string
+  /** `serve` on a free loopback port (password-protected), its event stream read from the start; killed with the world. */
+  serve(): Promise<V2Server>
   dispose(): Promise<void>
+}
+
+/** A running `opencode serve` of one world. */
+export interface V2Server {
+  /** `http://127.0.0.1:<port>`, for `run --server`. */
+  readonly url: string
+  /** The environment a client of this server needs (its password). */
+  readonly clientEnv: Record<string, string>
+  /** Every event of `/api/event` so far, with when it was read (ms, `performance.now()`). */
+  readonly events: () => ReadonlyArray<{ readonly at: number; readonly event: { readonly type?: string; readonly data?: any } }>
 }
 
 export interface V2EnvOptions {
@@ -226,6 +239,53 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
     }))
   }
 
+  const serve = async (): Promise<V2Server> => {
+    const password = "test-password"
+    const child = spawn(options.bin, ["serve", "--hostname", "127.0.0.1", "--port", "0"], {
+      cwd: projectDir,
+      env: { ...env, OPENCODE_PASSWORD: password },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true
+    })
+    children.add(child)
+    let out = ""
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`serve printed no address in 60 s: ${out}`)), 60_000)
+      const read = (b: Buffer) => {
+        out += b.toString()
+        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)
+        if (m) {
+          clearTimeout(timer)
+          resolve(m[1]!)
+        }
+      }
+      child.stdout!.on("data", read)
+      child.stderr!.on("data", read)
+      child.on("close", (code) => reject(new Error(`serve ended (${code}): ${out}`)))
+    })
+    const headers = { authorization: `Basic ${Buffer.from(`opencode:${password}`).toString("base64")}` }
+    const res = await fetch(`${url}/api/event`, { headers })
+    if (!res.ok || res.body === null) throw new Error(`GET ${url}/api/event: ${res.status}`)
+    const events: Array<{ at: number; event: any }> = []
+    void (async () => {
+      const decoder = new TextDecoder()
+      let pending = ""
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        const at = performance.now()
+        pending += decoder.decode(chunk, { stream: true })
+        const lines = pending.split("\n")
+        pending = lines.pop() ?? ""
+        for (const line of lines) {
+          if (!line.startsWith("data: ")) continue
+          try {
+            events.push({ at, event: JSON.parse(line.slice(6)) })
+          } catch {}
+        }
+      }
+    })().catch(() => {})
+    return { url, clientEnv: { OPENCODE_PASSWORD: password }, events: () => [...events] }
+  }
+
   return {
     root,
     home,
@@ -244,6 +304,7 @@ export async function makeV2Env(options: V2EnvOptions): Promise<V2Env> {
         : ""
     },
     logs,
+    serve,
     dispose: async () => {
       for (const c of children) kill(c)
       children.clear()

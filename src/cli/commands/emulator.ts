@@ -59,6 +59,8 @@ export interface EmulatorFlags {
   readonly rateLimitRate: Option.Option<number>
   readonly retryAfter: Option.Option<number>
   readonly latency: Option.Option<number>
+  /** `--chunk-delay`: milliseconds between the chunks of a streamed answer (a slow model). */
+  readonly chunkDelay?: Option.Option<number> | undefined
   readonly faultPaths: Option.Option<string>
   readonly seed: Option.Option<number>
   readonly clientId: Option.Option<string>
@@ -84,6 +86,7 @@ export const emulatorOptions = (flags: EmulatorFlags): EmulatorOptions => {
     tooManyRequestsRate: value(flags.rateLimitRate),
     retryAfterSeconds: value(flags.retryAfter),
     latencyMillis: value(flags.latency),
+    chunkDelayMillis: flags.chunkDelay === undefined ? undefined : value(flags.chunkDelay),
     paths: value(flags.faultPaths)?.split(",").map((p) => p.trim()).filter((p) => p !== ""),
     seed: value(flags.seed)
   }
@@ -123,6 +126,7 @@ export const emulatorCommand = Command.make(
     rateLimitRate: optionalNumber("rate-limit-rate", "Share (0..1) of requests answered 429 with Retry-After", SHARE),
     retryAfter: optionalNumber("retry-after", "Retry-After of the 429 answers, in seconds (default 1)", SECONDS),
     latency: optionalNumber("latency", "Milliseconds added to every request", MS),
+    chunkDelay: optionalNumber("chunk-delay", "Milliseconds between the chunks of a streamed answer (a slow model)", MS),
     faultPaths: Flag.optional(Flag.String("fault-paths")).pipe(
       Flag.withDescription("Comma-separated paths the faults apply to (default /api/oauth,/coding/v1)")
     ),

@@ -2,16 +2,18 @@
  * The emulator's `POST /coding/v1/chat/completions`: a JSON body with a known
  * model and messages, checked against the quota (Kimi's refusals once a window
  * is used up), then answered whole or streamed as SSE, with
- * `reasoning_content` first when thinking is on (as Kimi streams it).
+ * `reasoning_content` first when thinking is on (as Kimi streams it), paced
+ * by `chunkDelayMillis` when a slow model is asked for.
  *
  * @since 0.2.0
  */
+import * as Effect from "effect/Effect"
 import * as HttpRouter from "effect/http/HttpRouter"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import * as Stream from "effect/Stream"
 import { findModel, MODELS, reasoningText, thinkingOf } from "../Models.js"
 import { withBearer } from "./Api.js"
-import { apiError, mediaType, type MutableRecord, type RouteDeps } from "./Shared.js"
+import { apiError, mediaType, type MutableRecord, realDelay, type RouteDeps } from "./Shared.js"
 
 /** The start of every chat answer. */
 export const GREETING = "Hello from the Kimi emulator"
@@ -57,7 +59,7 @@ const wholeAnswer = (c: Completion) =>
     usage: c.usage
   })
 
-const streamedAnswer = (c: Completion, includeUsage: boolean) => {
+const streamedAnswer = (c: Completion, includeUsage: boolean, chunkDelayMillis: number) => {
   const chunk = (choices: ReadonlyArray<unknown>, extra: Record<string, unknown> = {}) =>
     `data: ${JSON.stringify({ id: c.id, object: "chat.completion.chunk", created: c.created, model: c.model, choices, ...extra })}\n\n`
   const words = (s: string) => s.match(/\S+\s*/g) ?? [s]
@@ -74,7 +76,10 @@ const streamedAnswer = (c: Completion, includeUsage: boolean) => {
     ...(includeUsage ? [chunk([], { usage: c.usage })] : []),
     "data: [DONE]\n\n"
   ]
-  return HttpServerResponse.stream(Stream.fromIterable(events).pipe(Stream.encodeText), {
+  const paced = chunkDelayMillis > 0
+    ? Stream.fromIterable(events).pipe(Stream.mapEffect((e, i) => i === 0 ? Effect.succeed(e) : Effect.as(realDelay(chunkDelayMillis), e)))
+    : Stream.fromIterable(events)
+  return HttpServerResponse.stream(paced.pipe(Stream.encodeText), {
     contentType: "text/event-stream",
     headers: { "cache-control": "no-cache" }
   })
@@ -102,7 +107,7 @@ const completionOf = (id: string, created: number, modelId: string, req: Record<
 }
 
 /** `POST /coding/v1/chat/completions`. */
-export const chatRoutes = ({ state, quota }: RouteDeps) => {
+export const chatRoutes = ({ chunkDelayMillis, state, quota }: RouteDeps) => {
   let completionSeq = 0
   const chat = withBearer(state)((rec) => {
     const body = rec.json
@@ -129,7 +134,7 @@ export const chatRoutes = ({ state, quota }: RouteDeps) => {
     const options = req["stream_options"]
     const includeUsage = typeof options === "object" && options !== null &&
       (options as Record<string, unknown>)["include_usage"] === true
-    return streamedAnswer(c, includeUsage)
+    return streamedAnswer(c, includeUsage, chunkDelayMillis())
   })
   return [HttpRouter.route("POST", "/coding/v1/chat/completions", chat)]
 }

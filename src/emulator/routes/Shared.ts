@@ -11,6 +11,7 @@
  * @since 0.2.0
  */
 import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import * as HttpServerResponse from "effect/http/HttpServerResponse"
 import type { Quota } from "../Quota.js"
 import type { EmulatorState } from "../State.js"
@@ -75,7 +76,19 @@ export interface RouteDeps {
   readonly account: { readonly userId: string; readonly region: string }
   /** The Kimi users a login can be approved as (`/me`, the device page's chooser). */
   readonly users: Users
+  /** The pause between the chunks of a streamed chat answer now, in ms (`FaultOptions.chunkDelayMillis`). */
+  readonly chunkDelayMillis: () => number
 }
+
+/**
+ * Wall-clock delay, deliberately not on the Effect clock: latency and a slow
+ * model are network effects, which a test's clock does not move.
+ */
+export const realDelay = (millis: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), millis)
+    return Effect.sync(() => clearTimeout(timer))
+  })
 
 /** The form media type of OAuth requests. */
 export const FORM = "application/x-www-form-urlencoded"
