@@ -6,7 +6,9 @@
  *
  * Upgrade safety: an account whose user is not known yet (an `oauth.json`
  * from before accounts) is asked `/me` first, through its own manager,
- * so logging in again as that user replaces it instead of adding a twin.
+ * so logging in again as that user replaces it instead of adding a twin;
+ * and before a login replaces `oauth.json` as its user's, `oauth.json` is
+ * asked who it holds now (an older release may have logged another user in).
  * When `/me` cannot answer, the login is still stored: in `oauth.json` when
  * that holds no login, else as a new account, never over another login.
  *
@@ -73,6 +75,29 @@ const learnUnknown = (region: TokenSet["region"]) =>
   })
 
 /**
+ * Before a login of `user` replaces `oauth.json` because the registry says it
+ * is theirs: asks who it holds now. An older release beside this one keeps one
+ * login per folder, in `oauth.json`, and may have logged another user in there
+ * since; that login must not be overwritten. When `/me` says `oauth.json` holds
+ * another user, the registry learns it, and the login goes beside it as a new
+ * account. A login that cannot say (refused, offline) is replaced as the
+ * registry says: the same user logging in again is how a dead login is mended.
+ */
+const recheckDefault = (user: KimiUser, region: TokenSet["region"]) =>
+  Effect.gen(function*() {
+    const settings = yield* KimiAuthConfig
+    const account = readAccountsSync(settings.storageDir).accounts.find((a) =>
+      a.file === DEFAULT_TOKEN_FILE_NAME && a.userId === user.userId && a.region === region
+    )
+    if (account === undefined || peekTokenFile(nodePath.join(settings.storageDir, account.file))._tag !== "Login") return
+    const holder = yield* learnUser(account, { refresh: true })
+    if (holder === undefined || holder.userId === user.userId) return
+    yield* Effect.logDebug(`login: ${account.file} holds user ${holder.userId} now (an older release logged them in); recorded`)
+    yield* updateRegistry((now) => learn(now.registry, now.accounts.find((a) => a.file === account.file) ?? account, holder))
+      .pipe(Effect.ignore)
+  })
+
+/**
  * Stores approved tokens as an account: `/me` says who; the same user (in
  * the same region) replaces their account's login, another user adds an
  * account; the account becomes active in its region and current. Approved
@@ -96,7 +121,10 @@ export const storeAsAccount = (
     const firstHere = () => peekTokenFile(defaultFile)._tag === "None" && readAccountsSync(dir).accounts.length === 0
     const asked = !firstHere()
     const known = asked ? yield* whoIs(tokens) : undefined
-    if (known !== undefined) yield* learnUnknown(region)
+    if (known !== undefined) {
+      yield* learnUnknown(region)
+      yield* recheckDefault(known, region)
+    }
     // The choice and the save under the registry's lock: two logins at once never pick the same free file.
     return yield* withRegistryLock(Effect.gen(function*() {
       const store = (file: string) =>

@@ -210,6 +210,30 @@ describe("upgrade: a login from before accounts", () => {
     expect(emulator.stats().spentTokenReplays).toBe(0)
   }, 60_000)
 
+  it("an older release logged another user into oauth.json: a login of the user the list names there keeps it and goes beside it", async () => {
+    await loginAs("u-ada")
+    expect(await accounts()).toEqual([expect.objectContaining({ default: true, user_id: "u-ada" })])
+    // An older release (one login per folder) beside this one logs Bob in: it writes oauth.json in the seed's format.
+    const bob = emulator.issueTokens("u-bob")
+    const deviceId = fs.readFileSync(path.join(storage(), "device_id"), "utf8").trim()
+    const seed = JSON.stringify({
+      version: 1, access_token: bob.accessToken, refresh_token: bob.refreshToken, token_type: "Bearer",
+      expires_in: 900, scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 900, device_id: deviceId,
+      region: "mainland-cn"
+    }, null, 2) + "\n"
+    fs.writeFileSync(path.join(storage(), "oauth.json"), seed, { mode: 0o600 })
+    // Ada logs in again: the list said oauth.json was hers, but it holds Bob's login now, which is kept.
+    const again = await loginAs("u-ada")
+    expect(again).toMatchObject({ replaced_login: false })
+    expect(again["token_file"]).not.toBe(path.join(storage(), "oauth.json"))
+    expect(fs.readFileSync(path.join(storage(), "oauth.json"), "utf8")).toBe(seed)
+    const listed = await accounts()
+    expect(listed.map((a) => [a.user_id, a.default === true])).toEqual([["u-bob", true], ["u-ada", false]])
+    expect(await whoHolds(await token("--account", "default"))).toBe("u-bob")
+    expect(await whoHolds(await token())).toBe("u-ada")
+    expect(emulator.stats().spentTokenReplays).toBe(0)
+  }, 60_000)
+
   it("an unknown default is asked who it is before a login, so the same user replaces it", async () => {
     const issued = emulator.issueTokens("u-ada")
     fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
