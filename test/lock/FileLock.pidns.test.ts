@@ -117,10 +117,12 @@ describe.skipIf(!canUnshare)("a lock holder in another PID namespace with the sa
     const dir = login("kimi-pidns-hold-", 900)
     const holder = run(true, path.join(repoRoot, "test", "fixtures", "store-lock.mjs"), [lib, dir, "hold", "1500"])
     await waitFor(() => holder.output().includes("held "), "the sandboxed child holds the lock")
-    const released = await Effect.runPromise(Effect.flatMap(lockOf(dir), (lock) =>
-      lock.withLock(Effect.sync(() => holder.output().includes("released")))))
+    // The holder writes hold-ended before it lets go: a fair take finds it. (Not its "released" line: the pipe
+    // may deliver that after the waiter, woken by the lock file's removal, is already inside.)
+    const holdEnded = await Effect.runPromise(Effect.flatMap(lockOf(dir), (lock) =>
+      lock.withLock(Effect.sync(() => fs.existsSync(path.join(dir, "hold-ended"))))))
     // Before: taken at once (pid 1 here is another process), while the holder was inside.
-    expect(released, holder.output()).toBe(true)
+    expect(holdEnded, holder.output()).toBe(true)
     expect(await holder.done).toBe(0)
   }, 60_000)
 
