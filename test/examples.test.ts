@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import * as KimiEmulator from "../src/emulator/KimiEmulator.js"
 import { isolatedEnv, makeTemp, repoRoot, rmTemp } from "./support/cli.js"
+import { seedLogin } from "./support/tokens.js"
 
 let home: string
 let emu: KimiEmulator.StartedEmulator | undefined
@@ -86,15 +87,12 @@ describe("examples/", () => {
       emu = await KimiEmulator.start()
       const tokens = emu.issueTokens()
       const dir = path.join(home, ".opencode-kimi-auth")
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-      fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
-        access_token: tokens.accessToken,
-        refresh_token: tokens.refreshToken,
-        token_type: "Bearer",
-        expires_in: tokens.expiresIn,
-        scope: "kimi-code",
-        expires_at: Math.floor(emu.now() / 1000) + tokens.expiresIn
-      }), { mode: 0o600 })
+      seedLogin(path.join(dir, "oauth.json"), {
+        access: tokens.accessToken,
+        refresh: tokens.refreshToken,
+        expiresAt: Math.floor(emu.now() / 1000) + tokens.expiresIn,
+        extra: { expires_in: tokens.expiresIn }
+      })
       const env = isolatedEnv(home, { KIMI_OAUTH_HOST: emu.oauthHost, KIMI_CODE_BASE_URL: emu.apiBaseUrl, KIMI_EXAMPLE_PROMPT: name })
       const r = await runExample(name, env)
       expect(r.stderr).toBe("")

@@ -10,6 +10,7 @@ import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
+import { seedLogin } from "../support/tokens.js"
 
 const USERS = [
   { userId: "u-ada", nickname: "Ada", email: "ada@example.com" },
@@ -236,11 +237,11 @@ describe("upgrade: a login from before accounts", () => {
 
   it("an unknown default is asked who it is before a login, so the same user replaces it", async () => {
     const issued = emulator.issueTokens("u-ada")
-    fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
-    fs.writeFileSync(path.join(storage(), "oauth.json"), JSON.stringify({
-      access_token: issued.accessToken, refresh_token: issued.refreshToken, token_type: "Bearer",
-      expires_in: 900, scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 900
-    }), { mode: 0o600 })
+    seedLogin(path.join(storage(), "oauth.json"), {
+      access: issued.accessToken,
+      refresh: issued.refreshToken,
+      expiresAt: Math.floor(Date.now() / 1000) + 900
+    })
     const r = await loginAs("u-ada")
     expect(r).toMatchObject({ token_file: path.join(storage(), "oauth.json"), replaced_login: true })
     expect(await accounts()).toHaveLength(1)

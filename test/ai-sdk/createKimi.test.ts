@@ -4,13 +4,13 @@
  * server for Kimi's quota answer.
  */
 import { APICallError, generateText, streamText } from "ai"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { createKimi, type KimiProvider, toKimiThinking } from "../../src/ai-sdk/index.js"
 import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+import { seedLogin } from "../support/tokens.js"
 
 let dir: string
 let emu: KimiEmulator.StartedEmulator | undefined
@@ -30,19 +30,13 @@ afterEach(async () => {
 })
 
 /** A login on disk, as `kimi-auth login` leaves it. */
-const seed = (tokens: { accessToken: string; refreshToken: string }) =>
-  fs.writeFileSync(
-    path.join(dir, "oauth.json"),
-    JSON.stringify({
-      access_token: tokens.accessToken,
-      refresh_token: tokens.refreshToken,
-      token_type: "Bearer",
-      expires_in: 900,
-      scope: "kimi-code",
-      expires_at: Math.floor(Date.now() / 1000) + 800
-    }),
-    { mode: 0o600 }
-  )
+const seed = (tokens: { accessToken: string; refreshToken: string }, extra: Record<string, unknown> = {}) =>
+  seedLogin(path.join(dir, "oauth.json"), {
+    access: tokens.accessToken,
+    refresh: tokens.refreshToken,
+    expiresAt: Math.floor(Date.now() / 1000) + 800,
+    extra
+  })
 
 describe("createKimi against the emulator", () => {
   it("generateText and streamText answer; an access token revoked mid-session is healed by one refresh", async () => {
@@ -69,18 +63,7 @@ describe("createKimi against the emulator", () => {
 
   it("without pinned hosts, requests follow the API base stored with the login (its issuer), not the region default", async () => {
     emu = await KimiEmulator.start()
-    const tokens = emu.issueTokens()
-    fs.writeFileSync(path.join(dir, "oauth.json"), JSON.stringify({
-      access_token: tokens.accessToken,
-      refresh_token: tokens.refreshToken,
-      token_type: "Bearer",
-      expires_in: 900,
-      scope: "kimi-code",
-      expires_at: Math.floor(Date.now() / 1000) + 800,
-      oauth_host: emu.oauthHost,
-      api_base_url: emu.apiBaseUrl,
-      region: "global"
-    }), { mode: 0o600 })
+    seed(emu.issueTokens(), { oauth_host: emu.oauthHost, api_base_url: emu.apiBaseUrl, region: "global" })
     const saved = { ...process.env }
     for (const k of ["KIMI_OAUTH_HOST", "KIMI_CODE_OAUTH_HOST", "KIMI_CODE_BASE_URL"]) delete process.env[k]
     try {

@@ -15,6 +15,7 @@ import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
 import { hasScript, runInPty, stripAnsi } from "../support/pty.js"
 import { type RotatingServer, startRotatingServer } from "../support/rotatingServer.js"
+import { seedLogin } from "../support/tokens.js"
 
 let home: string
 let server: RotatingServer | undefined
@@ -37,20 +38,7 @@ const now = () => Math.floor(Date.now() / 1000)
 
 /** A token file as Kimi's clients write it; `extra` adds fields (say `region`). */
 const seed = (expiresAt: number, refresh = "rt-0", extra: Record<string, unknown> = {}) => {
-  fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
-  fs.writeFileSync(
-    tokenFile(),
-    JSON.stringify({
-      access_token: "at-0",
-      refresh_token: refresh,
-      token_type: "Bearer",
-      expires_in: 900,
-      scope: "kimi-code",
-      expires_at: expiresAt,
-      ...extra
-    }),
-    { mode: 0o600 }
-  )
+  seedLogin(tokenFile(), { refresh, expiresAt, extra })
   fs.writeFileSync(path.join(storage(), "device_id"), "0f0e0d0c-0b0a-4909-8807-060504030201", { mode: 0o600 })
 }
 

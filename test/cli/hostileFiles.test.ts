@@ -16,19 +16,11 @@ import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
 import { startScriptedServer } from "../support/scriptedServer.js"
 import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
 import { preloadEnv } from "../support/runtime.js"
+import { seedText } from "../support/tokens.js"
 
 const DEVICE = "2b7e1516-28ae-4d2a-a6d2-8f1e2f3a4b5c"
 const tokenFile = (expiresAt: number, deviceId = DEVICE) =>
-  JSON.stringify({
-    version: 1,
-    access_token: "at-file",
-    refresh_token: "rt-file",
-    token_type: "Bearer",
-    expires_in: 900,
-    scope: "kimi-code",
-    expires_at: expiresAt,
-    device_id: deviceId
-  }) + "\n"
+  seedText({ access: "at-file", refresh: "rt-file", expiresAt, extra: { version: 1, device_id: deviceId } }) + "\n"
 
 const temps: Array<string> = []
 const home = () => {

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { isolatedEnv, makeTemp, repoRoot, rmTemp, runCli } from "../support/cli.js"
 import { type Hostile, type HostileServer, startHostileServer } from "../support/hostileServer.js"
 import { preloadEnv } from "../support/runtime.js"
+import { seedLogin } from "../support/tokens.js"
 
 let home: string
 let servers: Array<HostileServer> = []
@@ -26,14 +27,7 @@ afterEach(async () => {
 const storage = () => path.join(home, ".opencode-kimi-auth")
 const tokenFile = () => path.join(storage(), "oauth.json")
 const now = () => Math.floor(Date.now() / 1000)
-const seed = (fields: Record<string, unknown>) => {
-  fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
-  fs.writeFileSync(
-    tokenFile(),
-    JSON.stringify({ access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code", ...fields }),
-    { mode: 0o600 }
-  )
-}
+const seed = (fields: { readonly expires_at: number }) => seedLogin(tokenFile(), { expiresAt: fields.expires_at })
 const serve = async (mode: Hostile) => {
   const s = await startHostileServer(mode)
   servers.push(s)

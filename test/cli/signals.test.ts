@@ -10,6 +10,7 @@ import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { type SlowRotatingServer, startSlowRotatingServer } from "../support/slowRotatingServer.js"
+import { seedExpiredLogin } from "../support/tokens.js"
 import { start } from "../../src/emulator/KimiEmulator.js"
 
 let home: string
@@ -30,14 +31,7 @@ const tokenFile = () => path.join(storage(), "oauth.json")
 const now = () => Math.floor(Date.now() / 1000)
 
 /** An expired token set on disk, so `token` must refresh. */
-const seedExpired = () => {
-  fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
-  fs.writeFileSync(
-    tokenFile(),
-    JSON.stringify({ access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: now() - 60 }),
-    { mode: 0o600 }
-  )
-}
+const seedExpired = () => seedExpiredLogin(tokenFile())
 
 /** Runs `kimi-auth token`, sends `signals` (with `gapMs` between them) once its refresh request has reached the server. */
 const signalMidFlight = async (signals: ReadonlyArray<NodeJS.Signals>, gapMs = 0) => {

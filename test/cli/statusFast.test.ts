@@ -13,6 +13,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { fastStatus } from "../../src/cli/FastStatus.js"
 import { isolatedEnv, makeTemp, repoRoot, rmTemp, runCli, runScript } from "../support/cli.js"
+import { seedText } from "../support/tokens.js"
 
 let scratch: string
 let fullCli: string
@@ -30,15 +31,7 @@ const DEVICE_ID = "0f0e0d0c-0b0a-4909-8807-060504030201"
 const now = () => Math.floor(Date.now() / 1000)
 
 const tokenText = (expiresAt: number, extra: Record<string, unknown> = {}) =>
-  JSON.stringify({
-    access_token: "at-status-0",
-    refresh_token: "rt-status-0",
-    token_type: "Bearer",
-    expires_in: 900,
-    scope: "kimi-code",
-    expires_at: expiresAt,
-    ...extra
-  })
+  seedText({ access: "at-status-0", refresh: "rt-status-0", expiresAt, extra })
 
 /** A storage folder as a login leaves it: 0700, `device_id`, and `files`. */
 const seed = (storage: string, files: Record<string, string>) => {

@@ -8,6 +8,7 @@ import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { type RotatingServer, startRotatingServer } from "../support/rotatingServer.js"
+import { seedLogin } from "../support/tokens.js"
 
 let home: string
 let server: RotatingServer | undefined
@@ -25,14 +26,7 @@ const storage = () => path.join(home, ".opencode-kimi-auth")
 const tokenFile = () => path.join(storage(), "oauth.json")
 
 /** Writes a token file the way Kimi's own clients do (exactly their fields). */
-const seed = (expiresAt: number, access = "at-0", refresh = "rt-0") => {
-  fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
-  fs.writeFileSync(
-    tokenFile(),
-    JSON.stringify({ access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: expiresAt }),
-    { mode: 0o600 }
-  )
-}
+const seed = (expiresAt: number, access = "at-0", refresh = "rt-0") => seedLogin(tokenFile(), { access, refresh, expiresAt })
 
 const now = () => Math.floor(Date.now() / 1000)
 

@@ -3,7 +3,6 @@
  * against the emulator (which counts chats against its quota), and a
  * scripted server for exact windows and error answers.
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import * as Effect from "effect/Effect"
@@ -15,6 +14,7 @@ import type { KimiUsage } from "../../src/api/Usage.js"
 import { BOOSTER_WALLET } from "../../src/emulator/Quota.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { type Reply, type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+import { seedLogin } from "../support/tokens.js"
 
 let home: string
 let server: ScriptedServer | undefined
@@ -32,14 +32,7 @@ afterEach(async () => {
 
 const storage = () => path.join(home, ".opencode-kimi-auth")
 const now = () => Math.floor(Date.now() / 1000)
-const seed = (access = "at-0", refresh = "rt-0") => {
-  fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
-  fs.writeFileSync(
-    path.join(storage(), "oauth.json"),
-    JSON.stringify({ access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: now() + 800 }),
-    { mode: 0o600 }
-  )
-}
+const seed = (access = "at-0", refresh = "rt-0") => seedLogin(path.join(storage(), "oauth.json"), { access, refresh, expiresAt: now() + 800 })
 
 describe("kimi-auth usage against the emulator", () => {
   const chat = (e: KimiEmulator.StartedEmulator, bearer: string) =>

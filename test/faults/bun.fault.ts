@@ -30,6 +30,7 @@ import { decodeTokenFile } from "../../src/tokens/TokenSet.js"
 import { cliPath, isolatedEnv, makeTemp, rmTemp } from "../support/cli.js"
 import { ensureOpencode, INSTALL_TIMEOUT_MS, skipOpencode } from "../support/opencode.js"
 import { compiledLibrary, repoRoot } from "../support/tmp.js"
+import { seedExpiredLogin } from "../support/tokens.js"
 import { record } from "./support.js"
 
 const REFRESHES = 20
@@ -92,11 +93,7 @@ const tokenFileOf = (h: string) => path.join(storageOf(h), "oauth.json")
 const nowSeconds = () => Math.floor(Date.now() / 1000)
 
 /** Writes a token file whose access token expired a minute ago. */
-const seedExpired = (storage: string, access: string, refresh: string) => {
-  fs.mkdirSync(storage, { recursive: true, mode: 0o700 })
-  const text = JSON.stringify({ access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: nowSeconds() - 60 })
-  fs.writeFileSync(path.join(storage, "oauth.json"), text, { mode: 0o600 })
-}
+const seedExpired = (storage: string, access: string, refresh: string) => seedExpiredLogin(path.join(storage, "oauth.json"), { access, refresh })
 
 /** Makes the stored access token expired (atomic rewrite). */
 const expireOnDisk = (file: string) => {

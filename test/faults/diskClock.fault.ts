@@ -32,6 +32,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { type CliResult, isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { repoRoot } from "../support/tmp.js"
+import { seedLogin } from "../support/tokens.js"
 import { record } from "./support.js"
 
 const skewPreload = pathToFileURL(path.join(repoRoot, "test", "fixtures", "clock-skew.mjs")).href
@@ -70,11 +71,7 @@ interface Setup {
 /** Writes a login the emulator knows into `storage`, expiring at `expiresAt`. */
 const seed = (storage: string, expiresAt: number) => {
   const t = emu!.issueTokens()
-  fs.writeFileSync(
-    path.join(storage, "oauth.json"),
-    JSON.stringify({ access_token: t.accessToken, refresh_token: t.refreshToken, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: expiresAt }),
-    { mode: 0o600 }
-  )
+  seedLogin(path.join(storage, "oauth.json"), { access: t.accessToken, refresh: t.refreshToken, expiresAt })
   return t.refreshToken
 }
 

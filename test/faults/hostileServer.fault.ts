@@ -26,6 +26,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { makeTemp, repoRoot, rmTemp } from "../support/cli.js"
 import { type Hostile, startHostileServer } from "../support/hostileServer.js"
 import { encodingsFound } from "../support/secretReach.js"
+import { seedLogin } from "../support/tokens.js"
 import { canary, record } from "./support.js"
 
 const RUNS = Number(process.env["KIMI_HOSTILE_RUNS"] ?? 3)
@@ -196,13 +197,8 @@ describe("hostile OAuth server: the facade in a child process", () => {
         for (let i = 0; i < RUNS; i++) {
           const sent = canary("hostilesent")
           const storage = path.join(home, `run${i}`)
-          fs.mkdirSync(storage, { recursive: true, mode: 0o700 })
           const expiresAt = Math.floor(Date.now() / 1000) + (lane.stillValid ? 100 : -60)
-          fs.writeFileSync(
-            path.join(storage, "oauth.json"),
-            JSON.stringify({ access_token: "at-0", refresh_token: sent, token_type: "Bearer", expires_in: 900, scope: "", expires_at: expiresAt }),
-            { mode: 0o600 }
-          )
+          seedLogin(path.join(storage, "oauth.json"), { refresh: sent, expiresAt, extra: { scope: "" } })
           server.setMode(lane.mode(sent))
           const o = await runFacade(server.url, storage)
           const key = o.ok ? "ok" : o.code ?? "?"

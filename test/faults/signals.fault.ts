@@ -14,6 +14,7 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { startSlowRotatingServer } from "../support/slowRotatingServer.js"
+import { seedExpiredLogin } from "../support/tokens.js"
 import { record } from "./support.js"
 
 const ITERATIONS = Math.max(40, Number(process.env["KIMI_AUTH_SIGNAL_ITERATIONS"] ?? 40))
@@ -34,18 +35,7 @@ describe("signals during a refresh in flight", () => {
           const signal: NodeJS.Signals = i % 2 === 0 ? "SIGINT" : "SIGTERM"
           // Anywhere in the window, a little past its end too (the save after the answer).
           const delay = Math.floor(Math.random() * (WINDOW_MS + 60))
-          fs.writeFileSync(
-            file,
-            JSON.stringify({
-              access_token: "at-x",
-              refresh_token: server.live(),
-              token_type: "Bearer",
-              expires_in: 900,
-              scope: "kimi-code",
-              expires_at: Math.floor(Date.now() / 1000) - 60
-            }),
-            { mode: 0o600 }
-          )
+          seedExpiredLogin(file, { access: "at-x", refresh: server.live() })
           const arrival = server.nextArrival()
           const r = await runCli(["token"], isolatedEnv(home, { KIMI_OAUTH_HOST: server.url }), {
             timeoutMs: 30_000,

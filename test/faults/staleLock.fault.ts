@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { compiledLibrary, repoRoot } from "../support/tmp.js"
+import { seedExpiredLogin } from "../support/tokens.js"
 import { spawn } from "node:child_process"
 import { record } from "./support.js"
 
@@ -28,13 +29,8 @@ const setup = async () => {
   home = makeTemp("kimi-faults-lock-")
   emu = await start({ interval: 1 })
   const storage = path.join(home, ".opencode-kimi-auth")
-  fs.mkdirSync(storage, { recursive: true, mode: 0o700 })
   const t = emu.issueTokens()
-  fs.writeFileSync(
-    path.join(storage, "oauth.json"),
-    JSON.stringify({ access_token: t.accessToken, refresh_token: t.refreshToken, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) - 60 }),
-    { mode: 0o600 }
-  )
+  seedExpiredLogin(path.join(storage, "oauth.json"), { access: t.accessToken, refresh: t.refreshToken })
   return { storage, env: isolatedEnv(home, { KIMI_OAUTH_HOST: emu.url }) }
 }
 

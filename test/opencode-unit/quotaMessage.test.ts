@@ -4,13 +4,13 @@
  * (the loader's) and OpenCode 2's `http.response` path (`judgeRefusal`), the
  * message names the used-up window and its reset.
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { KimiAuthPlugin } from "../../src/opencode/KimiPlugin.js"
 import { makePluginCore } from "../../src/opencode/PluginCore.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+import { seedLogin } from "../support/tokens.js"
 
 let dir: string
 let server: ScriptedServer | undefined
@@ -25,12 +25,7 @@ afterEach(async () => {
   rmTemp(dir)
 })
 
-const seed = () =>
-  fs.writeFileSync(
-    path.join(dir, "oauth.json"),
-    JSON.stringify({ access_token: "at-0", refresh_token: "rt-0", token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 800 }),
-    { mode: 0o600 }
-  )
+const seed = () => seedLogin(path.join(dir, "oauth.json"), { expiresAt: Math.floor(Date.now() / 1000) + 800 })
 
 const inHours = (h: number) => new Date(Date.now() + h * 3_600_000 + 30_000).toISOString()
 const USAGE_LIMIT = "You've reached your usage limit for this billing cycle."

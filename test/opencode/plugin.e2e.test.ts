@@ -15,6 +15,7 @@ import { type StartedEmulator, start } from "../../src/emulator/KimiEmulator.js"
 import { ACCOUNT_ONLY_MODEL_ID } from "../../src/emulator/Models.js"
 import { ensureOpencode, INSTALL_TIMEOUT_MS, makeOpencodeEnv, skipOpencode, type OpencodeEnv } from "../support/opencode.js"
 import { repoRoot } from "../support/cli.js"
+import { seedLogin as writeSeedLogin } from "../support/tokens.js"
 
 const pluginEntry = repoRoot
 const bundle = path.join(repoRoot, "dist", "bundle", "server.js")
@@ -55,19 +56,7 @@ describe.skipIf(skipOpencode)("opencode-kimi-auth inside OpenCode 1.18.33", () =
   /** Puts a login in both stores, as a finished `opencode auth login` would, with the given expiry. */
   const seedLogin = async (e: OpencodeEnv, tokenFile: string, expiresAt: number, provider = CN) => {
     const issued = emulator.issueTokens()
-    fs.mkdirSync(path.dirname(tokenFile), { recursive: true, mode: 0o700 })
-    fs.writeFileSync(
-      tokenFile,
-      JSON.stringify({
-        access_token: issued.accessToken,
-        refresh_token: issued.refreshToken,
-        token_type: "Bearer",
-        expires_in: 900,
-        scope: "kimi-code",
-        expires_at: expiresAt
-      }),
-      { mode: 0o600 }
-    )
+    writeSeedLogin(tokenFile, { access: issued.accessToken, refresh: issued.refreshToken, expiresAt })
     await e.writeAuth({ [provider]: { type: "oauth", refresh: issued.refreshToken, access: issued.accessToken, expires: expiresAt * 1000 } })
     return issued
   }

@@ -20,6 +20,7 @@ import { DEFAULT_REFRESH_WINDOW_SECONDS, fastToken } from "../../src/cli/FastTok
 import { resolve } from "../../src/config/KimiAuthConfig.js"
 import { resolveSettings } from "../../src/light/ResolveSettings.js"
 import { cliPath, isolatedEnv, makeTemp, repoRoot, rmTemp } from "../support/cli.js"
+import { seedText } from "../support/tokens.js"
 
 const TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJl"
 const now = () => Date.now()
@@ -30,8 +31,8 @@ let env: NodeJS.ProcessEnv
 
 const writeTokens = (fields: Record<string, unknown> = {}, mode = 0o600) => {
   const seconds = Math.floor(now() / 1000)
-  const body = { version: 1, access_token: TOKEN, refresh_token: "refresh-1", token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: seconds + 900, ...fields }
-  fs.writeFileSync(path.join(storage, "oauth.json"), JSON.stringify(body), { mode })
+  const text = seedText({ access: TOKEN, refresh: "refresh-1", expiresAt: seconds + 900, extra: { version: 1, ...fields } })
+  fs.writeFileSync(path.join(storage, "oauth.json"), text, { mode })
   fs.chmodSync(path.join(storage, "oauth.json"), mode)
 }
 

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { type KimiAuthError, KimiOAuthClient } from "../../src/index.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 import { type SlowRotatingServer, startSlowRotatingServer } from "../support/slowRotatingServer.js"
+import { seedExpiredLogin } from "../support/tokens.js"
 
 let dir: string
 let server: SlowRotatingServer | undefined
@@ -28,19 +29,7 @@ afterEach(async () => {
 })
 
 const tokenFile = () => path.join(dir, "oauth.json")
-const seedExpired = () =>
-  fs.writeFileSync(
-    tokenFile(),
-    JSON.stringify({
-      access_token: "at-0",
-      refresh_token: "rt-0",
-      token_type: "Bearer",
-      expires_in: 900,
-      scope: "kimi-code",
-      expires_at: Math.floor(Date.now() / 1000) - 60
-    }),
-    { mode: 0o600 }
-  )
+const seedExpired = () => seedExpiredLogin(tokenFile())
 const client = (options: { requestTimeout?: `${number} second` } = {}) => {
   const c = new KimiOAuthClient({ oauthHost: server!.url, storageDir: dir, ...options })
   clients.push(c)

@@ -3,13 +3,13 @@
  * typed data as the CLI and the Effect service) and fetch (the same request
  * core as the plugin).
  */
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import * as KimiEmulator from "../../src/emulator/KimiEmulator.js"
 import { KimiAuthError, KimiOAuthClient } from "../../src/index.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+import { seedLogin } from "../support/tokens.js"
 
 let dir: string
 let server: ScriptedServer | undefined
@@ -29,11 +29,7 @@ afterEach(async () => {
 })
 
 const seed = (access = "at-0", refresh = "rt-0") =>
-  fs.writeFileSync(
-    path.join(dir, "oauth.json"),
-    JSON.stringify({ access_token: access, refresh_token: refresh, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 800 }),
-    { mode: 0o600 }
-  )
+  seedLogin(path.join(dir, "oauth.json"), { access, refresh, expiresAt: Math.floor(Date.now() / 1000) + 800 })
 
 describe("KimiOAuthClient.usage", () => {
   it("resolves the windows, typed (numbers, Dates)", async () => {

@@ -14,6 +14,7 @@ import { GREETING, start as startEmulator, type StartedEmulator } from "../../sr
 import { isolatedEnv, makeTemp, repoRoot, rmTemp } from "../support/cli.js"
 import { ensureOpencode, INSTALL_TIMEOUT_MS, skipOpencode } from "../support/opencode.js"
 import { deadPort, FAKE_HOST, hasOpenssl, makeTestCerts, startProxy, startTlsFront, type TestProxy } from "../support/proxy.js"
+import { seedLogin } from "../support/tokens.js"
 
 const cli = path.join(repoRoot, "dist", "cli", "main.js")
 const fixture = path.join(repoRoot, "test", "fixtures", "proxy-client.mjs")
@@ -106,19 +107,11 @@ const homeWith = (extra: Record<string, string>) => {
 /** A login on disk whose access token is due (the next call refreshes it at the OAuth host), or not. */
 const seedDue = (storage: string, due = true) => {
   const t = emu.issueTokens()
-  fs.mkdirSync(storage, { recursive: true, mode: 0o700 })
-  fs.writeFileSync(
-    path.join(storage, "oauth.json"),
-    JSON.stringify({
-      access_token: t.accessToken,
-      refresh_token: t.refreshToken,
-      token_type: "Bearer",
-      expires_in: 900,
-      scope: "kimi-code",
-      expires_at: Math.floor(Date.now() / 1000) + (due ? -10 : 800)
-    }),
-    { mode: 0o600 }
-  )
+  seedLogin(path.join(storage, "oauth.json"), {
+    access: t.accessToken,
+    refresh: t.refreshToken,
+    expiresAt: Math.floor(Date.now() / 1000) + (due ? -10 : 800)
+  })
 }
 
 const tunnelsSince = (n: number) => proxy.requests.slice(n).filter((r) => r.method === "CONNECT")

@@ -42,6 +42,7 @@ import { pluginTokenFailure } from "../../src/opencode/PluginCoreDecisions.js"
 import { KimiAuthError } from "../../src/promise/KimiOAuthClient.js"
 import type { TokenSet } from "../../src/tokens/TokenSet.js"
 import { makeTemp, rmTemp } from "../support/cli.js"
+import { seedLogin } from "../support/tokens.js"
 
 let emulator: StartedEmulator
 let dir: string
@@ -65,19 +66,12 @@ afterEach(async () => {
 const now = () => Math.floor(Date.now() / 1000)
 const seed = (expiresAt: number, region?: string) => {
   const issued = emulator.issueTokens()
-  fs.writeFileSync(
-    path.join(dir, "oauth.json"),
-    JSON.stringify({
-      access_token: issued.accessToken,
-      refresh_token: issued.refreshToken,
-      token_type: "Bearer",
-      expires_in: 900,
-      scope: "kimi-code",
-      expires_at: expiresAt,
-      ...(region ? { region } : {})
-    }),
-    { mode: 0o600 }
-  )
+  seedLogin(path.join(dir, "oauth.json"), {
+    access: issued.accessToken,
+    refresh: issued.refreshToken,
+    expiresAt,
+    extra: region ? { region } : {}
+  })
   return issued
 }
 

@@ -8,7 +8,6 @@
 import { generateText } from "ai"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { createKimi } from "../../src/ai-sdk/index.js"
@@ -19,6 +18,7 @@ import { KimiOAuthClient } from "../../src/promise/KimiOAuthClient.js"
 import { isolatedEnv, makeTemp, rmTemp, runCli } from "../support/cli.js"
 import { encodingsFound, reachableText } from "../support/secretReach.js"
 import { type ScriptedServer, startScriptedServer } from "../support/scriptedServer.js"
+import { seedLogin } from "../support/tokens.js"
 
 /** Tokens (RFC 6750 b64token) with the characters each encoding changes (`/`, `+`, `=`), long enough for every base64 alignment. */
 const ACCESS = "kimi-at/0+Secret_Access.Token-1234567890=="
@@ -46,14 +46,8 @@ afterEach(async () => {
 })
 
 const storage = () => path.join(home, ".opencode-kimi-auth")
-const seed = () => {
-  fs.mkdirSync(storage(), { recursive: true, mode: 0o700 })
-  fs.writeFileSync(
-    path.join(storage(), "oauth.json"),
-    JSON.stringify({ access_token: ACCESS, refresh_token: REFRESH, token_type: "Bearer", expires_in: 900, scope: "kimi-code", expires_at: Math.floor(Date.now() / 1000) + 800 }),
-    { mode: 0o600 }
-  )
-}
+const seed = () =>
+  seedLogin(path.join(storage(), "oauth.json"), { access: ACCESS, refresh: REFRESH, expiresAt: Math.floor(Date.now() / 1000) + 800 })
 
 /** Echoes `Authorization` in every error: chats get 400 (or the 403 quota answer), `/usages` and `/models` 500. */
 const echoingServer = (encoding: Encoding, chat: "bad" | "quota" = "bad") =>
