@@ -3,9 +3,9 @@
  * TypeScript 5.9 (the repository's) and npm's latest TypeScript (7.x, whose
  * `types` default is `[]`), with and without `@types/node`. The seed README's
  * snippet against the package root, and the Effect snippet against
- * `opencode-kimi-auth/effect` with the application's own `effect`. Public
- * declarations must name no Node type (`NodeJS.*`, `node:*`): a project
- * without `@types/node` cannot resolve them.
+ * `opencode-kimi-auth/effect` with the application's own `effect`. That the
+ * public declarations name no Node type is checked, faster and in
+ * `test:quick` too, by test/edge/PublishedDeclarations.test.ts.
  *
  * Needs `npm run build` first (`npm test` does it).
  */
@@ -135,39 +135,4 @@ describe.each(compilers)("$name", (compiler) => {
     expect(res.output).toBe("")
     expect(res.status).toBe(0)
   }, 180_000)
-})
-
-describe("the published declarations", () => {
-  /** Every .d.ts reachable from the `types` of package.json's exports, through relative imports. */
-  const reachableDeclarations = (): Map<string, string> => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")) as {
-      readonly exports: Record<string, string | { readonly types?: string }>
-    }
-    const seen = new Map<string, string>()
-    const visit = (file: string) => {
-      if (seen.has(file) || !fs.existsSync(file)) return
-      const text = fs.readFileSync(file, "utf8")
-      seen.set(file, text)
-      for (const m of text.matchAll(/(?:from|import)\s*\(?\s*["'](\.{1,2}\/[^"']+)["']/g)) {
-        visit(path.resolve(path.dirname(file), m[1]!.replace(/\.js$/, ".d.ts")))
-      }
-    }
-    for (const target of Object.values(pkg.exports)) {
-      if (typeof target === "object" && target.types) visit(path.join(repoRoot, target.types))
-    }
-    return seen
-  }
-
-  it("name no Node type: no NodeJS namespace, no node: module, no Buffer", () => {
-    const declarations = reachableDeclarations()
-    expect(declarations.size).toBeGreaterThan(10)
-    const offenders = [...declarations].flatMap(([file, text]) =>
-      text
-        .split("\n")
-        .map((line, i) => ({ line, at: `${path.relative(repoRoot, file)}:${i + 1}` }))
-        .filter(({ line }) => !/^\s*(?:\*|\/\/)/.test(line) && /\bNodeJS\.|["']node:[a-z_/]+["']|\bBuffer\b/.test(line))
-        .map(({ at, line }) => `${at}: ${line.trim()}`)
-    )
-    expect(offenders).toEqual([])
-  })
 })
