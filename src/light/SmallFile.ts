@@ -52,12 +52,17 @@ export interface FileKind {
   isSymbolicLink(): boolean
 }
 
-/** The parts of a file's stats (`fs.Stats`) the storage checks read, named here so the declarations need no Node types. */
+/**
+ * The parts of a file's stats (`fs.Stats`) the storage checks and the lock read, named here so the declarations
+ * need no Node types.
+ */
 export interface FileStat extends FileKind {
   isFile(): boolean
   readonly uid: number
   readonly mode: number
   readonly size: number
+  readonly ino: number
+  readonly mtimeMs: number
 }
 
 /** What `st` is, in words for a message: "a folder", "a named pipe (FIFO)", … */

@@ -78,6 +78,7 @@ import * as nodeFs from "node:fs"
 import * as os from "node:os"
 import { LockTimeoutError, TokenStoreError } from "../Errors.js"
 import { describeError } from "../storage/Errno.js"
+import { type FileStat, lstatOrMissing } from "../light/SmallFile.js"
 import {
   backoffMillis,
   cannotRemoveNote,
@@ -236,14 +237,9 @@ export interface LockFileRead {
  * `undefined` when nothing is there; other errors are thrown.
  */
 export const readLockFile = (file: string): LockFileRead | undefined => {
-  let st: nodeFs.Stats
-  try {
-    st = nodeFs.lstatSync(file)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined
-    throw e
-  }
-  const other = (kind: "folder" | "symbolic link" | "other", s: nodeFs.Stats) => {
+  const st = lstatOrMissing(file)
+  if (st === undefined) return undefined
+  const other = (kind: "folder" | "symbolic link" | "other", s: FileStat) => {
     const raw = notAFile(kind, s.mode)
     return { identity: `${s.ino}:${raw}`, mtimeMillis: s.mtimeMs, raw }
   }
