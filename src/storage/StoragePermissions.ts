@@ -35,7 +35,6 @@ const posix = process.platform !== "win32"
 const myUid = () => (typeof process.getuid === "function" ? process.getuid() : -1)
 const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(3, "0")
 
-
 /** Whether we may tighten `dir` at all: not the home folder, not a root. */
 const isOwnCandidate = (dir: string) => {
   const resolved = nodePath.resolve(dir)
